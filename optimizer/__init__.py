@@ -1,0 +1,1 @@
+"""ML scaling advice for Strato: samples, models, advisor, and the evaluation harness."""

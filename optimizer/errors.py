@@ -1,0 +1,5 @@
+"""The one error type the optimizer raises for problems a user can cause (bad data, bad options)."""
+
+
+class OptimizerInputError(ValueError):
+    """A user-caused problem, carrying one clear sentence meant to be shown as is."""

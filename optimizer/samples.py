@@ -1,0 +1,259 @@
+"""Time-stamped optimizer samples: validation, CSV import/export (MiCADO's format too) and SQLite storage."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from optimizer.errors import OptimizerInputError
+
+# Column names that other tools (MiCADO, Kubernetes exporters) use for the instance count
+# and the target; checked in order when the caller does not name them.
+INSTANCE_COLUMN_CANDIDATES = ("instances", "vm_number", "replicas", "WorkerCount", "worker_count")
+TARGET_COLUMN_CANDIDATES = ("target", "AVG_LAT_05", "latency", "avg latency (quantile 0.5)")
+TIMESTAMP_COLUMN_CANDIDATES = ("timestamp", "time", "ts")
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """Samples in time order: one row per control interval."""
+
+    timestamps: np.ndarray  # seconds since the epoch, strictly increasing
+    metric_names: tuple[str, ...]
+    metrics: np.ndarray  # shape (n, len(metric_names)), system metrics
+    instances: np.ndarray  # instance count at each sample
+    target: np.ndarray  # the target metric (e.g. median latency), > 0 for log-scale models
+    target_name: str = "target"
+    instance_name: str = "instances"
+    notes: tuple[str, ...] = field(default=())  # non-fatal findings (e.g. constant columns)
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    def slice(self, rows: slice | np.ndarray) -> "SampleSet":
+        return SampleSet(self.timestamps[rows], self.metric_names, self.metrics[rows],
+                         self.instances[rows], self.target[rows], self.target_name,
+                         self.instance_name, self.notes)
+
+    def until(self, last_timestamp: float) -> "SampleSet":
+        return self.slice(self.timestamps <= last_timestamp)
+
+    def after(self, timestamp: float) -> "SampleSet":
+        return self.slice(self.timestamps > timestamp)
+
+    def metric(self, name: str) -> np.ndarray:
+        return self.metrics[:, self.metric_names.index(name)]
+
+    def constant_metrics(self) -> list[str]:
+        if len(self) == 0:
+            return []
+        spread = np.ptp(self.metrics, axis=0)
+        return [n for n, s in zip(self.metric_names, spread) if s == 0]
+
+
+def _parse_number(text: str, row: int, column: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise OptimizerInputError(f"row {row}, column {column!r}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise OptimizerInputError(f"row {row}, column {column!r}: value is {text!r}; "
+                                  "NaN and infinite values are not allowed (drop or fill those rows first)")
+    return value
+
+
+def _pick(header: Sequence[str], wanted: str | None, candidates: Sequence[str], role: str) -> str:
+    if wanted is not None:
+        if wanted not in header:
+            raise OptimizerInputError(f"missing column {wanted!r} ({role}); the file has: {', '.join(header)}")
+        return wanted
+    for name in candidates:
+        if name in header:
+            return name
+    raise OptimizerInputError(f"missing {role} column: expected one of {', '.join(candidates)} "
+                              f"(or name it with an option); the file has: {', '.join(header)}")
+
+
+def validate_samples(samples: SampleSet) -> SampleSet:
+    """Check the invariants every model relies on; return the set with notes on soft problems."""
+    n = len(samples)
+    arrays = {"timestamp": samples.timestamps, samples.instance_name: samples.instances,
+              samples.target_name: samples.target}
+    for name, values in arrays.items():
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise OptimizerInputError(f"column {name!r} has {bad.size} NaN/infinite value(s), first at row {bad[0] + 1}")
+    if samples.metrics.size:
+        bad_rows, bad_cols = np.nonzero(~np.isfinite(samples.metrics))
+        if bad_rows.size:
+            raise OptimizerInputError(f"column {samples.metric_names[bad_cols[0]]!r} has NaN/infinite values, "
+                                      f"first at row {bad_rows[0] + 1} ({bad_rows.size} in all metric columns)")
+    if n >= 2:
+        steps = np.diff(samples.timestamps)
+        backwards = np.flatnonzero(steps <= 0)
+        if backwards.size:
+            i = backwards[0]
+            raise OptimizerInputError(f"timestamps must increase: row {i + 2} ({samples.timestamps[i + 1]:.0f}) "
+                                      f"is not after row {i + 1} ({samples.timestamps[i]:.0f})")
+    if n and np.any(samples.instances < 1):
+        raise OptimizerInputError(f"column {samples.instance_name!r} must be >= 1 (found {samples.instances.min():g})")
+    if n and np.any(samples.target <= 0):
+        raise OptimizerInputError(f"column {samples.target_name!r} must be > 0 (found {samples.target.min():g}); "
+                                  "the target is modelled on a log scale")
+    notes = []
+    constant = samples.constant_metrics()
+    if constant:
+        notes.append(f"constant metric column(s) ignored by the models: {', '.join(constant)}")
+    if n >= 2 and np.ptp(samples.target) == 0:
+        notes.append(f"the target {samples.target_name!r} never varies: there is nothing to learn")
+    return SampleSet(samples.timestamps, samples.metric_names, samples.metrics, samples.instances,
+                     samples.target, samples.target_name, samples.instance_name, tuple(notes))
+
+
+def read_csv(path: str | os.PathLike, *, target: str | None = None, instances: str | None = None,
+             timestamp: str | None = None) -> SampleSet:
+    """Read samples from a CSV with a header row; MiCADO's optimizer CSV reads as is.
+
+    Every column other than the timestamp, instance count and target is a system metric.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OptimizerInputError(f"no such file: {path}")
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise OptimizerInputError(f"{path}: the file is empty") from None
+        rows = [r for r in reader if r and any(cell.strip() for cell in r)]
+    if len(set(header)) != len(header):
+        raise OptimizerInputError(f"{path}: duplicate column names in the header")
+    ts_col = _pick(header, timestamp, TIMESTAMP_COLUMN_CANDIDATES, "timestamp")
+    inst_col = _pick(header, instances, INSTANCE_COLUMN_CANDIDATES, "instance count")
+    target_col = _pick(header, target, TARGET_COLUMN_CANDIDATES, "target")
+    metric_cols = [h for h in header if h not in (ts_col, inst_col, target_col)]
+    if not metric_cols:
+        raise OptimizerInputError(f"{path}: no system metric columns besides {ts_col}, {inst_col}, {target_col}")
+    if not rows:
+        raise OptimizerInputError(f"{path}: the file has a header but no samples")
+    index = {h: i for i, h in enumerate(header)}
+    table = np.empty((len(rows), len(header)))
+    for r, row in enumerate(rows, start=2):  # row numbers as a spreadsheet shows them
+        if len(row) != len(header):
+            raise OptimizerInputError(f"{path}: row {r} has {len(row)} fields, the header has {len(header)}")
+        for name, c in index.items():
+            table[r - 2, c] = _parse_number(row[c], r, name)
+    samples = SampleSet(
+        timestamps=table[:, index[ts_col]], metric_names=tuple(metric_cols),
+        metrics=table[:, [index[m] for m in metric_cols]], instances=table[:, index[inst_col]],
+        target=table[:, index[target_col]], target_name=target_col, instance_name=inst_col)
+    return validate_samples(samples)
+
+
+def write_csv(samples: SampleSet, path: str | os.PathLike) -> None:
+    """Write samples in the same column layout MiCADO uses: timestamp, metrics, instances, target."""
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", *samples.metric_names, samples.instance_name, samples.target_name])
+        for i in range(len(samples)):
+            writer.writerow([repr(float(samples.timestamps[i])), *(repr(float(v)) for v in samples.metrics[i]),
+                             repr(float(samples.instances[i])), repr(float(samples.target[i]))])
+
+
+def default_state_path() -> Path:
+    home = os.environ.get("STRATO_HOME") or os.path.join(os.path.expanduser("~"), ".strato")
+    return Path(home) / "state.db"
+
+
+class SampleStore:
+    """Optimizer samples kept in Strato's SQLite state store, keyed by (infrastructure, node, timestamp)."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else default_state_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS optimizer_series (
+                infrastructure TEXT NOT NULL, node TEXT NOT NULL,
+                metric_names TEXT NOT NULL, instance_name TEXT NOT NULL, target_name TEXT NOT NULL,
+                PRIMARY KEY (infrastructure, node));
+            CREATE TABLE IF NOT EXISTS optimizer_samples (
+                infrastructure TEXT NOT NULL, node TEXT NOT NULL, timestamp REAL NOT NULL,
+                instances REAL NOT NULL, target REAL NOT NULL, metrics TEXT NOT NULL,
+                PRIMARY KEY (infrastructure, node, timestamp));
+        """)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "SampleStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _series(self, infrastructure: str, node: str):
+        return self._db.execute(
+            "SELECT metric_names, instance_name, target_name FROM optimizer_series "
+            "WHERE infrastructure=? AND node=?", (infrastructure, node)).fetchone()
+
+    def add(self, infrastructure: str, node: str, samples: SampleSet) -> int:
+        """Store samples (replacing rows with the same timestamp); returns how many were written."""
+        samples = validate_samples(samples)
+        known = self._series(infrastructure, node)
+        names = json.dumps(list(samples.metric_names))
+        if known and json.loads(known[0]) != list(samples.metric_names):
+            raise OptimizerInputError(
+                f"{infrastructure}/{node} already stores metrics {', '.join(json.loads(known[0]))}; "
+                f"these samples have {', '.join(samples.metric_names)}")
+        with self._db:
+            if not known:
+                self._db.execute("INSERT INTO optimizer_series VALUES (?,?,?,?,?)",
+                                 (infrastructure, node, names, samples.instance_name, samples.target_name))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO optimizer_samples VALUES (?,?,?,?,?,?)",
+                [(infrastructure, node, float(samples.timestamps[i]), float(samples.instances[i]),
+                  float(samples.target[i]), json.dumps([float(v) for v in samples.metrics[i]]))
+                 for i in range(len(samples))])
+        return len(samples)
+
+    def load(self, infrastructure: str, node: str, *, since: float | None = None) -> SampleSet:
+        known = self._series(infrastructure, node)
+        if not known:
+            raise OptimizerInputError(f"no optimizer samples stored for {infrastructure}/{node} in {self.path}")
+        names, instance_name, target_name = json.loads(known[0]), known[1], known[2]
+        rows = self._db.execute(
+            "SELECT timestamp, instances, target, metrics FROM optimizer_samples "
+            "WHERE infrastructure=? AND node=? AND timestamp>? ORDER BY timestamp",
+            (infrastructure, node, -math.inf if since is None else since)).fetchall()
+        metrics = np.array([json.loads(r[3]) for r in rows], dtype=float).reshape(len(rows), len(names))
+        return SampleSet(np.array([r[0] for r in rows], dtype=float), tuple(names), metrics,
+                         np.array([r[1] for r in rows], dtype=float), np.array([r[2] for r in rows], dtype=float),
+                         target_name, instance_name)
+
+    def series(self) -> list[tuple[str, str, int]]:
+        return self._db.execute(
+            "SELECT infrastructure, node, COUNT(*) FROM optimizer_samples GROUP BY infrastructure, node").fetchall()
+
+
+def from_rows(rows: Iterable[dict], metric_names: Sequence[str], *, instance_key: str = "instances",
+              target_key: str = "target", timestamp_key: str = "timestamp") -> SampleSet:
+    """Build a validated SampleSet from dicts, as the maintain loop collects them."""
+    rows = list(rows)
+    for key in (timestamp_key, instance_key, target_key, *metric_names):
+        missing = [i for i, r in enumerate(rows) if key not in r]
+        if missing:
+            raise OptimizerInputError(f"sample {missing[0] + 1} has no {key!r}")
+    samples = SampleSet(
+        np.array([r[timestamp_key] for r in rows], dtype=float), tuple(metric_names),
+        np.array([[r[m] for m in metric_names] for r in rows], dtype=float).reshape(len(rows), len(metric_names)),
+        np.array([r[instance_key] for r in rows], dtype=float), np.array([r[target_key] for r in rows], dtype=float))
+    return validate_samples(samples)
