@@ -1,0 +1,135 @@
+"""Closed-loop benchmark: Strato's optimizer vs HPA-style target tracking, MiCADO's method and static peak provisioning."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from optimizer.advisor import Advisor, AdvisorConfig  # noqa: E402
+from optimizer.errors import OptimizerInputError  # noqa: E402
+from optimizer.simulator import (HpaPolicy, MicadoPolicy, ServiceModel, StaticPolicy, StratoPolicy,  # noqa: E402
+                                 read_trace, rescale_trace, simulate)
+
+DEFAULT_TRACE = REPO.parent / "shared" / "data" / "worldcup98_requests_per_minute.csv"
+# Default stretch: 1998-06-29 and 06-30, two round-of-16 match days holding the trace's
+# 2nd and 4th highest minutes (225k and 215k requests/min) and its busiest day overall.
+DEFAULT_START, DEFAULT_END = "1998-06-29 00:00:00", "1998-07-01 00:00:00"
+
+
+def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas: int):
+    hpa = lambda: HpaPolicy(args.hpa_target, max_replicas)  # noqa: E731
+    config = AdvisorConfig(
+        target_low=args.low_fraction * service.slo_s, target_high=args.high_fraction * service.slo_s,
+        min_instances=1, max_instances=max_replicas, max_up=max(4, max_replicas // 4), max_down=4,
+        min_samples=args.min_samples, max_validation_mape=0.5, confidence_z=1.0,
+        scale_down_stabilization_s=300.0, tracking_metric="cpu_utilization", tracking_target=args.hpa_target,
+        load_metrics=("request_rate", "cpu_utilization"),
+        forecast_horizon_s=service.startup_delay_s + service.interval_s, forecast_window=8)
+    return {
+        "strato": lambda: StratoPolicy(Advisor(config), retrain_every=args.retrain_every, window=args.train_window),
+        "hpa": hpa,
+        "micado": lambda: MicadoPolicy(args.low_fraction * service.slo_s, args.high_fraction * service.slo_s,
+                                       max_replicas, hpa(), retrain_every=args.retrain_every),
+        "static_peak": lambda: StaticPolicy(peak_replicas),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trace", default=str(DEFAULT_TRACE), help="CSV with period,count rows")
+    parser.add_argument("--start", default=DEFAULT_START, help="first period to play (ISO text; '' = from the start)")
+    parser.add_argument("--end", default=DEFAULT_END, help="period to stop before (ISO text; '' = to the end)")
+    parser.add_argument("--peak-replicas", type=float, default=20.0, help="replicas the trace's peak needs at the SLO")
+    parser.add_argument("--interval", type=float, default=15.0, help="seconds of control interval per trace row")
+    parser.add_argument("--startup-delay", type=float, default=60.0, help="replica start-up delay, seconds")
+    parser.add_argument("--slo", type=float, default=1.0, help="p95 latency SLO, seconds")
+    parser.add_argument("--noise", type=float, default=0.05, help="log-normal sigma of measurement noise")
+    parser.add_argument("--hpa-target", type=float, default=0.6, help="HPA target CPU utilisation")
+    parser.add_argument("--low-fraction", type=float, default=0.4, help="optimizer lower threshold, x SLO")
+    parser.add_argument("--high-fraction", type=float, default=0.75, help="optimizer upper threshold, x SLO")
+    parser.add_argument("--min-samples", type=int, default=100)
+    parser.add_argument("--retrain-every", type=int, default=40, help="control intervals between retrainings")
+    parser.add_argument("--train-window", type=int, default=2000, help="most recent samples used for training")
+    parser.add_argument("--policies", default="strato,hpa,micado,static_peak")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
+    args = parser.parse_args(argv)
+
+    service = ServiceModel(slo_s=args.slo, startup_delay_s=args.startup_delay, interval_s=args.interval,
+                           noise=args.noise)
+    try:
+        periods, counts = read_trace(args.trace, args.start or None, args.end or None)
+    except OptimizerInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    rates = rescale_trace(counts, service, args.peak_replicas)
+    max_replicas = int(math.ceil(args.peak_replicas * 1.5))
+    peak_replicas = int(math.ceil(rates.max() / service.max_rate_per_replica_at_slo()))
+    initial = max(1, int(math.ceil(rates[0] / (args.hpa_target * service.service_rate))))
+
+    print("Closed-loop autoscaling benchmark")
+    if "worldcup" in Path(args.trace).name.lower():
+        print("Trace: 1998 World Cup web site requests per minute (M. Arlitt and T. Jin, "
+              "\"1998 World Cup Web Site Access Logs\", Internet Traffic Archive, 1998).")
+    print(f"Stretch: {periods[0]} .. {periods[-1]} ({len(rates)} rows), each row played as one "
+          f"{service.interval_s:.0f} s control interval ({len(rates) * service.interval_s / 3600:.1f} h simulated)")
+    print("Simulator assumptions (not calibrated against the ai-inference example, which is not built yet):")
+    print(f"  each ready replica is an M/M/1 server at {service.service_rate:g} req/s (100 ms mean service time);")
+    print(f"  target = p{service.latency_quantile * 100:.0f} latency = -ln(1-q)/(mu - lambda per replica); above "
+          f"{service.max_utilization:.0%} utilisation excess requests queue (fluid backlog), latency capped at "
+          f"{service.timeout_s:g} s;")
+    print(f"  SLO: p95 latency <= {service.slo_s:g} s, i.e. <= {service.max_rate_per_replica_at_slo():.2f} "
+          f"req/s per replica; trace rescaled so its peak ({rates.max():.1f} req/s) needs {args.peak_replicas:g} replicas;")
+    print(f"  new replicas serve after {service.startup_delay_s:g} s and are paid for while starting; "
+          f"measurement noise: log-normal sigma {service.noise:g} on rate, CPU and latency; same noise for every policy;")
+    print(f"  replicas 1..{max_replicas}; start at {initial}.")
+    print(f"Policies: hpa = ceil(W*cpu/{args.hpa_target:g}), tolerance 0.1, 15 s sync, 300 s scale-down "
+          "stabilisation, scale-up <= max(+100%, +4) per step;")
+    print(f"  strato = Strato's advisor (NN ensemble + regressions on request_rate, cpu_utilization, replicas; "
+          f"thresholds [{args.low_fraction:g}, {args.high_fraction:g}] x SLO; trend forecast over start-up delay; "
+          f"target tracking until {args.min_samples} samples; retrained every {args.retrain_every} intervals "
+          f"on the last {args.train_window} samples, outside the advice call);")
+    print(f"  micado = MiCADO's method (same thresholds; HPA fallback until its 300 samples; retrained every "
+          f"{args.retrain_every} intervals);")
+    print(f"  static_peak = {peak_replicas} replicas throughout.")
+    print()
+
+    factories = build_policies(args, service, max_replicas, peak_replicas)
+    results = {}
+    for name in [p.strip() for p in args.policies.split(",") if p.strip()]:
+        if name not in factories:
+            print(f"error: unknown policy {name!r}", file=sys.stderr)
+            return 1
+        policy = factories[name]()
+        started = time.perf_counter()
+        result = simulate(rates, policy, service, initial, max_replicas, seed=args.seed)
+        elapsed = time.perf_counter() - started
+        results[name] = result.summary()
+        extra = ""
+        if isinstance(policy, StratoPolicy):
+            advice_ms = np.array(policy.advice_seconds) * 1000
+            train = np.array(policy.train_seconds or [0.0])
+            extra = (f"  advice p99 {np.percentile(advice_ms, 99):.2f} ms, retrain mean {train.mean():.2f} s "
+                     f"max {train.max():.2f} s, phases {policy.phases}")
+        print(f"{name:12s} SLO violation {result.slo_violation_pct:6.2f} %   replica-hours {result.replica_hours:8.2f}"
+              f"   actions {result.actions:5d}   ({elapsed:.1f} s){extra}")
+    if "strato" in results and "hpa" in results:
+        s, h = results["strato"], results["hpa"]
+        ratio_v = s["slo_violation_pct"] / h["slo_violation_pct"] if h["slo_violation_pct"] else float("inf")
+        ratio_c = s["replica_hours"] / h["replica_hours"]
+        print(f"\nstrato vs hpa: SLO-violation time x{ratio_v:.2f} (target <= 0.5), replica-hours x{ratio_c:.2f} "
+              f"(target <= 1.0) -> {'met' if ratio_v <= 0.5 and ratio_c <= 1.0 else 'NOT met'}")
+    print(json.dumps({"policies": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

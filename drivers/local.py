@@ -1,0 +1,307 @@
+"""The `local` driver: a node instance is a real OS process on this machine, detached from the CLI.
+
+Each process runs in its own session/process group, logs to a file under the state directory and
+carries STRATO_INSTANCE_KEY in its environment, which is how `find` adopts a process started by a
+build that crashed before recording it. A process is identified by pid *and* start time, so a
+reused pid is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from orchestrator.state import process_start_time
+
+KEY_ENV = "STRATO_INSTANCE_KEY"
+_PLACEHOLDER = re.compile(r"\{(python|port|shared_port|host|instance|work_dir|infra_dir|descriptor_dir)\}")
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(reuse: bool = False) -> int:
+    """A currently free loopback TCP port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def _environ_of(pid: int) -> dict[str, str] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep:
+            env[name.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def processes_with_key(key: str) -> list[int]:
+    """Pids of live processes whose environment carries this instance key."""
+    needle = f"{KEY_ENV}={key}\0".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if needle in fh.read() + b"\0" and process_start_time(int(entry)) is not None:
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def _reap(pid: int) -> None:
+    """Collect a child's exit status so it does not linger as a zombie of this process."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def _alive(handle: dict) -> bool:
+    pid = handle.get("pid")
+    if not pid:
+        return False
+    _reap(pid)
+    return process_start_time(pid) == handle.get("start_time")
+
+
+def _log_tail(path: str, lines: int = 8) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4000))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    tail = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+    return " | ".join(tail)
+
+
+class LocalDriver(Driver):
+    name = "local"
+
+    # -- node level -------------------------------------------------------
+    def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
+        shared = spec.properties.get("shared_port")
+        if shared == "auto":
+            return {"shared_port": free_port(reuse=True)}
+        if isinstance(shared, int):
+            return {"shared_port": shared}
+        return {}
+
+    # -- instances --------------------------------------------------------
+    def _substitutions(self, spec: InstanceSpec, port: int | None, work_dir: str) -> dict[str, str]:
+        return {"python": sys.executable, "port": "" if port is None else str(port),
+                "shared_port": str(spec.node_attributes.get("shared_port", "")), "host": LOOPBACK,
+                "instance": str(spec.index), "work_dir": work_dir, "infra_dir": spec.infra_dir,
+                "descriptor_dir": spec.descriptor_dir}
+
+    def create(self, spec: InstanceSpec, key: str) -> dict:
+        props = spec.properties
+        command = props.get("command")
+        if isinstance(command, str):
+            command = ["/bin/sh", "-c", command]
+        if not command or not isinstance(command, list):
+            raise DriverError(f"node '{spec.node}' has no command to run", backend=self.name)
+        port = props.get("port")
+        if port == "auto":
+            port = free_port()
+        elif port is not None and not isinstance(port, int):
+            raise DriverError(f"port must be 'auto' or a number, got {port!r}", backend=self.name)
+        work_dir = os.path.join(spec.infra_dir, "instances", f"{spec.node}.{spec.index}")
+        os.makedirs(work_dir, exist_ok=True)
+        subs = self._substitutions(spec, port, work_dir)
+
+        def fill(text: Any) -> str:
+            return _PLACEHOLDER.sub(lambda m: subs[m.group(1)], str(text))
+
+        argv = [fill(a) for a in command]
+        log_path = os.path.join(spec.infra_dir, "logs", f"{spec.node}.{spec.index}.log")
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        attrs_file = os.path.join(work_dir, "attributes.json")
+        if os.path.exists(attrs_file):
+            os.unlink(attrs_file)
+        env = dict(os.environ)
+        env.update({k: fill(v) for k, v in (props.get("env") or {}).items()})
+        env.update({KEY_ENV: key, "STRATO_INSTANCE_INDEX": str(spec.index), "STRATO_LOG_FILE": log_path,
+                    "STRATO_ATTRIBUTES_FILE": attrs_file, "STRATO_WORK_DIR": work_dir,
+                    "STRATO_PORT": subs["port"], "STRATO_SHARED_PORT": subs["shared_port"]})
+        cwd = os.path.join(spec.descriptor_dir, props.get("cwd") or ".")
+        one_shot = bool(spec.metadata.get("strato.one_shot"))
+        with open(log_path, "ab") as log:
+            log.write(f"--- strato: starting {key}: {' '.join(argv)}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                        cwd=cwd, env=env, start_new_session=True, close_fds=True)
+            except OSError as exc:
+                raise DriverError(f"cannot start {argv[0]!r}: {exc.strerror}", backend=self.name) from None
+        handle = {"pid": proc.pid, "pgid": proc.pid, "start_time": process_start_time(proc.pid),
+                  "log": log_path, "host": LOOPBACK, "port": port,
+                  "shared_port": spec.node_attributes.get("shared_port"), "one_shot": one_shot,
+                  "attributes_file": attrs_file, "key": key,
+                  "grace": float(props.get("stop_grace_period") or 5)}
+        timeout = min(float(props.get("start_timeout") or 60), spec.timeout)
+        try:
+            if one_shot:
+                return self._wait_job(proc, handle, timeout)
+            self._wait_healthy(proc, handle, props.get("health_check"), timeout)
+        except BaseException:
+            self.delete(handle)
+            raise
+        return handle
+
+    def _wait_job(self, proc: subprocess.Popen, handle: dict, timeout: float) -> dict:
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DriverError(f"one-shot process did not finish within {timeout:g} s (log: {handle['log']})",
+                              retryable=False, backend=self.name) from None
+        if code != 0:
+            raise DriverError(f"one-shot process exited with code {code}: {_log_tail(handle['log'])} "
+                              f"(log: {handle['log']})", backend=self.name)
+        handle["completed"] = True
+        handle["exit_code"] = 0
+        handle["result"] = self._read_attributes(handle)
+        return handle
+
+    @staticmethod
+    def _read_attributes(handle: dict) -> dict:
+        path = handle.get("attributes_file")
+        if not path or not os.path.exists(path):
+            return {}
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise DriverError(f"could not read attributes the process wrote to {path}: {exc}") from None
+        return data if isinstance(data, dict) else {}
+
+    def _wait_healthy(self, proc: subprocess.Popen, handle: dict, check: Any, timeout: float) -> None:
+        check = dict(check or {})
+        port = handle.get("port")
+        http_path = check.get("http")
+        tcp = check.get("tcp", port is not None and not http_path)
+        check_timeout = float(check.get("timeout", timeout))
+        deadline = time.monotonic() + check_timeout
+        settle_until = time.monotonic() + 0.2
+        while True:
+            if proc.poll() is not None:
+                raise DriverError(f"process exited with code {proc.returncode} while starting: "
+                                  f"{_log_tail(handle['log'])} (log: {handle['log']})", backend=self.name)
+            if http_path and port:
+                if _http_ok(f"http://{LOOPBACK}:{port}{http_path}"):
+                    return
+            elif tcp and port:
+                if _tcp_ok(LOOPBACK, port):
+                    return
+            elif time.monotonic() >= settle_until:
+                return  # no check asked for: running a moment without exiting is all we can tell
+            if time.monotonic() >= deadline:
+                what = f"HTTP {http_path}" if http_path else f"TCP port {port}"
+                raise DriverError(f"not healthy within {check_timeout:g} s ({what} did not answer; "
+                                  f"log: {handle['log']})", retryable=True, backend=self.name)
+            time.sleep(0.05)
+
+    def observe(self, handle: dict) -> Observed:
+        attrs = {"host": handle.get("host"), "pid": handle.get("pid"), "start_time": handle.get("start_time")}
+        if handle.get("port"):
+            attrs["port"] = handle["port"]
+            attrs["url"] = f"http://{LOOPBACK}:{handle['port']}"
+        if handle.get("shared_port"):
+            attrs["shared_port"] = handle["shared_port"]
+        if handle.get("one_shot"):
+            if handle.get("completed"):
+                attrs.update(handle.get("result") or {})
+                return Observed("completed", attrs)
+            return Observed("running" if _alive(handle) else "missing", attrs)
+        if _alive(handle):
+            return Observed("running", attrs)
+        return Observed("missing", attrs, f"process {handle.get('pid')} is gone")
+
+    def find(self, key: str) -> dict | None:
+        for pid in processes_with_key(key):
+            try:
+                if os.getpgid(pid) != pid:
+                    continue  # a child of the instance; the group leader is the instance itself
+            except ProcessLookupError:
+                continue
+            env = _environ_of(pid) or {}
+            port = env.get("STRATO_PORT")
+            shared = env.get("STRATO_SHARED_PORT")
+            return {"pid": pid, "pgid": pid, "start_time": process_start_time(pid), "log": env.get("STRATO_LOG_FILE"),
+                    "host": LOOPBACK, "port": int(port) if port else None,
+                    "shared_port": int(shared) if shared else None, "adopted": True, "key": key,
+                    "one_shot": False, "attributes_file": env.get("STRATO_ATTRIBUTES_FILE"), "grace": 5.0}
+        return None
+
+    def delete(self, handle: dict) -> None:
+        grace = float(handle.get("grace") or 5)
+        key = handle.get("key")
+        if _alive(handle):
+            try:
+                os.killpg(handle["pgid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        # Anything else carrying our key (children that left the group, a process adopted by a
+        # crashed build) goes too.
+        stragglers = processes_with_key(key) if key else []
+        for pid in stragglers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _alive(handle) and not (key and processes_with_key(key)):
+                return
+            time.sleep(0.05)
+        if _alive(handle):
+            try:
+                os.killpg(handle["pgid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in processes_with_key(key) if key else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + 2
+        while time.monotonic() < end and (_alive(handle) or (key and processes_with_key(key))):
+            time.sleep(0.02)
+
+
+def _tcp_ok(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False

@@ -1,0 +1,48 @@
+"""Driver registry: backends register under the `strato.drivers` entry point group (like Libcloud's provider table)."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from importlib.metadata import entry_points
+
+from drivers.base import Driver
+
+# Used when the package is imported from a source tree without being installed.
+BUILTIN = {
+    "local": "drivers.local:LocalDriver",
+    "noop": "drivers.noop:NoopDriver",
+    "sleep": "drivers.noop:SleepDriver",
+}
+
+_instances: dict[str, Driver] = {}
+_lock = threading.Lock()
+
+
+class UnknownDriver(LookupError):
+    pass
+
+
+def _table() -> dict[str, str]:
+    table = dict(BUILTIN)
+    for ep in entry_points(group="strato.drivers"):
+        table[ep.name] = ep.value
+    return table
+
+
+def known_drivers() -> list[str]:
+    return sorted(_table())
+
+
+def get_driver(name: str) -> Driver:
+    """The (process-wide) driver instance registered under name."""
+    with _lock:
+        if name in _instances:
+            return _instances[name]
+        target = _table().get(name)
+        if target is None:
+            raise UnknownDriver(f"no driver named '{name}' (known: {', '.join(known_drivers())})")
+        module_name, _, attr = target.partition(":")
+        driver = getattr(importlib.import_module(module_name), attr)()
+        _instances[name] = driver
+        return driver

@@ -1,0 +1,213 @@
+"""The scaling advisor the maintain loop calls: model-based advice with target-tracking fallback, exploration and cooldown."""
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from optimizer.errors import OptimizerInputError
+from optimizer.models import StratoModel, TrainingReport
+from optimizer.samples import SampleSet
+from optimizer.targettracking import TargetTracker, TargetTrackingConfig
+
+
+@dataclass(frozen=True)
+class AdvisorConfig:
+    target_low: float  # the target is fine between these thresholds
+    target_high: float
+    min_instances: int = 1
+    max_instances: int = 10
+    max_up: int = 4
+    max_down: int = 4
+    min_samples: int = 100  # below this, fall back to target tracking
+    max_validation_mape: float = 0.5  # above this held-out error, the model is not trusted
+    confidence_z: float = 1.0  # scale up against prediction + z ensemble spreads
+    cooldown_s: float = 0.0  # no new action this soon after the previous one
+    scale_down_stabilization_s: float = 300.0
+    explore: bool = False  # MiCADO-style sweep of the instance count while samples are few
+    explore_every: int = 20
+    tracking_metric: str | None = None  # the metric target tracking follows, per instance
+    tracking_target: float | None = None
+    load_metrics: tuple[str, ...] = ()  # metrics proportional to offered load, extrapolated by trend
+    forecast_horizon_s: float = 0.0
+    forecast_window: int = 8
+
+    def __post_init__(self):
+        if not 0 < self.target_low < self.target_high:
+            raise OptimizerInputError("target thresholds must satisfy 0 < low < high")
+        if not 1 <= self.min_instances <= self.max_instances:
+            raise OptimizerInputError("instance limits must satisfy 1 <= min <= max")
+
+
+@dataclass(frozen=True)
+class ScalingAdvice:
+    instances: int
+    delta: int
+    phase: str  # "model", "fallback", "exploration", "cooldown"
+    reason: str
+    predicted_target: float | None = None
+    uncertainty: float | None = None  # log-scale spread: the target is likely within x exp(+-uncertainty)
+    candidates: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Advisor:
+    """Keeps the current model and recent observations; `advise` never trains (retrain with `train`)."""
+
+    def __init__(self, config: AdvisorConfig, model: StratoModel | None = None):
+        self.config = config
+        self.model = model
+        self._lock = threading.Lock()
+        self._last_action_time = -math.inf
+        self._recent_loads: deque[tuple[float, np.ndarray]] = deque(maxlen=max(2, config.forecast_window))
+        self._down_recommendations: deque[tuple[float, int]] = deque()
+        self._explore_count = 0
+        self._explore_direction = 1
+        self.tracker = None
+        if config.tracking_metric is not None and config.tracking_target is not None:
+            self.tracker = TargetTracker(TargetTrackingConfig(
+                config.tracking_target, min_instances=config.min_instances, max_instances=config.max_instances,
+                scale_down_stabilization_s=config.scale_down_stabilization_s))
+
+    # ----- training, off the advice path -----
+    def train(self, samples: SampleSet, **model_options) -> TrainingReport:
+        model = StratoModel(**model_options).fit(samples)
+        with self._lock:
+            self.model = model
+        return model.report
+
+    def train_in_background(self, samples: SampleSet, **model_options) -> threading.Thread:
+        thread = threading.Thread(target=self.train, args=(samples,), kwargs=model_options, daemon=True)
+        thread.start()
+        return thread
+
+    # ----- advice -----
+    def _model_problem(self, n_samples: int | None) -> str | None:
+        model = self.model
+        if model is None or model.report is None:
+            return "no trained model yet"
+        report = model.report
+        if n_samples is not None and n_samples < self.config.min_samples:
+            return f"too few samples ({n_samples} < {self.config.min_samples})"
+        if report.n_samples < self.config.min_samples:
+            return f"model trained on too few samples ({report.n_samples} < {self.config.min_samples})"
+        if not math.isfinite(report.validation_mape) or report.validation_mape > self.config.max_validation_mape:
+            return (f"validated error too high (median APE {report.validation_mape:.2f} > "
+                    f"{self.config.max_validation_mape:.2f})")
+        return None
+
+    def _load_growth(self, now: float, metrics: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+        """Extrapolate load metrics over the horizon from their recent log-linear trend."""
+        cfg = self.config
+        factor = np.ones(len(names))
+        index = [names.index(m) for m in cfg.load_metrics if m in names]
+        if not index:
+            return factor
+        self._recent_loads.append((now, metrics[index]))
+        if cfg.forecast_horizon_s <= 0 or len(self._recent_loads) < 3:
+            return factor
+        times = np.array([t for t, _ in self._recent_loads])
+        values = np.log(np.maximum(np.array([v for _, v in self._recent_loads]), 1e-9))
+        slope = np.polyfit(times - times[-1], values, 1)[0]  # per metric
+        # Only growth is extrapolated: a falling trend is left to the scale-down stabilisation.
+        growth = np.exp(np.clip(slope * cfg.forecast_horizon_s, 0.0, math.log(2.0)))
+        factor[index] = growth
+        return factor
+
+    def advise(self, now: float, metrics: dict | np.ndarray, instances: int, target: float,
+               n_samples: int | None = None) -> ScalingAdvice:
+        cfg = self.config
+        if not math.isfinite(target) or target <= 0:
+            raise OptimizerInputError(f"the current target must be a positive number (got {target})")
+        model = self.model
+        names = model.metric_names if model is not None else tuple(metrics) if isinstance(metrics, dict) else ()
+        vector = np.array([metrics[m] for m in names], dtype=float) if isinstance(metrics, dict) else \
+            np.asarray(metrics, dtype=float)
+        if isinstance(metrics, dict) and model is not None:
+            missing = [m for m in model.metric_names if m not in metrics]
+            if missing:
+                raise OptimizerInputError(f"the sample lacks metric(s) the model was trained on: {', '.join(missing)}")
+        growth = self._load_growth(now, vector, names) if len(names) == len(vector) else np.ones(len(vector))
+
+        if now - self._last_action_time < cfg.cooldown_s:
+            return ScalingAdvice(instances, 0, "cooldown", f"cooldown: last action {now - self._last_action_time:.0f} s ago")
+        problem = self._model_problem(n_samples)
+        if problem is not None:
+            advice = self._fallback(now, metrics, vector, names, instances, problem, n_samples)
+        else:
+            advice = self._model_advice(now, vector * growth, instances, target, growth)
+        if advice.delta != 0:
+            self._last_action_time = now
+        return advice
+
+    def _fallback(self, now, metrics, vector, names, instances, problem, n_samples) -> ScalingAdvice:
+        cfg = self.config
+        if cfg.explore and (n_samples is None or n_samples < cfg.min_samples):
+            self._explore_count += 1
+            if self._explore_count % cfg.explore_every == 0:
+                if instances >= cfg.max_instances:
+                    self._explore_direction = -1
+                elif instances <= cfg.min_instances:
+                    self._explore_direction = 1
+                new = int(np.clip(instances + self._explore_direction, cfg.min_instances, cfg.max_instances))
+                return ScalingAdvice(new, new - instances, "exploration", f"exploring instance counts: {problem}")
+            return ScalingAdvice(instances, 0, "exploration", f"exploring instance counts: {problem}")
+        if self.tracker is None:
+            return ScalingAdvice(instances, 0, "fallback", f"{problem}; no target tracking configured, keeping "
+                                                           f"{instances} instance(s)")
+        if cfg.tracking_metric not in names:
+            return ScalingAdvice(instances, 0, "fallback", f"{problem}; tracking metric {cfg.tracking_metric!r} "
+                                                           "is not in the sample")
+        value = float(vector[names.index(cfg.tracking_metric)])
+        new = self.tracker.desired(now, instances, value)
+        return ScalingAdvice(new, new - instances, "fallback",
+                             f"{problem}; target tracking on {cfg.tracking_metric} "
+                             f"({value:.3g} vs target {cfg.tracking_target:.3g})")
+
+    def _model_advice(self, now, vector, instances, target, growth) -> ScalingAdvice:
+        cfg = self.config
+        model = self.model
+        low_w = max(cfg.min_instances, instances - cfg.max_down)
+        high_w = min(cfg.max_instances, instances + cfg.max_up)
+        counts = np.arange(low_w, high_w + 1)
+        if counts.size == 0:
+            counts = np.array([int(np.clip(instances, cfg.min_instances, cfg.max_instances))])
+        deltas = counts - instances
+        # The measured target anchors the prediction; when load is forecast to grow, the
+        # anchor moves with the model's predicted effect of that growth.
+        predicted, spread = model.predict_after_scaling(np.repeat(vector[None, :], len(counts), 0), instances,
+                                                        deltas, target)
+        cautious = predicted * np.exp(cfg.confidence_z * spread)
+        fits = cautious <= cfg.target_high
+        current = int(np.flatnonzero(counts == instances)[0]) if instances in counts else None
+        grew = bool(np.any(growth > 1.0))
+        candidates = [dict(instances=int(c), predicted_target=float(p), upper=float(u))
+                      for c, p, u in zip(counts, predicted, cautious)]
+        if current is not None and fits[current] and predicted[current] >= cfg.target_low:
+            choice, why = current, "predicted target within thresholds at the current count"
+        elif fits.any():
+            choice = int(np.flatnonzero(fits)[0])  # the cheapest count that fits
+            why = "cheapest instance count whose predicted target is within the upper threshold"
+        else:
+            choice = int(np.argmin(np.abs(np.log(cautious) - math.log(cfg.target_high))))
+            why = "no candidate fits the thresholds; choosing the one predicted closest"
+        new = int(counts[choice])
+        # Scale-down is stabilised like HPA's: act on the highest recommendation in the window.
+        self._down_recommendations.append((now, new))
+        while self._down_recommendations and self._down_recommendations[0][0] < now - cfg.scale_down_stabilization_s:
+            self._down_recommendations.popleft()
+        if new < instances:
+            stabilised = min(instances, max(r for _, r in self._down_recommendations))
+            if stabilised != new:
+                why += f"; scale-down held at {stabilised} by the {cfg.scale_down_stabilization_s:.0f} s stabilisation"
+                new = stabilised
+        index = int(np.flatnonzero(counts == new)[0])
+        if grew:
+            why += f" (load forecast to grow x{float(growth.max()):.2f} over {cfg.forecast_horizon_s:.0f} s)"
+        return ScalingAdvice(new, new - instances, "model", why, float(predicted[index]), float(spread[index]),
+                             candidates)

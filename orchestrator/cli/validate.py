@@ -1,0 +1,36 @@
+"""`strato validate FILE...`: check descriptors and report every problem with its position."""
+
+import sys
+
+import click
+
+from orchestrator import service
+from orchestrator.cli.common import emit_json, handle_errors, json_option
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@json_option
+@handle_errors
+def command(files, as_json):
+    """Check descriptors: syntax, types, properties, requirements, functions and dependency cycles.
+
+    Every problem is printed as `file:line:col: CODE: message (at path)`; all problems of a file
+    in one run. Exit 0 when every file is valid, 1 otherwise.
+    """
+    results = service.validate(list(files))
+    ok = all(r["ok"] for r in results)
+    if as_json:
+        emit_json({"ok": ok, "files": results})
+    else:
+        for r in results:
+            for d in r["diagnostics"]:
+                line = f"{d['file']}:{d['line']}:{d['col']}: {d['code']}: {d['message']}"
+                if d.get("path"):
+                    line += f" (at {d['path']})"
+                if d.get("hint"):
+                    line += f"; {d['hint']}"
+                click.echo(line, err=True)
+            if r["ok"]:
+                click.echo(f"{r['file']}: valid ({r.get('nodes', 0)} node templates)")
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,395 @@
+"""The executor: runs a plan's driver calls in a bounded pool; each node starts as soon as its own dependencies are done.
+
+All state writes happen on the calling thread (intent before each driver call, result after);
+worker threads only talk to backends. A failed node stops only its dependents.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import networkx as nx
+
+from descriptors.functions import FunctionError, Unresolved
+from descriptors.template import Template
+from drivers.base import Driver, DriverError, InstanceSpec
+from drivers.providers import get_driver
+from orchestrator.plan import (CREATE, DELETE, NOOP, REPLACE, Action, AttributeView, Plan, make_resolver,
+                               node_properties, spec_hash)
+from orchestrator.state import InfraRecord, StateStore
+
+EventSink = Callable[[dict], None]
+
+
+@dataclass
+class RunOptions:
+    parallelism: int = 32
+    timeout: float = 600.0      # per driver operation
+    retries: int = 2            # extra attempts for errors a driver marks retryable
+    backoff: float = 0.5        # seconds, doubled per attempt
+
+
+@dataclass
+class NodeOutcome:
+    name: str
+    status: str = "waiting"     # waiting | running | done | failed | skipped
+    error: str | None = None
+    instances: int = 0
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    nodes: dict[str, NodeOutcome]
+    duration: float
+    failures: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "duration_s": round(self.duration, 3), "failures": self.failures,
+                "nodes": {n: {"status": o.status, "error": o.error, "instances": o.instances}
+                          for n, o in self.nodes.items()}}
+
+
+class _Job:
+    __slots__ = ("node", "index", "key", "kind", "deadline", "timed_out", "prior_handle", "spec", "driver",
+                 "hash", "started")
+
+    def __init__(self, node, index, key, kind, deadline, prior_handle=None, spec=None, driver=None, hash_=None):
+        self.node, self.index, self.key, self.kind = node, index, key, kind
+        self.deadline, self.timed_out, self.prior_handle = deadline, False, prior_handle
+        self.spec, self.driver, self.hash = spec, driver, hash_
+        self.started = time.monotonic()
+
+
+def _with_retries(fn, options: RunOptions):
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except DriverError as exc:
+            if not exc.retryable or attempt >= options.retries:
+                raise
+            time.sleep(min(options.backoff * (2 ** attempt), 10.0))
+            attempt += 1
+
+
+def _create_instance(driver: Driver, spec: InstanceSpec, prior_handle: dict | None, adopt: bool,
+                     options: RunOptions) -> tuple[dict, dict, bool]:
+    """Worker side of create/replace: adopt what a crashed run left, else create; return (handle, attrs, adopted)."""
+    if prior_handle is not None:  # replace: the old one goes first
+        _with_retries(lambda: driver.delete(prior_handle), options)
+    handle = _with_retries(lambda: driver.find(spec.key), options) if adopt else None
+    adopted = handle is not None
+    if handle is not None:
+        observed = driver.observe(handle)
+        if not observed.alive:
+            driver.delete(handle)
+            handle, adopted = None, False
+    if handle is None:
+        handle = _with_retries(lambda: driver.create(spec, spec.key), options)
+    observed = driver.observe(handle)
+    return handle, observed.attributes, adopted
+
+
+class BuildRun:
+    """Carry out a plan for one infrastructure."""
+
+    def __init__(self, template: Template, infra: InfraRecord, plan: Plan, graph: nx.DiGraph, inputs: dict,
+                 counts: dict[str, int], store: StateStore, options: RunOptions, on_event: EventSink | None = None):
+        self.template, self.infra, self.plan, self.graph = template, infra, plan, graph
+        self.inputs, self.counts, self.store, self.options = inputs, counts, store, options
+        self.on_event = on_event or (lambda e: None)
+        self.records = {r.key: r for r in store.instances(infra.name)}
+        self.view = AttributeView(counts)
+        self.view.node_attrs.update({k: dict(v) for k, v in infra.node_attributes.items()})
+        for rec in self.records.values():
+            if rec.status == "ready":
+                self.view.instance_attrs[(rec.node, rec.index)] = rec.attributes
+        self.resolver = make_resolver(template, inputs, self.view)
+        self.by_node: dict[str, list[Action]] = {}
+        self.deletes: list[Action] = []
+        for action in plan.actions:
+            if action.kind == DELETE:
+                self.deletes.append(action)
+            else:
+                self.by_node.setdefault(action.node, []).append(action)
+        self.outcomes = {n: NodeOutcome(n) for n in template.node_templates}
+        self.pending: dict[str, int] = {}
+        self.failures: list[dict] = []
+        self.infra_dir = os.path.join(store.home, "infrastructures", infra.name)
+
+    # -- events -------------------------------------------------------------
+    def emit(self, kind: str, node: str | None = None, index: int | None = None, **detail: Any) -> None:
+        event = {"event": kind, "node": node, "index": index, "ts": time.time(), **detail}
+        self.on_event(event)
+
+    # -- scheduling ---------------------------------------------------------
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        waiting_on = {n: set(self.graph.successors(n)) for n in self.template.node_templates}
+        dependents = {n: set(self.graph.predecessors(n)) for n in self.template.node_templates}
+        futures: dict[Future, _Job] = {}
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallelism), thread_name_prefix="strato")
+        ready = [n for n, deps in waiting_on.items() if not deps]
+        try:
+            for action in self.deletes:
+                self._submit_delete(pool, futures, action)
+            while ready or futures:
+                while ready:
+                    self._start_node(ready.pop(), pool, futures, ready, dependents, waiting_on)
+                if not futures:
+                    break
+                now = time.monotonic()
+                next_deadline = min(j.deadline for j in futures.values())
+                done, _ = wait(list(futures), timeout=max(0.0, next_deadline - now), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = futures.pop(fut)
+                    self._finish_job(job, fut, ready, dependents, waiting_on)
+                now = time.monotonic()
+                for fut, job in list(futures.items()):
+                    if not job.timed_out and now >= job.deadline:
+                        job.timed_out = True
+                        self._job_failed(job, f"timed out after {self.options.timeout:g} s", ready, dependents,
+                                         waiting_on)
+                        # The thread may still finish later; its result is then recorded (no leak).
+                        futures.pop(fut)
+                        fut.add_done_callback(lambda f, j=job: self._late_result(j, f))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        ok = not self.failures and all(o.status == "done" for o in self.outcomes.values())
+        return RunResult(ok, self.outcomes, time.monotonic() - started, self.failures)
+
+    def _start_node(self, node: str, pool, futures, ready, dependents, waiting_on) -> None:
+        outcome = self.outcomes[node]
+        outcome.status = "running"
+        tmpl_driver = self.template.driver_name(node)
+        actions = self.by_node.get(node, [])
+        try:
+            if tmpl_driver is None:
+                raise DriverError(f"type '{self.template.node_templates[node].type}' names no backend driver; "
+                                  "set metadata 'strato.driver' on the node")
+            driver = get_driver(tmpl_driver)
+            props = node_properties(self.template, node, self.resolver)
+        except (DriverError, LookupError, FunctionError, Unresolved) as exc:
+            self._node_failed(node, str(exc), ready, dependents, waiting_on)
+            return
+        want_hash = spec_hash(self.template, node, props, tmpl_driver)
+        base_spec = dict(infra=self.infra.name, node=node, type=self.template.node_templates[node].type,
+                         properties=props, metadata=self.template.node_metadata(node),
+                         descriptor_dir=self.template.directory, infra_dir=self.infra_dir,
+                         timeout=self.options.timeout)
+        if not self.view.node_attrs.get(node) and any(a.kind != NOOP or a.maybe for a in actions):
+            try:
+                attrs = driver.prepare_node(InstanceSpec(key="", index=-1, node_attributes={}, **base_spec))
+            except DriverError as exc:
+                self._node_failed(node, str(exc), ready, dependents, waiting_on)
+                return
+            if attrs:
+                self.view.node_attrs[node] = attrs
+                self.store.set_node_attributes(self.infra.name, node, attrs)
+        node_attrs = self.view.node_attrs.get(node, {})
+        submitted = 0
+        for action in actions:
+            rec = self.records.get(action.key)
+            kind = action.kind
+            if kind == NOOP or (kind == REPLACE and action.maybe):
+                if rec is not None and rec.spec_hash == want_hash:
+                    continue
+                kind = REPLACE
+            spec = InstanceSpec(key=action.key, index=action.index, node_attributes=node_attrs, **base_spec)
+            prior = rec.handle if (kind == REPLACE and rec is not None) else None
+            adopt = rec is not None and kind == CREATE
+            self.store.record_intent(self.infra.name, node, action.index, action.key, tmpl_driver,
+                                     "replacing" if kind == REPLACE else "creating", want_hash)
+            self.store.journal(self.infra.name, f"{kind}_started", action.key)
+            self.emit(f"{kind}_started", node, action.index)
+            job = _Job(node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
+                       prior, spec, tmpl_driver, want_hash)
+            fut = pool.submit(_create_instance, driver, spec, prior, adopt, self.options)
+            futures[fut] = job
+            submitted += 1
+        outcome.instances = self.counts.get(node, 0)
+        self.pending[node] = submitted
+        if submitted == 0:
+            self._node_done(node, ready, dependents, waiting_on)
+
+    def _submit_delete(self, pool, futures, action: Action) -> None:
+        rec = self.records.get(action.key)
+        if rec is None:
+            return
+        self.store.update_instance(action.key, status="deleting")
+        self.store.journal(self.infra.name, "delete_started", action.key, reason=action.reason)
+        self.emit("delete_started", action.node, action.index)
+        job = _Job(action.node, action.index, action.key, DELETE, time.monotonic() + self.options.timeout,
+                   rec.handle, driver=rec.driver)
+        futures[pool.submit(_delete_instance, rec.driver, rec.handle, action.key, self.options)] = job
+
+    def _finish_job(self, job: _Job, fut: Future, ready, dependents, waiting_on) -> None:
+        exc = fut.exception()
+        if job.kind == DELETE:
+            if exc is None:
+                self.store.remove_instance(job.key)
+                self.store.journal(self.infra.name, "deleted", job.key)
+                self.emit("deleted", job.node, job.index)
+            else:
+                self.store.update_instance(job.key, status="delete_failed", error=_describe(exc))
+                self.failures.append({"node": job.node, "index": job.index, "action": "delete",
+                                      "error": _describe(exc)})
+                self.emit("delete_failed", job.node, job.index, error=_describe(exc))
+            return
+        if exc is not None:
+            self.store.update_instance(job.key, status="failed", error=_describe(exc))
+            self._job_failed(job, _describe(exc), ready, dependents, waiting_on)
+            return
+        handle, attrs, adopted = fut.result()
+        self.store.update_instance(job.key, status="ready", handle=handle, attributes=attrs, error=None)
+        self.store.journal(self.infra.name, "ready", job.key, adopted=adopted)
+        self.view.instance_attrs[(job.node, job.index)] = attrs
+        self.emit("ready", job.node, job.index, adopted=adopted, seconds=round(time.monotonic() - job.started, 3))
+        self.pending[job.node] -= 1
+        if self.pending[job.node] == 0 and self.outcomes[job.node].status == "running":
+            self._node_done(job.node, ready, dependents, waiting_on)
+
+    def _late_result(self, job: _Job, fut: Future) -> None:
+        # Runs on a worker thread after a timeout: keep the handle so destroy/retry can find it.
+        if fut.exception() is None:
+            handle, attrs, _ = fut.result()
+            self.store.update_instance(job.key, status="failed", handle=handle, attributes=attrs,
+                                       error="finished after its timeout")
+
+    def _job_failed(self, job: _Job, error: str, ready, dependents, waiting_on) -> None:
+        if job.timed_out:
+            self.store.update_instance(job.key, status="failed", error=error)
+        self.store.journal(self.infra.name, "failed", job.key, error=error)
+        self.failures.append({"node": job.node, "index": job.index, "action": job.kind, "error": error})
+        self.emit("failed", job.node, job.index, error=error)
+        self.pending[job.node] -= 1
+        if self.outcomes[job.node].status == "running":
+            self._node_failed(job.node, error, ready, dependents, waiting_on, record=False)
+
+    # -- node completion ----------------------------------------------------
+    def _node_done(self, node: str, ready, dependents, waiting_on) -> None:
+        self.outcomes[node].status = "done"
+        self.emit("node_done", node)
+        for dep in dependents[node]:
+            waiting_on[dep].discard(node)
+            if not waiting_on[dep] and self.outcomes[dep].status == "waiting":
+                ready.append(dep)
+
+    def _node_failed(self, node: str, error: str, ready, dependents, waiting_on, record: bool = True) -> None:
+        outcome = self.outcomes[node]
+        outcome.status, outcome.error = "failed", error
+        if record:
+            self.failures.append({"node": node, "index": None, "action": "prepare", "error": error})
+            self.store.journal(self.infra.name, "node_failed", None, node=node, error=error)
+            self.emit("failed", node, None, error=error)
+        for blocked in nx.ancestors(self.graph, node):
+            if self.outcomes[blocked].status == "waiting":
+                self.outcomes[blocked].status = "skipped"
+                self.outcomes[blocked].error = f"not started: dependency '{node}' failed"
+                self.emit("skipped", blocked, None, because=node)
+
+
+def _delete_instance(driver_name: str, handle: dict | None, key: str, options: RunOptions) -> None:
+    driver = get_driver(driver_name)
+    if handle is None:
+        handle = _with_retries(lambda: driver.find(key), options)  # intent written, result never recorded
+    if handle is not None:
+        _with_retries(lambda: driver.delete(handle), options)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (DriverError, LookupError, FunctionError, Unresolved, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc} ({traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else ''})"
+
+
+class DestroyRun:
+    """Delete every instance of an infrastructure, dependents before what they depend on."""
+
+    def __init__(self, infra: InfraRecord, store: StateStore, dependencies: dict[str, list[str]],
+                 options: RunOptions, on_event: EventSink | None = None):
+        self.infra, self.store, self.options = infra, store, options
+        self.dependencies = dependencies
+        self.on_event = on_event or (lambda e: None)
+
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        records = self.store.instances(self.infra.name)
+        by_node: dict[str, list] = {}
+        for rec in records:
+            by_node.setdefault(rec.node, []).append(rec)
+        nodes = set(by_node) | set(self.dependencies)
+        # a node may go once every node that depends on it is gone
+        blockers = {n: {m for m in nodes if n in self.dependencies.get(m, [])} for n in nodes}
+        outcomes = {n: NodeOutcome(n, instances=len(by_node.get(n, []))) for n in nodes}
+        failures: list[dict] = []
+        futures: dict[Future, Any] = {}
+        remaining = {n: len(by_node.get(n, [])) for n in nodes}
+        pool = ThreadPoolExecutor(max_workers=max(1, self.options.parallelism), thread_name_prefix="strato-rm")
+
+        def start(node: str) -> None:
+            outcomes[node].status = "running"
+            if remaining[node] == 0:
+                finish(node)
+                return
+            for rec in by_node[node]:
+                self.store.update_instance(rec.key, status="deleting")
+                self.store.journal(self.infra.name, "delete_started", rec.key)
+                self.on_event({"event": "delete_started", "node": node, "index": rec.index, "ts": time.time()})
+                futures[pool.submit(_delete_instance, rec.driver, rec.handle, rec.key, self.options)] = rec
+
+        ready: list[str] = []
+
+        def finish(node: str) -> None:
+            if outcomes[node].status != "failed":
+                outcomes[node].status = "done"
+            for dep in self.dependencies.get(node, []):
+                if dep in blockers:
+                    blockers[dep].discard(node)
+                    if not blockers[dep] and outcomes[dep].status == "waiting":
+                        ready.append(dep)
+
+        ready.extend(n for n in nodes if not blockers[n])
+        try:
+            while ready or futures:
+                while ready:
+                    start(ready.pop())
+                if not futures:
+                    break
+                done, _ = wait(list(futures), timeout=self.options.timeout, return_when=FIRST_COMPLETED)
+                if not done:
+                    for fut, rec in futures.items():
+                        failures.append({"node": rec.node, "index": rec.index, "action": "delete",
+                                         "error": "timed out"})
+                    break
+                for fut in done:
+                    rec = futures.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        self.store.remove_instance(rec.key)
+                        self.store.journal(self.infra.name, "deleted", rec.key)
+                        self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
+                    else:
+                        error = _describe(exc)
+                        self.store.update_instance(rec.key, status="delete_failed", error=error)
+                        failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
+                        outcomes[rec.node].status = "failed"
+                        outcomes[rec.node].error = error
+                        self.on_event({"event": "delete_failed", "node": rec.node, "index": rec.index,
+                                       "error": error, "ts": time.time()})
+                    remaining[rec.node] -= 1
+                    if remaining[rec.node] == 0:
+                        finish(rec.node)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for n, o in outcomes.items():
+            if o.status == "waiting":
+                o.status, o.error = "skipped", "a node that depends on it could not be deleted"
+        ok = not failures and all(o.status == "done" for o in outcomes.values())
+        return RunResult(ok, outcomes, time.monotonic() - started, failures)

@@ -1,0 +1,202 @@
+"""Plan: desired state (templates + instance counts) vs stored state -> one action per instance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from descriptors.functions import FunctionError, Resolver, Unresolved
+from descriptors.template import Template
+from descriptors.yamlpos import to_plain
+from orchestrator.state import InfraRecord, InstanceRecord
+
+CREATE, REPLACE, DELETE, NOOP = "create", "replace", "delete", "noop"
+SYMBOL = {CREATE: "+", REPLACE: "~", DELETE: "-", NOOP: " "}
+
+
+def instance_key(infra: InfraRecord | str, node: str, index: int, uid: str | None = None) -> str:
+    """Strato's instance key, unique across state stores thanks to the infrastructure's uid."""
+    if isinstance(infra, InfraRecord):
+        name, uid = infra.name, infra.uid
+    else:
+        name = infra
+    return f"{name}/{node}/{index}@{uid}"
+
+
+@dataclass
+class Action:
+    kind: str
+    node: str
+    index: int
+    key: str
+    reason: str = ""
+    maybe: bool = False  # a replace that happens only if an upstream attribute really changes
+
+    def to_dict(self) -> dict:
+        return {"action": self.kind, "node": self.node, "index": self.index, "key": self.key,
+                "reason": self.reason, "conditional": self.maybe}
+
+
+@dataclass
+class Plan:
+    infra: str
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.kind != NOOP]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def summary(self) -> dict[str, int]:
+        counts = {CREATE: 0, REPLACE: 0, DELETE: 0, NOOP: 0}
+        for a in self.actions:
+            counts[a.kind] += 1
+        return counts
+
+    def to_dict(self) -> dict:
+        return {"infrastructure": self.infra, "changes": self.has_changes, "summary": self.summary(),
+                "actions": [a.to_dict() for a in self.actions]}
+
+
+class AttributeView:
+    """Attribute lookup for get_attribute: node-level attributes, then instance attributes in index order."""
+
+    def __init__(self, counts: dict[str, int]):
+        self.counts = counts
+        self.node_attrs: dict[str, dict] = {}
+        self.instance_attrs: dict[tuple[str, int], dict] = {}
+
+    def lookup(self, node: str, name: str) -> Any:
+        if name in self.node_attrs.get(node, {}):
+            return self.node_attrs[node][name]
+        count = self.counts.get(node, 0)
+        values = []
+        for i in range(count):
+            attrs = self.instance_attrs.get((node, i))
+            if attrs is None or name not in attrs:
+                raise Unresolved(node, name)
+            values.append(attrs[name])
+        if not values:
+            raise Unresolved(node, name)
+        return values[0] if count == 1 else values
+
+
+def make_resolver(template: Template, inputs: dict, view: AttributeView) -> Resolver:
+    def prop(node: str, name: str) -> Any:
+        if node not in template.node_templates:
+            raise FunctionError(f"unknown node '{node}'")
+        tmpl = template.node_templates[node]
+        if name in tmpl.properties:
+            return tmpl.properties[name]
+        pdef = template.types.resolved(tmpl.type).properties.get(name)
+        if pdef is not None and pdef.has_default:
+            return pdef.default
+        raise FunctionError(f"node '{node}' has no property '{name}'")
+
+    def host(node: str) -> str | None:
+        return template.node_templates[node].host if node in template.node_templates else None
+
+    return Resolver(inputs, prop, view.lookup, host)
+
+
+def node_properties(template: Template, node: str, resolver: Resolver) -> dict:
+    """The node's properties with type defaults filled in and functions resolved."""
+    tmpl = template.node_templates[node]
+    values = {}
+    for name, pdef in template.types.resolved(tmpl.type).properties.items():
+        if pdef.has_default and name not in tmpl.properties:
+            values[name] = to_plain(pdef.default)
+    for name, raw in tmpl.properties.items():
+        values[name] = to_plain(resolver.resolve(raw, node))
+    return values
+
+
+def spec_hash(template: Template, node: str, properties: dict, driver: str) -> str:
+    blob = json.dumps({"type": template.node_templates[node].type, "driver": driver, "properties": properties},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def desired_counts(template: Template, infra: InfraRecord | None, inputs: dict) -> dict[str, int]:
+    """Instances wanted per node: a count set by `scale` wins over the descriptor's default."""
+    counts = {}
+    for name, node in template.node_templates.items():
+        stored = infra.desired.get(name) if infra else None
+        counts[name] = stored if stored is not None else node.instance_count(inputs)
+    return counts
+
+
+def attribute_view(counts: dict[str, int], infra: InfraRecord | None, instances: list[InstanceRecord]) -> AttributeView:
+    view = AttributeView(counts)
+    if infra:
+        view.node_attrs.update({k: dict(v) for k, v in infra.node_attributes.items()})
+    for rec in instances:
+        if rec.status == "ready":
+            view.instance_attrs[(rec.node, rec.index)] = rec.attributes
+    return view
+
+
+def plan_changes(template: Template, infra: InfraRecord, instances: list[InstanceRecord], inputs: dict,
+                 graph: nx.DiGraph, counts: dict[str, int] | None = None) -> Plan:
+    """Compare desired and stored state; one action per instance, dependencies first, deletions last."""
+    counts = counts or desired_counts(template, infra, inputs)
+    by_slot = {(r.node, r.index): r for r in instances}
+    view = attribute_view(counts, infra, instances)
+    resolver = make_resolver(template, inputs, view)
+    plan = Plan(infra.name)
+    changing: set[str] = set()
+    for node in reversed(list(nx.topological_sort(graph))):
+        driver = template.driver_name(node) or "?"
+        upstream_changing = sorted(d for d in graph.successors(node) if d in changing)
+        try:
+            props = node_properties(template, node, resolver)
+            want_hash = spec_hash(template, node, props, driver)
+        except (Unresolved, FunctionError):
+            want_hash = None
+        for index in range(counts[node]):
+            key = instance_key(infra, node, index)
+            rec = by_slot.get((node, index))
+            if rec is None:
+                action = Action(CREATE, node, index, key, "new instance")
+            elif rec.status != "ready":
+                why = {"creating": "resume an interrupted create", "missing": "its process/resource is gone",
+                       "failed": f"previous attempt failed: {rec.error or 'unknown error'}"}
+                action = Action(CREATE, node, index, key, why.get(rec.status, f"status was {rec.status}"))
+            elif want_hash is not None and rec.spec_hash != want_hash:
+                action = Action(REPLACE, node, index, key, "its definition changed")
+            elif upstream_changing:
+                action = Action(REPLACE, node, index, key, "if attributes of " + ", ".join(upstream_changing)
+                                + " change", maybe=True)
+            else:
+                action = Action(NOOP, node, index, key)
+            if action.kind != NOOP:
+                changing.add(node)
+            plan.actions.append(action)
+    for rec in instances:
+        if rec.node not in template.node_templates:
+            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, "node removed from the descriptor"))
+        elif rec.index >= counts[rec.node]:
+            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key,
+                                       f"scaled to {counts[rec.node]} instance(s)"))
+    return plan
+
+
+def format_plan(plan: Plan) -> str:
+    lines = []
+    for a in plan.actions:
+        if a.kind == NOOP:
+            continue
+        label = f"{SYMBOL[a.kind]} {a.node}[{a.index}]"
+        verb = "replace?" if a.maybe else a.kind
+        lines.append(f"{label:<32} {verb:<8} {a.reason}")
+    s = plan.summary()
+    lines.append(f"Plan for '{plan.infra}': {s[CREATE]} to create, {s[REPLACE]} to replace, "
+                 f"{s[DELETE]} to delete, {s[NOOP]} unchanged.")
+    return "\n".join(lines)

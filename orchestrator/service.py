@@ -1,0 +1,236 @@
+"""Plain functions behind every CLI verb and REST endpoint: validate, plan, build, status, outputs, destroy, graph."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from descriptors.diagnostics import DescriptorError, Diagnostic, Position
+from descriptors.functions import FunctionError, Unresolved
+from descriptors.loader import load_template, resolve_inputs
+from descriptors.template import Template
+from orchestrator.executor import BuildRun, DestroyRun, RunOptions, RunResult
+from orchestrator.graph import check_acyclic, dependency_graph, to_dot, to_json
+from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
+from orchestrator.state import StateError, StateStore
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class UserError(Exception):
+    """A refusal caused by the user's request (not a descriptor diagnostic): printed as one line, exit 1."""
+
+
+@dataclass
+class Loaded:
+    template: Template
+    graph: nx.DiGraph
+
+
+def load_checked(path: str) -> Loaded:
+    """Load, validate and check the dependency graph of one descriptor."""
+    template = load_template(path)
+    graph = dependency_graph(template)
+    check_acyclic(template, graph)
+    return Loaded(template, graph)
+
+
+def validate(paths: list[str]) -> list[dict]:
+    """One result per file: {file, ok, diagnostics[]}; never raises for descriptor problems."""
+    results = []
+    for path in paths:
+        try:
+            loaded = load_checked(path)
+            diags = [d.to_dict() for d in loaded.template.warnings]
+            results.append({"file": path, "ok": True, "nodes": len(loaded.template.node_templates),
+                            "diagnostics": diags})
+        except DescriptorError as exc:
+            results.append({"file": path, "ok": not any(d.severity == "error" for d in exc.diagnostics),
+                            "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+    return results
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise UserError(f"infrastructure name '{name}' must be 1-63 letters, digits, '.', '_' or '-', "
+                        "starting with a letter or digit")
+
+
+def open_store(path: str | None = None) -> StateStore:
+    return StateStore(path)
+
+
+def _inputs_for(template: Template, store: StateStore, name: str, given: dict[str, Any]) -> dict:
+    """Inputs of a previous build of this infrastructure, overridden by those given now."""
+    stored = store.get_infra(name)
+    merged = {k: v for k, v in (stored.inputs if stored else {}).items() if k in template.inputs}
+    merged.update(given)
+    return resolve_inputs(template, merged)
+
+
+def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, refresh: bool = True) -> Plan:
+    check_name(name)
+    loaded = load_checked(path)
+    inputs = _inputs_for(loaded.template, store, name, given_inputs)
+    infra = store.get_infra(name)
+    if infra is None:
+        from orchestrator.state import InfraRecord
+        infra = InfraRecord(name, "new", path, inputs, "new", {}, 0, 0)
+    instances = store.instances(name) if infra.uid != "new" else []
+    if refresh:
+        instances = _refresh(store, name, instances, record=False)
+    return plan_changes(loaded.template, infra, instances, inputs, loaded.graph)
+
+
+def _refresh(store: StateStore, name: str, instances, record: bool = True):
+    """Observe ready instances; a vanished one is marked missing so the plan recreates it."""
+    from drivers.providers import get_driver
+    from drivers.base import DriverError
+    for rec in instances:
+        if rec.status != "ready" or rec.handle is None:
+            continue
+        try:
+            observed = get_driver(rec.driver).observe(rec.handle)
+        except (DriverError, LookupError):
+            continue
+        if not observed.alive:
+            rec.status = "missing"
+            if record:
+                store.update_instance(rec.key, status="missing", error=observed.detail or "gone")
+                store.journal(name, "missing", rec.key, detail=observed.detail)
+    return instances
+
+
+def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, options: RunOptions,
+          on_event=None, holder: str = "strato build") -> dict:
+    """Bring an infrastructure to what the descriptor says; resumable after a crash or failure."""
+    check_name(name)
+    loaded = load_checked(path)
+    template = loaded.template
+    inputs = _inputs_for(template, store, name, given_inputs)
+    with store.locked(name, holder):
+        infra = store.ensure_infra(name, os.path.abspath(path), inputs)
+        store.set_node_dependencies(name, {n: list(loaded.graph.successors(n)) for n in template.node_templates})
+        infra = store.get_infra(name)
+        instances = _refresh(store, name, store.instances(name))
+        counts = desired_counts(template, infra, inputs)
+        the_plan = plan_changes(template, infra, instances, inputs, loaded.graph, counts)
+        store.set_infra_status(name, "building")
+        store.journal(name, "build_started", None, changes=len(the_plan.changes))
+        result = BuildRun(template, infra, the_plan, loaded.graph, inputs, counts, store, options, on_event).run()
+        for node in set(store.get_infra(name).dependencies) - set(template.node_templates):
+            if not any(r.node == node for r in store.instances(name)):
+                store.forget_node(name, node)
+        outputs = compute_outputs(template, store, name, inputs, counts)
+        store.set_infra_status(name, "ready" if result.ok else "failed", outputs)
+        store.journal(name, "build_finished", None, ok=result.ok, failures=result.failures)
+    report = result.to_dict()
+    report.update({"infrastructure": name, "plan": the_plan.summary(), "outputs": outputs})
+    return report
+
+
+def compute_outputs(template: Template, store: StateStore, name: str, inputs: dict, counts: dict) -> dict:
+    infra = store.get_infra(name)
+    view = attribute_view(counts, infra, store.instances(name))
+    resolver = make_resolver(template, inputs, view)
+    values = {}
+    for out in template.outputs.values():
+        try:
+            values[out.name] = resolver.resolve(out.value, "")
+        except (Unresolved, FunctionError):
+            values[out.name] = None
+    return values
+
+
+def _require_infra(store: StateStore, name: str):
+    infra = store.get_infra(name)
+    if infra is None:
+        known = ", ".join(i.name for i in store.list_infras()) or "none"
+        raise UserError(f"no infrastructure named '{name}' in {store.path} (known: {known})")
+    return infra
+
+
+def status(store: StateStore, name: str | None = None, refresh: bool = True) -> dict:
+    infras = [_require_infra(store, name)] if name else store.list_infras()
+    result = []
+    for infra in infras:
+        instances = store.instances(infra.name)
+        if refresh:
+            instances = _refresh(store, infra.name, instances)
+        result.append({"name": infra.name, "status": infra.status, "descriptor": infra.descriptor,
+                       "outputs": infra.outputs, "instances": [r.to_dict() for r in instances],
+                       "desired": infra.desired})
+    return {"infrastructures": result}
+
+
+def outputs(store: StateStore, name: str) -> dict:
+    return _require_infra(store, name).outputs
+
+
+def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) -> dict:
+    infra = _require_infra(store, name)
+    with store.locked(name, "strato destroy"):
+        store.set_infra_status(name, "destroying")
+        store.journal(name, "destroy_started", None)
+        result: RunResult = DestroyRun(infra, store, infra.dependencies, options, on_event).run()
+        if result.ok and not store.instances(name):
+            store.journal(name, "destroyed", None)
+            store.delete_infra(name)
+        else:
+            store.set_infra_status(name, "destroy_failed")
+    report = result.to_dict()
+    report["infrastructure"] = name
+    return report
+
+
+def scale(store: StateStore, name: str, node: str, count: int) -> dict:
+    """Record a new desired instance count; the next build (or maintain) carries it out."""
+    infra = _require_infra(store, name)
+    if count < 0:
+        raise UserError("an instance count cannot be negative")
+    if infra.dependencies and node not in infra.dependencies:
+        raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
+    store.set_desired_count(name, node, count)
+    store.journal(name, "scaled", None, node=node, count=count)
+    return {"infrastructure": name, "node": node, "desired": count}
+
+
+def graph(path: str, fmt: str = "dot") -> str | dict | bytes:
+    loaded = load_checked(path)
+    if fmt == "json":
+        return to_json(loaded.graph, loaded.template)
+    if fmt == "dot":
+        return to_dot(loaded.graph, loaded.template)
+    if fmt == "png":
+        return _graph_png(loaded)
+    raise UserError(f"unknown graph format '{fmt}' (use dot, json or png)")
+
+
+def _graph_png(loaded: Loaded) -> bytes:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("PNG output needs matplotlib: pip install 'strato[plots]'") from None
+    import io
+    g = loaded.graph
+    # layered layout: dependencies at the bottom
+    levels: dict[str, int] = {}
+    for n in reversed(list(nx.topological_sort(g))):
+        levels[n] = 1 + max((levels[s] for s in g.successors(n)), default=-1)
+    for n, lvl in levels.items():
+        g.nodes[n]["layer"] = lvl
+    pos = nx.multipartite_layout(g, subset_key="layer", align="horizontal")
+    fig, ax = plt.subplots(figsize=(max(6, len(g) * 0.9), 2 + max(levels.values(), default=0) * 1.3))
+    nx.draw_networkx(g, pos, ax=ax, node_color="#cfe3ff", node_size=1800, font_size=8, arrows=True,
+                     labels={n: f"{n}\n{loaded.template.node_templates[n].type.split('.')[-1]}" for n in g})
+    ax.set_axis_off()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,316 @@
+"""Durable state: infrastructures, desired counts, instances (versioned), an event journal, and locks. SQLite (WAL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS infrastructures (
+    name TEXT PRIMARY KEY, uid TEXT NOT NULL, descriptor TEXT, inputs TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'new', outputs TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    infra TEXT NOT NULL, node TEXT NOT NULL, desired_count INTEGER, attributes TEXT NOT NULL DEFAULT '{}',
+    dependencies TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (infra, node));
+CREATE TABLE IF NOT EXISTS instances (
+    key TEXT PRIMARY KEY, infra TEXT NOT NULL, node TEXT NOT NULL, idx INTEGER NOT NULL, driver TEXT NOT NULL,
+    handle TEXT, attributes TEXT NOT NULL DEFAULT '{}', status TEXT NOT NULL, spec_hash TEXT, error TEXT,
+    version INTEGER NOT NULL DEFAULT 1, updated REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS instances_by_infra ON instances (infra, node, idx);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, infra TEXT NOT NULL, ts REAL NOT NULL, key TEXT, kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS events_by_infra ON events (infra, id);
+CREATE TABLE IF NOT EXISTS locks (
+    infra TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
+    start_time INTEGER, acquired REAL NOT NULL);
+"""
+
+
+class StateError(Exception):
+    """A state operation the user can fix (unknown infrastructure, held lock)."""
+
+
+class LockHeld(StateError):
+    pass
+
+
+class VersionConflict(StateError):
+    pass
+
+
+def strato_home() -> str:
+    return os.environ.get("STRATO_HOME") or os.path.join(os.path.expanduser("~"), ".strato")
+
+
+def default_state_path() -> str:
+    return os.path.join(strato_home(), "state.db")
+
+
+@dataclass
+class InstanceRecord:
+    key: str
+    infra: str
+    node: str
+    index: int
+    driver: str
+    handle: dict | None
+    attributes: dict
+    status: str
+    spec_hash: str | None
+    error: str | None
+    version: int
+    updated: float
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("key", "node", "index", "driver", "status", "attributes",
+                                              "handle", "error", "version", "updated")}
+
+
+@dataclass
+class InfraRecord:
+    name: str
+    uid: str
+    descriptor: str | None
+    inputs: dict
+    status: str
+    outputs: dict
+    created: float
+    updated: float
+    desired: dict[str, int | None] = field(default_factory=dict)
+    node_attributes: dict[str, dict] = field(default_factory=dict)
+    dependencies: dict[str, list[str]] = field(default_factory=dict)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (Linux), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses; fields resume after the last ')'.
+    rest = data[data.rfind(b")") + 2:].split()
+    if rest and rest[0] == b"Z":
+        return None
+    try:
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+class StateStore:
+    """SQLite state store. Safe to share between threads; each write is its own transaction."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path or default_state_path()
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+
+    @property
+    def home(self) -> str:
+        return os.path.dirname(os.path.abspath(self.path))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    # -- infrastructures -------------------------------------------------
+    def get_infra(self, name: str) -> InfraRecord | None:
+        row = self._exec("SELECT name, uid, descriptor, inputs, status, outputs, created, updated "
+                         "FROM infrastructures WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        rec = InfraRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], json.loads(row[5]), row[6], row[7])
+        for node, count, attrs, deps in self._exec(
+                "SELECT node, desired_count, attributes, dependencies FROM nodes WHERE infra=?", (name,)):
+            rec.desired[node] = count
+            rec.node_attributes[node] = json.loads(attrs)
+            rec.dependencies[node] = json.loads(deps)
+        return rec
+
+    def list_infras(self) -> list[InfraRecord]:
+        names = [r[0] for r in self._exec("SELECT name FROM infrastructures ORDER BY name")]
+        return [self.get_infra(n) for n in names]
+
+    def ensure_infra(self, name: str, descriptor: str | None, inputs: dict) -> InfraRecord:
+        now = time.time()
+        with self._lock:
+            if self.get_infra(name) is None:
+                self._exec("INSERT INTO infrastructures (name, uid, descriptor, inputs, status, created, updated) "
+                           "VALUES (?,?,?,?,?,?,?)",
+                           (name, uuid.uuid4().hex[:8], descriptor, json.dumps(inputs), "new", now, now))
+            else:
+                self._exec("UPDATE infrastructures SET descriptor=?, inputs=?, updated=? WHERE name=?",
+                           (descriptor, json.dumps(inputs), now, name))
+        return self.get_infra(name)
+
+    def set_infra_status(self, name: str, status: str, outputs: dict | None = None) -> None:
+        if outputs is None:
+            self._exec("UPDATE infrastructures SET status=?, updated=? WHERE name=?", (status, time.time(), name))
+        else:
+            self._exec("UPDATE infrastructures SET status=?, outputs=?, updated=? WHERE name=?",
+                       (status, json.dumps(outputs), time.time(), name))
+
+    def delete_infra(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("instances", "nodes", "infrastructures"):
+                    col = "name" if table == "infrastructures" else "infra"
+                    self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def set_desired_count(self, infra: str, node: str, count: int | None) -> None:
+        self._exec("INSERT INTO nodes (infra, node, desired_count) VALUES (?,?,?) "
+                   "ON CONFLICT(infra, node) DO UPDATE SET desired_count=excluded.desired_count", (infra, node, count))
+
+    def set_node_attributes(self, infra: str, node: str, attributes: dict) -> None:
+        self._exec("INSERT INTO nodes (infra, node, attributes) VALUES (?,?,?) "
+                   "ON CONFLICT(infra, node) DO UPDATE SET attributes=excluded.attributes",
+                   (infra, node, json.dumps(attributes)))
+
+    def set_node_dependencies(self, infra: str, dependencies: dict[str, list[str]]) -> None:
+        with self._lock:
+            for node, deps in dependencies.items():
+                self._exec("INSERT INTO nodes (infra, node, dependencies) VALUES (?,?,?) "
+                           "ON CONFLICT(infra, node) DO UPDATE SET dependencies=excluded.dependencies",
+                           (infra, node, json.dumps(sorted(deps))))
+
+    def forget_node(self, infra: str, node: str) -> None:
+        self._exec("DELETE FROM nodes WHERE infra=? AND node=?", (infra, node))
+
+    # -- instances -------------------------------------------------------
+    _COLS = "key, infra, node, idx, driver, handle, attributes, status, spec_hash, error, version, updated"
+
+    @staticmethod
+    def _instance(row) -> InstanceRecord:
+        return InstanceRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]) if row[5] else None,
+                              json.loads(row[6]), row[7], row[8], row[9], row[10], row[11])
+
+    def instances(self, infra: str) -> list[InstanceRecord]:
+        rows = self._exec(f"SELECT {self._COLS} FROM instances WHERE infra=? ORDER BY node, idx", (infra,))
+        return [self._instance(r) for r in rows.fetchall()]
+
+    def get_instance(self, key: str) -> InstanceRecord | None:
+        row = self._exec(f"SELECT {self._COLS} FROM instances WHERE key=?", (key,)).fetchone()
+        return self._instance(row) if row else None
+
+    def record_intent(self, infra: str, node: str, index: int, key: str, driver: str, status: str,
+                      spec_hash: str | None = None) -> InstanceRecord:
+        """Write what is about to happen to an instance before the driver is called."""
+        now = time.time()
+        with self._lock:
+            existing = self.get_instance(key)
+            if existing is None:
+                self._exec("INSERT INTO instances (key, infra, node, idx, driver, status, spec_hash, updated) "
+                           "VALUES (?,?,?,?,?,?,?,?)", (key, infra, node, index, driver, status, spec_hash, now))
+            else:
+                self._exec("UPDATE instances SET status=?, driver=?, spec_hash=COALESCE(?, spec_hash), error=NULL, "
+                           "version=version+1, updated=? WHERE key=?", (status, driver, spec_hash, now, key))
+            return self.get_instance(key)
+
+    def update_instance(self, key: str, expected_version: int | None = None, **fields: Any) -> InstanceRecord:
+        """Update an instance row; with expected_version, fail if someone else changed it meanwhile."""
+        sets, args = [], []
+        for name, value in fields.items():
+            if name in ("handle", "attributes"):
+                value = json.dumps(value) if value is not None else None
+            sets.append(f"{name}=?")
+            args.append(value)
+        sets.append("version=version+1")
+        sets.append("updated=?")
+        args.append(time.time())
+        sql = f"UPDATE instances SET {', '.join(sets)} WHERE key=?"
+        args.append(key)
+        if expected_version is not None:
+            sql += " AND version=?"
+            args.append(expected_version)
+        with self._lock:
+            cur = self._exec(sql, tuple(args))
+            if cur.rowcount == 0:
+                raise VersionConflict(f"instance {key} was changed by another Strato process; retry")
+            return self.get_instance(key)
+
+    def remove_instance(self, key: str) -> None:
+        self._exec("DELETE FROM instances WHERE key=?", (key,))
+
+    # -- journal ---------------------------------------------------------
+    def journal(self, infra: str, kind: str, key: str | None = None, **detail: Any) -> None:
+        self._exec("INSERT INTO events (infra, ts, key, kind, detail) VALUES (?,?,?,?,?)",
+                   (infra, time.time(), key, kind, json.dumps(detail, default=str)))
+
+    def events(self, infra: str, limit: int = 100) -> list[dict]:
+        rows = self._exec("SELECT ts, key, kind, detail FROM events WHERE infra=? ORDER BY id DESC LIMIT ?",
+                          (infra, limit)).fetchall()
+        return [{"ts": r[0], "key": r[1], "kind": r[2], "detail": json.loads(r[3])} for r in reversed(rows)]
+
+    # -- locks -----------------------------------------------------------
+    def acquire_lock(self, infra: str, holder: str) -> None:
+        """Take the infrastructure's lock or fail at once naming who holds it (a dead holder's lock is taken over)."""
+        pid, host = os.getpid(), socket.gethostname()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT holder, pid, host, start_time, acquired FROM locks WHERE infra=?",
+                                       (infra,)).fetchone()
+                if row is not None:
+                    h_holder, h_pid, h_host, h_start, h_acquired = row
+                    alive = h_host != host or (process_start_time(h_pid) is not None
+                                               and process_start_time(h_pid) == h_start)
+                    if alive and not (h_pid == pid and h_host == host):
+                        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h_acquired))
+                        raise LockHeld(f"infrastructure '{infra}' is locked by {h_holder} (pid {h_pid} on {h_host}, "
+                                       f"since {since}); wait for it to finish")
+                    self._db.execute("DELETE FROM locks WHERE infra=?", (infra,))
+                self._db.execute("INSERT INTO locks (infra, holder, pid, host, start_time, acquired) "
+                                 "VALUES (?,?,?,?,?,?)", (infra, holder, pid, host, process_start_time(pid),
+                                                          time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def release_lock(self, infra: str) -> None:
+        self._exec("DELETE FROM locks WHERE infra=? AND pid=? AND host=?", (infra, os.getpid(), socket.gethostname()))
+
+    def locked(self, infra: str, holder: str) -> "_LockContext":
+        return _LockContext(self, infra, holder)
+
+
+class _LockContext:
+    def __init__(self, store: StateStore, infra: str, holder: str):
+        self.store, self.infra, self.holder = store, infra, holder
+
+    def __enter__(self):
+        self.store.acquire_lock(self.infra, self.holder)
+        return self
+
+    def __exit__(self, *exc):
+        self.store.release_lock(self.infra)
+        return False
+
+
+def iter_json_lines(items) -> Iterator[str]:
+    for item in items:
+        yield json.dumps(item, default=str)
