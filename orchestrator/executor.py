@@ -205,8 +205,8 @@ class BuildRun:
             prior = rec.handle if (kind == REPLACE and rec is not None) else None
             adopt = rec is not None and kind == CREATE
             self.store.record_intent(self.infra.name, node, action.index, action.key, tmpl_driver,
-                                     "replacing" if kind == REPLACE else "creating", want_hash)
-            self.store.journal(self.infra.name, f"{kind}_started", action.key)
+                                     "replacing" if kind == REPLACE else "creating", want_hash,
+                                     event=f"{kind}_started", reason=action.reason)
             self.emit(f"{kind}_started", node, action.index)
             job = _Job(node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
                        prior, spec, tmpl_driver, want_hash)
@@ -222,8 +222,8 @@ class BuildRun:
         rec = self.records.get(action.key)
         if rec is None:
             return
-        self.store.update_instance(action.key, status="deleting")
-        self.store.journal(self.infra.name, "delete_started", action.key, reason=action.reason)
+        self.store.update_instance(action.key, status="deleting", event="delete_started",
+                                   event_detail={"reason": action.reason}, infra=self.infra.name)
         self.emit("delete_started", action.node, action.index)
         job = _Job(action.node, action.index, action.key, DELETE, time.monotonic() + self.options.timeout,
                    rec.handle, driver=rec.driver)
@@ -233,8 +233,7 @@ class BuildRun:
         exc = fut.exception()
         if job.kind == DELETE:
             if exc is None:
-                self.store.remove_instance(job.key)
-                self.store.journal(self.infra.name, "deleted", job.key)
+                self.store.remove_instance(job.key, self.infra.name, "deleted")
                 self.emit("deleted", job.node, job.index)
             else:
                 self.store.update_instance(job.key, status="delete_failed", error=_describe(exc))
@@ -247,8 +246,8 @@ class BuildRun:
             self._job_failed(job, _describe(exc), ready, dependents, waiting_on)
             return
         handle, attrs, adopted = fut.result()
-        self.store.update_instance(job.key, status="ready", handle=handle, attributes=attrs, error=None)
-        self.store.journal(self.infra.name, "ready", job.key, adopted=adopted)
+        self.store.update_instance(job.key, status="ready", handle=handle, attributes=attrs, error=None,
+                                   event="ready", event_detail={"adopted": adopted}, infra=self.infra.name)
         self.view.instance_attrs[(job.node, job.index)] = attrs
         self.emit("ready", job.node, job.index, adopted=adopted, seconds=round(time.monotonic() - job.started, 3))
         self.pending[job.node] -= 1
@@ -339,8 +338,8 @@ class DestroyRun:
                 finish(node)
                 return
             for rec in by_node[node]:
-                self.store.update_instance(rec.key, status="deleting")
-                self.store.journal(self.infra.name, "delete_started", rec.key)
+                self.store.update_instance(rec.key, status="deleting", event="delete_started",
+                                           infra=self.infra.name)
                 self.on_event({"event": "delete_started", "node": node, "index": rec.index, "ts": time.time()})
                 futures[pool.submit(_delete_instance, rec.driver, rec.handle, rec.key, self.options)] = rec
 
@@ -372,8 +371,7 @@ class DestroyRun:
                     rec = futures.pop(fut)
                     exc = fut.exception()
                     if exc is None:
-                        self.store.remove_instance(rec.key)
-                        self.store.journal(self.infra.name, "deleted", rec.key)
+                        self.store.remove_instance(rec.key, self.infra.name, "deleted")
                         self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
                     else:
                         error = _describe(exc)

@@ -192,10 +192,9 @@ class StateStore:
 
     def set_node_dependencies(self, infra: str, dependencies: dict[str, list[str]]) -> None:
         with self._lock:
-            for node, deps in dependencies.items():
-                self._exec("INSERT INTO nodes (infra, node, dependencies) VALUES (?,?,?) "
-                           "ON CONFLICT(infra, node) DO UPDATE SET dependencies=excluded.dependencies",
-                           (infra, node, json.dumps(sorted(deps))))
+            self._transaction([("INSERT INTO nodes (infra, node, dependencies) VALUES (?,?,?) "
+                                "ON CONFLICT(infra, node) DO UPDATE SET dependencies=excluded.dependencies",
+                                (infra, node, json.dumps(sorted(deps)))) for node, deps in dependencies.items()])
 
     def forget_node(self, infra: str, node: str) -> None:
         self._exec("DELETE FROM nodes WHERE infra=? AND node=?", (infra, node))
@@ -216,21 +215,37 @@ class StateStore:
         row = self._exec(f"SELECT {self._COLS} FROM instances WHERE key=?", (key,)).fetchone()
         return self._instance(row) if row else None
 
-    def record_intent(self, infra: str, node: str, index: int, key: str, driver: str, status: str,
-                      spec_hash: str | None = None) -> InstanceRecord:
-        """Write what is about to happen to an instance before the driver is called."""
-        now = time.time()
+    def _transaction(self, statements: list[tuple[str, tuple]]) -> list[sqlite3.Cursor]:
+        """Run statements as one transaction (one commit): a state change and its journal entry together."""
         with self._lock:
-            existing = self.get_instance(key)
-            if existing is None:
-                self._exec("INSERT INTO instances (key, infra, node, idx, driver, status, spec_hash, updated) "
-                           "VALUES (?,?,?,?,?,?,?,?)", (key, infra, node, index, driver, status, spec_hash, now))
-            else:
-                self._exec("UPDATE instances SET status=?, driver=?, spec_hash=COALESCE(?, spec_hash), error=NULL, "
-                           "version=version+1, updated=? WHERE key=?", (status, driver, spec_hash, now, key))
-            return self.get_instance(key)
+            self._db.execute("BEGIN")
+            try:
+                cursors = [self._db.execute(sql, args) for sql, args in statements]
+                self._db.execute("COMMIT")
+                return cursors
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
-    def update_instance(self, key: str, expected_version: int | None = None, **fields: Any) -> InstanceRecord:
+    @staticmethod
+    def _event_stmt(infra: str, kind: str, key: str | None, detail: dict) -> tuple[str, tuple]:
+        return ("INSERT INTO events (infra, ts, key, kind, detail) VALUES (?,?,?,?,?)",
+                (infra, time.time(), key, kind, json.dumps(detail, default=str)))
+
+    def record_intent(self, infra: str, node: str, index: int, key: str, driver: str, status: str,
+                      spec_hash: str | None = None, event: str | None = None, **detail: Any) -> None:
+        """Write what is about to happen to an instance before the driver is called (with its journal entry)."""
+        stmts = [("INSERT INTO instances (key, infra, node, idx, driver, status, spec_hash, updated) "
+                  "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
+                  "driver=excluded.driver, spec_hash=COALESCE(excluded.spec_hash, spec_hash), error=NULL, "
+                  "version=version+1, updated=excluded.updated",
+                  (key, infra, node, index, driver, status, spec_hash, time.time()))]
+        if event:
+            stmts.append(self._event_stmt(infra, event, key, detail))
+        self._transaction(stmts)
+
+    def update_instance(self, key: str, expected_version: int | None = None, event: str | None = None,
+                        event_detail: dict | None = None, infra: str | None = None, **fields: Any) -> None:
         """Update an instance row; with expected_version, fail if someone else changed it meanwhile."""
         sets, args = [], []
         for name, value in fields.items():
@@ -246,14 +261,22 @@ class StateStore:
         if expected_version is not None:
             sql += " AND version=?"
             args.append(expected_version)
-        with self._lock:
-            cur = self._exec(sql, tuple(args))
-            if cur.rowcount == 0:
-                raise VersionConflict(f"instance {key} was changed by another Strato process; retry")
-            return self.get_instance(key)
+        stmts = [(sql, tuple(args))]
+        if event:
+            if infra is None:
+                row = self._exec("SELECT infra FROM instances WHERE key=?", (key,)).fetchone()
+                infra = row[0] if row else None
+            if infra:
+                stmts.append(self._event_stmt(infra, event, key, event_detail or {}))
+        cur = self._transaction(stmts)[0]
+        if cur.rowcount == 0 and expected_version is not None:
+            raise VersionConflict(f"instance {key} was changed by another Strato process; retry")
 
-    def remove_instance(self, key: str) -> None:
-        self._exec("DELETE FROM instances WHERE key=?", (key,))
+    def remove_instance(self, key: str, infra: str | None = None, event: str | None = None) -> None:
+        stmts = [("DELETE FROM instances WHERE key=?", (key,))]
+        if event and infra:
+            stmts.append(self._event_stmt(infra, event, key, {}))
+        self._transaction(stmts)
 
     # -- journal ---------------------------------------------------------
     def journal(self, infra: str, kind: str, key: str | None = None, **detail: Any) -> None:

@@ -1,0 +1,5 @@
+"""`python -m orchestrator` runs the strato CLI."""
+
+from orchestrator.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""Shared fixtures: an isolated STRATO_HOME per test and a helper to run the real `strato` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def strato_home(tmp_path, monkeypatch):
+    home = tmp_path / "strato-home"
+    home.mkdir()
+    monkeypatch.setenv("STRATO_HOME", str(home))
+    return home
+
+
+def run_strato(*args: str, home=None, timeout: float = 120, check: bool = False, input: str | None = None):
+    """Run the CLI in a subprocess exactly as a user would (python -m orchestrator)."""
+    env = dict(os.environ)
+    if home is not None:
+        env["STRATO_HOME"] = str(home)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"strato {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def strato(strato_home):
+    def run(*args, **kw):
+        return run_strato(*args, home=strato_home, **kw)
+    return run
