@@ -1,0 +1,1 @@
+"""Scaling and placement policies and their safe rule evaluation."""
