@@ -13,6 +13,10 @@ BUILTIN = {
     "local": "drivers.local:LocalDriver",
     "noop": "drivers.noop:NoopDriver",
     "sleep": "drivers.noop:SleepDriver",
+    "ec2": "drivers.aws.ec2:Ec2Driver",
+    "sagemaker": "drivers.aws.sagemaker:SageMakerDriver",
+    "lambda": "drivers.aws.lambda_:LambdaDriver",
+    "openstack": "drivers.openstack:OpenStackDriver",
 }
 
 _instances: dict[str, Driver] = {}

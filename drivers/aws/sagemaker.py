@@ -1,0 +1,192 @@
+"""The `sagemaker` driver: a real-time inference endpoint (model + endpoint config + endpoint) per Strato instance.
+
+A node's Strato instance count is the number of *endpoints* (normally 1). The machines behind an
+endpoint are its production variant's instance count: the property `instance_count`. Changing it
+(e.g. through an input) does not replace the endpoint: `update` calls
+update_endpoint_weights_and_capacities on the variant in place. Changing the image, model data or
+instance type does replace the endpoint. Delete removes endpoint, endpoint config and model.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from drivers.aws.common import (TAG_KEY, AwsSettings, client, delete_service_role, ensure_service_role, error_code,
+                                node_of_key, resource_name, strato_tags, translate)
+from drivers.base import Driver, DriverError, InstanceSpec, Observed
+
+BACKEND = "sagemaker"
+POLL_S = 0.5
+
+
+def _exists_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return error_code(exc) in ("ValidationException", "ResourceInUse") and ("exist" in text or "in use" in text)
+
+
+class SageMakerDriver(Driver):
+    name = BACKEND
+
+    def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
+        props = spec.properties
+        if props.get("role_arn"):
+            return {}
+        settings = AwsSettings.for_properties(props)
+        role = resource_name(f"{spec.infra}/{spec.node}/sm", limit=64)
+        arn = ensure_service_role(settings, role, "sagemaker.amazonaws.com", spec.node, BACKEND)
+        return {"backend": BACKEND, "role_name": role, "role_arn": arn, **settings.to_dict()}
+
+    def release_node(self, node_attributes: dict[str, Any]) -> None:
+        if node_attributes.get("role_name"):
+            delete_service_role(AwsSettings.from_handle(node_attributes), node_attributes["role_name"],
+                                node_attributes["role_name"], BACKEND)
+
+    def create(self, spec: InstanceSpec, key: str) -> dict:
+        props = spec.properties
+        settings = AwsSettings.for_properties(props)
+        sm = client("sagemaker", settings)
+        name = resource_name(key, limit=63)
+        role = props.get("role_arn") or spec.node_attributes.get("role_arn")
+        if not props.get("image"):
+            raise DriverError(f"node '{spec.node}': sagemaker needs `image` (the inference container)", backend=BACKEND)
+        if not role:
+            raise DriverError(f"node '{spec.node}': sagemaker needs `role_arn`", backend=BACKEND)
+        count = int(props.get("instance_count") or 1)
+        instance_type = str(props.get("instance_type") or "ml.m5.large")
+        variant = str(props.get("variant_name") or "AllTraffic")
+        tags = strato_tags(spec)
+        container: dict[str, Any] = {"Image": str(props["image"])}
+        if props.get("model_data_url"):
+            container["ModelDataUrl"] = str(props["model_data_url"])
+        if props.get("environment"):
+            container["Environment"] = {str(k): str(v) for k, v in props["environment"].items()}
+        handle = {"endpoint_name": name, "model_name": name, "config_name": name, "variant": variant,
+                  "instance_type": instance_type, "instance_count": count, "image": container["Image"],
+                  "model_data_url": container.get("ModelDataUrl"), "key": key, **settings.to_dict()}
+        # Each step tolerates "already exists": a retried or resumed create picks up where it stopped.
+        steps = [
+            ("create model", lambda: sm.create_model(ModelName=name, PrimaryContainer=container,
+                                                     ExecutionRoleArn=str(role), Tags=tags)),
+            ("create endpoint config", lambda: sm.create_endpoint_config(
+                EndpointConfigName=name, Tags=tags,
+                ProductionVariants=[{"VariantName": variant, "ModelName": name, "InitialInstanceCount": count,
+                                     "InstanceType": instance_type, "InitialVariantWeight": 1.0}])),
+            ("create endpoint", lambda: sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)),
+        ]
+        for doing, call in steps:
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001
+                if not _exists_error(exc):
+                    raise translate(exc, spec.node, BACKEND, doing) from None
+        timeout = min(float(props.get("wait_timeout") or 1800), spec.timeout)
+        try:
+            self._wait_in_service(sm, name, spec.node, timeout)
+        except BaseException:
+            self.delete(handle)
+            raise
+        return handle
+
+    def _wait_in_service(self, sm, name: str, node: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                desc = sm.describe_endpoint(EndpointName=name)
+            except Exception as exc:  # noqa: BLE001
+                raise translate(exc, node, BACKEND, f"describe endpoint {name}") from None
+            status = desc.get("EndpointStatus")
+            if status == "InService":
+                return desc
+            if status == "Failed":
+                raise DriverError(f"node '{node}': sagemaker endpoint {name} failed: "
+                                  f"{desc.get('FailureReason', 'no reason given')}", backend=BACKEND)
+            if time.monotonic() >= deadline:
+                raise DriverError(f"node '{node}': sagemaker endpoint {name} not InService within {timeout:g} s "
+                                  f"(status {status})", backend=BACKEND)
+            time.sleep(POLL_S)
+
+    def update(self, handle: dict, spec: InstanceSpec) -> dict | None:
+        """Change only the variant's instance count in place; None when anything else changed (replace)."""
+        props = spec.properties
+        same = (str(props.get("instance_type") or "ml.m5.large") == handle.get("instance_type")
+                and str(props.get("image")) == handle.get("image")
+                and (props.get("model_data_url") or None) == handle.get("model_data_url")
+                and AwsSettings.for_properties(props) == AwsSettings.from_handle(handle))
+        if not same:
+            return None
+        count = int(props.get("instance_count") or 1)
+        sm = client("sagemaker", AwsSettings.from_handle(handle))
+        if count != handle.get("instance_count"):
+            try:
+                sm.update_endpoint_weights_and_capacities(
+                    EndpointName=handle["endpoint_name"],
+                    DesiredWeightsAndCapacities=[{"VariantName": handle["variant"], "DesiredInstanceCount": count}])
+            except Exception as exc:  # noqa: BLE001
+                raise translate(exc, spec.node, BACKEND, f"set the instance count of {handle['endpoint_name']} "
+                                f"to {count}") from None
+            self._wait_in_service(sm, handle["endpoint_name"], spec.node,
+                                  min(float(props.get("wait_timeout") or 1800), spec.timeout))
+        return {**handle, "instance_count": count}
+
+    def observe(self, handle: dict) -> Observed:
+        sm = client("sagemaker", AwsSettings.from_handle(handle))
+        name = handle["endpoint_name"]
+        try:
+            desc = sm.describe_endpoint(EndpointName=name)
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) == "ValidationException":
+                return Observed("missing", {"endpoint_name": name}, "endpoint not found")
+            raise translate(exc, node_of_key(handle.get("key", "?")), BACKEND, f"describe endpoint {name}") from None
+        variants = desc.get("ProductionVariants") or [{}]
+        attrs = {"endpoint_name": name, "endpoint_arn": desc.get("EndpointArn"), "status": desc.get("EndpointStatus"),
+                 "instance_type": handle.get("instance_type"),
+                 "instance_count": variants[0].get("DesiredInstanceCount", variants[0].get("CurrentInstanceCount",
+                                                                                             handle.get("instance_count"))),
+                 "region": handle.get("region"), "backend": BACKEND}
+        status = desc.get("EndpointStatus")
+        if status in ("InService", "Creating", "Updating", "SystemUpdating"):
+            return Observed("running", attrs)
+        if status == "Failed":
+            return Observed("failed", attrs, desc.get("FailureReason", ""))
+        return Observed("missing", attrs, f"endpoint is {status}")
+
+    def delete(self, handle: dict) -> None:
+        sm = client("sagemaker", AwsSettings.from_handle(handle))
+        node = node_of_key(handle.get("key", "?"))
+        for doing, call in (("delete endpoint", lambda: sm.delete_endpoint(EndpointName=handle["endpoint_name"])),
+                            ("delete endpoint config",
+                             lambda: sm.delete_endpoint_config(EndpointConfigName=handle["config_name"])),
+                            ("delete model", lambda: sm.delete_model(ModelName=handle["model_name"]))):
+            try:
+                call()
+            except Exception as exc:  # noqa: BLE001
+                # "Could not find ..." is a ValidationException: already gone is what we want.
+                if error_code(exc) != "ValidationException":
+                    raise translate(exc, node, BACKEND, doing) from None
+
+    def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
+        settings = AwsSettings.for_properties(spec.properties if spec else {})
+        sm = client("sagemaker", settings)
+        name = resource_name(key, limit=63)
+        try:
+            desc = sm.describe_endpoint(EndpointName=name)
+        except Exception as exc:  # noqa: BLE001
+            if error_code(exc) == "ValidationException":
+                return None
+            raise translate(exc, node_of_key(key), BACKEND, f"describe endpoint {name}") from None
+        try:
+            tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=desc["EndpointArn"]).get("Tags", [])}
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, node_of_key(key), BACKEND, f"read tags of endpoint {name}") from None
+        if tags.get(TAG_KEY) != key:
+            return None
+        config = sm.describe_endpoint_config(EndpointConfigName=desc["EndpointConfigName"])
+        variant = (config.get("ProductionVariants") or [{}])[0]
+        model = sm.describe_model(ModelName=variant.get("ModelName", name))
+        return {"endpoint_name": name, "model_name": variant.get("ModelName", name),
+                "config_name": desc["EndpointConfigName"], "variant": variant.get("VariantName", "AllTraffic"),
+                "instance_type": variant.get("InstanceType"), "instance_count": variant.get("InitialInstanceCount"),
+                "image": model.get("PrimaryContainer", {}).get("Image"),
+                "model_data_url": model.get("PrimaryContainer", {}).get("ModelDataUrl"), "key": key, "adopted": True,
+                **settings.to_dict()}
