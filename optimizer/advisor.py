@@ -76,6 +76,7 @@ class Advisor:
 
     # ----- training, off the advice path -----
     def train(self, samples: SampleSet, **model_options) -> TrainingReport:
+        """Fit a new model and swap it in; meant for the maintain loop's background work, not per advice."""
         model = StratoModel(**model_options).fit(samples)
         with self._lock:
             self.model = model
@@ -101,53 +102,62 @@ class Advisor:
                     f"{self.config.max_validation_mape:.2f})")
         return None
 
-    def _load_growth(self, now: float, metrics: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-        """Extrapolate load metrics over the horizon from their recent log-linear trend."""
+    def _load_growth(self, now: float, values: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
+        """Growth factor per model input: load metrics extrapolated from their recent log-linear trend."""
         cfg = self.config
         factor = np.ones(len(names))
-        index = [names.index(m) for m in cfg.load_metrics if m in names]
-        if not index:
+        loads = {m: values[m] for m in cfg.load_metrics if m in values}
+        if not loads:
             return factor
-        self._recent_loads.append((now, metrics[index]))
+        self._recent_loads.append((now, loads))
         if cfg.forecast_horizon_s <= 0 or len(self._recent_loads) < 3:
             return factor
-        times = np.array([t for t, _ in self._recent_loads])
-        values = np.log(np.maximum(np.array([v for _, v in self._recent_loads]), 1e-9))
-        slope = np.polyfit(times - times[-1], values, 1)[0]  # per metric
-        # Only growth is extrapolated: a falling trend is left to the scale-down stabilisation.
-        growth = np.exp(np.clip(slope * cfg.forecast_horizon_s, 0.0, math.log(2.0)))
-        factor[index] = growth
+        for j, name in enumerate(names):
+            if name not in loads:
+                continue
+            points = [(t, v[name]) for t, v in self._recent_loads if name in v]
+            if len(points) < 3:
+                continue
+            times = np.array([t for t, _ in points]) - points[-1][0]
+            slope = np.polyfit(times, np.log(np.maximum([v for _, v in points], 1e-9)), 1)[0]
+            # Only growth is extrapolated: a falling load is left to the scale-down stabilisation.
+            factor[j] = math.exp(min(max(slope * cfg.forecast_horizon_s, 0.0), math.log(2.0)))
         return factor
 
-    def advise(self, now: float, metrics: dict | np.ndarray, instances: int, target: float,
+    def advise(self, now: float, metrics: dict[str, float], instances: int, target: float,
                n_samples: int | None = None) -> ScalingAdvice:
+        """Advise an instance count from the latest sample (metrics by name, current count and target)."""
         cfg = self.config
-        if not math.isfinite(target) or target <= 0:
+        if not isinstance(target, (int, float)) or not math.isfinite(target) or target <= 0:
             raise OptimizerInputError(f"the current target must be a positive number (got {target})")
-        model = self.model
-        names = model.metric_names if model is not None else tuple(metrics) if isinstance(metrics, dict) else ()
-        vector = np.array([metrics[m] for m in names], dtype=float) if isinstance(metrics, dict) else \
-            np.asarray(metrics, dtype=float)
-        if isinstance(metrics, dict) and model is not None:
+        bad = [k for k, v in metrics.items() if not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise OptimizerInputError(f"metric(s) {', '.join(bad)} are not finite numbers in this sample")
+        with self._lock:
+            model = self.model
+        names = model.metric_names if model is not None else tuple(metrics)
+        growth = self._load_growth(now, metrics, names)
+        self._last_metrics = metrics
+        if now - self._last_action_time < cfg.cooldown_s:
+            return ScalingAdvice(instances, 0, "cooldown",
+                                 f"cooldown: last action {now - self._last_action_time:.0f} s ago")
+        problem = self._model_problem(n_samples)
+        if problem is None:
             missing = [m for m in model.metric_names if m not in metrics]
             if missing:
-                raise OptimizerInputError(f"the sample lacks metric(s) the model was trained on: {', '.join(missing)}")
-        growth = self._load_growth(now, vector, names) if len(names) == len(vector) else np.ones(len(vector))
-
-        if now - self._last_action_time < cfg.cooldown_s:
-            return ScalingAdvice(instances, 0, "cooldown", f"cooldown: last action {now - self._last_action_time:.0f} s ago")
-        problem = self._model_problem(n_samples)
+                problem = f"the sample lacks metric(s) the model was trained on: {', '.join(missing)}"
         if problem is not None:
-            advice = self._fallback(now, metrics, vector, names, instances, problem, n_samples)
+            advice = self._fallback(now, metrics, instances, problem, n_samples)
         else:
-            advice = self._model_advice(now, vector * growth, instances, target, growth)
+            vector = np.array([metrics[m] for m in model.metric_names], dtype=float)
+            advice = self._model_advice(model, now, vector * growth, instances, target, growth)
         if advice.delta != 0:
             self._last_action_time = now
         return advice
 
-    def _fallback(self, now, metrics, vector, names, instances, problem, n_samples) -> ScalingAdvice:
+    def _fallback(self, now, metrics, instances, problem, n_samples) -> ScalingAdvice:
         cfg = self.config
-        if cfg.explore and (n_samples is None or n_samples < cfg.min_samples):
+        if cfg.explore and n_samples is not None and n_samples < cfg.min_samples:
             self._explore_count += 1
             if self._explore_count % cfg.explore_every == 0:
                 if instances >= cfg.max_instances:
@@ -160,18 +170,17 @@ class Advisor:
         if self.tracker is None:
             return ScalingAdvice(instances, 0, "fallback", f"{problem}; no target tracking configured, keeping "
                                                            f"{instances} instance(s)")
-        if cfg.tracking_metric not in names:
+        if cfg.tracking_metric not in metrics:
             return ScalingAdvice(instances, 0, "fallback", f"{problem}; tracking metric {cfg.tracking_metric!r} "
                                                            "is not in the sample")
-        value = float(vector[names.index(cfg.tracking_metric)])
+        value = float(metrics[cfg.tracking_metric])
         new = self.tracker.desired(now, instances, value)
         return ScalingAdvice(new, new - instances, "fallback",
                              f"{problem}; target tracking on {cfg.tracking_metric} "
                              f"({value:.3g} vs target {cfg.tracking_target:.3g})")
 
-    def _model_advice(self, now, vector, instances, target, growth) -> ScalingAdvice:
+    def _model_advice(self, model, now, vector, instances, target, growth) -> ScalingAdvice:
         cfg = self.config
-        model = self.model
         low_w = max(cfg.min_instances, instances - cfg.max_down)
         high_w = min(cfg.max_instances, instances + cfg.max_up)
         counts = np.arange(low_w, high_w + 1)
@@ -188,14 +197,25 @@ class Advisor:
         grew = bool(np.any(growth > 1.0))
         candidates = [dict(instances=int(c), predicted_target=float(p), upper=float(u))
                       for c, p, u in zip(counts, predicted, cautious)]
+        outside = not (cfg.target_low <= target <= cfg.target_high)
+        if outside and len(counts) > 1 and predicted.max() < 1.05 * predicted.min():
+            # The measured target is off but the model sees no lever in the instance count
+            # (e.g. the samples never varied it): it cannot advise, so track the target instead.
+            return self._fallback(now, self._last_metrics, instances,
+                                  "the model predicts no effect of the instance count", None)
+        if target > cfg.target_high and len(counts) > 1 and cautious[-1] >= cautious[current if current is not None else 0]:
+            # Measured overload, yet the model says more instances would not help: it has
+            # learnt a confounded relation (e.g. W only ever grew with load). Do not trust it.
+            return self._fallback(now, self._last_metrics, instances,
+                                  "the model predicts more instances would not lower the measured target", None)
         if current is not None and fits[current] and predicted[current] >= cfg.target_low:
             choice, why = current, "predicted target within thresholds at the current count"
         elif fits.any():
             choice = int(np.flatnonzero(fits)[0])  # the cheapest count that fits
             why = "cheapest instance count whose predicted target is within the upper threshold"
         else:
-            choice = int(np.argmin(np.abs(np.log(cautious) - math.log(cfg.target_high))))
-            why = "no candidate fits the thresholds; choosing the one predicted closest"
+            choice = int(np.argmin(cautious))
+            why = "no candidate fits the upper threshold; choosing the one predicted closest to it"
         new = int(counts[choice])
         # Scale-down is stabilised like HPA's: act on the highest recommendation in the window.
         self._down_recommendations.append((now, new))

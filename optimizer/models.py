@@ -79,8 +79,11 @@ class StratoModel:
     """
 
     def __init__(self, hidden: int = 8, n_nets: int = 4, seed: int = 0, max_iter: int = 200,
-                 validation_fraction: float = 0.25):
+                 validation_fraction: float = 0.25, per_instance: tuple[str, ...] = ()):
+        # per_instance names totals shared out over the instances (e.g. a request rate): the
+        # net sees them divided by W, and scaling leaves the total itself unchanged.
         self.hidden, self.n_nets, self.seed, self.max_iter = hidden, n_nets, seed, max_iter
+        self.per_instance = tuple(per_instance)
         self.validation_fraction = validation_fraction
         self.report: TrainingReport | None = None
 
@@ -94,6 +97,10 @@ class StratoModel:
                                       "there is nothing to learn")
         notes = []
         self.metric_names = samples.metric_names
+        unknown = [m for m in self.per_instance if m not in samples.metric_names]
+        if unknown:
+            raise OptimizerInputError(f"per-instance metric(s) not in the samples: {', '.join(unknown)}")
+        self.shared = np.array([samples.metric_names.index(m) for m in self.per_instance], dtype=int)
         self.used = np.flatnonzero(np.ptp(samples.metrics, axis=0) > 0)
         dropped = [samples.metric_names[j] for j in range(len(samples.metric_names)) if j not in self.used]
         if dropped:
@@ -130,15 +137,23 @@ class StratoModel:
             seconds=time.perf_counter() - started, notes=notes + list(samples.notes))
         return self
 
+    def _per_instance(self, metrics: np.ndarray, instances: np.ndarray) -> np.ndarray:
+        metrics = np.array(np.atleast_2d(metrics), dtype=float)
+        if self.shared.size:
+            metrics[:, self.shared] /= np.asarray(instances, float).reshape(-1, 1)
+        return metrics
+
     def _set_scaling(self, samples: SampleSet) -> None:
-        raw = target_inputs(samples.metrics[:, self.used], samples.instances)
+        raw = target_inputs(self._per_instance(samples.metrics, samples.instances)[:, self.used], samples.instances)
         self.x_mean, self.x_std = raw.mean(axis=0), raw.std(axis=0)
         self.x_std[self.x_std == 0] = 1.0
         log_y = np.log(samples.target)
         self.y_mean, self.y_std = float(log_y.mean()), float(log_y.std() or 1.0)
 
     def _inputs(self, metrics: np.ndarray, instances: np.ndarray) -> np.ndarray:
-        return (target_inputs(np.atleast_2d(metrics)[:, self.used], instances) - self.x_mean) / self.x_std
+        instances = np.broadcast_to(np.asarray(instances, float), (np.atleast_2d(metrics).shape[0],))
+        per_instance = self._per_instance(metrics, instances)
+        return (target_inputs(per_instance[:, self.used], instances) - self.x_mean) / self.x_std
 
     def _scaled_log(self, target: np.ndarray) -> np.ndarray:
         return (np.log(target) - self.y_mean) / self.y_std
@@ -151,7 +166,7 @@ class StratoModel:
         self.events_before = events.before
         self.regressions: list[Ridge | None] = []
         for j in range(samples.metrics.shape[1]):
-            if len(events.before) < MIN_EVENTS_FOR_REGRESSION or j not in self.used:
+            if len(events.before) < MIN_EVENTS_FOR_REGRESSION or j not in self.used or j in self.shared:
                 self.regressions.append(None)
                 continue
             features = self._regression_inputs(samples.metrics[events.before, j], samples.instances[events.before],

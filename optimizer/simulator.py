@@ -106,9 +106,11 @@ class History:
         self.instances.append(observation["ready"])
         self.target.append(observation["latency"])
 
-    def samples(self, last: int | None = None) -> SampleSet:
+    def samples(self, last: int | None = None, metrics: tuple[str, ...] = METRICS) -> SampleSet:
         rows = slice(-last, None) if last else slice(None)
-        return SampleSet(np.array(self.times[rows], float), METRICS, np.array(self.metrics[rows], float),
+        columns = [METRICS.index(m) for m in metrics]
+        values = np.array(self.metrics[rows], float).reshape(-1, len(METRICS))[:, columns]
+        return SampleSet(np.array(self.times[rows], float), tuple(metrics), values,
                          np.array(self.instances[rows], float), np.array(self.target[rows], float),
                          "latency", "instances")
 
@@ -139,8 +141,12 @@ class HpaPolicy(Policy):
 class StratoPolicy(Policy):
     name = "strato"
 
-    def __init__(self, advisor: Advisor, retrain_every: int, window: int, seed: int = 0):
+    def __init__(self, advisor: Advisor, retrain_every: int, window: int, seed: int = 0,
+                 metrics: tuple[str, ...] = ("request_rate",), per_instance: tuple[str, ...] = ("request_rate",)):
+        # CPU utilisation saturates at 100 % exactly when it matters, hiding how overloaded the
+        # service is; the arrival rate does not, so by default the model sees only it (and W).
         self.advisor, self.retrain_every, self.window, self.seed = advisor, retrain_every, window, seed
+        self.metrics, self.per_instance = metrics, per_instance
         self.train_seconds: list[float] = []
         self.advice_seconds: list[float] = []
         self.phases: dict[str, int] = {}
@@ -150,14 +156,16 @@ class StratoPolicy(Policy):
         if n >= self.advisor.config.min_samples and n % self.retrain_every == 0:
             started = time.perf_counter()
             try:
-                self.advisor.train(history.samples(self.window), seed=self.seed)
+                self.advisor.train(history.samples(self.window, self.metrics), seed=self.seed,
+                                   per_instance=self.per_instance)
             except OptimizerInputError:
                 pass  # e.g. a target that never varied yet: keep falling back
             self.train_seconds.append(time.perf_counter() - started)
 
     def decide(self, now, observation, history):
         started = time.perf_counter()
-        advice = self.advisor.advise(now, {m: observation[m] for m in METRICS}, observation["replicas"],
+        seen = {m: observation[m] for m in METRICS}  # the tracking fallback may need CPU
+        advice = self.advisor.advise(now, seen, observation["replicas"],
                                      observation["latency"], n_samples=len(history.times))
         self.advice_seconds.append(time.perf_counter() - started)
         self.phases[advice.phase] = self.phases.get(advice.phase, 0) + 1
