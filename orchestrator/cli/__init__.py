@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator import __version__
-from orchestrator.cli import build, destroy, graph, outputs, plan, scale, status, validate
+from orchestrator.cli import build, destroy, graph, outputs, plan, scale, serve, status, validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,7 +26,7 @@ def main() -> None:
     """
 
 
-for module in (validate, plan, build, status, outputs, destroy, graph, scale):
+for module in (validate, plan, build, status, outputs, destroy, graph, scale, serve):
     main.add_command(module.command)
 
 try:  # the optimizer's verbs, when its package is present
