@@ -121,6 +121,8 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         the_plan = plan_changes(template, infra, instances, inputs, loaded.graph, counts)
         store.set_infra_status(name, "building")
         store.journal(name, "build_started", None, changes=len(the_plan.changes))
+        if on_event:
+            on_event({"event": "planned", "node": None, "index": None, "changes": len(the_plan.changes)})
         result = BuildRun(template, infra, the_plan, loaded.graph, inputs, counts, store, options, on_event).run()
         for node in set(store.get_infra(name).dependencies) - set(template.node_templates):
             if not any(r.node == node for r in store.instances(name)):

@@ -87,6 +87,10 @@ class Progress:
 
     def __call__(self, event: dict) -> None:
         kind = event["event"]
+        if kind == "planned":
+            self.total = event["changes"]
+            if self.rich is not None:
+                self.rich.update(self.task, total=max(self.total, 1))
         if kind in ("ready", "deleted", "failed", "delete_failed"):
             self.done += 1
         if self.quiet:
