@@ -1,0 +1,167 @@
+"""`strato optimizer train|advise|evaluate|report`: thin Click wrappers over the optimizer's plain functions."""
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import click
+
+from optimizer.advisor import Advisor, AdvisorConfig
+from optimizer.errors import OptimizerInputError
+from optimizer.evaluate import evaluate, split_fraction
+from optimizer.models import StratoModel
+from optimizer.samples import SampleSet, SampleStore, read_csv
+
+
+# ----- plain functions (the REST API calls these) -----
+def load_samples(data: str | None, state: str | None, infrastructure: str | None, node: str | None) -> SampleSet:
+    if data:
+        return read_csv(data)
+    if not (infrastructure and node):
+        raise OptimizerInputError("give --data CSV, or --infra and --node to read samples from the state store")
+    with SampleStore(state) as store:
+        return store.load(infrastructure, node)
+
+
+def train_model(samples: SampleSet, model_path: str | Path, seed: int = 0) -> dict:
+    model = StratoModel(seed=seed).fit(samples)
+    with Path(model_path).open("wb") as handle:
+        pickle.dump(model, handle)
+    return model.report.as_dict()
+
+
+def load_model(model_path: str | Path) -> StratoModel:
+    path = Path(model_path)
+    if not path.is_file():
+        raise OptimizerInputError(f"no trained model at {path} (run `strato optimizer train` first)")
+    with path.open("rb") as handle:
+        return pickle.load(handle)
+
+
+def advise_latest(samples: SampleSet, model: StratoModel, config: AdvisorConfig) -> dict:
+    if len(samples) == 0:
+        raise OptimizerInputError("no samples to advise from")
+    last = -1
+    advisor = Advisor(config, model)
+    advice = advisor.advise(float(samples.timestamps[last]), dict(zip(samples.metric_names, samples.metrics[last])),
+                            int(samples.instances[last]), float(samples.target[last]), n_samples=len(samples))
+    return advice.as_dict()
+
+
+# ----- Click wrappers -----
+class _Group(click.Group):
+    """Turns the optimizer's user errors into one clear line and exit code 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OptimizerInputError as error:
+            raise click.ClickException(str(error)) from None
+
+
+def _source_options(f):
+    f = click.option("--node", help="node name in the state store")(f)
+    f = click.option("--infra", "infrastructure", help="infrastructure name in the state store")(f)
+    f = click.option("--state", type=click.Path(dir_okay=False), help="state store (default $STRATO_HOME/state.db)")(f)
+    f = click.option("--data", type=click.Path(dir_okay=False), help="samples CSV (MiCADO's format reads as is)")(f)
+    return f
+
+
+def _emit(result: dict, as_json: bool, human: str) -> None:
+    click.echo(json.dumps(result) if as_json else human)
+
+
+@click.group("optimizer", cls=_Group, help="ML advice for scaling: train, advise, evaluate, report.")
+def optimizer_group():
+    pass
+
+
+@optimizer_group.command("train")
+@_source_options
+@click.option("--model", "model_path", default="optimizer-model.pkl", show_default=True, type=click.Path())
+@click.option("--import-csv", is_flag=True, help="also store the CSV's samples in the state store (--infra/--node)")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def train_command(data, state, infrastructure, node, model_path, import_csv, seed, as_json):
+    """Train Strato's model on samples and save it."""
+    samples = load_samples(data, None if import_csv else state, infrastructure, node) if data else \
+        load_samples(None, state, infrastructure, node)
+    if import_csv:
+        if not (infrastructure and node):
+            raise OptimizerInputError("--import-csv needs --infra and --node")
+        with SampleStore(state) as store:
+            store.add(infrastructure, node, samples)
+    report = train_model(samples, model_path, seed)
+    _emit(report, as_json, f"trained on {report['n_samples']} samples ({report['n_events']} scaling events) in "
+                           f"{report['seconds']:.2f} s; held-out median APE {report['validation_mape']:.3f}, "
+                           f"after scaling {report['validation_after_mape']:.3f}; saved {model_path}")
+
+
+@optimizer_group.command("advise")
+@_source_options
+@click.option("--model", "model_path", default="optimizer-model.pkl", show_default=True, type=click.Path())
+@click.option("--low", type=float, required=True, help="lower threshold of the target")
+@click.option("--high", type=float, required=True, help="upper threshold of the target")
+@click.option("--min-instances", default=1, show_default=True)
+@click.option("--max-instances", default=10, show_default=True)
+@click.option("--max-up", default=4, show_default=True)
+@click.option("--max-down", default=4, show_default=True)
+@click.option("--min-samples", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def advise_command(data, state, infrastructure, node, model_path, low, high, min_instances, max_instances, max_up,
+                   max_down, min_samples, as_json):
+    """Advise an instance count for the latest sample."""
+    samples = load_samples(data, state, infrastructure, node)
+    config = AdvisorConfig(low, high, min_instances, max_instances, max_up, max_down, min_samples=min_samples)
+    advice = advise_latest(samples, load_model(model_path), config)
+    _emit(advice, as_json, f"{advice['phase']}: {advice['instances']} instance(s) ({advice['delta']:+d}); "
+                           f"{advice['reason']}")
+
+
+@optimizer_group.command("evaluate")
+@_source_options
+@click.option("--train-until", type=float, help="UNIX timestamp: train on rows up to it, test on later rows")
+@click.option("--train-fraction", type=float, default=0.7, show_default=True,
+              help="used when --train-until is not given: the first fraction of rows trains")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_command(data, state, infrastructure, node, train_until, train_fraction, seed, as_json):
+    """Held-out errors of Strato, MiCADO's method and "nothing changes"."""
+    samples = load_samples(data, state, infrastructure, node)
+    cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
+    result = evaluate(samples, cut, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"trained on {result['n_train']} rows, tested on {result['n_test']} later rows "
+               f"({result['n_test_events']} scaling events)")
+    for name in ("strato", "micado", "no_change"):
+        for part in ("target", "after_scaling"):
+            s = result[name][part]
+            rho = "n/a" if s["spearman"] is None else f"{s['spearman']:.3f}"
+            mape = "n/a" if s["mape"] is None else f"{s['mape']:.4f}"
+            click.echo(f"  {name:10s} {part:14s} median APE {mape:>8s}  Spearman {rho}")
+
+
+@optimizer_group.command("report")
+@_source_options
+@click.option("--train-until", type=float)
+@click.option("--train-fraction", type=float, default=0.7, show_default=True)
+@click.option("--low", type=float, required=True)
+@click.option("--high", type=float, required=True)
+@click.option("--max-instances", default=10, show_default=True)
+@click.option("--out", "out_dir", default="optimizer-report", show_default=True, type=click.Path(file_okay=False))
+def report_command(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances, out_dir):
+    """Write PNG plots: predicted vs actual target, and advice over time."""
+    from optimizer.report import write_report
+    samples = load_samples(data, state, infrastructure, node)
+    cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
+    config = AdvisorConfig(low, high, max_instances=max_instances, min_samples=1)
+    for path in write_report(samples, cut, out_dir, config):
+        click.echo(str(path))
+
+
+if __name__ == "__main__":
+    optimizer_group()
