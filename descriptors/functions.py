@@ -1,10 +1,12 @@
-"""Intrinsic functions (get_input, get_property, get_attribute, concat, join, token): finding and resolving them."""
+"""Intrinsic functions (get_input, get_property, get_attribute, get_operation_output, concat, join, token): finding and resolving them."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Iterator
 
-FUNCTION_NAMES = frozenset({"get_input", "get_property", "get_attribute", "concat", "join", "token"})
+FUNCTION_NAMES = frozenset({"get_input", "get_property", "get_attribute", "get_operation_output", "concat", "join",
+                            "token"})
 SELF_NAMES = frozenset({"SELF", "SOURCE", "TARGET", "HOST"})
 
 
@@ -57,32 +59,55 @@ def has_calls(value: Any) -> bool:
 class Resolver:
     """Evaluates functions against inputs, node properties and (once known) attributes.
 
-    `attribute_lookup(node, name)` returns the attribute value or raises Unresolved;
-    `property_lookup(node, name)` returns the node template's raw property value.
+    `attribute_lookup(node, name)` returns the attribute value (a list in instance order
+    when the node has several instances) or raises Unresolved; `property_lookup(node, name)`
+    returns the node template's raw property value; `host_lookup(node)` names the node it
+    is hosted on. The optional lookups add TOSCA's finer forms:
+    `requirement_lookup(node, requirement)` -> target node name or None, for
+    [SELF, host, ip_address]; `capability_lookup(node, capability, name)` -> value, raising
+    KeyError when the node has no such capability property; `operation_output_lookup(node,
+    interface, operation, output)` -> value or Unresolved (default: the node's attribute
+    named like the output, which is how Strato's jobs report what their operations produced).
     """
 
     def __init__(self, inputs: dict[str, Any], property_lookup: Callable[[str, str], Any],
-                 attribute_lookup: Callable[[str, str], Any], host_lookup: Callable[[str], str | None] = None):
+                 attribute_lookup: Callable[[str, str], Any], host_lookup: Callable[[str], str | None] = None,
+                 requirement_lookup: Callable[[str, str], str | None] = None,
+                 capability_lookup: Callable[[str, str, str], Any] = None,
+                 operation_output_lookup: Callable[[str, str, str, str], Any] = None):
         self.inputs = inputs
         self.property_lookup = property_lookup
         self.attribute_lookup = attribute_lookup
         self.host_lookup = host_lookup or (lambda node: None)
+        self.requirement_lookup = requirement_lookup or (lambda node, req: None)
+        self.capability_lookup = capability_lookup
+        self.operation_output_lookup = operation_output_lookup or (
+            lambda node, interface, operation, output: self.attribute_lookup(node, output))
 
-    def resolve(self, value: Any, self_node: str, depth: int = 0) -> Any:
+    def resolve(self, value: Any, self_node: str, depth: int = 0, source: str | None = None,
+                target: str | None = None) -> Any:
+        """Value with every function evaluated; `source`/`target` give SOURCE and TARGET their meaning
+        in a relationship's context (SOURCE defaults to the node itself)."""
         if depth > 50:
             raise FunctionError("functions refer to each other too deeply (a property loop?)")
         call = function_call(value)
         if call:
-            return self._call(call[0], call[1], self_node, depth)
+            return self._call(call[0], call[1], self_node, depth, source, target)
         if isinstance(value, dict):
-            return {k: self.resolve(v, self_node, depth) for k, v in value.items()}
+            return {k: self.resolve(v, self_node, depth, source, target) for k, v in value.items()}
         if isinstance(value, list):
-            return [self.resolve(v, self_node, depth) for v in value]
+            return [self.resolve(v, self_node, depth, source, target) for v in value]
         return value
 
-    def _node(self, ref: Any, self_node: str) -> str:
-        if ref in ("SELF", "SOURCE"):
+    def _node(self, ref: Any, self_node: str, source: str | None = None, target: str | None = None) -> str:
+        if ref == "SELF":
             return self_node
+        if ref == "SOURCE":
+            return source or self_node
+        if ref == "TARGET":
+            if target is None:
+                raise FunctionError("TARGET means something only in a relationship or requirement")
+            return target
         if ref == "HOST":
             host = self.host_lookup(self_node)
             if host is None:
@@ -90,10 +115,44 @@ class Resolver:
             return host
         return str(ref)
 
-    def _call(self, name: str, args: Any, self_node: str, depth: int) -> Any:
+    def _entity_value(self, name: str, args: list, self_node: str, depth: int, source, target) -> tuple[str, Any, int]:
+        """(node, value, index of the first nested-path step) for get_property/get_attribute."""
+        node = self._node(args[0], self_node, source, target)
+        key = args[1]
+        # [entity, requirement_or_capability, name, ...]: a requirement leads to its target,
+        # a capability to the capability's own properties
+        if len(args) >= 3 and isinstance(key, str):
+            via = self.requirement_lookup(node, key)
+            if via is not None:
+                return via, self._plain(name, via, args[2], depth), 3
+            if self.capability_lookup is not None:
+                try:
+                    return node, self.capability_lookup(node, key, args[2]), 3
+                except KeyError:
+                    pass
+        if args[0] == "HOST" and name == "get_property":
+            # HOST walks down the hosted-on chain until a node has the property
+            seen = set()
+            while True:
+                try:
+                    return node, self._plain(name, node, key, depth), 2
+                except FunctionError:
+                    seen.add(node)
+                    below = self.host_lookup(node)
+                    if below is None or below in seen:
+                        raise
+                    node = below
+        return node, self._plain(name, node, key, depth), 2
+
+    def _plain(self, name: str, node: str, key: Any, depth: int) -> Any:
+        if name == "get_property":
+            return self.resolve(self.property_lookup(node, key), node, depth + 1)
+        return self.attribute_lookup(node, key)
+
+    def _call(self, name: str, args: Any, self_node: str, depth: int, source=None, target=None) -> Any:
         if name == "get_input":
-            key = args[0] if isinstance(args, list) else args
-            if key not in self.inputs:
+            key = args[0] if isinstance(args, list) and args else args
+            if not isinstance(key, str) or key not in self.inputs:
                 raise FunctionError(f"get_input names unknown input '{key}'")
             value = self.inputs[key]
             for step in (args[1:] if isinstance(args, list) else []):
@@ -102,35 +161,82 @@ class Resolver:
         if name in ("get_property", "get_attribute"):
             if not isinstance(args, list) or len(args) < 2:
                 raise FunctionError(f"{name} needs a list: [node, name, ...]")
-            node = self._node(args[0], self_node)
-            if name == "get_property":
-                value = self.resolve(self.property_lookup(node, args[1]), node, depth + 1)
-            else:
-                value = self.attribute_lookup(node, args[1])
-            for step in args[2:]:
+            node, value, first = self._entity_value(name, args, self_node, depth, source, target)
+            for step in args[first:]:
                 value = _step(value, step, f"{name} of '{node}'")
             return value
+        if name == "get_operation_output":
+            if not isinstance(args, list) or len(args) != 4:
+                raise FunctionError("get_operation_output needs [node, interface, operation, output]")
+            node = self._node(args[0], self_node, source, target)
+            return self.operation_output_lookup(node, str(args[1]), str(args[2]), str(args[3]))
         if name == "concat":
-            parts = self.resolve(args if isinstance(args, list) else [args], self_node, depth + 1)
+            parts = self.resolve(args if isinstance(args, list) else [args], self_node, depth + 1, source, target)
             return "".join("" if p is None else str(p) for p in _flatten(parts))
         if name == "join":
             if not isinstance(args, list) or not args:
                 raise FunctionError("join needs [list_of_strings] or [list_of_strings, delimiter]")
-            items = self.resolve(args[0], self_node, depth + 1)
+            items = self.resolve(args[0], self_node, depth + 1, source, target)
             delim = str(args[1]) if len(args) > 1 else ""
             return delim.join(str(p) for p in _flatten(items if isinstance(items, list) else [items]))
         if name == "token":
             if not isinstance(args, list) or len(args) != 3:
                 raise FunctionError("token needs [string, separators, index]")
-            text = str(self.resolve(args[0], self_node, depth + 1))
+            text = str(self.resolve(args[0], self_node, depth + 1, source, target))
             seps, index = str(args[1]), args[2]
-            import re
             pieces = re.split("[" + re.escape(seps) + "]", text) if seps else [text]
             try:
                 return pieces[int(index)]
-            except (IndexError, ValueError):
+            except (IndexError, ValueError, TypeError):
                 raise FunctionError(f"token index {index} is out of range for '{text}'") from None
         raise FunctionError(f"unknown function '{name}'")
+
+
+def template_resolver(template, inputs: dict[str, Any], attribute_lookup: Callable[[str, str], Any]) -> Resolver:
+    """A Resolver wired to a loaded Template: property defaults, hosts, requirement and capability forms."""
+    nodes = template.node_templates
+
+    def prop(node: str, name: str) -> Any:
+        tmpl = nodes.get(node)
+        if tmpl is None:
+            raise FunctionError(f"unknown node '{node}'")
+        if name in tmpl.properties:
+            return tmpl.properties[name]
+        pdef = template.types.resolved(tmpl.type).properties.get(name)
+        if pdef is not None and pdef.has_default:
+            return pdef.default
+        raise FunctionError(f"node '{node}' has no property '{name}'")
+
+    def host(node: str) -> str | None:
+        return nodes[node].host if node in nodes else None
+
+    def requirement(node: str, req: str) -> str | None:
+        tmpl = nodes.get(node)
+        if tmpl is None:
+            return None
+        for r in tmpl.requirements:
+            if r.name == req:
+                return r.target
+        return None
+
+    def capability(node: str, cap: str, name: str) -> Any:
+        tmpl = nodes.get(node)
+        if tmpl is None:
+            raise KeyError(cap)
+        cdef = template.types.resolved(tmpl.type).capabilities.get(cap)
+        if cdef is None:
+            raise KeyError(cap)
+        assigned = tmpl.capabilities.get(cap) if isinstance(tmpl.capabilities, dict) else None
+        props = assigned.get("properties") if isinstance(assigned, dict) else None
+        if isinstance(props, dict) and name in props:
+            return props[name]
+        ctype = template.types.resolved(template.types.canonical(cdef.type, "capability"), "capability")
+        pdef = cdef.properties.get(name) or ctype.properties.get(name)
+        if pdef is not None and pdef.has_default:
+            return pdef.default
+        raise FunctionError(f"capability '{cap}' of node '{node}' has no value for '{name}'")
+
+    return Resolver(inputs, prop, attribute_lookup, host, requirement, capability)
 
 
 def _flatten(items):

@@ -19,13 +19,35 @@ class InputDef:
     description: str = ""
     position: Position | None = None
     path: str = ""
+    constraints: list = field(default_factory=list)
+    entry_schema: Any = None
 
 
 @dataclass
 class Requirement:
+    """A requirement assignment; `target` is always a node template name once loaded."""
+
     name: str
     target: str
     relationship: str | None = None
+    position: Position | None = None
+    path: str = ""
+    capability: str | None = None  # the target's capability (name) that fulfils it
+    relationship_properties: dict = field(default_factory=dict)
+    relationship_interfaces: dict = field(default_factory=dict)
+    node_filter: Any = None
+
+
+@dataclass
+class Operation:
+    """An interface operation of a node template, with its implementation artifact and inputs."""
+
+    interface: str
+    name: str
+    implementation: str | None = None
+    dependencies: list = field(default_factory=list)
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
     position: Position | None = None
     path: str = ""
 
@@ -45,6 +67,14 @@ class NodeTemplate:
     count_inputs: dict = field(default_factory=dict)  # e.g. {"default_instances": "replicas"}
     position: Position | None = None
     path: str = ""
+    attributes: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)
+    operations: dict = field(default_factory=dict)  # {(interface, operation): Operation}
+    directives: list = field(default_factory=list)
+    description: str = ""
+
+    def operation(self, interface: str, name: str) -> "Operation | None":
+        return self.operations.get((interface, name))
 
     def instance_count(self, inputs: dict) -> int:
         """default_instances, taking it from an input when the descriptor says so."""
@@ -75,6 +105,37 @@ class OutputDef:
 
 
 @dataclass
+class Group:
+    name: str
+    type: str
+    members: list[str] = field(default_factory=list)
+    properties: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    position: Position | None = None
+    path: str = ""
+
+
+@dataclass
+class Policy:
+    name: str
+    type: str
+    targets: list[str] = field(default_factory=list)  # node template or group names
+    properties: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    triggers: dict = field(default_factory=dict)
+    position: Position | None = None
+    path: str = ""
+
+    def target_nodes(self, template: "Template") -> list[str]:
+        """Targets with groups expanded to their member node templates."""
+        names: list[str] = []
+        for t in self.targets:
+            members = template.groups[t].members if t in template.groups else [t]
+            names += [m for m in members if m not in names]
+        return names
+
+
+@dataclass
 class Template:
     file: str
     version: str
@@ -85,6 +146,11 @@ class Template:
     types: TypeRegistry | None = None
     document: Any = None
     warnings: list = field(default_factory=list)
+    groups: dict[str, Group] = field(default_factory=dict)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    relationship_templates: dict = field(default_factory=dict)
+    imports: list[str] = field(default_factory=list)  # absolute paths of every imported file
+    metadata: dict = field(default_factory=dict)
 
     @property
     def directory(self) -> str:

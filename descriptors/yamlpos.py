@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -20,40 +22,80 @@ MAX_ALIAS_EXPANSION = 100_000
 MAX_BYTES = 64 * 1024 * 1024
 
 
+_COL_BITS = 24
+_COL_MASK = (1 << _COL_BITS) - 1
+
+
+def _pack(mark) -> int:
+    """A parser mark as one int (line and column, 0-based).
+
+    Ints are invisible to the cyclic garbage collector, unlike the parser's Mark objects;
+    keeping hundreds of thousands of those alive made every collection slow.
+    """
+    return (mark.line << _COL_BITS) | min(mark.column, _COL_MASK)
+
+
+def _mark_position(file: str, mark: int) -> Position:
+    return Position(file, (mark >> _COL_BITS) + 1, (mark & _COL_MASK) + 1)
+
+
 class YMap(dict):
-    """A mapping that remembers where it, its keys and its scalar values stand."""
+    """A mapping that remembers where it, its keys and its scalar values stand.
 
-    __slots__ = ("pos", "key_pos", "val_pos")
+    Positions are kept as packed ints (see _pack) and turned into Position objects only when
+    asked for: a descriptor has hundreds of thousands of values, few of which are ever
+    reported, and building a Position for each one was most of the cost of loading.
+    """
 
-    def __init__(self, pos: Position):
+    __slots__ = ("_pos", "_mark", "file", "key_marks", "val_marks")
+
+    def __init__(self, pos: Position | None = None, file: str = "", mark=None):
         super().__init__()
-        self.pos = pos
-        self.key_pos: dict[str, Position] = {}
-        self.val_pos: dict[str, Position] = {}
+        self._pos = pos
+        self._mark = mark
+        self.file = pos.file if pos is not None else file
+        self.key_marks: dict = {}
+        self.val_marks: dict = {}
+
+    @property
+    def pos(self) -> Position:
+        if self._pos is None:
+            self._pos = _mark_position(self.file, self._mark) if self._mark is not None else Position(self.file)
+        return self._pos
 
     def position_of(self, key) -> Position:
         value = self.get(key)
         if isinstance(value, (YMap, YList)):
             return value.pos
-        return self.val_pos.get(key) or self.key_pos.get(key) or self.pos
+        mark = self.val_marks.get(key) or self.key_marks.get(key)
+        return _mark_position(self.file, mark) if mark is not None else self.pos
 
     def key_position(self, key) -> Position:
-        return self.key_pos.get(key, self.pos)
+        mark = self.key_marks.get(key)
+        return _mark_position(self.file, mark) if mark is not None else self.pos
 
 
 class YList(list):
     """A sequence that remembers where it and each item stand."""
 
-    __slots__ = ("pos", "item_pos")
+    __slots__ = ("_pos", "_mark", "file", "item_marks")
 
-    def __init__(self, pos: Position):
+    def __init__(self, pos: Position | None = None, file: str = "", mark=None):
         super().__init__()
-        self.pos = pos
-        self.item_pos: list[Position] = []
+        self._pos = pos
+        self._mark = mark
+        self.file = pos.file if pos is not None else file
+        self.item_marks: list = []
+
+    @property
+    def pos(self) -> Position:
+        if self._pos is None:
+            self._pos = _mark_position(self.file, self._mark) if self._mark is not None else Position(self.file)
+        return self._pos
 
     def position_of(self, index: int) -> Position:
-        if 0 <= index < len(self.item_pos):
-            return self.item_pos[index]
+        if isinstance(index, int) and 0 <= index < len(self.item_marks):
+            return _mark_position(self.file, self.item_marks[index])
         return self.pos
 
 
@@ -64,11 +106,46 @@ def position_of(container, key, default: Position | None = None) -> Position:
     return default or Position("<unknown>")
 
 
+class _FastLoader(_Loader):
+    """libyaml's loader with a memo on implicit tag resolution.
+
+    PyYAML resolves every plain scalar's tag in Python with regular expressions; a
+    descriptor repeats the same few keys and values thousands of times, so remembering the
+    answer halves the cost of composing a large document.
+    """
+
+    _memo: dict = {}
+
+    def resolve(self, kind, value, implicit):
+        key = (kind, value, implicit)
+        try:
+            return self._memo[key]
+        except KeyError:
+            tag = _Loader.resolve(self, kind, value, implicit)
+            if len(self._memo) > 50_000:  # bounded: a hostile document must not grow it forever
+                self._memo.clear()
+            self._memo[key] = tag
+            return tag
+        except TypeError:  # unhashable value: resolve without the memo
+            return _Loader.resolve(self, kind, value, implicit)
+
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 class _Converter:
-    def __init__(self, file: str, distinct_nodes: int):
+    def __init__(self, file: str):
         self.file = file
-        self.budget = distinct_nodes + MAX_ALIAS_EXPANSION
-        self.seen = 0
+        # Expanding an alias of a mapping or sequence converts it again; those repeats are
+        # what a "billion laughs" document multiplies, so they are what is budgeted.
+        self.budget = MAX_ALIAS_EXPANSION
+        self.converted: set[int] = set()
         self.constructor = yaml.constructor.SafeConstructor()
         self.diagnostics: list[Diagnostic] = []
 
@@ -79,74 +156,101 @@ class _Converter:
     def fail(self, code: str, message: str, node, path: str, hint: str = "") -> None:
         self.diagnostics.append(Diagnostic(code, message, self.pos(node), path, hint))
 
-    def convert(self, node, path: str, depth: int) -> Any:
-        self.seen += 1
-        if self.seen > self.budget:
-            raise _Refused("YAML_ALIAS_BOMB", "the document expands to too many values through aliases "
-                           "(an 'alias bomb'); refusing to expand it", self.pos(node), path)
+    def _count(self, node, path: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise _Refused("YAML_TOO_DEEP", f"values are nested more than {MAX_DEPTH} levels deep",
                            self.pos(node), path)
-        if isinstance(node, yaml.MappingNode):
+        ident = id(node)
+        if ident in self.converted:
+            self.budget -= 1 + len(node.value)
+            if self.budget < 0:
+                raise _Refused("YAML_ALIAS_BOMB", "the document expands to too many values through aliases "
+                               "(an 'alias bomb'); refusing to expand it", self.pos(node), path)
+        else:
+            self.converted.add(ident)
+
+    def convert(self, node, path: str, depth: int) -> Any:
+        cls = node.__class__
+        if cls is yaml.ScalarNode:
+            return self._scalar(node, path)
+        self._count(node, path, depth)
+        if cls is yaml.MappingNode:
             return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            result = YList(self.pos(node))
-            for i, item in enumerate(node.value):
-                result.append(self.convert(item, join_path(path, i), depth + 1))
-                result.item_pos.append(self.pos(item))
-            return result
-        return self._scalar(node, path)
+        result = YList(None, self.file, _pack(node.start_mark))
+        marks = result.item_marks
+        for i, item in enumerate(node.value):
+            result.append(self.convert(item, f"{path}[{i}]", depth + 1))
+            marks.append(_pack(item.start_mark))
+        return result
 
     def _mapping(self, node, path: str, depth: int) -> YMap:
-        result = YMap(self.pos(node))
-        pairs = list(node.value)
-        # YAML merge keys ('<<: *base') are the usual honest use of aliases in configs.
-        merged: list[tuple] = []
+        result = YMap(None, self.file, _pack(node.start_mark))
+        pairs = node.value
+        if any(k.tag == _MERGE for k, _ in pairs):
+            pairs = self._merged(pairs, path)
+        key_marks, val_marks = result.key_marks, result.val_marks
+        prefix = f"{path}." if path else ""
         for key_node, value_node in pairs:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                for src in sources:
-                    if isinstance(src, yaml.MappingNode):
-                        merged.extend(src.value)
-                    else:
-                        self.fail("YAML_BAD_MERGE", "a '<<' merge key needs a mapping to merge", src, path)
-            else:
-                merged.append((key_node, value_node))
-        explicit = {k.value for k, _ in merged[len(merged) - len(pairs):] if isinstance(k, yaml.ScalarNode)}
-        for key_node, value_node in merged:
-            if not isinstance(key_node, yaml.ScalarNode):
+            if key_node.__class__ is not yaml.ScalarNode:
                 self.fail("YAML_BAD_KEY", "a mapping key must be a plain value, not a list or mapping",
                           key_node, path)
                 continue
             key = key_node.value
             if key in result:
-                if key_node.start_mark is not None and key in explicit and key in result.key_pos \
-                        and result.key_pos[key].line != key_node.start_mark.line + 1:
+                previous = key_marks.get(key)
+                if previous is not None and not getattr(key_node, "_strato_merged", False) \
+                        and previous >> _COL_BITS != key_node.start_mark.line:
                     self.fail("YAML_DUPLICATE_KEY", f"key '{key}' appears more than once in this mapping",
-                              key_node, join_path(path, key))
+                              key_node, prefix + key)
                     continue
-            child_path = join_path(path, key)
-            result[key] = self.convert(value_node, child_path, depth + 1)
-            result.key_pos[key] = self.pos(key_node)
-            if isinstance(value_node, yaml.ScalarNode):
-                result.val_pos[key] = self.pos(value_node)
+                if getattr(key_node, "_strato_merged", False):
+                    continue  # explicit keys win over merged ones
+            if value_node.__class__ is yaml.ScalarNode:
+                result[key] = self._scalar(value_node, prefix + key)
+                val_marks[key] = _pack(value_node.start_mark)
+            else:
+                result[key] = self.convert(value_node, prefix + key, depth + 1)
+            key_marks[key] = _pack(key_node.start_mark)
         return result
+
+    def _merged(self, pairs, path: str) -> list:
+        """YAML merge keys ('<<: *base'), the usual honest use of aliases in configs: explicit keys first."""
+        explicit, merged = [], []
+        for key_node, value_node in pairs:
+            if key_node.tag != _MERGE:
+                explicit.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for src in sources:
+                if isinstance(src, yaml.MappingNode):
+                    self.budget -= len(src.value)
+                    if self.budget < 0:
+                        raise _Refused("YAML_ALIAS_BOMB", "the document expands to too many values through "
+                                       "merge keys; refusing to expand it", self.pos(src), path)
+                    for k, v in src.value:
+                        if isinstance(k, yaml.ScalarNode):
+                            k = yaml.ScalarNode(k.tag, k.value, k.start_mark, k.end_mark, k.style)
+                            k._strato_merged = True
+                        merged.append((k, v))
+                else:
+                    self.fail("YAML_BAD_MERGE", "a '<<' merge key needs a mapping to merge", src, path)
+        return explicit + merged
 
     def _scalar(self, node, path: str) -> Any:
         tag = node.tag
-        if tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
+        if tag == _STR or tag == _TIMESTAMP:
             return node.value
-        if tag == "tag:yaml.org,2002:null":
-            return None
-        if tag == "tag:yaml.org,2002:bool":
-            return self.constructor.construct_yaml_bool(node)
-        if tag == "tag:yaml.org,2002:int":
+        if tag == _INT:
             value = node.value.replace("_", "")
             if len(value) > 4000:
                 self.fail("YAML_HUGE_NUMBER", "this number has too many digits", node, path)
                 return 0
             return self.constructor.construct_yaml_int(node)
-        if tag == "tag:yaml.org,2002:float":
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            return self.constructor.construct_yaml_bool(node)
+        if tag == _FLOAT:
             return self.constructor.construct_yaml_float(node)
         self.fail("YAML_UNKNOWN_TAG", f"unsupported YAML tag '{tag}'", node, path)
         return node.value
@@ -156,24 +260,6 @@ class _Refused(Exception):
     def __init__(self, code, message, position, path):
         super().__init__(message)
         self.diagnostic = Diagnostic(code, message, position, path)
-
-
-def _count_nodes(root) -> int:
-    """Number of distinct YAML nodes (aliases point at nodes already counted)."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                stack.append(k)
-                stack.append(v)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-    return len(seen)
 
 
 def _decode(data: bytes, file: str) -> str:
@@ -187,6 +273,23 @@ def _decode(data: bytes, file: str) -> str:
                                           f"(byte 0x{data[exc.start]:02x})", Position(file, line, col))])
 
 
+@contextmanager
+def no_gc():
+    """Pause the cyclic garbage collector while building many small acyclic objects.
+
+    Loading creates hundreds of thousands of containers that are all still alive, so every
+    collection the allocations trigger scans them all in vain: with the collector on, loading
+    time grows with the square of the document's size.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
     """Parse one YAML document into YMap/YList/scalars with positions; raise DescriptorError on bad YAML."""
     if isinstance(text, bytes):
@@ -194,8 +297,13 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
             raise DescriptorError([Diagnostic("YAML_TOO_LARGE", f"the file is larger than {MAX_BYTES} bytes",
                                               Position(file))])
         text = _decode(text, file)
+    with no_gc():
+        return _parse_text(text, file)
+
+
+def _parse_text(text: str, file: str) -> Any:
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=_FastLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
@@ -208,9 +316,11 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
         raise DescriptorError([Diagnostic("YAML_TOO_DEEP", "values are nested too deeply", Position(file))]) from None
     if root is None:
         return None
-    converter = _Converter(file, _count_nodes(root))
+    converter = _Converter(file)
     try:
         value = converter.convert(root, "", 0)
+    except RecursionError:
+        raise DescriptorError([Diagnostic("YAML_TOO_DEEP", "values are nested too deeply", Position(file))]) from None
     except _Refused as exc:
         raise DescriptorError(converter.diagnostics + [exc.diagnostic]) from None
     if converter.diagnostics:
