@@ -19,6 +19,7 @@ from descriptors.functions import FunctionError, Unresolved
 from descriptors.template import Template
 from drivers.base import Driver, DriverError, InstanceSpec
 from drivers.providers import get_driver
+from orchestrator import placement
 from orchestrator.plan import (CREATE, DELETE, NOOP, REPLACE, Action, AttributeView, Plan, make_resolver,
                                node_properties, spec_hash)
 from orchestrator.state import InfraRecord, StateStore
@@ -81,9 +82,12 @@ def _with_retries(fn, options: RunOptions):
 def _create_instance(driver: Driver, spec: InstanceSpec, prior_handle: dict | None, adopt: bool,
                      options: RunOptions) -> tuple[dict, dict, bool]:
     """Worker side of create/replace: adopt what a crashed run left, else create; return (handle, attrs, adopted)."""
-    if prior_handle is not None:  # replace: the old one goes first
+    if prior_handle is not None:  # replace: in place when the driver can (e.g. an endpoint's count), else old first
+        handle = placement.update_in_place(driver, prior_handle, spec)
+        if handle is not None:
+            return handle, driver.observe(handle).attributes, False
         _with_retries(lambda: driver.delete(prior_handle), options)
-    handle = _with_retries(lambda: driver.find(spec.key), options) if adopt else None
+    handle = _with_retries(lambda: placement.find_on(driver, spec), options) if adopt else None
     adopted = handle is not None
     if handle is not None:
         observed = driver.observe(handle)
@@ -170,20 +174,28 @@ class BuildRun:
         tmpl_driver = self.template.driver_name(node)
         actions = self.by_node.get(node, [])
         try:
+            props = node_properties(self.template, node, self.resolver)
+            choice = placement.choose(node, props)  # None unless the node lists `implementations`
+            if choice is not None:
+                tmpl_driver = choice.ordered[0].driver  # recorded with the intent; the worker notes each try
             if tmpl_driver is None:
                 raise DriverError(f"type '{self.template.node_templates[node].type}' names no backend driver; "
                                   "set metadata 'strato.driver' on the node")
             driver = get_driver(tmpl_driver)
-            props = node_properties(self.template, node, self.resolver)
         except (DriverError, LookupError, FunctionError, Unresolved) as exc:
             self._node_failed(node, str(exc), ready, dependents, waiting_on)
             return
-        want_hash = spec_hash(self.template, node, props, tmpl_driver)
+        want_hash = spec_hash(self.template, node, props, self.template.driver_name(node) or "?")
         base_spec = dict(infra=self.infra.name, node=node, type=self.template.node_templates[node].type,
                          properties=props, metadata=self.template.node_metadata(node),
                          descriptor_dir=self.template.directory, infra_dir=self.infra_dir,
                          timeout=self.options.timeout)
-        if not self.view.node_attrs.get(node) and any(a.kind != NOOP or a.maybe for a in actions):
+        if choice is not None and any(a.kind != NOOP or a.maybe for a in actions):
+            attrs = placement.prepare(choice, base_spec, self.view.node_attrs.get(node, {}))
+            if attrs != self.view.node_attrs.get(node):
+                self.view.node_attrs[node] = attrs
+                self.store.set_node_attributes(self.infra.name, node, attrs)
+        elif not self.view.node_attrs.get(node) and any(a.kind != NOOP or a.maybe for a in actions):
             try:
                 attrs = driver.prepare_node(InstanceSpec(key="", index=-1, node_attributes={}, **base_spec))
             except DriverError as exc:
@@ -210,7 +222,16 @@ class BuildRun:
             self.emit(f"{kind}_started", node, action.index)
             job = _Job(node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
                        prior, spec, tmpl_driver, want_hash)
-            fut = pool.submit(_create_instance, driver, spec, prior, adopt, self.options)
+            if choice is None:
+                fut = pool.submit(_create_instance, driver, spec, prior, adopt, self.options)
+            else:
+                # The worker records which backend it tries/uses as it goes (StateStore is thread-safe), so a
+                # crash mid-fallback leaves the row naming the backend to clean up or adopt from.
+                def note(used: str, detail: dict, key=action.key) -> None:
+                    self.store.update_instance(key, driver=used, event="placement", event_detail=detail,
+                                               infra=self.infra.name)
+                fut = pool.submit(placement.create_placed, choice, spec, prior, rec.driver if rec else None, adopt,
+                                  self.options, _create_instance, note)
             futures[fut] = job
             submitted += 1
         outcome.instances = self.counts.get(node, 0)
@@ -386,6 +407,8 @@ class DestroyRun:
                         finish(rec.node)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        if not failures:  # node-level resources (security groups, roles) once every instance is gone
+            failures.extend(placement.release_nodes(self.infra.node_attributes))
         for n, o in outcomes.items():
             if o.status == "waiting":
                 o.status, o.error = "skipped", "a node that depends on it could not be deleted"
