@@ -32,8 +32,28 @@ def function_call(value: Any) -> tuple[str, Any] | None:
     return None
 
 
+def contains_call(value: Any, depth: int = 0) -> bool:
+    """Whether value holds a function call anywhere (a quick test before walking it for paths)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in FUNCTION_NAMES:
+            return True
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return False
+    if depth > 200:
+        return True  # let iter_calls walk it; it does not recurse
+    for item in items:
+        if isinstance(item, (dict, list)) and contains_call(item, depth + 1):
+            return True
+    return False
+
+
 def iter_calls(value: Any, path: str = "") -> Iterator[tuple[str, Any, Any, str, Any]]:
     """Every function call inside value: (name, args, container, key, path)."""
+    if not contains_call(value):
+        return
     stack = [(value, None, None, path)]
     while stack:
         item, container, key, p = stack.pop()

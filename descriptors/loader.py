@@ -212,9 +212,22 @@ def _section(parent: dict, key: str, sink: DiagnosticSink, path: str) -> dict:
     return value
 
 
+_SCALARS = (str, int, float, bool)
+
+
 def _check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: DiagnosticSink, code: str,
                     what: str, pos: Position, path: str) -> None:
-    for subpath, problem in validate_value(value, pdef.schema, types):
+    if value.__class__ in _SCALARS:
+        # the same scalar is often assigned to the same property thousands of times
+        memo = types.value_memo
+        key = (id(pdef), value.__class__, value)
+        problems = memo.get(key)
+        if problems is None:
+            problems = memo[key] = validate_value(value, pdef.schema, types)
+            memo.setdefault("_pin", []).append(pdef)  # keeps id(pdef) unique while memoised
+    else:
+        problems = validate_value(value, pdef.schema, types)
+    for subpath, problem in problems:
         sink.error(code, f"{what}{subpath} {problem}", pos, path + subpath)
 
 
@@ -743,8 +756,7 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
     if relationship is not None and types.has("relationship", relationship):
         rtype = types.resolved(types.canonical(relationship, "relationship"), "relationship")
         tcap = types.resolved(nodes[target].type).capabilities.get(cap_name)
-        if rtype.valid_target_types and tcap is not None and not any(
-                types.is_a(tcap.type, v, "capability") for v in rtype.valid_target_types):
+        if rtype.valid_target_types and tcap is not None and not _valid_target(types, rtype, tcap):
             sink.error("RELATIONSHIP_INVALID_TARGET", f"relationship {rtype.name} of requirement '{rname}' cannot "
                        f"target capability '{cap_name}' ({tcap.type})", tpos, rpath,
                        f"it targets {', '.join(rtype.valid_target_types)}")
@@ -760,6 +772,15 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
 
 def _matching_capability(types: TypeRegistry, node: NodeTemplate, capability: str | None) -> str | None:
     """Name of node's capability that fulfils `capability` (a capability name or type), or None."""
+    key = ("capability-match", node.type, capability)
+    memo = types.value_memo
+    if key in memo:
+        return memo[key]
+    memo[key] = found = _find_capability(types, node, capability)
+    return found
+
+
+def _find_capability(types: TypeRegistry, node: NodeTemplate, capability: str | None) -> str | None:
     caps = types.resolved(node.type).capabilities
     if capability is None:
         return "feature" if "feature" in caps else next(iter(caps), "feature")
@@ -771,6 +792,15 @@ def _matching_capability(types: TypeRegistry, node: NodeTemplate, capability: st
         if types.is_a(types.canonical(cdef.type, "capability"), capability, "capability"):
             return cname
     return None
+
+
+def _valid_target(types: TypeRegistry, rtype, tcap) -> bool:
+    key = ("valid-target", rtype.name, tcap.type)
+    memo = types.value_memo
+    if key not in memo:
+        memo[key] = any(types.is_a(types.canonical(tcap.type, "capability"), v, "capability")
+                        for v in rtype.valid_target_types)
+    return memo[key]
 
 
 def _capability_hint(types: TypeRegistry, node: NodeTemplate) -> str:

@@ -173,6 +173,7 @@ class TypeRegistry:
         self._resolved: dict[tuple[str, str], TypeDef] = {}
         self._ancestors: dict[tuple[str, str], frozenset] = {}
         self.local: list[tuple[str, str]] = []  # types defined by the descriptor (checked per load)
+        self.value_memo: dict = {}  # per-load memo of checks that repeat (see loader._check_assigned)
 
     @property
     def types(self) -> dict[str, TypeDef]:
@@ -187,6 +188,7 @@ class TypeRegistry:
         clone._resolved = dict(self._resolved)
         clone._ancestors = dict(self._ancestors)
         clone.local = []
+        clone.value_memo = {}
         return clone
 
     # --- lookup -------------------------------------------------------------------------
@@ -302,6 +304,7 @@ class TypeRegistry:
                 # redefining a type invalidates what was resolved from the old definition
                 self._resolved.clear()
                 self._ancestors.clear()
+            self.value_memo.clear()
             self.kinds[kind][name] = _parse_type(name, kind, body, sink, tpath, tpos)
             self.local.append((kind, name))
             prefix = _NORMATIVE_PREFIX[kind]

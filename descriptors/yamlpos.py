@@ -22,7 +22,7 @@ MAX_ALIAS_EXPANSION = 100_000
 MAX_BYTES = 64 * 1024 * 1024
 
 
-_COL_BITS = 24
+_COL_BITS = 27  # MAX_BYTES < 2**27, so a column always fits
 _COL_MASK = (1 << _COL_BITS) - 1
 
 
@@ -32,7 +32,7 @@ def _pack(mark) -> int:
     Ints are invisible to the cyclic garbage collector, unlike the parser's Mark objects;
     keeping hundreds of thousands of those alive made every collection slow.
     """
-    return (mark.line << _COL_BITS) | min(mark.column, _COL_MASK)
+    return (mark.line << _COL_BITS) | mark.column
 
 
 def _mark_position(file: str, mark: int) -> Position:
@@ -184,27 +184,50 @@ class _Converter:
         return result
 
     def _mapping(self, node, path: str, depth: int) -> YMap:
-        result = YMap(None, self.file, _pack(node.start_mark))
-        pairs = node.value
-        if any(k.tag == _MERGE for k, _ in pairs):
-            pairs = self._merged(pairs, path)
+        mark = node.start_mark
+        result = YMap(None, self.file, (mark.line << _COL_BITS) | mark.column)
         key_marks, val_marks = result.key_marks, result.val_marks
         prefix = f"{path}." if path else ""
-        for key_node, value_node in pairs:
+        scalar = yaml.ScalarNode
+        for key_node, value_node in node.value:
+            if key_node.__class__ is not scalar:
+                self.fail("YAML_BAD_KEY", "a mapping key must be a plain value, not a list or mapping",
+                          key_node, path)
+                continue
+            key = key_node.value
+            if key == "<<" and key_node.tag == _MERGE:
+                return self._merged_mapping(node, path, depth)
+            if key in result:
+                self.fail("YAML_DUPLICATE_KEY", f"key '{key}' appears more than once in this mapping",
+                          key_node, prefix + key)
+                continue
+            if value_node.__class__ is scalar:
+                result[key] = self._scalar(value_node, prefix + key)
+                mark = value_node.start_mark
+                val_marks[key] = (mark.line << _COL_BITS) | mark.column
+            else:
+                result[key] = self.convert(value_node, prefix + key, depth + 1)
+            mark = key_node.start_mark
+            key_marks[key] = (mark.line << _COL_BITS) | mark.column
+        return result
+
+    def _merged_mapping(self, node, path: str, depth: int) -> YMap:
+        """A mapping with '<<' merge keys: explicit keys win over merged ones."""
+        result = YMap(None, self.file, _pack(node.start_mark))
+        key_marks, val_marks = result.key_marks, result.val_marks
+        prefix = f"{path}." if path else ""
+        for key_node, value_node in self._merged(node.value, path):
             if key_node.__class__ is not yaml.ScalarNode:
                 self.fail("YAML_BAD_KEY", "a mapping key must be a plain value, not a list or mapping",
                           key_node, path)
                 continue
             key = key_node.value
+            merged = getattr(key_node, "_strato_merged", False)
             if key in result:
-                previous = key_marks.get(key)
-                if previous is not None and not getattr(key_node, "_strato_merged", False) \
-                        and previous >> _COL_BITS != key_node.start_mark.line:
+                if not merged:
                     self.fail("YAML_DUPLICATE_KEY", f"key '{key}' appears more than once in this mapping",
                               key_node, prefix + key)
-                    continue
-                if getattr(key_node, "_strato_merged", False):
-                    continue  # explicit keys win over merged ones
+                continue
             if value_node.__class__ is yaml.ScalarNode:
                 result[key] = self._scalar(value_node, prefix + key)
                 val_marks[key] = _pack(value_node.start_mark)

@@ -1,0 +1,319 @@
+"""Occopus compatibility: turn an Occopus infrastructure description plus node definitions into a Strato descriptor.
+
+Occopus describes an infrastructure (`infra_name`, `nodes` with `type`, `scaling {min,max}`
+and `variables`, `dependencies` between nodes) and, separately, node definitions
+(`'node_def:<type>'`: a list of alternative implementations, each with a `resource` of type
+ec2, nova or docker, a `contextualisation` such as cloudinit with its template, and a
+`health_check`). A Strato node keeps all alternatives as the `implementations` of a
+strato.nodes.VM, tried in order. Features Strato does not carry over become warnings.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from descriptors.diagnostics import DescriptorError, DiagnosticSink, Position, did_you_mean, join_path
+from descriptors.yamlpos import YList, YMap, load_yaml_file, position_of, to_plain
+
+INFRA_KEYS = ("infra_name", "user_id", "nodes", "dependencies", "variables")
+NODE_KEYS = ("name", "type", "scaling", "variables")
+NODEDEF_KEYS = ("resource", "contextualisation", "health_check", "config_management", "variables")
+VM_RESOURCES = {"ec2": "ec2", "nova": "nova"}
+DRIVER_REGION_KEY = {"ec2": "regionname", "nova": "region"}
+SUPPORTED_CONTEXT = ("cloudinit", "docker")
+
+
+def default_node_definitions(infra_path: str) -> str:
+    """Where Occopus users keep node definitions: nodes/node_definitions.yaml beside the infrastructure file."""
+    return os.path.join(os.path.dirname(os.path.abspath(infra_path)), "nodes", "node_definitions.yaml")
+
+
+def _pos(container: Any, key: Any, file: str) -> Position:
+    if isinstance(container, YMap):
+        return container.key_position(key) if key in container else container.pos
+    if isinstance(container, YList):
+        return container.position_of(key)
+    return Position(file)
+
+
+def import_occopus(infra_path: str, node_definitions: str | None = None) -> tuple[dict, list]:
+    """(Strato descriptor as plain data, warnings); raises DescriptorError when the input cannot be converted."""
+    sink = DiagnosticSink()
+    defs_path = node_definitions or default_node_definitions(infra_path)
+    infra = load_yaml_file(infra_path)
+    defs_doc = load_yaml_file(defs_path)
+    file_pos = Position(infra_path, 1, 1)
+    if not isinstance(infra, dict):
+        raise DescriptorError([_diag("OCCOPUS_BAD_INFRA", "an Occopus infrastructure description must be a mapping "
+                                     "with 'infra_name' and 'nodes'", file_pos)])
+    if not isinstance(defs_doc, dict):
+        raise DescriptorError([_diag("OCCOPUS_BAD_NODEDEFS", "node definitions must be a mapping of "
+                                     "'node_def:<type>' keys", Position(defs_path, 1, 1))])
+    for key in infra:
+        if key not in INFRA_KEYS:
+            sink.warning("OCCOPUS_IGNORED", f"'{key}' is not carried over to the Strato descriptor",
+                         _pos(infra, key, infra_path), key, did_you_mean(key, INFRA_KEYS))
+    name = infra.get("infra_name")
+    if not isinstance(name, str) or not name:
+        sink.error("OCCOPUS_NO_NAME", "'infra_name' is missing", file_pos, "infra_name")
+        name = "infrastructure"
+    nodes = infra.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        sink.error("OCCOPUS_NO_NODES", "'nodes' must be a non-empty list of nodes", _pos(infra, "nodes", infra_path),
+                   "nodes")
+        raise DescriptorError(sink.items)
+    global_vars = infra.get("variables") if isinstance(infra.get("variables"), dict) else {}
+
+    defs_dir = os.path.dirname(os.path.abspath(defs_path))
+    templates: dict[str, dict] = {}
+    names: list[str] = []
+    for i, node in enumerate(nodes):
+        path = f"nodes[{i}]"
+        npos = _pos(nodes, i, infra_path)
+        if not isinstance(node, dict) or not isinstance(node.get("name"), str) or not isinstance(node.get("type"), str):
+            sink.error("OCCOPUS_BAD_NODE", "each node needs a 'name' and a 'type'", npos, path)
+            continue
+        for key in node:
+            if key not in NODE_KEYS:
+                sink.warning("OCCOPUS_IGNORED", f"node key '{key}' is not carried over", _pos(node, key, infra_path),
+                             join_path(path, key), did_you_mean(key, NODE_KEYS))
+        nname, ntype = node["name"], node["type"]
+        if nname in templates:
+            sink.error("OCCOPUS_DUPLICATE_NODE", f"node '{nname}' is defined twice", npos, join_path(path, "name"))
+            continue
+        alternatives = defs_doc.get(f"node_def:{ntype}")
+        if not isinstance(alternatives, list) or not alternatives:
+            known = [k[len("node_def:"):] for k in defs_doc if isinstance(k, str) and k.startswith("node_def:")]
+            sink.error("OCCOPUS_NO_NODEDEF", f"node '{nname}' has type '{ntype}', but {os.path.basename(defs_path)} "
+                       f"has no 'node_def:{ntype}' list", _pos(node, "type", infra_path), join_path(path, "type"),
+                       did_you_mean(ntype, known) or (f"defined: {', '.join(known)}" if known else ""))
+            continue
+        variables = dict(global_vars)
+        if isinstance(node.get("variables"), dict):
+            variables.update(node["variables"])
+        template = _node_template(nname, ntype, alternatives, variables, defs_path, defs_dir, sink)
+        scaling = node.get("scaling")
+        if scaling is not None:
+            template.setdefault("capabilities", {})["scalable"] = {
+                "properties": _scaling(scaling, sink, infra_path, _pos(node, "scaling", infra_path),
+                                       join_path(path, "scaling"))}
+        templates[nname] = template
+        names.append(nname)
+
+    for i, dep in enumerate(infra.get("dependencies") or []):
+        path = f"dependencies[{i}]"
+        dpos = _pos(infra.get("dependencies"), i, infra_path)
+        pair = dep
+        if isinstance(dep, dict):  # '- connection: [*A, *B]' also means A needs B
+            if len(dep) == 1 and isinstance(next(iter(dep.values())), list):
+                kind, pair = next(iter(dep.items()))
+                if kind != "connection":
+                    sink.warning("OCCOPUS_IGNORED", f"dependency kind '{kind}' is treated as a plain dependency",
+                                 dpos, path)
+            else:
+                pair = None
+        if not isinstance(pair, list) or len(pair) != 2:
+            sink.error("OCCOPUS_BAD_DEPENDENCY", "a dependency must be a pair [dependent node, node it needs]", dpos,
+                       path)
+            continue
+        a, b = (x.get("name") if isinstance(x, dict) else x for x in pair)
+        if a not in templates or b not in templates:
+            missing = a if a not in templates else b
+            sink.error("OCCOPUS_UNKNOWN_NODE", f"dependency names unknown node '{missing}'", dpos, path,
+                       did_you_mean(missing, templates))
+            continue
+        templates[a].setdefault("requirements", []).append({"dependency": b})
+
+    if sink.errors:
+        raise DescriptorError(sink.items)
+    document = {
+        "tosca_definitions_version": "tosca_simple_yaml_1_3",
+        "description": f"Imported from the Occopus infrastructure '{name}' ({os.path.basename(infra_path)}).",
+        "metadata": {"template_name": name, "imported_from": "occopus"},
+        "topology_template": {"node_templates": {n: templates[n] for n in names}},
+    }
+    return document, sink.warnings
+
+
+def _diag(code: str, message: str, pos: Position):
+    from descriptors.diagnostics import Diagnostic
+    return Diagnostic(code, message, pos)
+
+
+def _scaling(scaling: Any, sink: DiagnosticSink, file: str, pos: Position, path: str) -> dict:
+    if not isinstance(scaling, dict):
+        sink.error("OCCOPUS_BAD_SCALING", "'scaling' must be a mapping with 'min' and 'max'", pos, path)
+        return {}
+    low, high = scaling.get("min", 1), scaling.get("max", scaling.get("min", 1))
+    for key, value in (("min", low), ("max", high)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            sink.error("OCCOPUS_BAD_SCALING", f"scaling '{key}' must be a whole number of 0 or more",
+                       _pos(scaling, key, file), join_path(path, key))
+            return {}
+    if high < low:
+        sink.error("OCCOPUS_BAD_SCALING", "scaling 'max' is smaller than 'min'", pos, path)
+        return {}
+    return {"min_instances": low, "max_instances": high, "default_instances": max(low, 1) if high >= 1 else 0}
+
+
+def _node_template(name: str, ntype: str, alternatives: list, variables: dict, defs_path: str, defs_dir: str,
+                   sink: DiagnosticSink) -> dict:
+    implementations: list[dict] = []
+    containers: list[dict] = []
+    cloud_init = None
+    health = None
+    base = f"node_def:{ntype}"
+    for j, alt in enumerate(alternatives):
+        path = f"{base}[{j}]"
+        apos = _pos(alternatives, j, defs_path)
+        if not isinstance(alt, dict) or not isinstance(alt.get("resource"), dict):
+            sink.error("OCCOPUS_BAD_NODEDEF", "each node definition needs a 'resource' mapping", apos, path)
+            continue
+        for key in alt:
+            if key not in NODEDEF_KEYS:
+                sink.warning("OCCOPUS_IGNORED", f"'{key}' is not carried over", _pos(alt, key, defs_path),
+                             join_path(path, key), did_you_mean(key, NODEDEF_KEYS))
+        resource = to_plain(alt["resource"])
+        rtype = resource.pop("type", None)
+        cm = alt.get("config_management")
+        if isinstance(cm, dict) and cm.get("type") not in (None, "none"):
+            sink.warning("OCCOPUS_UNSUPPORTED", f"config manager '{cm.get('type')}' is not supported; configure the "
+                         "node with cloud-init or an interface operation instead",
+                         _pos(alt, "config_management", defs_path), join_path(path, "config_management"))
+        ctx = alt.get("contextualisation")
+        ctx_type = ctx.get("type") if isinstance(ctx, dict) else None
+        if rtype in VM_RESOURCES:
+            entry: dict[str, Any] = {"driver": VM_RESOURCES[rtype]}
+            region = resource.get(DRIVER_REGION_KEY[rtype])
+            if isinstance(region, str):
+                entry["region"] = region
+            entry["properties"] = resource
+            implementations.append(entry)
+            if ctx_type == "cloudinit":
+                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))
+                if text is not None and cloud_init is None:
+                    cloud_init = text
+                elif text is not None and text != cloud_init:
+                    sink.warning("OCCOPUS_CLOUDINIT_DIFFERS", f"implementation {j} of '{ntype}' has its own "
+                                 "cloud-init; Strato keeps the first one for all implementations",
+                                 _pos(alt, "contextualisation", defs_path), join_path(path, "contextualisation"))
+            elif ctx_type is not None:
+                sink.warning("OCCOPUS_UNSUPPORTED", f"contextualisation '{ctx_type}' is not supported for "
+                             f"{rtype} resources", _pos(alt, "contextualisation", defs_path),
+                             join_path(path, "contextualisation"))
+        elif rtype == "docker":
+            spec = {k: v for k, v in to_plain(ctx).items() if k != "type"} if ctx_type == "docker" else {}
+            if ctx_type not in (None, "docker"):
+                sink.warning("OCCOPUS_UNSUPPORTED", f"contextualisation '{ctx_type}' is not supported for docker "
+                             "resources", _pos(alt, "contextualisation", defs_path), join_path(path, "contextualisation"))
+            image = spec.pop("image", None)
+            tag = spec.pop("tag", None)
+            if isinstance(image, str) and tag is not None:
+                image = f"{image}:{tag}"
+            container = {"image": image, "resource": resource, **spec}
+            containers.append(container)
+            implementations.append({"driver": "docker", "properties": {k: v for k, v in container.items()
+                                                                        if v is not None}})
+        else:
+            sink.warning("OCCOPUS_UNSUPPORTED", f"resource type '{rtype}' is not supported (ec2, nova and docker "
+                         "are); this implementation is skipped", _pos(alt["resource"], "type", defs_path),
+                         join_path(path, "resource.type"))
+            continue
+        hc = alt.get("health_check")
+        if isinstance(hc, dict) and health is None:
+            health = _health_check(hc, sink, defs_path, join_path(path, "health_check"))
+    if not implementations:
+        sink.error("OCCOPUS_NO_IMPLEMENTATION", f"node '{name}' (type '{ntype}') has no implementation Strato "
+                   "supports", Position(defs_path), base)
+        return {"type": "strato.nodes.VM", "properties": {"implementations": []}}
+    if containers and len(containers) == len(implementations):
+        first = containers[0]
+        props: dict[str, Any] = {"image": first.get("image") or "unknown"}
+        env = first.get("env")
+        if isinstance(env, list):  # Occopus/Docker style ["KEY=value", ...]
+            env = dict(str(e).partition("=")[::2] for e in env)
+        if isinstance(env, dict):
+            props["env"] = {str(k): str(v) for k, v in env.items()}
+        command = first.get("command")
+        if isinstance(command, str):
+            command = command.split()
+        if isinstance(command, list):
+            props["command"] = [str(c) for c in command]
+        if health:
+            props["health_check"] = health
+        if len(containers) > 1:
+            sink.warning("OCCOPUS_ALTERNATIVES", f"node '{name}' has {len(containers)} docker definitions; Strato's "
+                         "container node keeps the first", Position(defs_path), base)
+        return {"type": "strato.nodes.Container", "properties": props,
+                "metadata": {"occopus.node_type": ntype}}
+    props = {"implementations": implementations}
+    if cloud_init is not None:
+        props["cloud_init"] = cloud_init
+    if variables:
+        props["cloud_init_variables"] = to_plain(variables)
+    if health:
+        props["health_check"] = health
+    return {"type": "strato.nodes.VM", "properties": props, "metadata": {"occopus.node_type": ntype}}
+
+
+def _context_template(ctx: dict, defs_dir: str, sink: DiagnosticSink, file: str, path: str) -> str | None:
+    """The cloud-init text: inline, or from the file a `!yaml_import`/`!text_import {url: file://...}` names."""
+    template = ctx.get("context_template")
+    if template is None:
+        return None
+    if isinstance(template, str):
+        return template
+    if isinstance(template, dict) and isinstance(template.get("url"), str):
+        url = template["url"]
+        rel = url[len("file://"):] if url.startswith("file://") else url
+        if "://" in rel:
+            sink.warning("OCCOPUS_UNSUPPORTED", f"context template URL '{url}' is not a local file; it is not "
+                         "imported", _pos(template, "url", file), join_path(path, "context_template.url"))
+            return None
+        full = os.path.join(defs_dir, rel)
+        try:
+            with open(full, encoding="utf-8") as fh:
+                return fh.read()
+        except (OSError, UnicodeDecodeError):
+            sink.error("OCCOPUS_CONTEXT_NOT_FOUND", f"the cloud-init template '{rel}' cannot be read",
+                       _pos(template, "url", file), join_path(path, "context_template.url"))
+            return None
+    if isinstance(template, dict):
+        import yaml
+        return "#cloud-config\n" + yaml.safe_dump(to_plain(template), sort_keys=False)
+    sink.error("OCCOPUS_BAD_CONTEXT", "'context_template' must be text or an import of a file", Position(file), path)
+    return None
+
+
+def _health_check(hc: dict, sink: DiagnosticSink, file: str, path: str) -> dict:
+    result: dict[str, Any] = {}
+    for key, value in hc.items():
+        if key == "ping":
+            result["ping"] = bool(value)
+        elif key == "ports" and isinstance(value, list):
+            result["ports"] = [int(p) for p in value if isinstance(p, int) and not isinstance(p, bool)]
+        elif key == "urls" and isinstance(value, list):
+            result["urls"] = [str(u) for u in value]
+        elif key == "timeout" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            result["timeout"] = value
+        else:
+            sink.warning("OCCOPUS_IGNORED", f"health check '{key}' is not carried over", _pos(hc, key, file),
+                         join_path(path, key), did_you_mean(key, ("ping", "ports", "urls", "timeout")))
+    return result
+
+
+def dump_descriptor(document: dict) -> str:
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _str(dumper, value):  # cloud-init text stays readable as a literal block
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, _str)
+    header = "# Generated by `strato import` from an Occopus infrastructure description.\n"
+    return header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                              allow_unicode=True, width=100)
