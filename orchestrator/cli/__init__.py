@@ -28,6 +28,7 @@ def main() -> None:
 
 for module in (validate, plan, build, status, outputs, destroy, graph, scale, serve):
     main.add_command(module.command)
+from orchestrator.cli import import_; main.add_command(import_.command)  # noqa: E702,E402 - `strato import`
 
 try:  # the optimizer's verbs, when its package is present
     from optimizer.cli import optimizer_group
