@@ -228,7 +228,9 @@ def _check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: Di
     else:
         problems = validate_value(value, pdef.schema, types)
     for subpath, problem in problems:
-        sink.error(code, f"{what}{subpath} {problem}", pos, path + subpath)
+        # "property 'endpoint'" + ".host" -> "property 'endpoint.host'"
+        label = f"{what[:-1]}{subpath}'" if subpath and what.endswith("'") else what + subpath
+        sink.error(code, f"{label} {problem}", pos, path + subpath)
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def _parse_inputs(template: Template, topo: dict, sink: DiagnosticSink) -> None:
                                                   pos))
         if idef.has_default and idef.default is not None:
             for subpath, problem in validate_value(idef.default, _input_schema(idef), types):
-                sink.error("INPUT_BAD_DEFAULT", f"default of input '{name}'{subpath} {problem}",
+                sink.error("INPUT_BAD_DEFAULT", f"default of input '{name}{subpath}' {problem}",
                            body.position_of("default"), join_path(path, "default") + subpath)
         template.inputs[name] = idef
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _NUMBER_UNIT = re.compile(r"^\s*([-+]?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
-_VERSION = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.([A-Za-z0-9_]+))?(?:-(\d+))?$")
+_VERSION = re.compile(r"^(\d+)(?:\.(\d+)(?:\.(\d+)(?:\.([A-Za-z0-9_]+)(?:-(\d+))?)?)?)?$")
 
 # Units of the scalar-unit types, in the type's base unit (bytes, seconds, hertz, bits/s).
 UNITS: dict[str, dict[str, float]] = {
