@@ -181,7 +181,7 @@ class OpenStackDriver(Driver):
         props = spec.properties
         settings = settings_for(props)
         conn = self._conn(settings, spec.node)
-        handle = {"key": key, "settings": settings}
+        handle = {"key": key, "settings": settings, "flavor_name": str(props.get("flavor") or "")}
         if key in self._uncertain:
             found = self.find(key, spec)
             if found is not None:
@@ -253,7 +253,8 @@ class OpenStackDriver(Driver):
         flavor = server.flavor.get("id") if isinstance(server.flavor, dict) else getattr(server.flavor, "id", None)
         attrs = {"server_id": server.id, "name": server.name, "status": server.status, "private_address": private,
                  "public_address": public, "flavor": flavor or getattr(server.flavor, "name", None),
-                 "region": handle["settings"].get("region_name"), "backend": BACKEND}
+                 "flavor_name": handle.get("flavor_name"), "region": handle["settings"].get("region_name"),
+                 "backend": BACKEND}
         if server.status in ("ACTIVE", "BUILD", "REBOOT", "HARD_REBOOT"):
             return Observed("running", attrs)
         return Observed("failed", attrs, f"server is {server.status}")
