@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import sys
 from pathlib import Path
@@ -46,8 +47,10 @@ def main(argv=None) -> int:
     print(f"  Strato's choices on time-ordered validation: alpha {t['alpha']}, kappa {t['kappa']}, beta {t['beta']} "
           f"(kappa=1, beta=0 means 'anchor on the measured target, no model change')")
     sb, mb, nb = (result[k]["after_scaling"]["mape"] for k in ("strato", "micado", "no_change"))
-    print(f"  (b) Strato vs MiCADO: {'better' if sb < mb else 'NOT better'}; vs nothing changes: "
-          f"{'better' if sb < nb else 'NOT better (tie)' if sb == nb else 'NOT better'} "
+    tie = math.isclose(sb, nb, rel_tol=1e-9)
+    verdict = "NOT better (a tie: validation chose to anchor on the measured target)" if tie else \
+        ("better" if sb < nb else "NOT better")
+    print(f"  (b) Strato vs MiCADO: {'better' if sb < mb else 'NOT better'}; vs nothing changes: {verdict} "
           f"({sb:.5f} vs {nb:.5f})")
     summary = {k: result[k] for k in ("strato", "micado", "no_change", "n_train", "n_test", "n_test_events")}
     summary["micado"] = {k: v for k, v in summary["micado"].items() if k != "in_sample_reliability"}

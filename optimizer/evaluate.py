@@ -25,7 +25,7 @@ def split_fraction(samples: SampleSet, fraction: float) -> float:
     """The timestamp that puts the first `fraction` of rows (in time order) into training."""
     if not 0 < fraction < 1:
         raise OptimizerInputError("the training fraction must be between 0 and 1")
-    return float(samples.timestamps[max(0, int(len(samples) * fraction) - 1)])
+    return float(samples.timestamps[max(0, int(round(len(samples) * fraction)) - 1)])
 
 
 def evaluate(samples: SampleSet, train_until: float, seed: int = 0, per_instance: tuple[str, ...] = ()) -> dict:

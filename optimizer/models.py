@@ -23,6 +23,7 @@ ALPHA_GRID = (0.01, 0.3, 3.0)
 KAPPA_GRID = (0.0, 0.5, 0.8, 0.95, 1.0)
 BETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 MIN_EVENTS_FOR_REGRESSION = 5
+VALIDATION_FIT_ROWS = 4000
 
 
 def median_ape(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -78,7 +79,7 @@ class StratoModel:
     prediction is anchored on the measured target (kappa, beta chosen on held-out data).
     """
 
-    def __init__(self, hidden: int = 8, n_nets: int = 4, seed: int = 0, max_iter: int = 200,
+    def __init__(self, hidden: int = 8, n_nets: int = 3, seed: int = 0, max_iter: int = 200,
                  validation_fraction: float = 0.25, per_instance: tuple[str, ...] = ()):
         # per_instance names totals shared out over the instances (e.g. a request rate): the
         # net sees them divided by W, and scaling leaves the total itself unchanged.
@@ -109,18 +110,21 @@ class StratoModel:
         n_fit = max(MIN_TRAINING_SAMPLES // 2, int(n * (1 - self.validation_fraction)))
         early, late = samples.slice(slice(0, n_fit)), samples.slice(slice(n_fit, None))
 
-        # Choose alpha on the later quarter, fitting one net per alpha on the earlier part.
+        # Choose alpha on the later quarter, fitting one net per alpha on (at most the most
+        # recent VALIDATION_FIT_ROWS of) the earlier part: this keeps retraining within budget.
         self._set_scaling(early)
-        x_early, y_early = self._inputs(early.metrics, early.instances), self._scaled_log(early.target)
+        recent = early.slice(slice(max(0, len(early) - VALIDATION_FIT_ROWS), None))
+        x_early, y_early = self._inputs(recent.metrics, recent.instances), self._scaled_log(recent.target)
         x_late, log_late = self._inputs(late.metrics, late.instances), np.log(late.target)
-        scores = {}
+        scores, nets = {}, {}
         for alpha in ALPHA_GRID:
-            net = _fit_net(x_early, y_early, self.hidden, alpha, self.seed, self.max_iter)
-            scores[alpha] = float(np.median(np.abs(net.predict(x_late) * self.y_std + self.y_mean - log_late)))
+            nets[alpha] = _fit_net(x_early, y_early, self.hidden, alpha, self.seed, self.max_iter)
+            scores[alpha] = float(np.median(np.abs(nets[alpha].predict(x_late) * self.y_std + self.y_mean - log_late)))
         self.alpha = min(scores, key=scores.get)
 
-        # Anchoring parameters, chosen with an ensemble fitted on the early part only.
-        self._fit_parts(early)
+        # Anchoring parameters, chosen with the early-part net of that alpha.
+        self.ensemble = _NetEnsemble([nets[self.alpha]])
+        self._fit_regressions(early)
         kappa_beta, validation_after = self._choose_anchoring(samples, n_fit)
         self.kappa, self.beta = kappa_beta
         log_pred_late = self._log_predict(late.metrics, late.instances).mean(axis=0)
@@ -162,6 +166,9 @@ class StratoModel:
         x, y = self._inputs(samples.metrics, samples.instances), self._scaled_log(samples.target)
         self.ensemble = _NetEnsemble([_fit_net(x, y, self.hidden, self.alpha, self.seed + k, self.max_iter)
                                       for k in range(self.n_nets)])
+        self._fit_regressions(samples)
+
+    def _fit_regressions(self, samples: SampleSet) -> None:
         events = scaling_events(samples)
         self.events_before = events.before
         self.regressions: list[Ridge | None] = []

@@ -1,0 +1,236 @@
+"""Tests of the optimizer: samples and storage, models, advisor fallbacks, evaluation and CLI."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from optimizer.advisor import Advisor, AdvisorConfig
+from optimizer.cli import optimizer_group
+from optimizer.errors import OptimizerInputError
+from optimizer.evaluate import evaluate, split_fraction
+from optimizer.features import scaling_events
+from optimizer.micado import MicadoModel
+from optimizer.models import StratoModel
+from optimizer.samples import SampleSet, SampleStore, read_csv, write_csv
+from optimizer.simulator import HpaPolicy, ServiceModel, StaticPolicy, simulate
+from optimizer.targettracking import TargetTracker, TargetTrackingConfig
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+MICADO_CSV = SHARED / "micado_optimizer_session.csv"
+
+
+def synthetic(n=600, seed=0) -> SampleSet:
+    """A service whose latency rises with rate per instance; W steps every 20 samples (like MiCADO's sweep)."""
+    rng = np.random.default_rng(seed)
+    rate = 40 + 25 * np.sin(np.arange(n) / 60) + rng.normal(0, 2, n)
+    instances = (4 + (np.arange(n) // 20) % 6).astype(float)
+    per = np.minimum(rate / instances / 10, 0.95)
+    latency = 0.3 / (1 - per) * np.exp(rng.normal(0, 0.03, n))
+    cpu = np.clip(per * np.exp(rng.normal(0, 0.03, n)), 0, 1)
+    return SampleSet(1_000_000 + np.arange(n) * 15.0, ("request_rate", "cpu_utilization", "constant"),
+                     np.column_stack([rate, cpu, np.ones(n)]), instances, latency, "latency", "instances")
+
+
+def write(tmp_path, text, name="s.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ----- samples -----
+def test_csv_round_trip_and_store(tmp_path):
+    samples = synthetic(50)
+    write_csv(samples, tmp_path / "a.csv")
+    back = read_csv(tmp_path / "a.csv")
+    assert back.metric_names == samples.metric_names
+    np.testing.assert_allclose(back.metrics, samples.metrics)
+    assert "constant" in back.notes[0]
+    with SampleStore(tmp_path / "state.db") as store:
+        assert store.add("infra", "web", back) == 50
+        store.add("infra", "web", back.slice(slice(0, 10)))  # same keys: replaced, not duplicated
+        loaded = store.load("infra", "web")
+        assert len(loaded) == 50 and store.series() == [("infra", "web", 50)]
+        np.testing.assert_allclose(loaded.target, samples.target)
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("timestamp,cpu,vm_number,AVG_LAT_05\n1,0.5,1,nan\n", "NaN"),
+    ("timestamp,cpu,AVG_LAT_05\n1,0.5,3\n", "missing instance count column"),
+    ("timestamp,cpu,vm_number,AVG_LAT_05\n2,0.5,1,3\n1,0.5,1,3\n", "timestamps must increase"),
+    ("timestamp,cpu,vm_number,AVG_LAT_05\n1,abc,1,3\n", "is not a number"),
+    ("timestamp,cpu,vm_number,AVG_LAT_05\n", "no samples"),
+])
+def test_bad_csv_gives_clear_message(tmp_path, text, message):
+    with pytest.raises(OptimizerInputError, match=message):
+        read_csv(write(tmp_path, text))
+
+
+def test_micado_csv_reads_as_is():
+    if not MICADO_CSV.is_file():
+        pytest.skip(f"shared data not present at {MICADO_CSV}")
+    samples = read_csv(MICADO_CSV)
+    assert len(samples) == 3427 and samples.target_name == "AVG_LAT_05" and samples.instance_name == "vm_number"
+    assert len(samples.metric_names) == 9
+    assert 150 <= len(scaling_events(samples).before) <= 165
+
+
+# ----- models -----
+def test_strato_model_learns_and_predicts_scaling_effect():
+    samples = synthetic(800)
+    model = StratoModel(seed=0).fit(samples.slice(slice(0, 600)))
+    test = samples.slice(slice(600, None))
+    predicted, spread = model.predict_target(test.metrics, test.instances)
+    assert np.median(np.abs(predicted - test.target) / test.target) < 0.15
+    assert model.report.validation_mape < 0.2 and np.all(spread >= 0)
+    # More instances for the same load must predict a lower latency.
+    row = test.metrics[:1]
+    after, _ = model.predict_after_scaling(np.repeat(row, 3, 0), 4, np.array([0, 2, 4]))
+    assert after[0] > after[1] > after[2]
+
+
+def test_model_refuses_constant_target_and_too_few_samples():
+    samples = synthetic(100)
+    flat = SampleSet(samples.timestamps, samples.metric_names, samples.metrics, samples.instances,
+                     np.full(len(samples), 2.0))
+    with pytest.raises(OptimizerInputError, match="never varies"):
+        StratoModel().fit(flat)
+    with pytest.raises(OptimizerInputError, match="too few samples"):
+        StratoModel().fit(samples.slice(slice(0, 10)))
+
+
+def test_micado_model_shape_and_advice():
+    samples = synthetic(400)
+    model = MicadoModel().fit(samples)
+    assert model.net.hidden_layer_sizes == (4,) and model.net.alpha == 0.01
+    assert -1 <= model.reliability <= 1
+    delta, _ = model.advise(samples.metrics[-1], 4, current_target=0.35, low=0.1, high=10, min_instances=1,
+                            max_instances=9, max_up=6, max_down=6)
+    assert delta == 0  # within thresholds: no action
+
+
+# ----- advisor -----
+def config(**overrides):
+    base = dict(target_low=0.4, target_high=0.8, max_instances=12, min_samples=100,
+                tracking_metric="cpu_utilization", tracking_target=0.6, scale_down_stabilization_s=0)
+    base.update(overrides)
+    return AdvisorConfig(**base)
+
+
+def test_advisor_falls_back_and_says_so():
+    advisor = Advisor(config())
+    metrics = {"request_rate": 50.0, "cpu_utilization": 0.9, "constant": 1.0}
+    advice = advisor.advise(0.0, metrics, 5, 2.0, n_samples=10)
+    assert advice.phase == "fallback" and "no trained model" in advice.reason
+    assert advice.instances == math.ceil(5 * 0.9 / 0.6)
+
+
+def test_advisor_uses_model_chooses_cheapest_and_never_trains():
+    samples = synthetic(800)
+    advisor = Advisor(config(max_up=6, max_down=6))
+    advisor.train(samples)
+    model = advisor.model
+    metrics = {"request_rate": 60.0, "cpu_utilization": 1.0, "constant": 1.0}  # overloaded at W=5
+    advice = advisor.advise(0.0, metrics, 5, 3.0, n_samples=800)
+    assert advisor.model is model  # advising did not retrain
+    assert advice.phase == "model" and advice.delta > 0 and advice.predicted_target <= 0.8
+    assert advice.uncertainty is not None and advice.reason
+    fits = [c for c in advice.candidates if c["upper"] <= 0.8]
+    assert advice.instances == min(c["instances"] for c in fits)
+
+
+def test_advisor_falls_back_when_validated_error_is_high():
+    samples = synthetic(400)
+    advisor = Advisor(config(max_validation_mape=1e-6))
+    advisor.train(samples)
+    advice = advisor.advise(0.0, {"request_rate": 60.0, "cpu_utilization": 0.9, "constant": 1.0}, 5, 3.0,
+                            n_samples=400)
+    assert advice.phase == "fallback" and "validated error too high" in advice.reason
+
+
+def test_advisor_cooldown_and_exploration():
+    advisor = Advisor(config(cooldown_s=60))
+    first = advisor.advise(0.0, {"cpu_utilization": 0.95}, 4, 2.0, n_samples=0)
+    assert first.delta > 0
+    assert advisor.advise(30.0, {"cpu_utilization": 0.95}, first.instances, 2.0, n_samples=0).phase == "cooldown"
+    explorer = Advisor(config(explore=True, explore_every=3))
+    deltas = [explorer.advise(float(t), {"cpu_utilization": 0.5}, 4, 1.0, n_samples=t).delta for t in range(6)]
+    assert deltas == [0, 0, 1, 0, 0, 1]
+
+
+def test_advisor_rejects_nan_metric():
+    with pytest.raises(OptimizerInputError, match="not finite"):
+        Advisor(config()).advise(0.0, {"cpu_utilization": float("nan")}, 4, 1.0)
+
+
+# ----- target tracking -----
+def test_target_tracking_follows_hpa_rules():
+    tracker = TargetTracker(TargetTrackingConfig(0.5, max_instances=100))
+    assert tracker.desired(0, 4, 0.52) == 4  # within the 0.1 tolerance
+    assert tracker.desired(15, 4, 2.0) == 8  # ceil(16) capped by max(+100 %, +4)
+    assert tracker.desired(30, 10, 0.25) == 8  # scale-down held at the window's highest recommendation
+    assert tracker.desired(400, 10, 0.25) == 5
+
+
+# ----- evaluation and simulator -----
+def test_evaluate_is_time_ordered():
+    samples = synthetic(700)
+    cut = split_fraction(samples, 0.7)
+    result = evaluate(samples, cut)
+    assert result["n_train"] == 490 and result["n_test"] == 210
+    assert result["n_test_events"] > 5
+    assert result["strato"]["after_scaling"]["mape"] < result["micado"]["after_scaling"]["mape"]
+    with pytest.raises(OptimizerInputError, match="later rows"):
+        evaluate(samples, float(samples.timestamps[-1]))
+
+
+def test_simulator_static_vs_hpa():
+    service = ServiceModel(noise=0.0)
+    rates = np.concatenate([np.full(100, 20.0), np.full(200, 60.0)])
+    static = simulate(rates, StaticPolicy(12), service, 12, 30)
+    assert static.slo_violation_pct == 0 and static.actions == 0
+    assert static.replica_hours == pytest.approx(12 * 300 * 15 / 3600)
+    hpa = simulate(rates, HpaPolicy(0.6, 30), service, 4, 30)
+    assert 0 < hpa.slo_violation_pct < 10 and hpa.replica_hours < static.replica_hours
+    assert service.latency(5.0, 1, 0.0) == pytest.approx(math.log(20) / 5)
+
+
+# ----- CLI -----
+def test_cli_evaluate_json_and_errors(tmp_path):
+    samples = synthetic(400)
+    write_csv(samples, tmp_path / "s.csv")
+    runner = CliRunner()
+    cut = str(samples.timestamps[279])
+    result = runner.invoke(optimizer_group, ["evaluate", "--data", str(tmp_path / "s.csv"), "--train-until", cut,
+                                             "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output.strip().splitlines()[-1])
+    assert set(payload["strato"]) == {"target", "after_scaling"} and set(payload["strato"]["target"]) == {"mape", "spearman"}
+    assert payload["n_train"] == 280 and payload["n_test"] == 120
+    missing = runner.invoke(optimizer_group, ["evaluate", "--data", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 1 and "no such file" in missing.output and "Traceback" not in missing.output
+
+
+def test_cli_train_advise_report(tmp_path):
+    write_csv(synthetic(400), tmp_path / "s.csv")
+    runner = CliRunner()
+    model = str(tmp_path / "m.pkl")
+    state = str(tmp_path / "state.db")
+    trained = runner.invoke(optimizer_group, ["train", "--data", str(tmp_path / "s.csv"), "--model", model,
+                                              "--import-csv", "--infra", "i", "--node", "n", "--state", state,
+                                              "--json"])
+    assert trained.exit_code == 0, trained.output
+    advised = runner.invoke(optimizer_group, ["advise", "--infra", "i", "--node", "n", "--state", state,
+                                              "--model", model, "--low", "0.4", "--high", "0.8", "--json"])
+    assert advised.exit_code == 0, advised.output
+    assert json.loads(advised.output)["phase"] in ("model", "fallback")
+    report = runner.invoke(optimizer_group, ["report", "--data", str(tmp_path / "s.csv"), "--low", "0.4",
+                                             "--high", "0.8", "--out", str(tmp_path / "r")])
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "r" / "predicted_vs_actual.png").stat().st_size > 1000
+    assert (tmp_path / "r" / "advice_over_time.png").is_file()
