@@ -83,7 +83,8 @@ class Resolver:
     when the node has several instances) or raises Unresolved; `property_lookup(node, name)`
     returns the node template's raw property value; `host_lookup(node)` names the node it
     is hosted on. The optional lookups add TOSCA's finer forms:
-    `requirement_lookup(node, requirement)` -> target node name or None, for
+    `requirement_lookup(node, requirement)` -> target node name (or (target, capability
+    name)) or None, for
     [SELF, host, ip_address]; `capability_lookup(node, capability, name)` -> value, raising
     KeyError when the node has no such capability property; `operation_output_lookup(node,
     interface, operation, output)` -> value or Unresolved (default: the node's attribute
@@ -144,7 +145,17 @@ class Resolver:
         if len(args) >= 3 and isinstance(key, str):
             via = self.requirement_lookup(node, key)
             if via is not None:
-                return via, self._plain(name, via, args[2], depth), 3
+                via, via_cap = via if isinstance(via, tuple) else (via, None)
+                try:
+                    return via, self._plain(name, via, args[2], depth), 3
+                except FunctionError:
+                    # not a property of the target node: then of the capability that fulfils the requirement
+                    if via_cap is None or self.capability_lookup is None:
+                        raise
+                    try:
+                        return via, self.capability_lookup(via, via_cap, args[2]), 3
+                    except KeyError:
+                        raise FunctionError(f"node '{via}' has no property '{args[2]}'") from None
             if self.capability_lookup is not None:
                 try:
                     return node, self.capability_lookup(node, key, args[2]), 3
@@ -236,7 +247,7 @@ def template_resolver(template, inputs: dict[str, Any], attribute_lookup: Callab
             return None
         for r in tmpl.requirements:
             if r.name == req:
-                return r.target
+                return r.target, r.capability
         return None
 
     def capability(node: str, cap: str, name: str) -> Any:

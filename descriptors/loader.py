@@ -48,12 +48,26 @@ def load_template(path: str, import_roots: list[str] | None = None) -> Template:
     `import_roots` and those in $STRATO_IMPORT_PATH.
     """
     with no_gc():
-        return _build(load_yaml_file(path), path, import_roots)
+        return _guarded(lambda: _build(load_yaml_file(path), path, import_roots), path)
 
 
 def load_template_text(text: str, file: str = "<string>", import_roots: list[str] | None = None) -> Template:
     with no_gc():
-        return _build(parse_yaml(text, file), file, import_roots)
+        return _guarded(lambda: _build(parse_yaml(text, file), file, import_roots), file)
+
+
+def _guarded(load, file: str) -> Template:
+    """A checker bug must still reach the user as a diagnostic, not a traceback (the fuzz tests hunt these)."""
+    try:
+        return load()
+    except (DescriptorError, KeyboardInterrupt):
+        raise
+    except RecursionError:
+        raise DescriptorError([Diagnostic("YAML_TOO_DEEP", "values are nested too deeply", Position(file))]) from None
+    except Exception as exc:  # noqa: BLE001 - reported, with what to send us
+        raise DescriptorError([Diagnostic("INTERNAL_ERROR", f"the checker failed on this file: "
+                                          f"{type(exc).__name__}: {exc}", Position(file), "",
+                                          "please report this with the file")]) from exc
 
 
 def _key_pos(mapping: Any, key: Any, default: Position) -> Position:
@@ -296,6 +310,10 @@ def _parse_nodes(template: Template, topo: dict, sink: DiagnosticSink) -> dict:
         ntype = body.get("type")
         if ntype is None:
             sink.error("NODE_TYPE_MISSING", f"node template '{name}' has no 'type'", pos, join_path(path, "type"))
+            continue
+        if not isinstance(ntype, str):
+            sink.error("NODE_TYPE_BAD", f"the type of node template '{name}' must be a type name",
+                       body.position_of("type"), join_path(path, "type"))
             continue
         if ntype not in node_type_names:
             if not types.has("node", ntype):
@@ -665,6 +683,10 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
         tpos = body.position_of("node") if "node" in body else tpos
         target_path = join_path(rpath, "node") if "node" in body else rpath
         capability = body.get("capability", capability)
+        if capability is not None and not isinstance(capability, str):
+            sink.error("REQUIREMENT_BAD", f"'capability' of requirement '{rname}' must name a capability",
+                       body.position_of("capability"), join_path(rpath, "capability"))
+            return None
         node_filter = body.get("node_filter", node_filter)
         rel = body.get("relationship")
         if isinstance(rel, dict):
@@ -890,7 +912,7 @@ def _parse_groups(template: Template, topo: dict, sink: DiagnosticSink) -> None:
         for i, member in enumerate(members):
             mpos = position_of(members, i, pos)
             mpath = f"{join_path(path, 'members')}[{i}]"
-            if member not in template.node_templates:
+            if not isinstance(member, str) or member not in template.node_templates:
                 sink.error("GROUP_UNKNOWN_MEMBER", f"group '{name}' names unknown node template '{member}'", mpos,
                            mpath, did_you_mean(member, template.node_templates))
                 continue
@@ -951,6 +973,9 @@ def _parse_policies(template: Template, topo: dict, sink: DiagnosticSink) -> Non
         for i, target in enumerate(targets):
             tpos = position_of(targets, i, pos)
             tpath = f"{join_path(path, 'targets')}[{i}]"
+            if not isinstance(target, str):
+                sink.error("POLICY_BAD", "each policy target must be a node template or group name", tpos, tpath)
+                continue
             if target in template.groups:
                 ttype, tkind = template.groups[target].type, "group"
             elif target in template.node_templates:
@@ -1126,8 +1151,10 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
                         "declare it under topology_template.inputs"))
         return
     if fname in ("get_property", "get_attribute"):
-        if not isinstance(args, list) or len(args) < 2:
-            sink.error("FUNCTION_BAD_ARGS", f"{fname} needs a list: [node, name, ...]", pos, path)
+        if not isinstance(args, list) or len(args) < 2 or not all(isinstance(a, str) for a in args[:2]) \
+                or not all(isinstance(a, (str, int)) for a in args[2:]):
+            sink.error("FUNCTION_BAD_ARGS", f"{fname} needs a list: [node, name, nested names or indexes...]",
+                       pos, path)
             return
         entity = _entity(template, args[0], self_node, target, fname, pos, path, sink)
         if entity is None:
@@ -1169,7 +1196,7 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
                              did_you_mean(name, ntype.attributes))
         return
     if fname == "get_operation_output":
-        if not isinstance(args, list) or len(args) != 4:
+        if not isinstance(args, list) or len(args) != 4 or not all(isinstance(a, str) for a in args):
             sink.error("FUNCTION_BAD_ARGS", "get_operation_output needs [node, interface, operation, output]",
                        pos, path)
             return
