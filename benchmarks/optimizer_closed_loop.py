@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--slo", type=float, default=1.0, help="p95 latency SLO, seconds")
     parser.add_argument("--noise", type=float, default=0.05, help="log-normal sigma of measurement noise")
     parser.add_argument("--hpa-target", type=float, default=0.6, help="HPA target CPU utilisation")
-    parser.add_argument("--low-fraction", type=float, default=0.4, help="optimizer lower threshold, x SLO")
-    parser.add_argument("--high-fraction", type=float, default=0.75, help="optimizer upper threshold, x SLO")
+    parser.add_argument("--low-fraction", type=float, default=0.5, help="optimizer lower threshold, x SLO")
+    parser.add_argument("--high-fraction", type=float, default=0.85, help="optimizer upper threshold, x SLO")
     parser.add_argument("--min-samples", type=int, default=100)
     parser.add_argument("--retrain-every", type=int, default=40, help="control intervals between retrainings")
     parser.add_argument("--train-window", type=int, default=2000, help="most recent samples used for training")
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
           f"req/s per replica; trace rescaled so its peak ({rates.max():.1f} req/s) needs {args.peak_replicas:g} replicas;")
     print(f"  new replicas serve after {service.startup_delay_s:g} s and are paid for while starting; "
           f"measurement noise: log-normal sigma {service.noise:g} on rate, CPU and latency; same noise for every policy;")
-    print(f"  replicas 1..{max_replicas}; start at {initial}.")
+    print(f"  replicas 1..{max_replicas}; autoscalers start at {initial}.")
     print(f"Policies: hpa = ceil(W*cpu/{args.hpa_target:g}), tolerance 0.1, 15 s sync, 300 s scale-down "
           "stabilisation, scale-up <= max(+100%, +4) per step;")
     print(f"  strato = Strato's advisor (NN ensemble + regressions on request_rate, cpu_utilization, replicas; "
@@ -110,7 +110,8 @@ def main(argv=None) -> int:
             return 1
         policy = factories[name]()
         started = time.perf_counter()
-        result = simulate(rates, policy, service, initial, max_replicas, seed=args.seed)
+        start = peak_replicas if isinstance(policy, StaticPolicy) else initial
+        result = simulate(rates, policy, service, start, max_replicas, seed=args.seed)
         elapsed = time.perf_counter() - started
         results[name] = result.summary()
         extra = ""
