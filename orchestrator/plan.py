@@ -9,7 +9,7 @@ from typing import Any
 
 import networkx as nx
 
-from descriptors.functions import FunctionError, Resolver, Unresolved
+from descriptors.functions import FunctionError, Resolver, Unresolved, template_resolver
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from orchestrator.state import InfraRecord, InstanceRecord
@@ -89,21 +89,8 @@ class AttributeView:
 
 
 def make_resolver(template: Template, inputs: dict, view: AttributeView) -> Resolver:
-    def prop(node: str, name: str) -> Any:
-        if node not in template.node_templates:
-            raise FunctionError(f"unknown node '{node}'")
-        tmpl = template.node_templates[node]
-        if name in tmpl.properties:
-            return tmpl.properties[name]
-        pdef = template.types.resolved(tmpl.type).properties.get(name)
-        if pdef is not None and pdef.has_default:
-            return pdef.default
-        raise FunctionError(f"node '{node}' has no property '{name}'")
-
-    def host(node: str) -> str | None:
-        return template.node_templates[node].host if node in template.node_templates else None
-
-    return Resolver(inputs, prop, view.lookup, host)
+    """A resolver over the template (defaults, HOST chains, capability forms) and the attributes known so far."""
+    return template_resolver(template, inputs, view.lookup)
 
 
 def node_properties(template: Template, node: str, resolver: Resolver) -> dict:

@@ -18,7 +18,7 @@ from orchestrator.state import StateStore
 TYPES = """
 node_types:
   test.Flaky:
-    derived_from: tosca.nodes.Root
+    derived_from: strato.nodes.Noop
     metadata: {strato.driver: test-flaky}
     properties:
       fail: {type: string, default: never}
