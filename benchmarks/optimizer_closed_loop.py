@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     print(f"  replicas 1..{max_replicas}; autoscalers start at {initial}.")
     print(f"Policies: hpa = ceil(W*cpu/{args.hpa_target:g}), tolerance 0.1, 15 s sync, 300 s scale-down "
           "stabilisation, scale-up <= max(+100%, +4) per step;")
-    print(f"  strato = Strato's advisor (NN ensemble + regressions on request_rate, cpu_utilization, replicas; "
+    print(f"  strato = Strato's advisor (NN ensemble on log request rate per replica and log replicas, regressions for metrics after scaling; "
           f"thresholds [{args.low_fraction:g}, {args.high_fraction:g}] x SLO; trend forecast over start-up delay; "
           f"target tracking until {args.min_samples} samples; retrained every {args.retrain_every} intervals "
           f"on the last {args.train_window} samples, outside the advice call);")
