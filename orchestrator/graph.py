@@ -17,12 +17,10 @@ def dependency_graph(template: Template) -> nx.DiGraph:
     """
     graph = nx.DiGraph()
     nodes = template.node_templates
-    for name in nodes:
-        graph.add_node(name)
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from((node.name, req.target, {"position": req.position, "path": req.path, "kind": req.name})
+                         for node in nodes.values() for req in node.requirements if req.target in nodes)
     for node in nodes.values():
-        for req in node.requirements:
-            if req.target in nodes:
-                graph.add_edge(node.name, req.target, position=req.position, path=req.path, kind=req.name)
         for fname, args, container, key, path in iter_calls(node.properties, node.path + ".properties"):
             if fname == "get_attribute" and isinstance(args, list) and args and args[0] not in SELF_NAMES \
                     and args[0] in nodes and args[0] != node.name and not graph.has_edge(node.name, args[0]):
@@ -33,6 +31,8 @@ def dependency_graph(template: Template) -> nx.DiGraph:
 
 def check_acyclic(template: Template, graph: nx.DiGraph) -> None:
     """Raise a diagnostic naming each dependency cycle (web -> db -> web) with its positions."""
+    if nx.is_directed_acyclic_graph(graph):
+        return
     diagnostics = []
     seen: set[frozenset] = set()
     for component in nx.strongly_connected_components(graph):
