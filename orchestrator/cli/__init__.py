@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from orchestrator import __version__
-from orchestrator.cli import build, destroy, graph, outputs, plan, scale, serve, status, validate
+from orchestrator.cli import (build, cost, destroy, graph, import_, outputs, plan, scale, serve, status,
+                              validate)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,9 +27,8 @@ def main() -> None:
     """
 
 
-for module in (validate, plan, build, status, outputs, destroy, graph, scale, serve):
+for module in (validate, plan, build, status, outputs, destroy, graph, scale, cost, import_, serve):
     main.add_command(module.command)
-from orchestrator.cli import import_; main.add_command(import_.command)  # noqa: E702,E402 - `strato import`
 
 try:  # the optimizer's verbs, when its package is present
     from optimizer.cli import optimizer_group
