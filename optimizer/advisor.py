@@ -27,6 +27,15 @@ class AdvisorConfig:
     confidence_z: float = 1.0  # scale up against prediction + z ensemble spreads
     cooldown_s: float = 0.0  # no new action this soon after the previous one
     scale_down_stabilization_s: float = 300.0
+    # A shorter stabilisation for scale-downs the model is confident about: the cautious
+    # (prediction x exp(z x spread)) target at the smaller count is at most
+    # confident_fraction x target_high. None keeps the full window for every scale-down.
+    confident_scale_down_stabilization_s: float | None = None
+    confident_fraction: float = 0.8
+    # With hysteresis, the current count is kept while its predicted target is within
+    # [target_low, target_high]; without it, the cheapest count that fits is always chosen
+    # (the scale-down stabilisation still damps flapping).
+    hysteresis: bool = True
     explore: bool = False  # MiCADO-style sweep of the instance count while samples are few
     explore_every: int = 20
     tracking_metric: str | None = None  # the metric target tracking follows, per instance
@@ -208,7 +217,7 @@ class Advisor:
             # learnt a confounded relation (e.g. W only ever grew with load). Do not trust it.
             return self._fallback(now, self._last_metrics, instances,
                                   "the model predicts more instances would not lower the measured target", None)
-        if current is not None and fits[current] and predicted[current] >= cfg.target_low:
+        if cfg.hysteresis and current is not None and fits[current] and predicted[current] >= cfg.target_low:
             choice, why = current, "predicted target within thresholds at the current count"
         elif fits.any():
             choice = int(np.flatnonzero(fits)[0])  # the cheapest count that fits
@@ -217,14 +226,19 @@ class Advisor:
             choice = int(np.argmin(cautious))
             why = "no candidate fits the upper threshold; choosing the one predicted closest to it"
         new = int(counts[choice])
-        # Scale-down is stabilised like HPA's: act on the highest recommendation in the window.
+        # Scale-down is stabilised like HPA's: act on the highest recommendation in the window
+        # (a shorter window when the model is confident the smaller count keeps the target well under).
         self._down_recommendations.append((now, new))
         while self._down_recommendations and self._down_recommendations[0][0] < now - cfg.scale_down_stabilization_s:
             self._down_recommendations.popleft()
         if new < instances:
-            stabilised = min(instances, max(r for _, r in self._down_recommendations))
+            window = cfg.scale_down_stabilization_s
+            if (cfg.confident_scale_down_stabilization_s is not None
+                    and cautious[choice] <= cfg.confident_fraction * cfg.target_high):
+                window = min(window, cfg.confident_scale_down_stabilization_s)
+            stabilised = min(instances, max(r for t, r in self._down_recommendations if t >= now - window))
             if stabilised != new:
-                why += f"; scale-down held at {stabilised} by the {cfg.scale_down_stabilization_s:.0f} s stabilisation"
+                why += f"; scale-down held at {stabilised} by the {window:.0f} s stabilisation"
                 new = stabilised
         index = int(np.flatnonzero(counts == new)[0])
         if grew:

@@ -80,12 +80,16 @@ class StratoModel:
     """
 
     def __init__(self, hidden: int = 8, n_nets: int = 3, seed: int = 0, max_iter: int = 200,
-                 validation_fraction: float = 0.25, per_instance: tuple[str, ...] = ()):
+                 validation_fraction: float = 0.25, per_instance: tuple[str, ...] = (),
+                 alpha_grid: tuple[float, ...] | None = None):
         # per_instance names totals shared out over the instances (e.g. a request rate): the
         # net sees them divided by W, and scaling leaves the total itself unchanged.
         self.hidden, self.n_nets, self.seed, self.max_iter = hidden, n_nets, seed, max_iter
         self.per_instance = tuple(per_instance)
         self.validation_fraction = validation_fraction
+        # A caller retraining often may pass a one-value grid (e.g. the alpha its last full
+        # training chose) to skip the search; kappa and beta are still validated every time.
+        self.alpha_grid = tuple(alpha_grid) if alpha_grid else ALPHA_GRID
         self.report: TrainingReport | None = None
 
     # ----- training -----
@@ -117,7 +121,7 @@ class StratoModel:
         x_early, y_early = self._inputs(recent.metrics, recent.instances), self._scaled_log(recent.target)
         x_late, log_late = self._inputs(late.metrics, late.instances), np.log(late.target)
         scores, nets = {}, {}
-        for alpha in ALPHA_GRID:
+        for alpha in self.alpha_grid:
             nets[alpha] = _fit_net(x_early, y_early, self.hidden, alpha, self.seed, self.max_iter)
             scores[alpha] = float(np.median(np.abs(nets[alpha].predict(x_late) * self.y_std + self.y_mean - log_late)))
         self.alpha = min(scores, key=scores.get)

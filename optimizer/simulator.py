@@ -142,7 +142,8 @@ class StratoPolicy(Policy):
     name = "strato"
 
     def __init__(self, advisor: Advisor, retrain_every: int, window: int, seed: int = 0,
-                 metrics: tuple[str, ...] = ("request_rate",), per_instance: tuple[str, ...] = ("request_rate",)):
+                 metrics: tuple[str, ...] = ("request_rate",), per_instance: tuple[str, ...] = ("request_rate",),
+                 reselect_alpha_every: int = 1):
         # CPU utilisation saturates at 100 % exactly when it matters, hiding how overloaded the
         # service is; the arrival rate does not, so by default the model sees only it (and W).
         self.advisor, self.retrain_every, self.window, self.seed = advisor, retrain_every, window, seed
@@ -150,14 +151,23 @@ class StratoPolicy(Policy):
         self.train_seconds: list[float] = []
         self.advice_seconds: list[float] = []
         self.phases: dict[str, int] = {}
+        # Cheaper retraining: the regularisation is searched only every `reselect_alpha_every`
+        # retrainings and reused in between (kappa and beta are re-validated every time).
+        self.reselect_alpha_every = max(1, reselect_alpha_every)
+        self._retrains = 0
+        self._alpha: float | None = None
 
     def maybe_retrain(self, history):
         n = len(history.times)
         if n >= self.advisor.config.min_samples and n % self.retrain_every == 0:
             started = time.perf_counter()
+            reuse = self._alpha is not None and self._retrains % self.reselect_alpha_every != 0
             try:
-                self.advisor.train(history.samples(self.window, self.metrics), seed=self.seed,
-                                   per_instance=self.per_instance)
+                report = self.advisor.train(history.samples(self.window, self.metrics), seed=self.seed,
+                                            per_instance=self.per_instance,
+                                            alpha_grid=(self._alpha,) if reuse else None)
+                self._alpha = report.alpha
+                self._retrains += 1
             except OptimizerInputError:
                 pass  # e.g. a target that never varied yet: keep falling back
             self.train_seconds.append(time.perf_counter() - started)

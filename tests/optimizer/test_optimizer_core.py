@@ -234,3 +234,19 @@ def test_cli_train_advise_report(tmp_path):
     assert report.exit_code == 0, report.output
     assert (tmp_path / "r" / "predicted_vs_actual.png").stat().st_size > 1000
     assert (tmp_path / "r" / "advice_over_time.png").is_file()
+
+
+def test_confident_scale_down_uses_shorter_stabilisation_and_alpha_grid_is_honoured():
+    samples = synthetic(600)
+    model = StratoModel(alpha_grid=(0.3,)).fit(samples)
+    assert model.report.alpha == 0.3
+    held = Advisor(config(max_up=6, max_down=6, scale_down_stabilization_s=300.0), model=model)
+    quick = Advisor(config(max_up=6, max_down=6, scale_down_stabilization_s=300.0,
+                           confident_scale_down_stabilization_s=0.0, confident_fraction=1.0), model=model)
+    busy = {"request_rate": 60.0, "cpu_utilization": 1.0, "constant": 1.0}
+    light = {"request_rate": 5.0, "cpu_utilization": 0.1, "constant": 1.0}
+    for advisor in (held, quick):
+        advisor.advise(0.0, busy, 8, 3.0, n_samples=600)
+    a_held = held.advise(30.0, light, 8, 0.05, n_samples=600)
+    a_quick = quick.advise(30.0, light, 8, 0.05, n_samples=600)
+    assert a_quick.instances < a_held.instances and "stabilisation" in a_held.reason
