@@ -19,8 +19,45 @@ from descriptors.yamlpos import YList, YMap, load_yaml_file, position_of, to_pla
 INFRA_KEYS = ("infra_name", "user_id", "nodes", "dependencies", "variables")
 NODE_KEYS = ("name", "type", "scaling", "variables")
 NODEDEF_KEYS = ("resource", "contextualisation", "health_check", "config_management", "variables")
-VM_RESOURCES = {"ec2": "ec2", "nova": "nova"}
+VM_RESOURCES = {"ec2": "ec2", "nova": "openstack"}
 DRIVER_REGION_KEY = {"ec2": "regionname", "nova": "region"}
+# Occopus resource keys -> the property names of Strato's ec2 / openstack drivers
+RESOURCE_KEYS = {
+    "ec2": {"image_id": "image", "instance_type": "instance_type", "key_name": "key_name",
+            "security_group_ids": "security_group_ids", "subnet_id": "subnet_id", "regionname": "region",
+            "tags": "tags"},
+    "nova": {"image_id": "image", "flavor_name": "flavor", "key_name": "key_name", "region": "region_name",
+             "server_name": "name"},
+}
+# Where the credentials and service endpoint come from in Strato instead (so one descriptor runs
+# against the real cloud, a private one or an emulator without edits).
+CREDENTIAL_KEYS = {"endpoint", "project_id", "user_domain_name", "project_domain_name", "tenant_name"}
+
+
+def _driver_properties(rtype: str, resource: dict, sink: DiagnosticSink, pos: Position, path: str) -> dict:
+    """Rename an Occopus resource's keys to the driver's property names; say what is not carried over."""
+    names = RESOURCE_KEYS[rtype]
+    props: dict[str, Any] = {}
+    dropped = []
+    for key, value in resource.items():
+        if key in names:
+            props[names[key]] = value
+        elif key == "network_id":
+            props["networks"] = [value]
+        elif key in CREDENTIAL_KEYS:
+            if rtype == "ec2" and key == "endpoint" and isinstance(value, str) \
+                    and not value.rstrip("/").endswith(".amazonaws.com"):
+                props["endpoint_url"] = value  # a private AWS-compatible cloud
+            else:
+                dropped.append(key)
+        else:
+            props[key] = value
+    if dropped:
+        where = "the AWS credential chain (AWS_* variables, profiles)" if rtype == "ec2" else \
+            "clouds.yaml (OS_CLOUD) or the OS_* variables"
+        sink.warning("OCCOPUS_CREDENTIALS", f"{', '.join(sorted(dropped))} of this {rtype} resource are taken "
+                     f"from {where} in Strato, not from the descriptor", pos, path)
+    return props
 SUPPORTED_CONTEXT = ("cloudinit", "docker")
 
 
@@ -188,7 +225,8 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
             region = resource.get(DRIVER_REGION_KEY[rtype])
             if isinstance(region, str):
                 entry["region"] = region
-            entry["properties"] = resource
+            entry["properties"] = _driver_properties(rtype, resource, sink, _pos(alt, "resource", defs_path),
+                                                     join_path(path, "resource"))
             implementations.append(entry)
             if ctx_type == "cloudinit":
                 text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))

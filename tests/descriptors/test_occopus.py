@@ -26,7 +26,7 @@ def test_import_keeps_implementations_scaling_dependencies(infra):
     nodes = doc["topology_template"]["node_templates"]
     app = nodes["app"]
     assert app["type"] == "strato.nodes.VM"
-    assert [i["driver"] for i in app["properties"]["implementations"]] == ["ec2", "nova"]
+    assert [i["driver"] for i in app["properties"]["implementations"]] == ["ec2", "openstack"]
     assert app["properties"]["implementations"][0]["region"] == "eu-west-1"
     assert app["properties"]["cloud_init"].startswith("#cloud-config")
     assert app["properties"]["cloud_init_variables"] == {"greeting": "Hello from Strato", "port": 8080}
@@ -36,7 +36,14 @@ def test_import_keeps_implementations_scaling_dependencies(infra):
                                                              "default_instances": 2}
     assert app["requirements"] == [{"dependency": "db"}]
     assert nodes["db"]["type"] == "strato.nodes.Container" and nodes["db"]["properties"]["image"] == "redis:7"
-    assert [w.code for w in warnings] == ["OCCOPUS_UNSUPPORTED"] and "chef" in warnings[0].message
+    codes = [w.code for w in warnings]
+    assert sorted(set(codes)) == ["OCCOPUS_CREDENTIALS", "OCCOPUS_UNSUPPORTED"]
+    assert "chef" in [w for w in warnings if w.code == "OCCOPUS_UNSUPPORTED"][0].message
+    # Occopus resource keys become the drivers' property names; credentials/endpoints come from the environment
+    ec2, nova = app["properties"]["implementations"]
+    assert ec2["properties"]["image"].startswith("ami-") and ec2["properties"]["region"] == "eu-west-1"
+    assert "endpoint" not in ec2["properties"] and "image_id" not in ec2["properties"]
+    assert "flavor" in nova["properties"] and "image" in nova["properties"] and "endpoint" not in nova["properties"]
 
 
 def test_cli_writes_a_valid_descriptor(infra, tmp_path):
@@ -44,7 +51,7 @@ def test_cli_writes_a_valid_descriptor(infra, tmp_path):
     result = CliRunner().invoke(main, ["import", str(infra / "infra-hello.yaml"), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["ok"] and report["nodes"] == 2 and len(report["warnings"]) == 1
+    assert report["ok"] and report["nodes"] == 2 and len(report["warnings"]) == 3
     t = load_template(str(out))
     assert t.node_templates["app"].dependencies == ["db"]
     assert t.node_templates["app"].max_instances == 5
