@@ -64,11 +64,17 @@ def dependents_closure(graph: nx.DiGraph, name: str) -> set[str]:
     return set(nx.ancestors(graph, name))
 
 
+def _default_counts(template: Template) -> dict[str, int]:
+    defaults = {name: i.default for name, i in template.inputs.items() if i.has_default}
+    return {name: node.instance_count(defaults) for name, node in template.node_templates.items()}
+
+
 def to_dot(graph: nx.DiGraph, template: Template) -> str:
+    counts = _default_counts(template)
     lines = ["digraph strato {", "  rankdir=BT;", "  node [shape=box, style=rounded];"]
     for name in graph.nodes:
         node = template.node_templates[name]
-        lines.append(f'  "{name}" [label="{name}\\n{node.type}\\nx{node.default_instances}"];')
+        lines.append(f'  "{name}" [label="{name}\\n{node.type}\\nx{counts[name]}"];')
     for u, v, data in graph.edges(data=True):
         lines.append(f'  "{u}" -> "{v}" [label="{data.get("kind", "")}"];')
     lines.append("}")
@@ -76,8 +82,9 @@ def to_dot(graph: nx.DiGraph, template: Template) -> str:
 
 
 def to_json(graph: nx.DiGraph, template: Template) -> dict:
+    counts = _default_counts(template)
     return {
         "nodes": [{"name": n, "type": template.node_templates[n].type,
-                   "instances": template.node_templates[n].default_instances} for n in graph.nodes],
+                   "instances": counts[n]} for n in graph.nodes],
         "edges": [{"from": u, "to": v, "kind": d.get("kind")} for u, v, d in graph.edges(data=True)],
     }

@@ -237,9 +237,12 @@ def _graph_png(loaded: Loaded) -> bytes:
     for n, lvl in levels.items():
         g.nodes[n]["layer"] = lvl
     pos = nx.multipartite_layout(g, subset_key="layer", align="horizontal")
-    fig, ax = plt.subplots(figsize=(max(6, len(g) * 0.9), 2 + max(levels.values(), default=0) * 1.3))
-    nx.draw_networkx(g, pos, ax=ax, node_color="#cfe3ff", node_size=1800, font_size=8, arrows=True,
-                     labels={n: f"{n}\n{loaded.template.node_templates[n].type.split('.')[-1]}" for n in g})
+    fig, ax = plt.subplots(figsize=(max(6, len(g) * 1.8), 2 + max(levels.values(), default=0) * 1.5))
+    nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=14, node_size=2600, edge_color="#555555")
+    labels = {n: f"{n}\n{loaded.template.node_templates[n].type.split('.')[-1]}" for n in g}
+    nx.draw_networkx_labels(g, pos, labels=labels, ax=ax, font_size=8,
+                            bbox={"boxstyle": "round,pad=0.4", "fc": "#cfe3ff", "ec": "#3b6db3"})
+    ax.margins(x=0.15, y=0.2)
     ax.set_axis_off()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
