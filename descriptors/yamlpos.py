@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import yaml
+from yaml.events import (DocumentEndEvent, MappingEndEvent, MappingStartEvent, ScalarEvent, SequenceEndEvent,
+                         SequenceStartEvent, StreamEndEvent)
 
 from descriptors.diagnostics import DescriptorError, Diagnostic, Position, join_path
 
@@ -137,6 +139,8 @@ _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
 
 
 class _Converter:
@@ -325,6 +329,139 @@ def parse_yaml(text: str | bytes, file: str = "<string>") -> Any:
 
 
 def _parse_text(text: str, file: str) -> Any:
+    try:
+        return _parse_events(text, file)
+    except (_Fallback, yaml.YAMLError, RecursionError):
+        pass  # not a plain document, or a broken one: compose and convert it, diagnostics and all
+    return _parse_composed(text, file)
+
+
+class _Fallback(Exception):
+    """The document needs the general path (anchors, aliases, merge keys, tags, deep nesting, problems)."""
+
+
+_NONE = object()  # no pending key
+_BAD = object()  # a plain scalar the general path must handle (and report)
+_plain_memo: dict = {}  # plain scalar text -> its value (the same few keys and values repeat a lot)
+_resolver = _Loader("")
+
+
+def _plain_value(value: str) -> Any:
+    """The value of a plain (unquoted, untagged) scalar, exactly as _Converter._scalar gives it, or _BAD."""
+    tag = _Loader.resolve(_resolver, yaml.ScalarNode, value, (True, False))
+    if tag == _STR or tag == _TIMESTAMP:
+        return value
+    if tag == _NULL:
+        return None
+    node = yaml.ScalarNode(tag, value)
+    constructor = yaml.constructor.SafeConstructor()
+    if tag == _INT:
+        if len(value.replace("_", "")) > 4000:
+            return _BAD
+        return constructor.construct_yaml_int(node)
+    if tag == _BOOL:
+        return constructor.construct_yaml_bool(node)
+    if tag == _FLOAT:
+        return constructor.construct_yaml_float(node)
+    return _BAD
+
+
+def _parse_events(text: str, file: str) -> Any:
+    """The fast path: build YMap/YList straight from libyaml's events, without composing nodes first.
+
+    It handles the plain documents descriptors nearly always are; anything else (an anchor,
+    alias, merge key, explicit tag other than str/map/seq, non-scalar or duplicate key, a
+    scalar that needs a diagnostic, nesting deeper than MAX_DEPTH, a YAML error, more than
+    one document) raises _Fallback or the parser's error, and the caller takes the general
+    path, which composes the document and reports exactly as before.
+    """
+    parser = _Loader(text)
+    get = parser.get_event
+    scalar_event, map_start, seq_start = ScalarEvent, MappingStartEvent, SequenceStartEvent
+    memo = _plain_memo
+    none, bad = _NONE, _BAD
+    try:
+        get()  # stream start
+        if get().__class__ is StreamEndEvent:
+            return None  # no document at all
+        stack: list = []
+        container: Any = None
+        is_map = False
+        key: Any = none
+        kmark = 0
+        root: Any = None
+        while True:
+            ev = get()
+            cls = ev.__class__
+            if cls is scalar_event:
+                if ev.anchor is not None:
+                    raise _Fallback
+                value = ev.value
+                if is_map and key is none:
+                    if value in container or value == "<<":
+                        raise _Fallback
+                    key = value
+                    mark = ev.start_mark
+                    kmark = (mark.line << _COL_BITS) | mark.column
+                    continue
+                tag = ev.tag
+                if tag is None or tag == "!":
+                    if ev.implicit[0]:
+                        value = memo.get(value, none)
+                        if value is none:
+                            value = _plain_value(ev.value)
+                            if len(memo) > 50_000:  # bounded: a hostile document must not grow it forever
+                                memo.clear()
+                            memo[ev.value] = value
+                        if value is bad:
+                            raise _Fallback
+                elif tag != _STR:
+                    raise _Fallback
+                mark = ev.start_mark
+                if is_map:
+                    container[key] = value
+                    container.val_marks[key] = (mark.line << _COL_BITS) | mark.column
+                    container.key_marks[key] = kmark
+                    key = none
+                elif container is not None:
+                    container.append(value)
+                    container.item_marks.append((mark.line << _COL_BITS) | mark.column)
+                else:
+                    root = value
+            elif cls is map_start or cls is seq_start:
+                tag = ev.tag
+                if ev.anchor is not None or (tag is not None and tag != "!" and tag != (
+                        _MAP if cls is map_start else _SEQ)) or (is_map and key is none) or len(stack) >= MAX_DEPTH:
+                    raise _Fallback
+                mark = ev.start_mark
+                new = (YMap if cls is map_start else YList)(None, file, (mark.line << _COL_BITS) | mark.column)
+                if is_map:
+                    container[key] = new
+                    container.key_marks[key] = kmark
+                elif container is not None:
+                    container.append(new)
+                    container.item_marks.append((mark.line << _COL_BITS) | mark.column)
+                else:
+                    root = new
+                stack.append((container, is_map))
+                container = new
+                is_map = cls is map_start
+                key = none
+            elif cls is MappingEndEvent or cls is SequenceEndEvent:
+                container, is_map = stack.pop()
+                key = none
+            elif cls is DocumentEndEvent:
+                break
+            else:  # an alias
+                raise _Fallback
+        if get().__class__ is not StreamEndEvent:
+            raise _Fallback  # a second document: compose reports it
+        return root
+    finally:
+        parser.dispose()
+
+
+def _parse_composed(text: str, file: str) -> Any:
     try:
         root = yaml.compose(text, Loader=_FastLoader)
     except yaml.MarkedYAMLError as exc:
