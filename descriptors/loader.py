@@ -35,6 +35,8 @@ POLICY_KEYS = ("type", "description", "metadata", "properties", "targets", "trig
 OUTPUT_KEYS = ("value", "description", "type", "required", "status", "metadata", "constraints", "entry_schema")
 ARTIFACT_KEYS = ("type", "file", "repository", "description", "deploy_path", "artifact_version", "checksum",
                  "checksum_algorithm", "properties")
+_NODE_KEY_SET = frozenset(NODE_KEYS)
+_CAPABILITY_KEY_SET = frozenset(CAPABILITY_KEYS)
 # Scaling properties that name instance counts, which may come from inputs (see NodeTemplate.count_inputs).
 SCALING_KEYS = ("min_instances", "max_instances", "default_instances")
 MAX_IMPORTS = 200
@@ -231,6 +233,11 @@ _SCALARS = (str, int, float, bool)
 
 def _check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: DiagnosticSink, code: str,
                     what: str, pos: Position, path: str) -> None:
+    _report_assigned(_assigned_problems(value, pdef, types), sink, code, what, pos, path)
+
+
+def _assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> list:
+    """validate_value's problems of a value assigned to pdef; [] when it fits."""
     if value.__class__ in _SCALARS:
         # the same scalar is often assigned to the same property thousands of times
         memo = types.value_memo
@@ -239,8 +246,11 @@ def _check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: Di
         if problems is None:
             problems = memo[key] = validate_value(value, pdef.schema, types)
             memo.setdefault("_pin", []).append(pdef)  # keeps id(pdef) unique while memoised
-    else:
-        problems = validate_value(value, pdef.schema, types)
+        return problems
+    return validate_value(value, pdef.schema, types)
+
+
+def _report_assigned(problems: list, sink: DiagnosticSink, code: str, what: str, pos: Position, path: str) -> None:
     for subpath, problem in problems:
         # "property 'endpoint'" + ".host" -> "property 'endpoint.host'"
         label = f"{what[:-1]}{subpath}'" if subpath and what.endswith("'") else what + subpath
@@ -301,7 +311,7 @@ def _parse_nodes(template: Template, topo: dict, sink: DiagnosticSink) -> dict:
             sink.error("NODE_BAD_DEFINITION", f"node template '{name}' must be a mapping with a 'type'", pos, path)
             continue
         for key in body:
-            if key not in NODE_KEYS:
+            if key not in _NODE_KEY_SET:
                 _unknown_keys(body, NODE_KEYS, sink, path, f"node template '{name}'")
                 break
         if "copy" in body:
@@ -367,12 +377,25 @@ def _check_properties(template: Template, node: NodeTemplate, ntype, body: dict,
                        did_you_mean(pname, defs) or (f"its properties are: {', '.join(defs)}" if defs else
                                                      "this type has no properties"))
             continue
-        _check_assigned(value, pdef, types, sink, "PROPERTY_TYPE", f"property '{pname}'", props.position_of(pname),
-                        f"{ppath}.{pname}")
-    for pname, pdef in defs.items():
-        if pdef.required and not pdef.has_default and pname not in props:
+        problems = _assigned_problems(value, pdef, types)
+        if problems:
+            _report_assigned(problems, sink, "PROPERTY_TYPE", f"property '{pname}'", props.position_of(pname),
+                             f"{ppath}.{pname}")
+    for pname, pdef in _required_properties(types, ntype):
+        if pname not in props:
             sink.error("PROPERTY_MISSING", f"node '{node.name}' of type '{node.type}' needs property '{pname}'",
                        node.position, ppath, f"add '{pname}' ({pdef.type}) under properties")
+
+
+def _required_properties(types: TypeRegistry, ntype) -> list:
+    """(name, definition) of the properties of a resolved type that must be assigned (required, no default)."""
+    key = ("required-properties", id(ntype))
+    found = types.value_memo.get(key)
+    if found is None:
+        found = types.value_memo[key] = [(pname, pdef) for pname, pdef in ntype.properties.items()
+                                         if pdef.required and not pdef.has_default]
+        types.value_memo.setdefault("_pin", []).append(ntype)  # keeps id(ntype) unique while memoised
+    return found
 
 
 def _check_attributes(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:
@@ -404,6 +427,7 @@ def _check_capabilities(template: Template, node: NodeTemplate, ntype, body: dic
         sink.error("SECTION_NOT_MAPPING", "'capabilities' must be a mapping", body.position_of("capabilities"), cpath)
         return
     types = template.types
+    memo = types.value_memo
     for cname, cbody in caps.items():
         path = f"{cpath}.{cname}"
         cdef = ntype.capabilities.get(cname)
@@ -420,24 +444,36 @@ def _check_capabilities(template: Template, node: NodeTemplate, ntype, body: dic
                        caps.position_of(cname), path)
             continue
         for key in cbody:
-            if key not in CAPABILITY_KEYS:
+            if key not in _CAPABILITY_KEY_SET:
                 _unknown_keys(cbody, CAPABILITY_KEYS, sink, path, f"capability '{cname}'")
                 break
-        if not types.has("capability", cdef.type):
+        # the capability type's definitions, resolved once per capability definition
+        ckey = ("capability-type", id(cdef))
+        ctype = memo.get(ckey, memo)
+        if ctype is memo:
+            ctype = memo[ckey] = types.resolved(types.canonical(cdef.type, "capability"), "capability") \
+                if types.has("capability", cdef.type) else None
+            memo.setdefault("_pin", []).append(cdef)  # keeps id(cdef) unique while memoised
+        if ctype is None:
             continue
-        ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability")
         for section, defs_attr in (("properties", "properties"), ("attributes", "attributes")):
             values = cbody.get(section)
             if values is None:
                 continue
-            spath = f"{path}.{section}"
             if not isinstance(values, dict):
-                sink.error("SECTION_NOT_MAPPING", f"'{section}' must be a mapping", cbody.position_of(section), spath)
+                sink.error("SECTION_NOT_MAPPING", f"'{section}' must be a mapping", cbody.position_of(section),
+                           f"{path}.{section}")
                 continue
             own = getattr(cdef, defs_attr)
             inherited = getattr(ctype, defs_attr)
             for pname, value in values.items():
                 pdef = own.get(pname) or inherited.get(pname)
+                if pdef is not None and value.__class__ in _SCALARS and not (cname == "scalable" and
+                                                                              pname in SCALING_KEYS):
+                    problems = _assigned_problems(value, pdef, types)
+                    if not problems:
+                        continue  # the common case: nothing to report, so no position or path to build
+                spath = f"{path}.{section}"
                 if pdef is None:
                     if section == "properties" and cname == "scalable" and pname in SCALING_KEYS:
                         continue
@@ -640,13 +676,17 @@ def _resolve_requirements(template: Template, raw_nodes: dict, sink: DiagnosticS
             if high is not None and count > high:
                 sink.error("REQUIREMENT_TOO_MANY", f"node '{node.name}' has {count} '{rname}' requirements, but its "
                            f"type allows at most {high}", body.position_of("requirements"), base)
+    expected: dict = {}  # node type -> its requirements that must occur at least once
     for node in nodes.values():
-        ntype = types.resolved(node.type)
-        if not ntype.requirements:
+        needed = expected.get(node.type)
+        if needed is None:
+            needed = expected[node.type] = [(rname, rdef) for rname, rdef in
+                                            types.resolved(node.type).requirements.items() if rdef.occurrences[0] >= 1]
+        if not needed or node.directives:
             continue
         have = {r.name for r in node.requirements}
-        for rname, rdef in ntype.requirements.items():
-            if rdef.occurrences[0] >= 1 and rname not in have and not node.directives:
+        for rname, rdef in needed:
+            if rname not in have:
                 sink.warning("REQUIREMENT_MISSING", f"node '{node.name}' ({node.type}) has no '{rname}' "
                              "requirement, which its type expects", node.position, node.path + ".requirements",
                              f"add '- {rname}: <node template>'")
@@ -656,6 +696,18 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
                  raw_nodes: dict, sink: DiagnosticSink, path: str) -> Requirement | None:
     types = template.types
     nodes = template.node_templates
+    if item.__class__ is YMap and len(item) == 1:
+        # the common '- dependency: other_node' form: once it checked out for a (node type,
+        # requirement, target type), it checks out again the same way with no diagnostics
+        rname, body = next(iter(item.items()))
+        tnode = nodes.get(body) if body.__class__ is str else None
+        if tnode is not None and body != node.name:
+            found = types.value_memo.get(("requirement-ok", node.type, rname, tnode.type))
+            if found is not None:
+                node_filter, cap_name, relationship = found
+                return Requirement(name=rname, target=body, relationship=relationship,
+                                   position=item.key_position(rname), path=f"{path}.{rname}", capability=cap_name,
+                                   relationship_properties={}, relationship_interfaces={}, node_filter=node_filter)
     pos = position_of(reqs, index)
     if not isinstance(item, dict) or len(item) != 1:
         sink.error("REQUIREMENT_BAD", "each requirement must be a one-key mapping like '- dependency: db'", pos, path)
@@ -788,6 +840,9 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
         if rel_props:
             _check_property_map(template, rel_props, rtype.properties, sink, join_path(rpath, "relationship.properties"),
                                 tpos, f"relationship {rtype.name}", check_missing=False)
+    if body.__class__ is str and target == body and item.__class__ is YMap:  # named straight, no diagnostics
+        types.value_memo[("requirement-ok", node.type, rname, nodes[target].type)] = (node_filter, cap_name,
+                                                                                      relationship)
     return Requirement(name=rname, target=target, relationship=relationship, position=tpos, path=target_path,
                        capability=cap_name, relationship_properties=rel_props if isinstance(rel_props, dict) else {},
                        relationship_interfaces=rel_ifaces if isinstance(rel_ifaces, dict) else {},
