@@ -377,7 +377,9 @@ def _parse_events(text: str, file: str) -> Any:
     """
     parser = _Loader(text)
     get = parser.get_event
-    scalar_event, map_start, seq_start = ScalarEvent, MappingStartEvent, SequenceStartEvent
+    scalar_event, map_start, seq_start, map_end, seq_end = (ScalarEvent, MappingStartEvent, SequenceStartEvent,
+                                                            MappingEndEvent, SequenceEndEvent)
+    ymap, ylist, new_map, new_list = YMap, YList, dict.__new__, list.__new__
     memo = _plain_memo
     none, bad = _NONE, _BAD
     try:
@@ -385,9 +387,11 @@ def _parse_events(text: str, file: str) -> Any:
         if get().__class__ is StreamEndEvent:
             return None  # no document at all
         stack: list = []
-        container: Any = None
+        container: Any = None  # the YMap or YList being filled
         is_map = False
-        key: Any = none
+        kmarks: Any = None  # the container's key_marks (a mapping)
+        vmarks: Any = None  # its val_marks (a mapping) or item_marks (a sequence)
+        key: Any = none  # a mapping's key waiting for its value
         kmark = 0
         root: Any = None
         while True:
@@ -397,7 +401,7 @@ def _parse_events(text: str, file: str) -> Any:
                 if ev.anchor is not None:
                     raise _Fallback
                 value = ev.value
-                if is_map and key is none:
+                if key is none and is_map:
                     if value in container or value == "<<":
                         raise _Fallback
                     key = value
@@ -420,12 +424,12 @@ def _parse_events(text: str, file: str) -> Any:
                 mark = ev.start_mark
                 if is_map:
                     container[key] = value
-                    container.val_marks[key] = (mark.line << _COL_BITS) | mark.column
-                    container.key_marks[key] = kmark
+                    vmarks[key] = (mark.line << _COL_BITS) | mark.column
+                    kmarks[key] = kmark
                     key = none
                 elif container is not None:
                     container.append(value)
-                    container.item_marks.append((mark.line << _COL_BITS) | mark.column)
+                    vmarks.append((mark.line << _COL_BITS) | mark.column)
                 else:
                     root = value
             elif cls is map_start or cls is seq_start:
@@ -434,21 +438,33 @@ def _parse_events(text: str, file: str) -> Any:
                         _MAP if cls is map_start else _SEQ)) or (is_map and key is none) or len(stack) >= MAX_DEPTH:
                     raise _Fallback
                 mark = ev.start_mark
-                new = (YMap if cls is map_start else YList)(None, file, (mark.line << _COL_BITS) | mark.column)
+                packed = (mark.line << _COL_BITS) | mark.column
+                # what YMap(None, file, packed) / YList(None, file, packed) make, without calling __init__
+                if cls is map_start:
+                    new = new_map(ymap)
+                    new.key_marks = new_kmarks = {}
+                    new.val_marks = new_vmarks = {}
+                else:
+                    new = new_list(ylist)
+                    new.item_marks = new_vmarks = []
+                    new_kmarks = None
+                new._pos = None
+                new._mark = packed
+                new.file = file
                 if is_map:
                     container[key] = new
-                    container.key_marks[key] = kmark
+                    kmarks[key] = kmark
                 elif container is not None:
                     container.append(new)
-                    container.item_marks.append((mark.line << _COL_BITS) | mark.column)
+                    vmarks.append(packed)
                 else:
                     root = new
-                stack.append((container, is_map))
-                container = new
+                stack.append((container, is_map, kmarks, vmarks))
+                container, kmarks, vmarks = new, new_kmarks, new_vmarks
                 is_map = cls is map_start
                 key = none
-            elif cls is MappingEndEvent or cls is SequenceEndEvent:
-                container, is_map = stack.pop()
+            elif cls is map_end or cls is seq_end:
+                container, is_map, kmarks, vmarks = stack.pop()
                 key = none
             elif cls is DocumentEndEvent:
                 break
