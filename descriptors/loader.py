@@ -8,7 +8,7 @@ from typing import Any
 
 from descriptors.checks import validate_value
 from descriptors.diagnostics import DescriptorError, Diagnostic, DiagnosticSink, Position, did_you_mean, join_path
-from descriptors.functions import SELF_NAMES, function_call, iter_calls
+from descriptors.functions import SELF_NAMES, contains_call, function_call, iter_calls
 from descriptors.template import (Group, InputDef, NodeTemplate, Operation, OutputDef, Policy, Requirement,
                                   Template)
 from descriptors.types import (SCALAR_TYPES, STANDARD_OPERATIONS, PropertyDef, Schema, TypeRegistry,
@@ -427,10 +427,20 @@ def _check_capabilities(template: Template, node: NodeTemplate, ntype, body: dic
         sink.error("SECTION_NOT_MAPPING", "'capabilities' must be a mapping", body.position_of("capabilities"), cpath)
         return
     types = template.types
-    memo = types.value_memo
+    cap_memo = types.value_memo.get("capability-definitions")
+    if cap_memo is None:
+        cap_memo = types.value_memo["capability-definitions"] = {}
     for cname, cbody in caps.items():
-        path = f"{cpath}.{cname}"
         cdef = ntype.capabilities.get(cname)
+        if cdef is not None and cbody.__class__ is YMap:
+            # the common case, fast: known keys and property values that check out
+            found = cap_memo.get(id(cdef))
+            if found is None:
+                found = cap_memo[id(cdef)] = _capability_definitions(types, cdef)
+            ctype, merged = found
+            if ctype is not None and _capability_fits(types, cname, cbody, merged):
+                continue
+        path = f"{cpath}.{cname}"
         if cdef is None:
             sink.error("CAPABILITY_UNKNOWN", f"node type '{node.type}' has no capability '{cname}'",
                        caps.key_position(cname), path,
@@ -447,15 +457,9 @@ def _check_capabilities(template: Template, node: NodeTemplate, ntype, body: dic
             if key not in _CAPABILITY_KEY_SET:
                 _unknown_keys(cbody, CAPABILITY_KEYS, sink, path, f"capability '{cname}'")
                 break
-        # the capability type's definitions, resolved once per capability definition
-        ckey = ("capability-type", id(cdef))
-        ctype = memo.get(ckey, memo)
-        if ctype is memo:
-            ctype = memo[ckey] = types.resolved(types.canonical(cdef.type, "capability"), "capability") \
-                if types.has("capability", cdef.type) else None
-            memo.setdefault("_pin", []).append(cdef)  # keeps id(cdef) unique while memoised
-        if ctype is None:
+        if not types.has("capability", cdef.type):
             continue
+        ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability")
         for section, defs_attr in (("properties", "properties"), ("attributes", "attributes")):
             values = cbody.get(section)
             if values is None:
@@ -466,14 +470,9 @@ def _check_capabilities(template: Template, node: NodeTemplate, ntype, body: dic
                 continue
             own = getattr(cdef, defs_attr)
             inherited = getattr(ctype, defs_attr)
+            spath = f"{path}.{section}"
             for pname, value in values.items():
                 pdef = own.get(pname) or inherited.get(pname)
-                if pdef is not None and value.__class__ in _SCALARS and not (cname == "scalable" and
-                                                                              pname in SCALING_KEYS):
-                    problems = _assigned_problems(value, pdef, types)
-                    if not problems:
-                        continue  # the common case: nothing to report, so no position or path to build
-                spath = f"{path}.{section}"
                 if pdef is None:
                     if section == "properties" and cname == "scalable" and pname in SCALING_KEYS:
                         continue
@@ -486,6 +485,42 @@ def _check_capabilities(template: Template, node: NodeTemplate, ntype, body: dic
                     continue  # checked with the instance counts (_parse_scaling)
                 _check_assigned(value, pdef, types, sink, "PROPERTY_TYPE", f"property '{pname}' of capability "
                                 f"'{cname}'", values.position_of(pname), f"{spath}.{pname}")
+
+
+def _capability_definitions(types: TypeRegistry, cdef) -> tuple:
+    """(resolved capability type or None, {section: {name: definition}}) of a capability definition.
+
+    The node type's own definitions win over the capability type's, as in _check_capabilities.
+    """
+    if not types.has("capability", cdef.type):
+        return None, {}
+    ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability")
+    merged = {}
+    for section in ("properties", "attributes"):
+        defs = dict(getattr(ctype, section))
+        defs.update(getattr(cdef, section))
+        merged[section] = defs
+    return ctype, merged
+
+
+def _capability_fits(types: TypeRegistry, cname: str, cbody: YMap, merged: dict) -> bool:
+    """Whether a capability assignment surely has nothing to report: only known keys and sections,
+    and scalar values that check out (anything else goes through the full check)."""
+    if cname == "scalable":
+        return False
+    for key, values in cbody.items():
+        if key not in _CAPABILITY_KEY_SET:
+            return False
+        defs = merged.get(key)
+        if defs is None or values is None:
+            continue
+        if values.__class__ is not YMap:
+            return False
+        for pname, value in values.items():
+            pdef = defs.get(pname)
+            if pdef is None or value.__class__ not in _SCALARS or _assigned_problems(value, pdef, types):
+                return False
+    return True
 
 
 def _parse_interfaces(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:
@@ -1078,12 +1113,18 @@ def _parse_outputs(template: Template, topo: dict, sink: DiagnosticSink) -> None
 # --- functions ---------------------------------------------------------------------------------
 
 def _function_places(template: Template):
-    """(self node, value, document path, source, target) of every place functions may appear."""
+    """(self node, value, document path, source, target) of every place functions may appear.
+
+    Node and capability properties without any call are left out (before their paths are
+    built): there would be nothing to check in them.
+    """
     for n in template.node_templates.values():
-        yield n.name, n.properties, n.path + ".properties", None
+        if n.properties and contains_call(n.properties):
+            yield n.name, n.properties, n.path + ".properties", None
         if isinstance(n.capabilities, dict):
             for cname, cbody in n.capabilities.items():
-                if isinstance(cbody, dict) and isinstance(cbody.get("properties"), dict):
+                if isinstance(cbody, dict) and isinstance(cbody.get("properties"), dict) \
+                        and contains_call(cbody["properties"]):
                     yield n.name, cbody["properties"], f"{n.path}.capabilities.{cname}.properties", None
         for (iname, oname), op in n.operations.items():
             if op.inputs:
@@ -1115,6 +1156,8 @@ def _check_functions(template: Template, sink: DiagnosticSink) -> None:
             _check_call(template, fname, args, self_node, target, pos, path, sink)
     # a property set straight from an input or another property must be of a compatible type
     for node in nodes.values():
+        if not node.properties:
+            continue
         ntype = types.resolved(node.type)
         for pname, value in node.properties.items():
             call = function_call(value)
