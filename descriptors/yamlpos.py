@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from contextlib import contextmanager
 from typing import Any
 
@@ -380,6 +381,7 @@ def _parse_events(text: str, file: str) -> Any:
     scalar_event, map_start, seq_start, map_end, seq_end = (ScalarEvent, MappingStartEvent, SequenceStartEvent,
                                                             MappingEndEvent, SequenceEndEvent)
     ymap, ylist, new_map, new_list = YMap, YList, dict.__new__, list.__new__
+    intern = sys.intern
     memo = _plain_memo
     none, bad = _NONE, _BAD
     try:
@@ -404,7 +406,9 @@ def _parse_events(text: str, file: str) -> Any:
                 if key is none and is_map:
                     if value in container or value == "<<":
                         raise _Fallback
-                    key = value
+                    # the same few keys repeat thousands of times: one string each (less memory,
+                    # and later lookups with the same literal compare by identity)
+                    key = intern(value)
                     mark = ev.start_mark
                     kmark = (mark.line << _COL_BITS) | mark.column
                     continue
