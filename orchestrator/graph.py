@@ -7,6 +7,7 @@ import networkx as nx
 from descriptors.diagnostics import DescriptorError, Diagnostic, Position
 from descriptors.functions import SELF_NAMES, contains_call, iter_calls
 from descriptors.template import Template
+from descriptors.yamlpos import settle_young_objects
 
 
 def dependency_graph(template: Template) -> nx.DiGraph:
@@ -41,6 +42,7 @@ def dependency_graph(template: Template) -> nx.DiGraph:
                     and args[0] in nodes and args[0] != node.name and not graph.has_edge(node.name, args[0]):
                 pos = container.position_of(key) if hasattr(container, "position_of") else node.position
                 graph.add_edge(node.name, args[0], position=pos, path=path, kind="get_attribute")
+    settle_young_objects()  # the graph lives as long as the template (see there)
     return graph
 
 
