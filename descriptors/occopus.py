@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from descriptors.diagnostics import DescriptorError, DiagnosticSink, Position, did_you_mean, join_path
-from descriptors.yamlpos import YList, YMap, load_yaml_file, position_of, to_plain
+from descriptors.yamlpos import YList, YMap, load_yaml_file, to_plain
 
 INFRA_KEYS = ("infra_name", "user_id", "nodes", "dependencies", "variables")
 NODE_KEYS = ("name", "type", "scaling", "variables")

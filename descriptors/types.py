@@ -14,8 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from descriptors.diagnostics import DescriptorError, DiagnosticSink, Position, did_you_mean, join_path
-from descriptors.values import (PRIMITIVE_TYPES, UNBOUNDED, Constraint, check_value, describe, is_integer,
-                                parse_constraint)
+from descriptors.values import PRIMITIVE_TYPES, UNBOUNDED, Constraint, is_integer, parse_constraint
 from descriptors.yamlpos import YMap, load_yaml_file, position_of
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")

@@ -11,7 +11,7 @@ import yaml
 from yaml.events import (DocumentEndEvent, MappingEndEvent, MappingStartEvent, ScalarEvent, SequenceEndEvent,
                          SequenceStartEvent, StreamEndEvent)
 
-from descriptors.diagnostics import DescriptorError, Diagnostic, Position, join_path
+from descriptors.diagnostics import DescriptorError, Diagnostic, Position
 
 try:  # libyaml's C parser is ~10x faster; positions are the same
     _Loader = yaml.CSafeLoader

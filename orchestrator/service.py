@@ -10,14 +10,14 @@ from typing import Any
 
 import networkx as nx
 
-from descriptors.diagnostics import DescriptorError, Diagnostic, Position
+from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
 from descriptors.loader import load_template, resolve_inputs
 from descriptors.template import Template
 from orchestrator.executor import BuildRun, DestroyRun, RunOptions, RunResult
 from orchestrator.graph import check_acyclic, dependency_graph, to_dot, to_json
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
-from orchestrator.state import StateError, StateStore
+from orchestrator.state import StateStore
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 

@@ -148,3 +148,28 @@ def delete_service_role(settings: AwsSettings, name: str, node: str, backend: st
     except Exception as exc:  # noqa: BLE001
         if error_code(exc) != "NoSuchEntity":
             raise translate(exc, node, backend, f"delete IAM role {name}") from None
+
+
+class ServiceRoleNode:
+    """Driver mixin: one IAM role per node for a service (Lambda, SageMaker) unless `role_arn` is given.
+
+    The role is made in prepare_node (stored as node attributes) and removed in release_node.
+    """
+
+    BACKEND = ""
+    ROLE_SERVICE = ""   # e.g. lambda.amazonaws.com
+    ROLE_SUFFIX = ""    # distinguishes the roles of different services for one node
+
+    def prepare_node(self, spec) -> dict[str, Any]:
+        props = spec.properties
+        if props.get("role_arn"):
+            return {}
+        settings = AwsSettings.for_properties(props)
+        role = resource_name(f"{spec.infra}/{spec.node}/{self.ROLE_SUFFIX}", limit=64)
+        arn = ensure_service_role(settings, role, self.ROLE_SERVICE, spec.node, self.BACKEND)
+        return {"backend": self.BACKEND, "role_name": role, "role_arn": arn, **settings.to_dict()}
+
+    def release_node(self, node_attributes: dict[str, Any]) -> None:
+        if node_attributes.get("role_name"):
+            delete_service_role(AwsSettings.from_handle(node_attributes), node_attributes["role_name"],
+                                node_attributes["role_name"], self.BACKEND)

@@ -8,7 +8,6 @@ node of the infrastructure (prepare_node), removed again by release_node on dest
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from typing import Any

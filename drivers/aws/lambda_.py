@@ -13,8 +13,8 @@ import time
 import zipfile
 from typing import Any
 
-from drivers.aws.common import (TAG_KEY, AwsSettings, client, delete_service_role, ensure_service_role, error_code,
-                                node_of_key, resource_name, translate)
+from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, node_of_key,
+                                resource_name, translate)
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
 
 BACKEND = "lambda"
@@ -44,22 +44,12 @@ def package_code(path: str, node: str) -> bytes:
     return buf.getvalue()
 
 
-class LambdaDriver(Driver):
+class LambdaDriver(ServiceRoleNode, Driver):
     name = BACKEND
 
-    def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
-        props = spec.properties
-        if props.get("role_arn"):
-            return {}
-        settings = AwsSettings.for_properties(props)
-        role = resource_name(f"{spec.infra}/{spec.node}/fn", limit=64)
-        arn = ensure_service_role(settings, role, "lambda.amazonaws.com", spec.node, BACKEND)
-        return {"backend": BACKEND, "role_name": role, "role_arn": arn, **settings.to_dict()}
-
-    def release_node(self, node_attributes: dict[str, Any]) -> None:
-        if node_attributes.get("role_name"):
-            delete_service_role(AwsSettings.from_handle(node_attributes), node_attributes["role_name"],
-                                node_attributes["role_name"], BACKEND)
+    BACKEND = BACKEND
+    ROLE_SERVICE = "lambda.amazonaws.com"
+    ROLE_SUFFIX = "fn"
 
     def create(self, spec: InstanceSpec, key: str) -> dict:
         props = spec.properties

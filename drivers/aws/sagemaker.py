@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from drivers.aws.common import (TAG_KEY, AwsSettings, client, delete_service_role, ensure_service_role, error_code,
-                                node_of_key, resource_name, strato_tags, translate)
+from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, node_of_key,
+                                resource_name, strato_tags, translate)
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
 
 BACKEND = "sagemaker"
@@ -25,22 +25,12 @@ def _exists_error(exc: BaseException) -> bool:
     return error_code(exc) in ("ValidationException", "ResourceInUse") and ("exist" in text or "in use" in text)
 
 
-class SageMakerDriver(Driver):
+class SageMakerDriver(ServiceRoleNode, Driver):
     name = BACKEND
 
-    def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
-        props = spec.properties
-        if props.get("role_arn"):
-            return {}
-        settings = AwsSettings.for_properties(props)
-        role = resource_name(f"{spec.infra}/{spec.node}/sm", limit=64)
-        arn = ensure_service_role(settings, role, "sagemaker.amazonaws.com", spec.node, BACKEND)
-        return {"backend": BACKEND, "role_name": role, "role_arn": arn, **settings.to_dict()}
-
-    def release_node(self, node_attributes: dict[str, Any]) -> None:
-        if node_attributes.get("role_name"):
-            delete_service_role(AwsSettings.from_handle(node_attributes), node_attributes["role_name"],
-                                node_attributes["role_name"], BACKEND)
+    BACKEND = BACKEND
+    ROLE_SERVICE = "sagemaker.amazonaws.com"
+    ROLE_SUFFIX = "sm"
 
     def create(self, spec: InstanceSpec, key: str) -> dict:
         props = spec.properties
