@@ -43,6 +43,14 @@ class AdvisorConfig:
     load_metrics: tuple[str, ...] = ()  # metrics proportional to offered load, extrapolated by trend
     forecast_horizon_s: float = 0.0
     forecast_window: int = 8
+    # Cautious scale-down: a smaller count must fit (a) by the worse of the anchored and the
+    # model-alone prediction, (b) at the highest load of the last `forecast_window` samples
+    # (times any forecast growth), against z_down spreads (confidence_z when None), and
+    # (c) keep the load per instance below the `overload_quantile` quantile of the loads per
+    # instance at which the training samples saw the target above target_high.
+    cautious_scale_down: bool = True
+    down_confidence_z: float | None = None
+    overload_quantile: float = 0.1
 
     def __post_init__(self):
         if not 0 < self.target_low < self.target_high:
@@ -159,10 +167,20 @@ class Advisor:
             advice = self._fallback(now, metrics, instances, problem, n_samples)
         else:
             vector = np.array([metrics[m] for m in model.metric_names], dtype=float)
-            advice = self._model_advice(model, now, vector * growth, instances, target, growth)
+            peak = self._peak_vector(model.metric_names, metrics) * growth
+            advice = self._model_advice(model, now, vector * growth, instances, target, growth, peak)
         if advice.delta != 0:
             self._last_action_time = now
         return advice
+
+    def _peak_vector(self, names, metrics: dict[str, float]) -> np.ndarray:
+        """The sample's metrics with each load metric at its highest value of the recent window (past rows only)."""
+        vector = np.array([metrics[m] for m in names], dtype=float)
+        for j, name in enumerate(names):
+            seen = [v[name] for _, v in self._recent_loads if name in v]
+            if seen:
+                vector[j] = max(vector[j], max(seen))
+        return vector
 
     def _fallback(self, now, metrics, instances, problem, n_samples) -> ScalingAdvice:
         cfg = self.config
@@ -188,7 +206,7 @@ class Advisor:
                              f"{problem}; target tracking on {cfg.tracking_metric} "
                              f"({value:.3g} vs target {cfg.tracking_target:.3g})")
 
-    def _model_advice(self, model, now, vector, instances, target, growth) -> ScalingAdvice:
+    def _model_advice(self, model, now, vector, instances, target, growth, peak=None) -> ScalingAdvice:
         cfg = self.config
         low_w = max(cfg.min_instances, instances - cfg.max_down)
         high_w = min(cfg.max_instances, instances + cfg.max_up)
@@ -217,6 +235,27 @@ class Advisor:
             # learnt a confounded relation (e.g. W only ever grew with load). Do not trust it.
             return self._fallback(now, self._last_metrics, instances,
                                   "the model predicts more instances would not lower the measured target", None)
+        guard_note = ""
+        down = counts < instances
+        if cfg.cautious_scale_down and down.any():
+            peak = vector if peak is None else peak
+            rows = np.repeat(peak[None, :], int(down.sum()), 0)
+            alone, spread_alone = model.predict_after_scaling(rows, instances, deltas[down])
+            anchored, _ = model.predict_after_scaling(rows, instances, deltas[down], target)
+            worst = np.maximum(np.maximum(predicted[down], alone), anchored)
+            z_down = cfg.confidence_z if cfg.down_confidence_z is None else cfg.down_confidence_z
+            strict = worst * np.exp(z_down * np.maximum(spread[down], spread_alone))
+            limit = model.overload_load(cfg.target_high, cfg.overload_quantile)
+            over = (model.per_instance_load(peak, counts[down]) >= limit) & math.isfinite(limit)
+            strict = np.where(over, np.inf, strict)
+            cautious = cautious.copy()
+            cautious[down] = np.maximum(cautious[down], strict)
+            fits = cautious <= cfg.target_high
+            for c, s in zip(counts[down], strict):
+                candidates[int(c) - int(counts[0])]["upper"] = float(s)
+            if over.any() and math.isfinite(limit):
+                guard_note = (f"; counts <= {int(counts[down][over].max())} refused: load per instance would "
+                              f"reach {limit:.3g}, where the target was seen above {cfg.target_high:g}")
         if cfg.hysteresis and current is not None and fits[current] and predicted[current] >= cfg.target_low:
             choice, why = current, "predicted target within thresholds at the current count"
         elif fits.any():
@@ -241,6 +280,7 @@ class Advisor:
                 why += f"; scale-down held at {stabilised} by the {window:.0f} s stabilisation"
                 new = stabilised
         index = int(np.flatnonzero(counts == new)[0])
+        why += guard_note
         if grew:
             why += f" (load forecast to grow x{float(growth.max()):.2f} over {cfg.forecast_horizon_s:.0f} s)"
         return ScalingAdvice(new, new - instances, "model", why, float(predicted[index]), float(spread[index]),

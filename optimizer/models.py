@@ -1,6 +1,7 @@
 """Strato's prediction models: a neural-net ensemble for the target and regressions for metrics after scaling."""
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -138,6 +139,11 @@ class StratoModel:
         self._set_scaling(samples)
         self._fit_parts(samples)
         residual = np.log(samples.target) - self._log_predict(samples.metrics, samples.instances).mean(axis=0)
+        # What was measured, kept for the advisor's guard against scaling down into a load per
+        # instance at which the target has already been seen too high (past samples only).
+        if self.shared.size:
+            self._seen_load = self._per_instance(samples.metrics, samples.instances)[:, self.shared[0]].copy()
+            self._seen_target = np.asarray(samples.target, float).copy()
         self.report = TrainingReport(
             n_samples=n, n_events=int(len(self.events_before)), alpha=self.alpha, kappa=self.kappa, beta=self.beta,
             validation_mape=validation_mape, validation_after_mape=validation_after,
@@ -223,6 +229,23 @@ class StratoModel:
         return level
 
     # ----- prediction -----
+    def overload_load(self, threshold: float, quantile: float = 0.1) -> float:
+        """A low quantile of the per-instance load (first per-instance metric) of the training samples whose
+        target exceeded `threshold`: the load per instance at which the service has been seen too slow.
+        Infinite when there is no per-instance metric or no such sample."""
+        loads, targets = getattr(self, "_seen_load", None), getattr(self, "_seen_target", None)
+        if loads is None:
+            return math.inf
+        above = loads[targets > threshold]
+        return float(np.quantile(above, quantile)) if above.size else math.inf
+
+    def per_instance_load(self, metrics: np.ndarray, instances) -> np.ndarray:
+        """The first per-instance metric divided by each candidate instance count (inf without one)."""
+        counts = np.atleast_1d(np.asarray(instances, float))
+        if not self.shared.size:
+            return np.full(counts.shape, math.inf)
+        return float(np.ravel(metrics)[self.shared[0]]) / counts
+
     def _log_predict(self, metrics: np.ndarray, instances: np.ndarray) -> np.ndarray:
         instances = np.broadcast_to(np.asarray(instances, float), (np.atleast_2d(metrics).shape[0],))
         return self.ensemble.predict_all(self._inputs(metrics, instances)) * self.y_std + self.y_mean

@@ -250,3 +250,24 @@ def test_confident_scale_down_uses_shorter_stabilisation_and_alpha_grid_is_honou
     a_held = held.advise(30.0, light, 8, 0.05, n_samples=600)
     a_quick = quick.advise(30.0, light, 8, 0.05, n_samples=600)
     assert a_quick.instances < a_held.instances and "stabilisation" in a_held.reason
+
+
+def test_cautious_scale_down_refuses_loads_seen_too_slow_and_uses_recent_peak():
+    samples = synthetic(600)
+    model = StratoModel(alpha_grid=(0.3,), per_instance=("request_rate",)).fit(samples)
+    limit = model.overload_load(0.8)
+    assert math.isfinite(limit) and limit > 0
+    assert model.overload_load(1e9) == math.inf
+    cautious = Advisor(config(max_up=6, max_down=6, load_metrics=("request_rate",), forecast_window=4),
+                       model=model)
+    plain = Advisor(config(max_up=6, max_down=6, cautious_scale_down=False), model=model)
+    moderate = {"request_rate": 30.0, "cpu_utilization": 0.4, "constant": 1.0}
+    a_plain = plain.advise(0.0, moderate, 8, 0.45, n_samples=600)
+    a_cautious = cautious.advise(0.0, moderate, 8, 0.45, n_samples=600)
+    assert a_cautious.instances >= a_plain.instances
+    assert 30.0 / a_cautious.instances < limit  # never scaled into a load per instance seen too slow
+    # A recent burst keeps a scale-down at the burst's load, not today's lull.
+    burst = {"request_rate": 60.0, "cpu_utilization": 0.8, "constant": 1.0}
+    cautious.advise(15.0, burst, a_cautious.instances + 3, 0.45, n_samples=600)
+    after = cautious.advise(30.0, moderate, a_cautious.instances + 3, 0.45, n_samples=600)
+    assert 60.0 / after.instances < limit
