@@ -51,6 +51,20 @@ class AdvisorConfig:
     cautious_scale_down: bool = True
     down_confidence_z: float | None = None
     overload_quantile: float = 0.1
+    # Model-based capacity planning (None = off): provision the fewest instances whose cautious
+    # model-alone prediction (prediction x exp(confidence_z x spread)) at the forecast load stays
+    # <= capacity_target. The load is forecast over forecast_horizon_s by a robust (Theil-Sen)
+    # log-linear trend of the last capacity_trend_window rows (past rows only); capacity_react
+    # also takes the latest measurement when it is above the fit. Scale-up is immediate; a
+    # scale-down needs the smaller count to fit the highest load of the last capacity_down_window
+    # rows x capacity_down_margin, and at least capacity_down_every intervals since the last action.
+    capacity_target: float | None = None
+    capacity_trend_window: int = 4
+    capacity_react: bool = True
+    capacity_down_window: int = 8
+    capacity_down_margin: float = 1.0
+    capacity_down_every: int = 4
+    capacity_max_growth: float = 2.0
 
     def __post_init__(self):
         if not 0 < self.target_low < self.target_high:
@@ -85,6 +99,9 @@ class Advisor:
         self._down_recommendations: deque[tuple[float, int]] = deque()
         self._explore_count = 0
         self._explore_direction = 1
+        self._capacity_loads: deque[tuple[float, dict[str, float]]] = deque(
+            maxlen=max(2, config.capacity_trend_window, config.capacity_down_window))
+        self._capacity_last_action = -math.inf
         self.tracker = None
         if config.tracking_metric is not None and config.tracking_target is not None:
             self.tracker = TargetTracker(TargetTrackingConfig(
@@ -154,6 +171,10 @@ class Advisor:
             model = self.model
         names = model.metric_names if model is not None else tuple(metrics)
         growth = self._load_growth(now, metrics, names)
+        if cfg.capacity_target is not None:
+            loads = {m: float(metrics[m]) for m in cfg.load_metrics if m in metrics}
+            if loads:
+                self._capacity_loads.append((now, loads))
         self._last_metrics = metrics
         if now - self._last_action_time < cfg.cooldown_s:
             return ScalingAdvice(instances, 0, "cooldown",
@@ -168,10 +189,108 @@ class Advisor:
         else:
             vector = np.array([metrics[m] for m in model.metric_names], dtype=float)
             peak = self._peak_vector(model.metric_names, metrics) * growth
-            advice = self._model_advice(model, now, vector * growth, instances, target, growth, peak)
+            advice = None
+            if cfg.capacity_target is not None:
+                advice = self._capacity_advice(model, now, vector, instances, target)
+            if advice is None:
+                advice = self._model_advice(model, now, vector * growth, instances, target, growth, peak)
         if advice.delta != 0:
             self._last_action_time = now
         return advice
+
+    # ----- model-based capacity planning -----
+    def _capacity_forecasts(self, names, vector: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
+        """(load forecast for scale-up, recent peak for scale-down) per model input, from past rows only."""
+        cfg = self.config
+        up, peak = vector.copy(), vector.copy()
+        rows = list(self._capacity_loads)
+        for j, name in enumerate(names):
+            points = [(t, v[name]) for t, v in rows if name in v]
+            if not points:
+                continue
+            values = np.array([v for _, v in points], float)
+            # The recent peak of 3-row medians: one noisy measurement does not hold instances.
+            recent = values[-(cfg.capacity_down_window + 2):]
+            smooth = [np.median(recent[i:i + 3]) for i in range(max(1, len(recent) - 2))]
+            peak[j] = max(float(np.median(values[-3:])), max(smooth))
+            trend = points[-cfg.capacity_trend_window:]
+            if len(trend) < 3 or cfg.forecast_horizon_s <= 0:
+                continue
+            t = np.array([p[0] for p in trend], float) - trend[-1][0]
+            y = np.log(np.maximum([p[1] for p in trend], 1e-9))
+            i, k = np.triu_indices(len(t), 1)
+            dt = t[k] - t[i]
+            ok = dt > 0
+            slope = float(np.median((y[k] - y[i])[ok] / dt[ok])) if ok.any() else 0.0
+            level = float(np.median(y - slope * t))  # the robust fit's value now (t = 0)
+            growth = min(max(slope, 0.0) * cfg.forecast_horizon_s, math.log(cfg.capacity_max_growth))
+            forecast = math.exp(level + growth)
+            up[j] = max(forecast, vector[j]) if cfg.capacity_react else forecast
+        return up, peak
+
+    def _fewest_fitting(self, model, vector, instances, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cautious model-alone prediction at every candidate count, with loads beyond what training saw refused."""
+        cfg = self.config
+        rows = np.repeat(vector[None, :], len(counts), 0)
+        predicted, spread = model.predict_after_scaling(rows, instances, counts - instances)
+        cautious = predicted * np.exp(cfg.confidence_z * spread)
+        seen = getattr(model, "_seen_load", None)
+        if seen is not None and seen.size:
+            # The net cannot be trusted beyond the loads per instance it was trained on.
+            cautious = np.where(model.per_instance_load(vector, counts) > float(seen.max()), np.inf, cautious)
+        return cautious <= cfg.capacity_target, predicted, cautious
+
+    def _capacity_advice(self, model, now, vector, instances, target) -> ScalingAdvice | None:
+        """Fewest instances the learned model says keep the forecast load under capacity_target; None = not usable."""
+        cfg = self.config
+        names = model.metric_names
+        if not any(n in cfg.load_metrics for n in names) or not model.shared.size:
+            return None
+        interval = 0.0
+        if len(self._capacity_loads) >= 2:
+            interval = self._capacity_loads[-1][0] - self._capacity_loads[-2][0]
+        up_vector, peak_vector = self._capacity_forecasts(names, vector, interval)
+        counts = np.arange(cfg.min_instances, cfg.max_instances + 1)
+        fits_up, predicted, cautious = self._fewest_fitting(model, up_vector, instances, counts)
+        if not fits_up.any() or not predicted[-1] < predicted[0]:
+            return None  # nothing fits, or no lever in the count: the regular advice decides
+        need_up = int(counts[np.flatnonzero(fits_up)[0]])
+        new, why = instances, "model capacity plan: the current count fits the forecast load"
+        if need_up > instances:
+            new = min(need_up, instances + cfg.max_up)
+            why = (f"model capacity plan: forecast load {float(up_vector[model.shared[0]]):.3g} needs {need_up} "
+                   f"instance(s) for a cautious target <= {cfg.capacity_target:g}")
+        elif need_up < instances:
+            fits_down, _, _ = self._fewest_fitting(model, peak_vector * cfg.capacity_down_margin, instances, counts)
+            need_down = int(counts[np.flatnonzero(fits_down)[0]]) if fits_down.any() else instances
+            wanted = max(need_up, need_down)
+            since = (now - self._capacity_last_action) / interval if interval > 0 else math.inf
+            if wanted < instances and since >= cfg.capacity_down_every:
+                new = max(wanted, instances - cfg.max_down)
+                why = (f"model capacity plan: {wanted} instance(s) fit the recent peak load "
+                       f"{float(peak_vector[model.shared[0]]):.3g} x {cfg.capacity_down_margin:g}")
+            elif wanted < instances:
+                why = f"model capacity plan: scale-down to {wanted} held (last action {since:.0f} intervals ago)"
+            else:
+                why = "model capacity plan: the recent peak load needs the current count"
+        overload = max(cfg.target_high, cfg.capacity_target * math.exp(2.0 * model.report.residual_log_std))
+        if target > overload and new <= instances:
+            # Measured overload the plan does not see (e.g. a backlog), beyond what the model's own
+            # residual noise explains: never scale down into it,
+            # and let the anchored advice add instances if it wants more.
+            anchored = self._model_advice(model, now, vector, instances, target, np.ones(len(names)))
+            if anchored.instances > new:
+                self._capacity_last_action = now
+                return anchored
+            new = instances
+            why += f"; measured target above {overload:.3g}: no scale-down"
+        if new != instances:
+            self._capacity_last_action = now
+        index = int(np.flatnonzero(counts == new)[0]) if new in counts else None
+        candidates = [dict(instances=int(c), predicted_target=float(p), upper=float(u))
+                      for c, p, u in zip(counts, predicted, cautious)]
+        return ScalingAdvice(new, new - instances, "model", why,
+                             float(predicted[index]) if index is not None else None, None, candidates)
 
     def _peak_vector(self, names, metrics: dict[str, float]) -> np.ndarray:
         """The sample's metrics with each load metric at its highest value of the recent window (past rows only)."""

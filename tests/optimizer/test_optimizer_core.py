@@ -271,3 +271,52 @@ def test_cautious_scale_down_refuses_loads_seen_too_slow_and_uses_recent_peak():
     cautious.advise(15.0, burst, a_cautious.instances + 3, 0.45, n_samples=600)
     after = cautious.advise(30.0, moderate, a_cautious.instances + 3, 0.45, n_samples=600)
     assert 60.0 / after.instances < limit
+
+
+def _capacity_advisor(model, **overrides):
+    base = dict(max_up=12, max_down=12, load_metrics=("request_rate",), capacity_target=0.8,
+                forecast_horizon_s=75.0, capacity_trend_window=4, capacity_react=False,
+                capacity_down_window=8, capacity_down_every=4)
+    base.update(overrides)
+    return Advisor(config(**base), model=model)
+
+
+def test_capacity_planning_scales_up_before_a_ramp_overloads_and_holds_through_a_recent_peak():
+    samples = synthetic(800)
+    model = StratoModel(alpha_grid=(0.3,), per_instance=("request_rate",)).fit(samples)
+    # The plan's count comes from the learned model: the fewest instances fitting at the load.
+    flat = _capacity_advisor(model)
+    w = 6
+    for k in range(6):
+        advice = flat.advise(15.0 * k, {"request_rate": 30.0, "cpu_utilization": 0.5, "constant": 1.0}, w, 0.5,
+                             n_samples=800)
+        w = advice.instances
+    assert advice.phase == "model" and "capacity plan" in advice.reason
+    steady = min(c["instances"] for c in advice.candidates if c["upper"] <= 0.8)
+    assert w == steady
+    # A ramp (+8 % per interval, past rows only): the forecast over the start-up delay needs more
+    # instances than today's load does, so the plan scales up before the ramp reaches them.
+    ramp = _capacity_advisor(model)
+    rate, w = 30.0, steady
+    for k in range(6):
+        advice = ramp.advise(15.0 * k, {"request_rate": rate, "cpu_utilization": 0.5, "constant": 1.0}, w, 0.5,
+                             n_samples=800)
+        rate *= 1.08
+    now_only = _capacity_advisor(model, forecast_horizon_s=0.0)
+    for k in range(6):
+        static = now_only.advise(15.0 * k, {"request_rate": 30.0 * 1.08 ** k, "cpu_utilization": 0.5,
+                                            "constant": 1.0}, w, 0.5, n_samples=800)
+    assert advice.instances > static.instances >= w
+    # After a burst the count is held: the recent peak must still fit before a scale-down.
+    held = _capacity_advisor(model)
+    busy = {"request_rate": 60.0, "cpu_utilization": 0.9, "constant": 1.0}
+    light = {"request_rate": 20.0, "cpu_utilization": 0.3, "constant": 1.0}
+    for k in range(3):
+        top = held.advise(15.0 * k, busy, 12, 0.6, n_samples=800)
+    w = top.instances
+    after = held.advise(60.0, light, w, 0.3, n_samples=800)
+    assert after.instances == w  # no scale-down during the recent peak
+    # Once the peak has left the window (and enough intervals passed), it scales down.
+    for k in range(5, 16):
+        after = held.advise(15.0 * k, light, after.instances, 0.3, n_samples=800)
+    assert after.instances < w
