@@ -65,6 +65,17 @@ class AdvisorConfig:
     capacity_down_margin: float = 1.0
     capacity_down_every: int = 4
     capacity_max_growth: float = 2.0
+    # Anti-oscillation for capacity planning (every default is off):
+    # - a scale-down must remove at least max(capacity_down_min_step, ceil(capacity_down_min_fraction x
+    #   current count)) instances (or reach min_instances), otherwise the count is held;
+    # - capacity_down_persist > 0: a scale-down needs a smaller count to have been wanted on each of the
+    #   last capacity_down_persist intervals, and goes only to the largest of those wanted counts;
+    # - capacity_reversal_window > 0: within that many intervals of a scale-down, a scale-up needs the
+    #   measured target above target_high; within that many intervals of a scale-up, no scale-down.
+    capacity_down_min_step: int = 1
+    capacity_down_min_fraction: float = 0.0
+    capacity_down_persist: int = 0
+    capacity_reversal_window: int = 0
 
     def __post_init__(self):
         if not 0 < self.target_low < self.target_high:
@@ -102,6 +113,8 @@ class Advisor:
         self._capacity_loads: deque[tuple[float, dict[str, float]]] = deque(
             maxlen=max(2, config.capacity_trend_window, config.capacity_down_window))
         self._capacity_last_action = -math.inf
+        self._capacity_last_delta = 0
+        self._capacity_wanted: deque[int] = deque(maxlen=max(1, config.capacity_down_persist))
         self.tracker = None
         if config.tracking_metric is not None and config.tracking_target is not None:
             self.tracker = TargetTracker(TargetTrackingConfig(
@@ -255,17 +268,37 @@ class Advisor:
         if not fits_up.any() or not predicted[-1] < predicted[0]:
             return None  # nothing fits, or no lever in the count: the regular advice decides
         need_up = int(counts[np.flatnonzero(fits_up)[0]])
+        since = (now - self._capacity_last_action) / interval if interval > 0 else math.inf
+        reversal = cfg.capacity_reversal_window > 0 and since < cfg.capacity_reversal_window
         new, why = instances, "model capacity plan: the current count fits the forecast load"
+        wanted = instances
         if need_up > instances:
-            new = min(need_up, instances + cfg.max_up)
-            why = (f"model capacity plan: forecast load {float(up_vector[model.shared[0]]):.3g} needs {need_up} "
-                   f"instance(s) for a cautious target <= {cfg.capacity_target:g}")
+            wanted = need_up
+            if reversal and self._capacity_last_delta < 0 and target <= cfg.target_high:
+                why = (f"model capacity plan: scale-up to {need_up} held ({since:.0f} interval(s) after a "
+                       f"scale-down, measured target {target:.3g} <= {cfg.target_high:g})")
+            else:
+                new = min(need_up, instances + cfg.max_up)
+                why = (f"model capacity plan: forecast load {float(up_vector[model.shared[0]]):.3g} needs "
+                       f"{need_up} instance(s) for a cautious target <= {cfg.capacity_target:g}")
         elif need_up < instances:
             fits_down, _, _ = self._fewest_fitting(model, peak_vector * cfg.capacity_down_margin, instances, counts)
             need_down = int(counts[np.flatnonzero(fits_down)[0]]) if fits_down.any() else instances
             wanted = max(need_up, need_down)
-            since = (now - self._capacity_last_action) / interval if interval > 0 else math.inf
-            if wanted < instances and since >= cfg.capacity_down_every:
+        self._capacity_wanted.append(wanted)
+        if need_up < instances:
+            if cfg.capacity_down_persist > 0:
+                recent = list(self._capacity_wanted)
+                wanted = max(recent) if len(recent) >= cfg.capacity_down_persist else instances
+            step = max(cfg.capacity_down_min_step, math.ceil(cfg.capacity_down_min_fraction * instances))
+            step = max(1, min(step, instances - cfg.min_instances))
+            if wanted < instances and since >= cfg.capacity_down_every and instances - wanted < step:
+                why = (f"model capacity plan: scale-down to {wanted} held (removes fewer than {step} "
+                       f"instance(s))")
+            elif wanted < instances and reversal and self._capacity_last_delta > 0:
+                why = (f"model capacity plan: scale-down to {wanted} held ({since:.0f} interval(s) after a "
+                       f"scale-up)")
+            elif wanted < instances and since >= cfg.capacity_down_every:
                 new = max(wanted, instances - cfg.max_down)
                 why = (f"model capacity plan: {wanted} instance(s) fit the recent peak load "
                        f"{float(peak_vector[model.shared[0]]):.3g} x {cfg.capacity_down_margin:g}")
@@ -281,11 +314,13 @@ class Advisor:
             anchored = self._model_advice(model, now, vector, instances, target, np.ones(len(names)))
             if anchored.instances > new:
                 self._capacity_last_action = now
+                self._capacity_last_delta = anchored.instances - instances
                 return anchored
             new = instances
             why += f"; measured target above {overload:.3g}: no scale-down"
         if new != instances:
             self._capacity_last_action = now
+            self._capacity_last_delta = new - instances
         index = int(np.flatnonzero(counts == new)[0]) if new in counts else None
         candidates = [dict(instances=int(c), predicted_target=float(p), upper=float(u))
                       for c, p, u in zip(counts, predicted, cautious)]

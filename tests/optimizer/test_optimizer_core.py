@@ -320,3 +320,35 @@ def test_capacity_planning_scales_up_before_a_ramp_overloads_and_holds_through_a
     for k in range(5, 16):
         after = held.advise(15.0 * k, light, after.instances, 0.3, n_samples=800)
     assert after.instances < w
+
+
+def test_capacity_anti_oscillation_min_step_and_reversal_guard():
+    samples = synthetic(800)
+    model = StratoModel(alpha_grid=(0.3,), per_instance=("request_rate",)).fit(samples)
+    light = {"request_rate": 20.0, "cpu_utilization": 0.3, "constant": 1.0}
+    # Find the count the plan settles at for the light load, then start one instance above it:
+    # the default removes that one instance, a minimum step of 2 holds the count.
+    plain = _capacity_advisor(model)
+    w = 12
+    for k in range(20):
+        w = plain.advise(15.0 * k, light, w, 0.3, n_samples=800).instances
+    one_up = {}
+    for name, overrides in (("plain", {}), ("step", dict(capacity_down_min_step=2))):
+        advisor = _capacity_advisor(model, **overrides)
+        advised = [advisor.advise(15.0 * k, light, w + 1, 0.3, n_samples=800) for k in range(12)]
+        one_up[name] = (min(a.instances for a in advised), advised[-1])
+    assert one_up["plain"][0] == w
+    assert one_up["step"][0] == w + 1 and "fewer than 2" in one_up["step"][1].reason
+    # Reversal guard: right after a scale-down, a forecast-driven scale-up is held while the measured
+    # target is under the upper threshold, but goes ahead once it is above.
+    busy = {"request_rate": 60.0, "cpu_utilization": 0.9, "constant": 1.0}
+    for guard, target, held in ((0, 0.5, False), (20, 0.5, True), (20, 5.0, False)):
+        advisor = _capacity_advisor(model, capacity_reversal_window=guard)
+        n = 12
+        for k in range(12):
+            n = advisor.advise(15.0 * k, light, n, 0.3, n_samples=800).instances
+        assert n < 12  # it scaled down
+        advice = advisor.advise(15.0 * 12, busy, n, target, n_samples=800)
+        assert (advice.instances == n) == held, (guard, target, advice.reason)
+        if held:
+            assert "held" in advice.reason
