@@ -976,6 +976,22 @@ def _filter_mismatch(template: Template, node: NodeTemplate, node_filter: Any) -
 
 # --- groups, policies, outputs ----------------------------------------------------------------
 
+def _typed_entry(template: Template, kind: str, name: str, body: Any, allowed, pos: Position, path: str,
+                 sink: DiagnosticSink):
+    """The resolved type of a group/policy entry, or None after reporting why it cannot be used."""
+    code = kind.upper()
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        sink.error(f"{code}_BAD", f"{kind} '{name}' must be a mapping with a 'type'", pos, path)
+        return None
+    _unknown_keys(body, allowed, sink, path, f"{kind} '{name}'")
+    tname, types = body["type"], template.types
+    if not types.has(kind, tname):
+        sink.error(f"{code}_UNKNOWN_TYPE", f"{kind} '{name}' has unknown type '{tname}'", body.position_of("type"),
+                   join_path(path, "type"), did_you_mean(tname, types.kinds[kind]))
+        return None
+    return types.resolved(types.canonical(tname, kind), kind)
+
+
 def _parse_groups(template: Template, topo: dict, sink: DiagnosticSink) -> None:
     base = "topology_template.groups"
     groups = _section(topo, "groups", sink, base)
@@ -983,16 +999,9 @@ def _parse_groups(template: Template, topo: dict, sink: DiagnosticSink) -> None:
     for name, body in groups.items():
         path = join_path(base, name)
         pos = groups.key_position(name)
-        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
-            sink.error("GROUP_BAD", f"group '{name}' must be a mapping with a 'type'", pos, path)
+        gdef = _typed_entry(template, "group", name, body, GROUP_KEYS, pos, path, sink)
+        if gdef is None:
             continue
-        _unknown_keys(body, GROUP_KEYS, sink, path, f"group '{name}'")
-        gtype = body["type"]
-        if not types.has("group", gtype):
-            sink.error("GROUP_UNKNOWN_TYPE", f"group '{name}' has unknown type '{gtype}'", body.position_of("type"),
-                       join_path(path, "type"), did_you_mean(gtype, types.kinds["group"]))
-            continue
-        gdef = types.resolved(types.canonical(gtype, "group"), "group")
         members = body.get("members") or []
         if not isinstance(members, list):
             sink.error("GROUP_BAD", "'members' must be a list of node template names", body.position_of("members"),
@@ -1044,16 +1053,9 @@ def _parse_policies(template: Template, topo: dict, sink: DiagnosticSink) -> Non
         if name in template.policies:
             sink.error("POLICY_DUPLICATE", f"policy '{name}' is defined twice", pos, path)
             continue
-        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
-            sink.error("POLICY_BAD", f"policy '{name}' must be a mapping with a 'type'", pos, path)
+        pdef = _typed_entry(template, "policy", name, body, POLICY_KEYS, pos, path, sink)
+        if pdef is None:
             continue
-        _unknown_keys(body, POLICY_KEYS, sink, path, f"policy '{name}'")
-        ptype = body["type"]
-        if not types.has("policy", ptype):
-            sink.error("POLICY_UNKNOWN_TYPE", f"policy '{name}' has unknown type '{ptype}'", body.position_of("type"),
-                       join_path(path, "type"), did_you_mean(ptype, types.kinds["policy"]))
-            continue
-        pdef = types.resolved(types.canonical(ptype, "policy"), "policy")
         targets = body.get("targets") or []
         if not isinstance(targets, list):
             sink.error("POLICY_BAD", "'targets' must be a list of node template or group names",

@@ -138,28 +138,17 @@ class OpenStackDriver(Driver):
                     raise translate(exc, node, "load the cloud configuration") from None
             return self._conns[ident]
 
-    def _flavor_id(self, conn, ident: str, settings_key: str, node: str) -> str:
-        cache = ("flavor", settings_key, ident)
+    def _lookup_id(self, conn, kind: str, ident: str, settings_key: str, node: str) -> str:
+        """Id of a flavor or image given by name or id (cached per cloud settings)."""
+        cache = (kind, settings_key, ident)
         if cache not in self._lookups:
             try:
-                flavor = conn.compute.find_flavor(ident, ignore_missing=True)
+                found = getattr(conn.compute, f"find_{kind}")(ident, ignore_missing=True)
             except Exception as exc:  # noqa: BLE001
-                raise translate(exc, node, f"look up flavor {ident!r}") from None
-            if flavor is None:
-                raise DriverError(f"node '{node}': openstack has no flavor {ident!r}", backend=BACKEND)
-            self._lookups[cache] = flavor.id
-        return self._lookups[cache]
-
-    def _image_id(self, conn, ident: str, settings_key: str, node: str) -> str:
-        cache = ("image", settings_key, ident)
-        if cache not in self._lookups:
-            try:
-                image = conn.compute.find_image(ident, ignore_missing=True)
-            except Exception as exc:  # noqa: BLE001
-                raise translate(exc, node, f"look up image {ident!r}") from None
-            if image is None:
-                raise DriverError(f"node '{node}': openstack has no image {ident!r}", backend=BACKEND)
-            self._lookups[cache] = image.id
+                raise translate(exc, node, f"look up {kind} {ident!r}") from None
+            if found is None:
+                raise DriverError(f"node '{node}': openstack has no {kind} {ident!r}", backend=BACKEND)
+            self._lookups[cache] = found.id
         return self._lookups[cache]
 
     def _network_ids(self, conn, networks: list, node: str) -> list[dict]:
@@ -194,8 +183,8 @@ class OpenStackDriver(Driver):
                                   backend=BACKEND)
             attrs: dict[str, Any] = {
                 "name": re.sub(r"[^A-Za-z0-9.-]+", "-", f"strato-{spec.infra}-{spec.node}-{spec.index}"),
-                "flavorRef": self._flavor_id(conn, str(props["flavor"]), skey, spec.node),
-                "imageRef": self._image_id(conn, str(props["image"]), skey, spec.node),
+                "flavorRef": self._lookup_id(conn, "flavor", str(props["flavor"]), skey, spec.node),
+                "imageRef": self._lookup_id(conn, "image", str(props["image"]), skey, spec.node),
                 "metadata": {**{str(k): str(v) for k, v in (props.get("metadata") or {}).items()},
                              META_KEY: key, META_INFRA: spec.infra, META_NODE: spec.node},
             }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -326,7 +325,7 @@ def _delete_instance(driver_name: str, handle: dict | None, key: str, options: R
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, (DriverError, LookupError, FunctionError, Unresolved, OSError)):
         return str(exc)
-    return f"{type(exc).__name__}: {exc} ({traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else ''})"
+    return f"{type(exc).__name__}: {exc}"  # a driver bug: name the exception type, keep the line short
 
 
 class DestroyRun:

@@ -92,16 +92,6 @@ def _is_acyclic(graph: nx.DiGraph) -> bool:
     return done == len(indegree)
 
 
-def build_order(graph: nx.DiGraph) -> list[str]:
-    """Dependencies first."""
-    return list(reversed(list(nx.topological_sort(graph))))
-
-
-def dependents_closure(graph: nx.DiGraph, name: str) -> set[str]:
-    """All nodes that (transitively) need `name`."""
-    return set(nx.ancestors(graph, name))
-
-
 def _default_counts(template: Template) -> dict[str, int]:
     defaults = {name: i.default for name, i in template.inputs.items() if i.has_default}
     return {name: node.instance_count(defaults) for name, node in template.node_templates.items()}

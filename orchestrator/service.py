@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 from dataclasses import dataclass
@@ -14,10 +13,12 @@ from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
 from descriptors.loader import load_template, resolve_inputs
 from descriptors.template import Template
+from drivers.base import DriverError
+from drivers.providers import get_driver
 from orchestrator.executor import BuildRun, DestroyRun, RunOptions, RunResult
 from orchestrator.graph import check_acyclic, dependency_graph, to_dot, to_json
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
-from orchestrator.state import StateStore
+from orchestrator.state import InfraRecord, StateStore
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -34,17 +35,9 @@ class Loaded:
 
 def load_checked(path: str) -> Loaded:
     """Load, validate and check the dependency graph of one descriptor."""
-    # Loading allocates many long-lived objects and no cycles worth collecting: the cyclic GC
-    # would only rescan the growing heap again and again (quadratic on large descriptors).
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        template = load_template(path)
-        graph = dependency_graph(template)
-        check_acyclic(template, graph)
-    finally:
-        if was_enabled:
-            gc.enable()
+    template = load_template(path)
+    graph = dependency_graph(template)
+    check_acyclic(template, graph)
     return Loaded(template, graph)
 
 
@@ -87,7 +80,6 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
     inputs = _inputs_for(loaded.template, store, name, given_inputs)
     infra = store.get_infra(name)
     if infra is None:
-        from orchestrator.state import InfraRecord
         infra = InfraRecord(name, "new", path, inputs, "new", {}, 0, 0)
     instances = store.instances(name) if infra.uid != "new" else []
     if refresh:
@@ -97,8 +89,6 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
 
 def _refresh(store: StateStore, name: str, instances, record: bool = True):
     """Observe ready instances; a vanished one is marked missing so the plan recreates it."""
-    from drivers.providers import get_driver
-    from drivers.base import DriverError
     for rec in instances:
         if rec.status != "ready" or rec.handle is None:
             continue

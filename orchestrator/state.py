@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS infrastructures (
@@ -333,7 +333,3 @@ class _LockContext:
         self.store.release_lock(self.infra)
         return False
 
-
-def iter_json_lines(items) -> Iterator[str]:
-    for item in items:
-        yield json.dumps(item, default=str)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 import time
@@ -119,8 +118,3 @@ class Progress:
     def close(self) -> None:
         if self.rich is not None:
             self.rich.stop()
-
-
-def configure_logging(json_logs: bool) -> None:
-    if json_logs:
-        logging.basicConfig(level=logging.INFO, format='{"level": "%(levelname)s", "msg": "%(message)s"}')
