@@ -80,6 +80,10 @@ CAPACITY_DOWN_MIN_STEP = 1
 CAPACITY_DOWN_MIN_FRACTION = 0.0
 CAPACITY_DOWN_PERSIST = 0
 CAPACITY_REVERSAL_WINDOW = 8
+CAPACITY_HEADROOM_QUANTILE = None
+CAPACITY_HEADROOM_WINDOW = 480
+CAPACITY_EXPLORE_FACTOR = 1.0
+CAPACITY_OVERLOAD_FRACTION = 0.0
 TUNE_GRID = [  # (confident stabilisation s, confident fraction, overload quantile, lower threshold x SLO)
     (60.0, 0.8, 0.1, 0.5), (120.0, 0.8, 0.1, 0.5), (300.0, 0.8, 0.1, 0.5), (60.0, 0.8, 0.25, 0.5),
     (60.0, 0.8, 0.1, 0.65),
@@ -127,6 +131,11 @@ def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas
         capacity_down_every=args.capacity_down_every, capacity_down_min_step=args.capacity_down_min_step,
         capacity_down_min_fraction=args.capacity_down_min_fraction, capacity_down_persist=args.capacity_down_persist,
         capacity_reversal_window=args.capacity_reversal_window,
+        capacity_headroom_quantile=args.capacity_headroom_quantile,
+        capacity_headroom_window=args.capacity_headroom_window,
+        capacity_explore_factor=args.capacity_explore_factor,
+        capacity_overload_target=(args.capacity_overload_fraction * service.slo_s
+                                  if args.capacity_overload_fraction else None),
         forecast_horizon_s=(service.startup_delay_s + service.interval_s if args.forecast_horizon is None
                             else args.forecast_horizon), forecast_window=8)
     return {
@@ -210,7 +219,11 @@ def tuned_settings(args) -> dict:
             "capacity_down_every": args.capacity_down_every, "capacity_down_min_step": args.capacity_down_min_step,
             "capacity_down_min_fraction": args.capacity_down_min_fraction,
             "capacity_down_persist": args.capacity_down_persist,
-            "capacity_reversal_window": args.capacity_reversal_window}
+            "capacity_reversal_window": args.capacity_reversal_window,
+            "capacity_headroom_quantile": args.capacity_headroom_quantile,
+            "capacity_headroom_window": args.capacity_headroom_window,
+            "capacity_explore_factor": args.capacity_explore_factor,
+            "capacity_overload_fraction": args.capacity_overload_fraction}
 
 
 def tune(args) -> int:
@@ -313,6 +326,17 @@ def main(argv=None) -> int:
     parser.add_argument("--capacity-reversal-window", type=int, default=CAPACITY_REVERSAL_WINDOW,
                         help="no scale-up/down reversal within this many intervals unless the measured latency "
                              "exceeds the upper threshold (0 = off; capacity planning)")
+    parser.add_argument("--capacity-headroom-quantile", type=float, default=CAPACITY_HEADROOM_QUANTILE,
+                        help="raise the scale-up forecast by this quantile of the load's realised growth over the "
+                             "forecast horizon (recent rows; none = off; capacity planning)")
+    parser.add_argument("--capacity-headroom-window", type=int, default=CAPACITY_HEADROOM_WINDOW,
+                        help="past rows the headroom quantile is taken over (capacity planning)")
+    parser.add_argument("--capacity-explore-factor", type=float, default=CAPACITY_EXPLORE_FACTOR,
+                        help="counts whose load per replica exceeds this x the highest load per replica in the "
+                             "training samples are refused (1 = never beyond what was seen; capacity planning)")
+    parser.add_argument("--capacity-overload-fraction", type=float, default=CAPACITY_OVERLOAD_FRACTION,
+                        help="refuse counts whose load per replica reaches the --overload-quantile quantile of the "
+                             "loads per replica measured with latency above this x SLO (0 = off; capacity planning)")
     parser.add_argument("--tune-rows", default="", help="with --tune: comma-separated TUNE_GRID rows to run")
     parser.add_argument("--seed", type=int, default=0, help="a single seed (used when --seeds is '')")
     parser.add_argument("--seeds", default=DEFAULT_SEEDS,

@@ -76,6 +76,17 @@ class AdvisorConfig:
     capacity_down_min_fraction: float = 0.0
     capacity_down_persist: int = 0
     capacity_reversal_window: int = 0
+    # Volatility headroom for the scale-up forecast (None = off): the forecast is raised by the
+    # capacity_headroom_quantile quantile (floored at 0) of the load's realised log growth over the
+    # forecast horizon, measured on the last capacity_headroom_window rows (past rows only). Quiet
+    # hours get little headroom, hours with surges get more.
+    capacity_headroom_quantile: float | None = None
+    capacity_headroom_window: int = 480
+    capacity_explore_factor: float = 1.0
+    # Measured-overload guard for capacity planning (None = off): counts whose load per instance would
+    # reach the overload_quantile quantile of the training samples' loads per instance at which the
+    # measured target exceeded capacity_overload_target are refused, whatever the net predicts.
+    capacity_overload_target: float | None = None
 
     def __post_init__(self):
         if not 0 < self.target_low < self.target_high:
@@ -115,6 +126,7 @@ class Advisor:
         self._capacity_last_action = -math.inf
         self._capacity_last_delta = 0
         self._capacity_wanted: deque[int] = deque(maxlen=max(1, config.capacity_down_persist))
+        self._headroom_logs: dict[str, deque[float]] = {}
         self.tracker = None
         if config.tracking_metric is not None and config.tracking_target is not None:
             self.tracker = TargetTracker(TargetTrackingConfig(
@@ -188,6 +200,9 @@ class Advisor:
             loads = {m: float(metrics[m]) for m in cfg.load_metrics if m in metrics}
             if loads:
                 self._capacity_loads.append((now, loads))
+                for name, value in loads.items():
+                    self._headroom_logs.setdefault(name, deque(maxlen=cfg.capacity_headroom_window + 64)).append(
+                        math.log(max(value, 1e-9)))
         self._last_metrics = metrics
         if now - self._last_action_time < cfg.cooldown_s:
             return ScalingAdvice(instances, 0, "cooldown",
@@ -239,7 +254,20 @@ class Advisor:
             growth = min(max(slope, 0.0) * cfg.forecast_horizon_s, math.log(cfg.capacity_max_growth))
             forecast = math.exp(level + growth)
             up[j] = max(forecast, vector[j]) if cfg.capacity_react else forecast
+            if cfg.capacity_headroom_quantile is not None and interval > 0:
+                up[j] *= math.exp(self._headroom(name, interval))
         return up, peak
+
+    def _headroom(self, name: str, interval: float) -> float:
+        """Log headroom: a quantile of the load's realised growth over the forecast horizon, recent rows only."""
+        cfg = self.config
+        logs = self._headroom_logs.get(name, ())
+        steps = max(1, int(round(cfg.forecast_horizon_s / interval)))
+        if len(logs) <= steps + 8:
+            return 0.0
+        series = np.fromiter(logs, float)
+        growth = series[steps:] - series[:-steps]
+        return max(0.0, float(np.quantile(growth[-cfg.capacity_headroom_window:], cfg.capacity_headroom_quantile)))
 
     def _fewest_fitting(self, model, vector, instances, counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cautious model-alone prediction at every candidate count, with loads beyond what training saw refused."""
@@ -250,7 +278,13 @@ class Advisor:
         seen = getattr(model, "_seen_load", None)
         if seen is not None and seen.size:
             # The net cannot be trusted beyond the loads per instance it was trained on.
-            cautious = np.where(model.per_instance_load(vector, counts) > float(seen.max()), np.inf, cautious)
+            # The net cannot be trusted far beyond the loads per instance it was trained on; a
+            # little beyond (capacity_explore_factor) lets the learned range grow step by step.
+            limit = float(seen.max()) * cfg.capacity_explore_factor
+            cautious = np.where(model.per_instance_load(vector, counts) > limit, np.inf, cautious)
+        if cfg.capacity_overload_target is not None:
+            overload = model.overload_load(cfg.capacity_overload_target, cfg.overload_quantile)
+            cautious = np.where(model.per_instance_load(vector, counts) >= overload, np.inf, cautious)
         return cautious <= cfg.capacity_target, predicted, cautious
 
     def _capacity_advice(self, model, now, vector, instances, target) -> ScalingAdvice | None:
