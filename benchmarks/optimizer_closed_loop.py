@@ -36,6 +36,11 @@ QUICK_START, QUICK_END = "1998-06-25 00:00:00", "1998-06-26 00:00:00"  # first d
 # runs the grid TUNE_GRID there on TUNE_SEEDS and reports the setting to keep.
 TUNE_START, TUNE_END = "1998-06-25 00:00:00", "1998-06-27 00:00:00"
 TUNE_SEEDS = "0,1,2"
+# The 2-day stretch alone proved too narrow: its best setting (row 23, x0.36 violations there) gave
+# x0.86 on the evaluation stretch. Rows from 25 on are chosen on these match days together, each
+# stretch rescaled to its own peak like the evaluation stretch (all before the evaluation days).
+WIDE_TUNE_STRETCHES = (("1998-06-10 00:00:00", "1998-06-13 00:00:00"), ("1998-06-15 00:00:00", "1998-06-17 00:00:00"),
+                       ("1998-06-22 00:00:00", "1998-06-25 00:00:00"), ("1998-06-25 00:00:00", "1998-06-27 00:00:00"))
 TUNE_COMMAND = "python benchmarks/optimizer_closed_loop.py --tune"
 DEFAULT_SEEDS = "0,1,2"
 CONFIDENCE_Z = 1.0
@@ -63,9 +68,9 @@ STRATO_LOW_FRACTION = 0.65
 CAPACITY_FRACTION = 0.85
 CAPACITY_TREND_WINDOW = 6
 CAPACITY_REACT = 0
-CAPACITY_DOWN_WINDOW = 8
-CAPACITY_DOWN_MARGIN = 1.05
-CAPACITY_DOWN_EVERY = 8
+CAPACITY_DOWN_WINDOW = 1
+CAPACITY_DOWN_MARGIN = 1.0
+CAPACITY_DOWN_EVERY = 4
 # Anti-oscillation for capacity planning (1 / 0 / 0 / 0 = off; see AdvisorConfig). Tuning stretch,
 # seeds 0,1,2, `--tune --tune-rows 5,10,11,12,13` (row 5 = the capacity settings above, no guard):
 #   row 5  (no anti-oscillation)                               x0.43 / x1.005  score 1.005
@@ -78,12 +83,58 @@ CAPACITY_DOWN_EVERY = 8
 # x0.63 / x1.004, 241 actions): fewer actions and replica-hours met, violations target NOT met (met on seed 0 only).
 CAPACITY_DOWN_MIN_STEP = 1
 CAPACITY_DOWN_MIN_FRACTION = 0.0
-CAPACITY_DOWN_PERSIST = 0
-CAPACITY_REVERSAL_WINDOW = 8
-CAPACITY_HEADROOM_QUANTILE = None
+CAPACITY_DOWN_PERSIST = 8
+CAPACITY_REVERSAL_WINDOW = 0
+# Volatility headroom, bounded exploration and the measured-overload guard (session 3). The model
+# was found optimistic near the knee (errors in the noisy rate flatten the learnt curve; nothing is
+# learnt beyond the loads seen, so at low load the old planner over-provisioned). Tuning stretch,
+# seeds 0,1,2, `--tune --tune-rows 14,...,24` (all rows: trend 6, react 1, down window 1, margin 1.0,
+# persistence 8, no reversal guard, exploration x1.25):
+#   row 14 (fraction 0.9,  headroom q 0.5, no overload guard)   x0.57 / x0.954  score 1.143
+#   row 15 (0.9,  q 0.6, no guard)                               x0.48 / x0.971  score 0.971
+#   row 16 (0.85, q 0.6, no guard)                               x0.32 / x0.996  score 0.996
+#   row 17 (0.9,  q 0.5, overload guard at the SLO, quantile 0.1) x0.38 / x0.973  score 0.973
+#   row 18 (0.9,  q 0.6, guard)                                  x0.33 / x0.993  score 0.993
+#   row 19 (0.95, q 0.5, guard)                                  x0.51 / x0.970  score 1.024
+#   row 20 (0.95, q 0.6, guard)                                  x0.43 / x0.994  score 0.994
+#   row 21 (row 17 with persistence 12)                          x0.36 / x1.006  score 1.006
+#   row 22 (row 17 with persistence 16)                          x0.32 / x1.033  score 1.033
+#   row 23 (row 17 with a scale-down >= 4 intervals after an action) x0.36 / x0.986  met on 3/3 seeds
+#   row 24 (row 17 with >= 8 intervals)                          x0.29 / x1.022  score 1.022
+# Row 23 was kept; its one evaluation run (06-29..06-30, seeds 0-2) gave x0.86 / x0.989: NOT met, and
+# worse than row 13 there. The 2-day tuning stretch was too narrow, so tuning moved to
+# WIDE_TUNE_STRETCHES (`--tune`, default), pooled over 4 stretches x 3 seeds:
+#   row 13 (the previous default)                                     x0.82 / x0.979  score 1.638
+#   row 17                                                            x0.61 / x0.986  score 1.217
+#   row 23                                                            x0.66 / x0.992  score 1.319
+#   row 25 (row 23, headroom q 0.6)                                   x0.50 / x1.008  score 1.008
+#   row 26 (row 23, q 0.7)                                            x0.41 / x1.027  score 1.027
+#   row 27 (row 23, fraction 0.85)                                    x0.43 / x1.001  score 1.001
+#   row 28 (fraction 0.85, q 0.6)                                     x0.45 / x1.017  score 1.017
+#   row 29 (row 27, no reaction to the latest load)                   x0.50 / x0.997  score 0.997
+#   row 30 (row 27, persistence 6, every 2)                           x0.63 / x0.976  score 1.268
+#   row 31 (row 27, headroom window 240)                              x0.42 / x1.001  score 1.001
+#   row 32 (row 27, trend window 4)                                   x0.35 / x1.079  score 1.079
+# The runs showed a young model (first ~100 quiet samples) scaling 3 -> 1 replica into a 30 s backlog
+# through the regular advice; unseen_load_factor 1.25 refuses such counts:
+#   row 33 (row 27 + unseen-load guard)                               x0.34 / x0.995  met on 8/12 runs
+#   row 34 (row 29 + unseen-load guard)                               x0.41 / x0.991  met on 7/12 runs
+#   row 35 (row 33, fraction 0.9)                                     x0.53 / x0.990  score 1.051
+# Row 34 is kept (lowest score; rows 33 and 34 both meet the target on the tuning stretches).
+CAPACITY_HEADROOM_QUANTILE = 0.5
 CAPACITY_HEADROOM_WINDOW = 480
-CAPACITY_EXPLORE_FACTOR = 1.0
-CAPACITY_OVERLOAD_FRACTION = 0.0
+CAPACITY_EXPLORE_FACTOR = 1.25
+CAPACITY_OVERLOAD_FRACTION = 1.0
+UNSEEN_LOAD_FACTOR = 1.25
+# What a grid row leaves unset: capacity planning and every later option off, so that a row means
+# the same as when it was run whatever the current defaults are.
+TUNE_ROW_BASE = dict(capacity_fraction=0.0, capacity_down_min_step=1, capacity_down_min_fraction=0.0,
+                     capacity_down_persist=0, capacity_reversal_window=0, capacity_headroom_quantile=None,
+                     capacity_explore_factor=1.0, capacity_overload_fraction=0.0, unseen_load_factor=None)
+_HEADROOM_ROW = dict(capacity_trend_window=6, capacity_react=1, capacity_down_window=1, capacity_down_margin=1.0,
+                     capacity_reversal_window=0, capacity_explore_factor=1.25)
+_ROW27 = dict(_HEADROOM_ROW, capacity_fraction=0.85, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0,
+              capacity_down_persist=8, capacity_down_every=4)
 TUNE_GRID = [  # (confident stabilisation s, confident fraction, overload quantile, lower threshold x SLO)
     (60.0, 0.8, 0.1, 0.5), (120.0, 0.8, 0.1, 0.5), (300.0, 0.8, 0.1, 0.5), (60.0, 0.8, 0.25, 0.5),
     (60.0, 0.8, 0.1, 0.65),
@@ -112,6 +163,39 @@ TUNE_GRID = [  # (confident stabilisation s, confident fraction, overload quanti
     (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.85, capacity_trend_window=6, capacity_react=0,
                                 capacity_down_window=8, capacity_down_margin=1.05, capacity_down_every=8,
                                 capacity_reversal_window=8)),
+    # Headroom / exploration / overload-guard rows (see the comment at CAPACITY_HEADROOM_QUANTILE).
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.5, capacity_overload_fraction=0, capacity_down_persist=8, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.6, capacity_overload_fraction=0, capacity_down_persist=8, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.85, capacity_headroom_quantile=0.6, capacity_overload_fraction=0, capacity_down_persist=8, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0, capacity_down_persist=8, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.6, capacity_overload_fraction=1.0, capacity_down_persist=8, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.95, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0, capacity_down_persist=8, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.95, capacity_headroom_quantile=0.6, capacity_overload_fraction=1.0, capacity_down_persist=8, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0, capacity_down_persist=12, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0, capacity_down_persist=16, capacity_down_every=0, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0, capacity_down_persist=8, capacity_down_every=4, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0, capacity_down_persist=8, capacity_down_every=8, **_HEADROOM_ROW)),
+    # Rows chosen on WIDE_TUNE_STRETCHES (row 23 plus more headroom or a lower capacity fraction).
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.6, capacity_overload_fraction=1.0,
+                                capacity_down_persist=8, capacity_down_every=4, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.9, capacity_headroom_quantile=0.7, capacity_overload_fraction=1.0,
+                                capacity_down_persist=8, capacity_down_every=4, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.85, capacity_headroom_quantile=0.5, capacity_overload_fraction=1.0,
+                                capacity_down_persist=8, capacity_down_every=4, **_HEADROOM_ROW)),
+    (60.0, 0.8, 0.1, 0.65, dict(capacity_fraction=0.85, capacity_headroom_quantile=0.6,
+                                capacity_overload_fraction=1.0, capacity_down_persist=8, capacity_down_every=4,
+                                **_HEADROOM_ROW)),
+    # Row 27 variations: no reaction to the latest (noisy) load, faster scale-down, a shorter headroom
+    # window, a shorter trend window.
+    (60.0, 0.8, 0.1, 0.65, dict(_ROW27, capacity_react=0)),
+    (60.0, 0.8, 0.1, 0.65, dict(_ROW27, capacity_down_persist=6, capacity_down_every=2)),
+    (60.0, 0.8, 0.1, 0.65, dict(_ROW27, capacity_headroom_window=240)),
+    (60.0, 0.8, 0.1, 0.65, dict(_ROW27, capacity_trend_window=4)),
+    # Rows 27 and 29 with the regular advice kept within 1.25 x the loads per replica trained on (a
+    # young model trained on the first quiet hours scaled 3 -> 1 replica into a 30 s backlog).
+    (60.0, 0.8, 0.1, 0.65, dict(_ROW27, unseen_load_factor=1.25)),
+    (60.0, 0.8, 0.1, 0.65, dict(_ROW27, capacity_react=0, unseen_load_factor=1.25)),
+    (60.0, 0.8, 0.1, 0.65, dict(_ROW27, capacity_fraction=0.9, unseen_load_factor=1.25)),
 ]
 
 
@@ -134,6 +218,7 @@ def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas
         capacity_headroom_quantile=args.capacity_headroom_quantile,
         capacity_headroom_window=args.capacity_headroom_window,
         capacity_explore_factor=args.capacity_explore_factor,
+        unseen_load_factor=args.unseen_load_factor,
         capacity_overload_target=(args.capacity_overload_fraction * service.slo_s
                                   if args.capacity_overload_fraction else None),
         forecast_horizon_s=(service.startup_delay_s + service.interval_s if args.forecast_horizon is None
@@ -223,48 +308,67 @@ def tuned_settings(args) -> dict:
             "capacity_headroom_quantile": args.capacity_headroom_quantile,
             "capacity_headroom_window": args.capacity_headroom_window,
             "capacity_explore_factor": args.capacity_explore_factor,
-            "capacity_overload_fraction": args.capacity_overload_fraction}
+            "capacity_overload_fraction": args.capacity_overload_fraction,
+            "unseen_load_factor": args.unseen_load_factor}
+
+
+def tune_stretches(args) -> list[tuple[str, str]]:
+    return [(TUNE_START, TUNE_END)] if args.tune_stretches == "narrow" else list(WIDE_TUNE_STRETCHES)
+
+
+def pooled(rows: list[tuple[dict, int]]) -> dict:
+    """Violation % over all rows of several runs (weighted by their lengths), summed replica-hours and actions."""
+    total = sum(n for _, n in rows)
+    return {"slo_violation_pct": round(sum(r["slo_violation_pct"] * n for r, n in rows) / total, 4),
+            "replica_hours": round(sum(r["replica_hours"] for r, _ in rows), 3),
+            "actions": round(float(sum(r["actions"] for r, _ in rows)), 1)}
 
 
 def tune(args) -> int:
-    """Sweep TUNE_GRID on the tuning stretch only; print every setting's mean ratios and the one to keep."""
+    """Sweep TUNE_GRID on the tuning stretches only; print every setting's pooled ratios and the one to keep."""
     seeds = parse_seeds(TUNE_SEEDS if args.seeds == DEFAULT_SEEDS else args.seeds, args.seed)
-    print(f"Tuning on {TUNE_START} .. {TUNE_END} (not the evaluation stretch), seeds {seeds}")
-    tasks, variants = [], []
-    for seed in seeds:
-        tasks.append((args, "hpa", seed, TUNE_START, TUNE_END))
+    stretches = tune_stretches(args)
+    print(f"Tuning on {', '.join(f'{a[:10]}..{b[:10]}' for a, b in stretches)} (never the evaluation stretch), "
+          f"seeds {seeds}; ratios pool every stretch and seed")
+    runs = [(stretch, seed) for stretch in stretches for seed in seeds]
+    rows_of = {stretch: len(read_trace(args.trace, *stretch)[1]) for stretch in stretches}
+    tasks, variants = [(args, "hpa", seed, *stretch) for stretch, seed in runs], []
     rows_wanted = [int(x) for x in args.tune_rows.split(",") if x.strip()] if args.tune_rows else None
     for index, (stab, frac, q, low, *extra) in enumerate(TUNE_GRID):
         if rows_wanted is not None and index not in rows_wanted:
             continue
-        variant = argparse.Namespace(**vars(args))
+        variant = argparse.Namespace(**{**vars(args), **TUNE_ROW_BASE})
         for key, value in (extra[0] if extra else {}).items():
             setattr(variant, key, value)
         variant.confident_stabilization, variant.confident_fraction, variant.overload_quantile = stab, frac, q
         variant.strato_low_fraction = low
-        variants.append(variant)
-        tasks += [(variant, "strato", seed, TUNE_START, TUNE_END) for seed in seeds]
+        variants.append((index, variant))
+        tasks += [(variant, "strato", seed, *stretch) for stretch, seed in runs]
     if args.jobs > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             done = pool.map(run_one, tasks, chunksize=1)
     else:
         done = [run_one(t) for t in tasks]
-    hpa = mean_summary([d[0] for d in done[:len(seeds)]])
+    n = len(runs)
+    hpa_runs = [(d[0], rows_of[stretch]) for d, (stretch, _) in zip(done[:n], runs)]
+    hpa = pooled(hpa_runs)
     rows = []
-    for k, variant in enumerate(variants):
-        part = done[len(seeds) * (k + 1):len(seeds) * (k + 2)]
-        strato = mean_summary([d[0] for d in part])
+    for k, (index, variant) in enumerate(variants):
+        part = [(d[0], rows_of[stretch]) for d, (stretch, _) in zip(done[n * (k + 1):n * (k + 2)], runs)]
+        strato = pooled(part)
         r = ratio(strato, hpa)
-        met = sum(ratio(d[0], h[0])["met"] for d, h in zip(part, done[:len(seeds)]))
+        met = sum(ratio(d, h)["met"] for (d, _), (h, _) in zip(part, hpa_runs))
         score = max(r["slo_violation"] / 0.5, r["replica_hours"])
-        rows.append((score, tuned_settings(variant), r, met))
-        print(f"{tuned_settings(variant)}: violations x{r['slo_violation']:.2f}, replica-hours "
-              f"x{r['replica_hours']:.3f}, met on {met}/{len(seeds)} seeds, score {score:.3f}")
+        rows.append((score, index, tuned_settings(variant), r, met, strato["actions"]))
+        print(f"row {index}: violations x{r['slo_violation']:.2f}, replica-hours x{r['replica_hours']:.3f}, "
+              f"actions {strato['actions']:.0f} (hpa {hpa['actions']:.0f}), met on {met}/{n} runs, "
+              f"score {score:.3f}", flush=True)
     best = min(rows, key=lambda row: row[0])
-    print(f"keep (lowest max(violation ratio / 0.5, replica-hours ratio)): {best[1]}")
-    print(json.dumps({"tuning_stretch": [TUNE_START, TUNE_END], "seeds": seeds, "hpa": hpa,
-                      "grid": [{"settings": r[1], "ratios": r[2], "seeds_met": r[3]} for r in rows],
-                      "best": best[1]}))
+    print(f"keep row {best[1]} (lowest max(violation ratio / 0.5, replica-hours ratio)): {best[2]}")
+    print(json.dumps({"tuning_stretches": stretches, "seeds": seeds, "hpa": hpa,
+                      "grid": [{"row": r[1], "settings": r[2], "ratios": r[3], "runs_met": r[4], "actions": r[5]}
+                               for r in rows],
+                      "best_row": best[1], "best": best[2]}))
     return 0
 
 
@@ -337,6 +441,12 @@ def main(argv=None) -> int:
     parser.add_argument("--capacity-overload-fraction", type=float, default=CAPACITY_OVERLOAD_FRACTION,
                         help="refuse counts whose load per replica reaches the --overload-quantile quantile of the "
                              "loads per replica measured with latency above this x SLO (0 = off; capacity planning)")
+    parser.add_argument("--unseen-load-factor", type=float, default=UNSEEN_LOAD_FACTOR,
+                        help="the regular advice never scales down to a load per replica beyond this x the highest "
+                             "one trained on (a young model has seen a narrow range; none = off)")
+    parser.add_argument("--tune-stretches", choices=("wide", "narrow"), default="wide",
+                        help="with --tune: 'wide' = WIDE_TUNE_STRETCHES (five June match days), 'narrow' = "
+                             "06-25..06-26 only (how rows 0-24 were first chosen)")
     parser.add_argument("--tune-rows", default="", help="with --tune: comma-separated TUNE_GRID rows to run")
     parser.add_argument("--seed", type=int, default=0, help="a single seed (used when --seeds is '')")
     parser.add_argument("--seeds", default=DEFAULT_SEEDS,
@@ -391,7 +501,9 @@ def main(argv=None) -> int:
           f"the smaller count is <= {args.confident_fraction:g} x the upper threshold; a scale-down must fit by the "
           f"worse of the anchored and model-alone prediction at the highest load of the last 8 samples, and keep "
           f"the load per replica below the {args.overload_quantile:g} quantile of loads per replica seen with "
-          f"the target above the upper threshold);")
+          f"the target above the upper threshold"
+          + (f", and never beyond {args.unseen_load_factor:g} x the highest load per replica trained on"
+             if args.unseen_load_factor else "") + ");")
     if args.capacity_fraction:
         print(f"           model-based capacity planning: the fewest replicas whose cautious predicted latency at a "
               f"robust-trend load forecast (last {args.capacity_trend_window} rows"
@@ -404,6 +516,13 @@ def main(argv=None) -> int:
                  if args.capacity_down_persist else "no persistence requirement, ")
               + (f"no scale-up/down reversal within {args.capacity_reversal_window} intervals unless the measured "
                  f"latency exceeds the upper threshold;" if args.capacity_reversal_window else "no reversal guard;")
+              + (f" forecast raised by the {args.capacity_headroom_quantile:g} quantile of the load's realised growth "
+                 f"over the horizon in the last {args.capacity_headroom_window} rows;"
+                 if args.capacity_headroom_quantile is not None else " no volatility headroom;")
+              + f" counts beyond {args.capacity_explore_factor:g} x the highest load per replica trained on refused;"
+              + (f" counts reaching the {args.overload_quantile:g} quantile of the loads per replica measured with "
+                 f"latency above {args.capacity_overload_fraction:g} x SLO refused;"
+                 if args.capacity_overload_fraction else "")
               + " falls back to the advice above when the model has no lever or nothing fits;")
     else:
         print("           model-based capacity planning off;")

@@ -51,6 +51,10 @@ class AdvisorConfig:
     cautious_scale_down: bool = True
     down_confidence_z: float | None = None
     overload_quantile: float = 0.1
+    # (d) with unseen_load_factor set, keep the load per instance within that factor of the highest
+    # load per instance in the training samples: a young model, trained on a narrow range of loads,
+    # must not scale down into loads it has never seen (None = off).
+    unseen_load_factor: float | None = None
     # Model-based capacity planning (None = off): provision the fewest instances whose cautious
     # model-alone prediction (prediction x exp(confidence_z x spread)) at the forecast load stays
     # <= capacity_target. The load is forecast over forecast_horizon_s by a robust (Theil-Sen)
@@ -435,6 +439,13 @@ class Advisor:
             strict = worst * np.exp(z_down * np.maximum(spread[down], spread_alone))
             limit = model.overload_load(cfg.target_high, cfg.overload_quantile)
             over = (model.per_instance_load(peak, counts[down]) >= limit) & math.isfinite(limit)
+            seen = getattr(model, "_seen_load", None)
+            if cfg.unseen_load_factor is not None and seen is not None and seen.size:
+                unseen = model.per_instance_load(peak, counts[down]) > float(seen.max()) * cfg.unseen_load_factor
+                strict = np.where(unseen, np.inf, strict)
+                if unseen.any():
+                    guard_note += (f"; counts <= {int(counts[down][unseen].max())} refused: load per instance beyond "
+                                   f"{cfg.unseen_load_factor:g} x the highest trained on")
             strict = np.where(over, np.inf, strict)
             cautious = cautious.copy()
             cautious[down] = np.maximum(cautious[down], strict)
@@ -442,8 +453,8 @@ class Advisor:
             for c, s in zip(counts[down], strict):
                 candidates[int(c) - int(counts[0])]["upper"] = float(s)
             if over.any() and math.isfinite(limit):
-                guard_note = (f"; counts <= {int(counts[down][over].max())} refused: load per instance would "
-                              f"reach {limit:.3g}, where the target was seen above {cfg.target_high:g}")
+                guard_note += (f"; counts <= {int(counts[down][over].max())} refused: load per instance would "
+                               f"reach {limit:.3g}, where the target was seen above {cfg.target_high:g}")
         if cfg.hysteresis and current is not None and fits[current] and predicted[current] >= cfg.target_low:
             choice, why = current, "predicted target within thresholds at the current count"
         elif fits.any():

@@ -352,3 +352,65 @@ def test_capacity_anti_oscillation_min_step_and_reversal_guard():
         assert (advice.instances == n) == held, (guard, target, advice.reason)
         if held:
             assert "held" in advice.reason
+
+
+def test_capacity_headroom_exploration_and_overload_guard():
+    samples = synthetic(800)
+    model = StratoModel(alpha_grid=(0.3,), per_instance=("request_rate",)).fit(samples)
+
+    def plan(loads, **overrides):
+        advisor = _capacity_advisor(model, capacity_react=True, **overrides)
+        for k, rate in enumerate(loads):
+            advice = advisor.advise(15.0 * k, {"request_rate": rate, "cpu_utilization": 0.5, "constant": 1.0},
+                                    6, 0.5, n_samples=800)
+        return advice
+
+    # Volatility headroom: a load that keeps swinging by x1.4 gets more instances than without the
+    # headroom; a constant load gets none (its realised growth is 0).
+    swinging = [25.0 if k % 2 else 35.0 for k in range(41)]
+    assert plan(swinging, capacity_headroom_quantile=0.9).instances > plan(swinging).instances
+    constant = [30.0] * 41
+    assert plan(constant, capacity_headroom_quantile=0.9).instances == plan(constant).instances
+
+    # Exploration: counts whose load per instance lies beyond the highest one trained on are refused
+    # (upper bound inf) unless within capacity_explore_factor of it.
+    seen_max = float(model._seen_load.max())
+    rate = seen_max * 1.1 * 4  # 4 instances would run at 1.1 x the highest load per instance seen
+    def upper_at_4(**overrides):
+        advice = plan([rate] * 10, **overrides)
+        return next(c["upper"] for c in advice.candidates if c["instances"] == 4)
+    assert upper_at_4() == math.inf
+    assert math.isfinite(upper_at_4(capacity_explore_factor=1.25))
+
+    # Measured-overload guard: counts reaching the loads per instance at which the measured target
+    # was above the given value are refused, whatever the net predicts.
+    limit = model.overload_load(0.8, 0.1)
+    assert math.isfinite(limit)
+    guarded = plan([30.0] * 10, capacity_overload_target=0.8, capacity_explore_factor=10.0)
+    for c in guarded.candidates:
+        if 30.0 / c["instances"] >= limit:
+            assert c["upper"] == math.inf
+    assert 30.0 / guarded.instances < limit
+
+
+def test_regular_advice_never_scales_down_into_unseen_loads():
+    # A model trained only on light loads per instance (as a young model is, after the first quiet
+    # hours) predicts little harm from piling the load on a few instances; unseen_load_factor refuses it.
+    rng = np.random.default_rng(3)
+    n = 300
+    instances = (6 + (np.arange(n) // 20) % 4).astype(float)
+    rate = 20 + rng.normal(0, 1, n)
+    latency = 0.2 * (rate / instances) ** 0.6 * np.exp(rng.normal(0, 0.03, n))
+    light = SampleSet(1_000_000 + np.arange(n) * 15.0, ("request_rate",), rate[:, None], instances, latency,
+                      "latency", "instances")
+    model = StratoModel(alpha_grid=(0.3,), per_instance=("request_rate",)).fit(light)
+    seen_max = float(model._seen_load.max())
+    sample = {"request_rate": 20.0}
+    free = Advisor(config(max_down=8, load_metrics=("request_rate",), tracking_metric=None), model=model)
+    guarded = Advisor(config(max_down=8, load_metrics=("request_rate",), tracking_metric=None,
+                             unseen_load_factor=1.25), model=model)
+    a_free = free.advise(0.0, sample, 9, 0.35, n_samples=n)
+    a_guarded = guarded.advise(0.0, sample, 9, 0.35, n_samples=n)
+    assert 20.0 / a_free.instances > seen_max * 1.25  # the unguarded model piles the load on
+    assert 20.0 / a_guarded.instances <= seen_max * 1.25
+    assert "highest trained on" in a_guarded.reason
