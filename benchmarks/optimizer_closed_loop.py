@@ -266,7 +266,7 @@ def run_one(task):
         extra = (f"  advice p99 {np.percentile(advice_ms, 99):.2f} ms, retrain mean {train.mean():.2f} s "
                  f"max {train.max():.2f} s, phases {policy.phases}")
     summary = {k: (float(v) if k != "actions" else int(v)) for k, v in result.summary().items()}
-    return summary, elapsed, extra
+    return summary, elapsed, extra, (result.replicas, result.latency)
 
 
 def run_tasks(args, tasks, start, end):
@@ -372,6 +372,33 @@ def tune(args) -> int:
     return 0
 
 
+def plot_timeline(path, periods, needed, series, slo_s, seed) -> None:
+    """Replicas per policy against the replicas the load needs at the SLO, and latency against the SLO."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hours = np.arange(len(needed)) / 60.0  # one trace row = one minute of the trace
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    top.fill_between(hours, 0, needed, color="0.85", label="replicas the load needs at the SLO")
+    for name, (replicas, latency) in series.items():
+        if name == "static_peak":
+            continue
+        top.step(hours, replicas, where="post", linewidth=0.9, label=f"{name} replicas")
+        bottom.plot(hours, latency, linewidth=0.7, label=name)
+    bottom.axhline(slo_s, color="red", linestyle="--", linewidth=0.8, label="SLO")
+    bottom.set_yscale("log")
+    top.set_ylabel("replicas")
+    bottom.set_ylabel("p95 latency (s)")
+    bottom.set_xlabel(f"trace hours from {periods[0]} (each minute played as one control interval)")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.legend(loc="upper left", fontsize=8, ncol=4)
+    top.set_title(f"Closed-loop autoscaling, seed {seed}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trace", default=str(DEFAULT_TRACE), help="CSV with period,count rows")
@@ -454,6 +481,9 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="simulations run in parallel processes")
     parser.add_argument("--tune", action="store_true",
                         help=f"sweep Strato's settings on the tuning stretch {TUNE_START[:10]}..{TUNE_END[:10]} only")
+    parser.add_argument("--plot", metavar="PNG", default="",
+                        help="write a scaling timeline of the first seed (replicas and latency per policy; "
+                             "needs matplotlib, extra 'plots')")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -538,19 +568,25 @@ def main(argv=None) -> int:
         return 1
     seeds = parse_seeds(args.seeds, args.seed)
     print(f"Seeds (measurement noise): {', '.join(map(str, seeds))}; figures are per seed and their mean.")
-    print(f"Strato's tunable settings were chosen on the tuning stretch {TUNE_START[:10]} .. {TUNE_END[:10]} "
-          f"(earlier days, not the evaluation stretch), by `{TUNE_COMMAND}`.")
+    print(f"Strato's tunable settings were chosen on the tuning stretches "
+          f"{', '.join(f'{a[:10]}..{b[:10]}' for a, b in WIDE_TUNE_STRETCHES)} (earlier days, not the evaluation "
+          f"stretch; every row tried and its figures are in the comments of this script), by `{TUNE_COMMAND}`.")
     print()
     tasks = [(name, seed) for seed in seeds for name in names]
     runs = run_tasks(args, tasks, args.start or None, args.end or None)
     per_seed = {str(seed): {} for seed in seeds}
-    for (name, seed), (summary, elapsed, extra) in zip(tasks, runs):
+    for (name, seed), (summary, elapsed, extra, _) in zip(tasks, runs):
         per_seed[str(seed)][name] = summary
         print(f"seed {seed:<3d} {name:12s} SLO violation {summary['slo_violation_pct']:6.3f} %   replica-hours "
               f"{summary['replica_hours']:8.2f}   actions {summary['actions']:5d}   ({elapsed:.1f} s){extra}")
     results = {name: mean_summary([per_seed[str(seed)][name] for seed in seeds]) for name in names}
     payload = {"policies": results, "seeds": seeds, "per_seed": per_seed,
-               "tuning": {"stretch": [TUNE_START, TUNE_END], "settings": tuned_settings(args)}}
+               "tuning": {"stretches": [list(x) for x in WIDE_TUNE_STRETCHES], "settings": tuned_settings(args)}}
+    if args.plot:
+        first = seeds[0]
+        series = {name: detail for (name, seed), (*_, detail) in zip(tasks, runs) if seed == first}
+        plot_timeline(args.plot, periods, rates / service.max_rate_per_replica_at_slo(), series, service.slo_s, first)
+        print(f"scaling timeline (seed {first}) written to {args.plot}")
     if len(seeds) > 1:
         print()
         for name in names:
