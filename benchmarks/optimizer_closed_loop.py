@@ -21,11 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from optimizer.advisor import Advisor, AdvisorConfig  # noqa: E402
+from optimizer.calibration import calibration_from_json  # noqa: E402
 from optimizer.errors import OptimizerInputError  # noqa: E402
 from optimizer.simulator import (HpaPolicy, MicadoPolicy, ServiceModel, StaticPolicy, StratoPolicy,  # noqa: E402
                                  read_trace, rescale_trace, simulate)
 
 DEFAULT_TRACE = REPO.parent / "shared" / "data" / "worldcup98_requests_per_minute.csv"
+# One real ai-inference replica measured by `python benchmarks/calibrate_service.py --out FILE`.
+CALIBRATION = REPO / "benchmarks" / "data" / "ai_inference_calibration.json"
+HPA_TARGET_MM1 = 0.6
 # Default stretch: 1998-06-29 and 06-30, two round-of-16 match days holding the trace's
 # 2nd and 4th highest minutes (225k and 215k requests/min) and its busiest day overall.
 DEFAULT_START, DEFAULT_END = "1998-06-29 00:00:00", "1998-07-01 00:00:00"
@@ -239,9 +243,19 @@ def parse_seeds(text: str | None, seed: int | None) -> list[int]:
     return [seed]
 
 
+def service_curve(args) -> tuple:
+    if not args.service_curve:
+        return ()
+    return ServiceModel.curve_from_calibration(calibration_from_json(args.service_curve))
+
+
 def prepare(args, start, end):
     service = ServiceModel(slo_s=args.slo, startup_delay_s=args.startup_delay, interval_s=args.interval,
-                           noise=args.noise)
+                           noise=args.noise, curve=service_curve(args))
+    if args.hpa_target is None:
+        # HPA's target sits at the same fraction of the SLO's utilisation as 0.6 does under M/M/1 (0.7).
+        args.hpa_target = round(HPA_TARGET_MM1 * service.max_rate_per_replica_at_slo()
+                                / ServiceModel(slo_s=args.slo).max_rate_per_replica_at_slo(), 3)
     periods, counts = read_trace(args.trace, start, end)
     rates = rescale_trace(counts, service, args.peak_replicas)
     max_replicas = int(math.ceil(args.peak_replicas * 1.5))
@@ -399,6 +413,36 @@ def plot_timeline(path, periods, needed, series, slo_s, seed) -> None:
     plt.close(fig)
 
 
+def print_service_assumptions(args, service: ServiceModel) -> None:
+    """The simulator's latency curve, and how it compares with the measured ai-inference replica."""
+    q = f"p{service.latency_quantile * 100:.0f}"
+    if service.curve:
+        print(f"Simulator assumptions (latency curve MEASURED on a real ai-inference replica: {args.service_curve}):")
+        shape = ", ".join(f"{u:.2f}: {v:.1f}" for u, v in service.curve)
+        print(f"  {q} latency in mean service times vs utilisation: {shape} (log-interpolated; beyond the last point "
+              f"it grows like 1/(1-u)); replicas serve {service.service_rate:g} req/s at 100 % (100 ms per request);")
+    else:
+        print("Simulator assumptions:")
+        print(f"  each ready replica is an M/M/1 server at {service.service_rate:g} req/s (100 ms mean service time);")
+        print(f"  target = {q} latency = -ln(1-q)/(mu - lambda per replica);")
+        if CALIBRATION.is_file():
+            try:
+                measured = calibration_from_json(CALIBRATION)
+            except OptimizerInputError as error:
+                print(f"  (calibration file unreadable: {error})")
+            else:
+                errors = ", ".join(f"{-e:.0%} at utilisation {u:g}" for u, e in measured.mm1_shape_rel_error.items()
+                                   if e is not None)
+                print(f"  calibration: one real ai-inference replica ({CALIBRATION.relative_to(REPO)}, measured by "
+                      f"benchmarks/calibrate_service.py; saturation {measured.saturation_req_per_s:.0f} req/s, "
+                      f"{measured.mean_service_s * 1000:.1f} ms per request at low load) is slower than M/M/1 in "
+                      f"service-time units: M/M/1 understates its {q} by {errors}. The default keeps M/M/1 (the "
+                      f"settings were tuned on it); --service-curve {CALIBRATION.relative_to(REPO)} plays the "
+                      f"measured shape instead.")
+    print(f"  above {service.max_utilization:.0%} utilisation excess requests queue (fluid backlog), latency capped "
+          f"at {service.timeout_s:g} s;")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trace", default=str(DEFAULT_TRACE), help="CSV with period,count rows")
@@ -409,7 +453,12 @@ def main(argv=None) -> int:
     parser.add_argument("--startup-delay", type=float, default=60.0, help="replica start-up delay, seconds")
     parser.add_argument("--slo", type=float, default=1.0, help="p95 latency SLO, seconds")
     parser.add_argument("--noise", type=float, default=0.05, help="log-normal sigma of measurement noise")
-    parser.add_argument("--hpa-target", type=float, default=0.6, help="HPA target CPU utilisation")
+    parser.add_argument("--hpa-target", type=float, default=None,
+                        help=f"HPA target CPU utilisation (default {HPA_TARGET_MM1} with the M/M/1 curve, the same "
+                             "fraction of the SLO's utilisation with --service-curve)")
+    parser.add_argument("--service-curve", metavar="JSON", default="",
+                        help="play a measured latency-vs-utilisation shape instead of M/M/1: a calibration file "
+                             f"written by benchmarks/calibrate_service.py --out (e.g. {CALIBRATION.relative_to(REPO)})")
     parser.add_argument("--low-fraction", type=float, default=0.5, help="optimizer lower threshold, x SLO")
     parser.add_argument("--strato-low-fraction", type=float, default=STRATO_LOW_FRACTION,
                         help="Strato's lower threshold, x SLO (chosen on the tuning stretch)")
@@ -509,11 +558,7 @@ def main(argv=None) -> int:
               "\"1998 World Cup Web Site Access Logs\", Internet Traffic Archive, 1998).")
     print(f"Stretch: {periods[0]} .. {periods[-1]} ({len(rates)} rows), each row played as one "
           f"{service.interval_s:.0f} s control interval ({len(rates) * service.interval_s / 3600:.1f} h simulated)")
-    print("Simulator assumptions (not calibrated against the ai-inference example, which is not built yet):")
-    print(f"  each ready replica is an M/M/1 server at {service.service_rate:g} req/s (100 ms mean service time);")
-    print(f"  target = p{service.latency_quantile * 100:.0f} latency = -ln(1-q)/(mu - lambda per replica); above "
-          f"{service.max_utilization:.0%} utilisation excess requests queue (fluid backlog), latency capped at "
-          f"{service.timeout_s:g} s;")
+    print_service_assumptions(args, service)
     print(f"  SLO: p95 latency <= {service.slo_s:g} s, i.e. <= {service.max_rate_per_replica_at_slo():.2f} "
           f"req/s per replica; trace rescaled so its peak ({rates.max():.1f} req/s) needs {args.peak_replicas:g} replicas;")
     print(f"  new replicas serve after {service.startup_delay_s:g} s and are paid for while starting; "

@@ -37,16 +37,49 @@ class ServiceModel:
     noise: float = 0.05  # log-normal sigma of every measurement
     max_utilization: float = 0.97
     timeout_s: float = 30.0
+    # A measured shape instead of M/M/1: (utilisation, latency quantile / mean service time) points,
+    # e.g. from optimizer.calibration (a real replica measured by benchmarks/calibrate_service.py).
+    # Interpolated on a log scale; beyond the last point it grows like M/M/1's 1 / (1 - u).
+    curve: tuple[tuple[float, float], ...] = ()
+
+    def _in_service_times(self, utilisation: float) -> float:
+        if not self.curve:
+            return -math.log(1 - self.latency_quantile) / (1 - utilisation)
+        us = [u for u, _ in self.curve]
+        values = [v for _, v in self.curve]
+        if utilisation <= us[0]:
+            return values[0]
+        if utilisation >= us[-1]:
+            return values[-1] * (1 - us[-1]) / max(1 - utilisation, 1e-9)
+        return float(np.exp(np.interp(utilisation, us, np.log(values))))
 
     def latency(self, rate: float, ready: int, backlog: float) -> float:
         if ready <= 0:
             return self.timeout_s
         per_replica = min(rate / ready, self.max_utilization * self.service_rate)
-        queueing = -math.log(1 - self.latency_quantile) / (self.service_rate - per_replica)
+        queueing = self._in_service_times(per_replica / self.service_rate) / self.service_rate
         return min(self.timeout_s, queueing + backlog / (ready * self.service_rate))
 
     def max_rate_per_replica_at_slo(self) -> float:
-        return self.service_rate + math.log(1 - self.latency_quantile) / self.slo_s
+        if not self.curve:
+            return self.service_rate + math.log(1 - self.latency_quantile) / self.slo_s
+        low, high = 0.0, self.max_utilization  # the latency grows with utilisation: bisect
+        for _ in range(60):
+            mid = (low + high) / 2
+            if self._in_service_times(mid) / self.service_rate <= self.slo_s:
+                low = mid
+            else:
+                high = mid
+        return low * self.service_rate
+
+    @staticmethod
+    def curve_from_calibration(calibration) -> tuple[tuple[float, float], ...]:
+        """The measured (utilisation, p95 / service time) points a calibration kept in its fit, in order."""
+        points = sorted((p.utilisation, p.p95_over_service) for p in calibration.points
+                        if p.used and p.utilisation > 0 and p.p95_over_service > 0)
+        if len(points) < 3:
+            raise OptimizerInputError("the calibration has fewer than 3 usable points for a latency curve")
+        return tuple(points)
 
 
 def read_trace(path: str | Path, start: str | None = None, end: str | None = None) -> tuple[list[str], np.ndarray]:

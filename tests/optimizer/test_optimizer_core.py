@@ -414,3 +414,34 @@ def test_regular_advice_never_scales_down_into_unseen_loads():
     assert 20.0 / a_free.instances > seen_max * 1.25  # the unguarded model piles the load on
     assert 20.0 / a_guarded.instances <= seen_max * 1.25
     assert "highest trained on" in a_guarded.reason
+
+
+def test_service_model_plays_a_measured_curve():
+    mm1 = ServiceModel()
+    # Without a curve it is M/M/1: p95 = ln(20) / (mu - lambda), and the SLO capacity solves it.
+    assert mm1.latency(5.0, 1, 0.0) == pytest.approx(math.log(20) / 5.0)
+    assert mm1.latency(mm1.max_rate_per_replica_at_slo(), 1, 0.0) == pytest.approx(mm1.slo_s)
+    # A measured shape (p95 in service times vs utilisation) is log-interpolated and its SLO
+    # capacity found by bisection; beyond the last point it keeps growing.
+    measured = ServiceModel(curve=((0.1, 2.0), (0.3, 7.0), (0.5, 20.0), (0.7, 60.0)))
+    assert measured.latency(3.0, 1, 0.0) == pytest.approx(0.7)
+    assert measured.latency(4.0, 1, 0.0) == pytest.approx(math.sqrt(7.0 * 20.0) / 10.0)
+    capacity = measured.max_rate_per_replica_at_slo()
+    assert 3.0 < capacity < 5.0
+    assert measured.latency(capacity, 1, 0.0) == pytest.approx(measured.slo_s, rel=1e-6)
+    assert measured.latency(8.0, 1, 0.0) > measured.latency(7.0, 1, 0.0) > measured.latency(6.0, 1, 0.0)
+    assert measured.latency(0.5, 1, 0.0) == pytest.approx(0.2)  # below the first point: its value
+
+
+def test_service_curve_from_a_calibration():
+    import dataclasses
+
+    from optimizer.calibration import fit_service_curve
+    k = math.log(20)
+    points = [(r, k / (200.0 - r) * (1 + r / 100.0), r) for r in (20.0, 60.0, 100.0, 140.0)]
+    calibration = fit_service_curve(points, mean_service_s=0.004, saturation_req_per_s=200.0)
+    curve = ServiceModel.curve_from_calibration(calibration)
+    assert [u for u, _ in curve] == pytest.approx([0.1, 0.3, 0.5, 0.7])
+    assert curve[0][1] == pytest.approx(points[0][1] / 0.004)
+    with pytest.raises(OptimizerInputError, match="fewer than 3"):
+        ServiceModel.curve_from_calibration(dataclasses.replace(calibration, points=calibration.points[:2]))
