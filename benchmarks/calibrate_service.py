@@ -10,10 +10,10 @@ request that times out counts with the time it waited. Prints a table, the fit
 (optimizer.calibration.fit_service_curve), how the measured shape compares with M/M/1 in the
 simulator's units (p95 / mean service time vs utilisation) and, last, one JSON line.
 
-serve.py answers in two send()s without TCP_NODELAY, so a keep-alive client that sends back to back
-waits ~40 ms per request for its own delayed ACK (Nagle); the first table row shows that stall. The
-rest is measured with TCP_QUICKACK on the client, i.e. the replica's own service and queueing
-(--delayed-ack measures everything with the stall).
+serve.py answers in two send()s; before it set TCP_NODELAY, a keep-alive client sending back to back
+waited ~40 ms per request for its own delayed ACK (Nagle). The first table row, with delayed ACKs,
+checks that no such stall is left. The rest is measured with TCP_QUICKACK on the client, i.e. the
+replica's own service and queueing (--delayed-ack measures everything with delayed ACKs).
 
 The load generator runs on the same machine as the server and competes with it for the CPUs: the table
 shows the generator's own send rate, its send lag and the CPU each side used, so you can judge that.
@@ -426,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                                         for c in (4, 16)]
             print(f"one keep-alive connection back to back: mean {1000 * stall.latencies.mean():.2f} ms with "
                   f"delayed ACKs, {1000 * single.latencies.mean():.2f} ms with "
-                  f"{'delayed ACKs' if args.delayed_ack else 'TCP_QUICKACK'} (serve.py's Nagle stall shows in the "
-                  "first)", flush=True)
+                  f"{'delayed ACKs' if args.delayed_ack else 'TCP_QUICKACK'} (the "
+                  "first; a ~40 ms gap would be a Nagle stall)", flush=True)
             saturation = max(b.achieved for b in bursts[2:])  # with a queue of 4 or 16 requests in the server
             service = float(single.latencies.mean())
             print(f"saturation (closed loop, best of 4 and 16 connections): {saturation:.1f} req/s; one connection "

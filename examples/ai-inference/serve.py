@@ -44,6 +44,9 @@ def make_handler(bundle, replica):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes: with Nagle's algorithm on, a keep-alive client
+        # waits for its delayed ACK (~40 ms) before the body arrives.
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt, *args):  # keep the log for errors only
             pass
