@@ -237,6 +237,11 @@ def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas
     }
 
 
+def optional_float(text: str) -> float | None:
+    """A number, or none/off for an option that is off when unset."""
+    return None if text.strip().lower() in ("none", "off", "") else float(text)
+
+
 def parse_seeds(text: str | None, seed: int | None) -> list[int]:
     if text:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -506,7 +511,7 @@ def main(argv=None) -> int:
     parser.add_argument("--capacity-reversal-window", type=int, default=CAPACITY_REVERSAL_WINDOW,
                         help="no scale-up/down reversal within this many intervals unless the measured latency "
                              "exceeds the upper threshold (0 = off; capacity planning)")
-    parser.add_argument("--capacity-headroom-quantile", type=float, default=CAPACITY_HEADROOM_QUANTILE,
+    parser.add_argument("--capacity-headroom-quantile", type=optional_float, default=CAPACITY_HEADROOM_QUANTILE,
                         help="raise the scale-up forecast by this quantile of the load's realised growth over the "
                              "forecast horizon (recent rows; none = off; capacity planning)")
     parser.add_argument("--capacity-headroom-window", type=int, default=CAPACITY_HEADROOM_WINDOW,
@@ -517,11 +522,11 @@ def main(argv=None) -> int:
     parser.add_argument("--capacity-overload-fraction", type=float, default=CAPACITY_OVERLOAD_FRACTION,
                         help="refuse counts whose load per replica reaches the --overload-quantile quantile of the "
                              "loads per replica measured with latency above this x SLO (0 = off; capacity planning)")
-    parser.add_argument("--unseen-load-factor", type=float, default=UNSEEN_LOAD_FACTOR,
+    parser.add_argument("--unseen-load-factor", type=optional_float, default=UNSEEN_LOAD_FACTOR,
                         help="the regular advice never scales down to a load per replica beyond this x the highest "
                              "one trained on (a young model has seen a narrow range; none = off)")
     parser.add_argument("--tune-stretches", choices=("wide", "narrow"), default="wide",
-                        help="with --tune: 'wide' = WIDE_TUNE_STRETCHES (five June match days), 'narrow' = "
+                        help="with --tune: 'wide' = WIDE_TUNE_STRETCHES (four stretches, 10 June days), 'narrow' = "
                              "06-25..06-26 only (how rows 0-24 were first chosen)")
     parser.add_argument("--tune-rows", default="", help="with --tune: comma-separated TUNE_GRID rows to run")
     parser.add_argument("--seed", type=int, default=0, help="a single seed (used when --seeds is '')")
