@@ -363,6 +363,11 @@ def tune(args) -> int:
         variant.strato_low_fraction = low
         variants.append((index, variant))
         tasks += [(variant, "strato", seed, *stretch) for stretch, seed in runs]
+    days = sum(rows_of.values()) / 1440
+    print(f"{len(variants)} grid row(s) x {len(runs)} runs ({len(stretches)} stretches x {len(seeds)} seeds, "
+          f"{days:.0f} trace days per seed): {len(tasks)} simulations, "
+          f"roughly {len(variants) * len(seeds) * days * 9 / 60 / max(1, args.jobs) + 0.5:.0f} min with "
+          f"{args.jobs} job(s); --tune-rows picks rows", flush=True)
     if args.jobs > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             done = pool.map(run_one, tasks, chunksize=1)
