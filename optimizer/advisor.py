@@ -187,6 +187,26 @@ class Advisor:
             factor[j] = math.exp(min(max(slope * cfg.forecast_horizon_s, 0.0), math.log(2.0)))
         return factor
 
+    def _record_capacity_loads(self, now: float, metrics: dict[str, float]) -> None:
+        cfg = self.config
+        if cfg.capacity_target is None:
+            return
+        loads = {m: float(metrics[m]) for m in cfg.load_metrics if m in metrics}
+        if loads:
+            self._capacity_loads.append((now, loads))
+            for name, value in loads.items():
+                self._headroom_logs.setdefault(name, deque(maxlen=cfg.capacity_headroom_window + 64)).append(
+                    math.log(max(value, 1e-9)))
+
+    def observe(self, now: float, metrics: dict[str, float]) -> None:
+        """Record a past sample's load metrics (trend, recent peak, headroom) without advising on it.
+
+        For an advisor started on stored history, e.g. `strato optimizer advise` on a CSV: the load
+        history the forecasts need is replayed, no action is taken or remembered."""
+        names = self.model.metric_names if self.model is not None else tuple(metrics)
+        self._load_growth(now, metrics, names)
+        self._record_capacity_loads(now, metrics)
+
     def advise(self, now: float, metrics: dict[str, float], instances: int, target: float,
                n_samples: int | None = None) -> ScalingAdvice:
         """Advise an instance count from the latest sample (metrics by name, current count and target)."""
@@ -200,13 +220,7 @@ class Advisor:
             model = self.model
         names = model.metric_names if model is not None else tuple(metrics)
         growth = self._load_growth(now, metrics, names)
-        if cfg.capacity_target is not None:
-            loads = {m: float(metrics[m]) for m in cfg.load_metrics if m in metrics}
-            if loads:
-                self._capacity_loads.append((now, loads))
-                for name, value in loads.items():
-                    self._headroom_logs.setdefault(name, deque(maxlen=cfg.capacity_headroom_window + 64)).append(
-                        math.log(max(value, 1e-9)))
+        self._record_capacity_loads(now, metrics)
         self._last_metrics = metrics
         if now - self._last_action_time < cfg.cooldown_s:
             return ScalingAdvice(instances, 0, "cooldown",

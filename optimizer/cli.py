@@ -25,8 +25,8 @@ def load_samples(data: str | None, state: str | None, infrastructure: str | None
         return store.load(infrastructure, node)
 
 
-def train_model(samples: SampleSet, model_path: str | Path, seed: int = 0) -> dict:
-    model = StratoModel(seed=seed).fit(samples)
+def train_model(samples: SampleSet, model_path: str | Path, seed: int = 0, per_instance: tuple[str, ...] = ()) -> dict:
+    model = StratoModel(seed=seed, per_instance=tuple(per_instance)).fit(samples)
     with Path(model_path).open("wb") as handle:
         pickle.dump(model, handle)
     return model.report.as_dict()
@@ -45,6 +45,11 @@ def advise_latest(samples: SampleSet, model: StratoModel, config: AdvisorConfig)
         raise OptimizerInputError("no samples to advise from")
     last = -1
     advisor = Advisor(config, model)
+    # The forecasts (trend, recent peak, headroom) need the load history: replay it, advise on the last row.
+    history = max(config.forecast_window, config.capacity_trend_window, config.capacity_down_window,
+                  config.capacity_headroom_window if config.capacity_headroom_quantile is not None else 0)
+    for row in range(max(0, len(samples) - 1 - history), len(samples) - 1):
+        advisor.observe(float(samples.timestamps[row]), dict(zip(samples.metric_names, samples.metrics[row])))
     advice = advisor.advise(float(samples.timestamps[last]), dict(zip(samples.metric_names, samples.metrics[last])),
                             int(samples.instances[last]), float(samples.target[last]), n_samples=len(samples))
     return advice.as_dict()
@@ -83,8 +88,11 @@ def optimizer_group():
 @click.option("--model", "model_path", default="optimizer-model.pkl", show_default=True, type=click.Path())
 @click.option("--import-csv", is_flag=True, help="also store the CSV's samples in the state store (--infra/--node)")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--per-instance", "per_instance", multiple=True, metavar="METRIC",
+              help="a load metric shared out over the instances (e.g. a request rate): the model sees it per "
+                   "instance, which the capacity plan needs; repeatable")
 @click.option("--json", "as_json", is_flag=True)
-def train_command(data, state, infrastructure, node, model_path, import_csv, seed, as_json):
+def train_command(data, state, infrastructure, node, model_path, import_csv, seed, per_instance, as_json):
     """Train Strato's model on samples and save it."""
     samples = load_samples(data, None if import_csv else state, infrastructure, node) if data else \
         load_samples(None, state, infrastructure, node)
@@ -93,7 +101,7 @@ def train_command(data, state, infrastructure, node, model_path, import_csv, see
             raise OptimizerInputError("--import-csv needs --infra and --node")
         with SampleStore(state) as store:
             store.add(infrastructure, node, samples)
-    report = train_model(samples, model_path, seed)
+    report = train_model(samples, model_path, seed, per_instance)
     _emit(report, as_json, f"trained on {report['n_samples']} samples ({report['n_events']} scaling events) in "
                            f"{report['seconds']:.2f} s; held-out median APE {report['validation_mape']:.3f}, "
                            f"after scaling {report['validation_after_mape']:.3f}; saved {model_path}")
@@ -109,13 +117,31 @@ def train_command(data, state, infrastructure, node, model_path, import_csv, see
 @click.option("--max-up", default=4, show_default=True)
 @click.option("--max-down", default=4, show_default=True)
 @click.option("--min-samples", default=100, show_default=True)
+@click.option("--capacity-target", type=float, default=None,
+              help="model-based capacity plan: the fewest instances whose cautious predicted target at the "
+                   "forecast load stays <= this (needs a model trained with --per-instance)")
+@click.option("--horizon", type=float, default=75.0, show_default=True,
+              help="seconds the load is forecast over (about the instance start-up time plus one interval)")
+@click.option("--headroom-quantile", type=float, default=0.5, show_default=True,
+              help="capacity plan: raise the forecast by this quantile of the load's recent growth over the horizon")
 @click.option("--json", "as_json", is_flag=True)
 def advise_command(data, state, infrastructure, node, model_path, low, high, min_instances, max_instances, max_up,
-                   max_down, min_samples, as_json):
-    """Advise an instance count for the latest sample."""
+                   max_down, min_samples, capacity_target, horizon, headroom_quantile, as_json):
+    """Advise an instance count for the latest sample (the earlier samples give the load's recent history)."""
     samples = load_samples(data, state, infrastructure, node)
-    config = AdvisorConfig(low, high, min_instances, max_instances, max_up, max_down, min_samples=min_samples)
-    advice = advise_latest(samples, load_model(model_path), config)
+    model = load_model(model_path)
+    options = {}
+    if capacity_target is not None:
+        if not model.per_instance:
+            raise OptimizerInputError("--capacity-target needs a model trained with --per-instance METRIC "
+                                      "(the load it plans for)")
+        options = dict(capacity_target=capacity_target, load_metrics=model.per_instance, forecast_horizon_s=horizon,
+                       capacity_headroom_quantile=headroom_quantile, capacity_trend_window=6, capacity_react=False,
+                       capacity_down_window=1, capacity_down_every=4, capacity_down_persist=8,
+                       capacity_explore_factor=1.25, capacity_overload_target=high, unseen_load_factor=1.25)
+    config = AdvisorConfig(low, high, min_instances, max_instances, max_up, max_down, min_samples=min_samples,
+                           **options)
+    advice = advise_latest(samples, model, config)
     _emit(advice, as_json, f"{advice['phase']}: {advice['instances']} instance(s) ({advice['delta']:+d}); "
                            f"{advice['reason']}")
 

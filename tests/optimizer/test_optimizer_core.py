@@ -445,3 +445,25 @@ def test_service_curve_from_a_calibration():
     assert curve[0][1] == pytest.approx(points[0][1] / 0.004)
     with pytest.raises(OptimizerInputError, match="fewer than 3"):
         ServiceModel.curve_from_calibration(dataclasses.replace(calibration, points=calibration.points[:2]))
+
+
+def test_cli_advise_with_a_capacity_plan(tmp_path):
+    write_csv(synthetic(400), tmp_path / "s.csv")
+    runner = CliRunner()
+    plain, shared = str(tmp_path / "plain.pkl"), str(tmp_path / "shared.pkl")
+    for model, extra in ((plain, []), (shared, ["--per-instance", "request_rate"])):
+        trained = runner.invoke(optimizer_group, ["train", "--data", str(tmp_path / "s.csv"), "--model", model,
+                                                  *extra, "--json"])
+        assert trained.exit_code == 0, trained.output
+    args = ["advise", "--data", str(tmp_path / "s.csv"), "--low", "0.4", "--high", "0.8", "--max-instances", "12",
+            "--capacity-target", "0.7", "--json"]
+    advised = runner.invoke(optimizer_group, [*args, "--model", shared])
+    assert advised.exit_code == 0, advised.output
+    advice = json.loads(advised.output)
+    assert advice["phase"] == "model" and "capacity plan" in advice["reason"], advice
+    fitting = [c["instances"] for c in advice["candidates"] if c["upper"] <= 0.7]
+    current = int(synthetic(400).instances[-1])
+    # The fewest instances that fit, reached at most --max-up (4) at a time.
+    assert fitting and advice["instances"] == min(min(fitting), current + 4) != current
+    refused = runner.invoke(optimizer_group, [*args, "--model", plain])
+    assert refused.exit_code == 1 and "--per-instance" in refused.output and "Traceback" not in refused.output
