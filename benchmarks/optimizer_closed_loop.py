@@ -34,10 +34,12 @@ HPA_TARGET_MM1 = 0.6
 # 2nd and 4th highest minutes (225k and 215k requests/min) and its busiest day overall.
 DEFAULT_START, DEFAULT_END = "1998-06-29 00:00:00", "1998-07-01 00:00:00"
 QUICK_START, QUICK_END = "1998-06-25 00:00:00", "1998-06-26 00:00:00"  # first day of the tuning stretch
-# Strato's tunable advisor settings are chosen on an EARLIER stretch with comparable peaks
-# (06-25, 213k requests/min, and 06-26, 184k), never on the evaluation stretch:
-#   python benchmarks/optimizer_closed_loop.py --tune
-# runs the grid TUNE_GRID there on TUNE_SEEDS and reports the setting to keep.
+# Strato's tunable advisor settings are chosen on EARLIER days, never on the evaluation stretch:
+#   python benchmarks/optimizer_closed_loop.py --tune [--tune-rows 33,34]
+# runs the grid TUNE_GRID on WIDE_TUNE_STRETCHES (rows 0-24 were first run on the narrow stretch
+# 06-25..06-26, `--tune-stretches narrow`) with TUNE_SEEDS and reports the setting to keep. The
+# comments below are the tuning log, oldest first; the constants hold the settings in force
+# (row 34, see the last comment before CAPACITY_HEADROOM_QUANTILE).
 TUNE_START, TUNE_END = "1998-06-25 00:00:00", "1998-06-27 00:00:00"
 TUNE_SEEDS = "0,1,2"
 # The 2-day stretch alone proved too narrow: its best setting (row 23, x0.36 violations there) gave
