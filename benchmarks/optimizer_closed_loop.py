@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from optimizer.advisor import Advisor, AdvisorConfig  # noqa: E402
+from optimizer.advisor import TUNED_CAPACITY_PLAN, Advisor, AdvisorConfig  # noqa: E402
 from optimizer.calibration import calibration_from_json  # noqa: E402
 from optimizer.errors import OptimizerInputError  # noqa: E402
 from optimizer.simulator import (HpaPolicy, MicadoPolicy, ServiceModel, StaticPolicy, StratoPolicy,  # noqa: E402
@@ -72,11 +72,11 @@ STRATO_LOW_FRACTION = 0.65
 # evaluation run with these settings (06-29..06-30, seeds 0-2) gave x0.63 / x1.004, NOT met
 # (met on seed 0 only), with 241 actions vs HPA's 78.
 CAPACITY_FRACTION = 0.85
-CAPACITY_TREND_WINDOW = 6
-CAPACITY_REACT = 0
-CAPACITY_DOWN_WINDOW = 1
-CAPACITY_DOWN_MARGIN = 1.0
-CAPACITY_DOWN_EVERY = 4
+CAPACITY_TREND_WINDOW = TUNED_CAPACITY_PLAN["capacity_trend_window"]
+CAPACITY_REACT = int(TUNED_CAPACITY_PLAN["capacity_react"])
+CAPACITY_DOWN_WINDOW = TUNED_CAPACITY_PLAN["capacity_down_window"]
+CAPACITY_DOWN_MARGIN = TUNED_CAPACITY_PLAN["capacity_down_margin"]
+CAPACITY_DOWN_EVERY = TUNED_CAPACITY_PLAN["capacity_down_every"]
 # Anti-oscillation for capacity planning (1 / 0 / 0 / 0 = off; see AdvisorConfig). Tuning stretch,
 # seeds 0,1,2, `--tune --tune-rows 5,10,11,12,13` (row 5 = the capacity settings above, no guard):
 #   row 5  (no anti-oscillation)                               x0.43 / x1.005  score 1.005
@@ -89,7 +89,7 @@ CAPACITY_DOWN_EVERY = 4
 # x0.63 / x1.004, 241 actions): fewer actions and replica-hours met, violations target NOT met (met on seed 0 only).
 CAPACITY_DOWN_MIN_STEP = 1
 CAPACITY_DOWN_MIN_FRACTION = 0.0
-CAPACITY_DOWN_PERSIST = 8
+CAPACITY_DOWN_PERSIST = TUNED_CAPACITY_PLAN["capacity_down_persist"]
 CAPACITY_REVERSAL_WINDOW = 0
 # Volatility headroom, bounded exploration and the measured-overload guard (session 3). The model
 # was found optimistic near the knee (errors in the noisy rate flatten the learnt curve; nothing is
@@ -127,11 +127,11 @@ CAPACITY_REVERSAL_WINDOW = 0
 #   row 34 (row 29 + unseen-load guard)                               x0.41 / x0.991  met on 7/12 runs
 #   row 35 (row 33, fraction 0.9)                                     x0.53 / x0.990  score 1.051
 # Row 34 is kept (lowest score; rows 33 and 34 both meet the target on the tuning stretches).
-CAPACITY_HEADROOM_QUANTILE = 0.5
+CAPACITY_HEADROOM_QUANTILE = TUNED_CAPACITY_PLAN["capacity_headroom_quantile"]
 CAPACITY_HEADROOM_WINDOW = 480
-CAPACITY_EXPLORE_FACTOR = 1.25
+CAPACITY_EXPLORE_FACTOR = TUNED_CAPACITY_PLAN["capacity_explore_factor"]
 CAPACITY_OVERLOAD_FRACTION = 1.0
-UNSEEN_LOAD_FACTOR = 1.25
+UNSEEN_LOAD_FACTOR = TUNED_CAPACITY_PLAN["unseen_load_factor"]
 # What a grid row leaves unset: capacity planning and every later option off, so that a row means
 # the same as when it was run whatever the current defaults are.
 TUNE_ROW_BASE = dict(capacity_fraction=0.0, capacity_down_min_step=1, capacity_down_min_fraction=0.0,

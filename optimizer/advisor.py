@@ -99,6 +99,14 @@ class AdvisorConfig:
             raise OptimizerInputError("instance limits must satisfy 1 <= min <= max")
 
 
+# Capacity-plan settings chosen on earlier days of the WorldCup98 trace by
+# `python benchmarks/optimizer_closed_loop.py --tune` (row 34; its comments hold the tuning log).
+# The CLI and the benchmark both start from these; capacity_target and load_metrics are per service.
+TUNED_CAPACITY_PLAN = dict(capacity_trend_window=6, capacity_react=False, capacity_down_window=1,
+                           capacity_down_margin=1.0, capacity_down_every=4, capacity_down_persist=8,
+                           capacity_headroom_quantile=0.5, capacity_explore_factor=1.25, unseen_load_factor=1.25)
+
+
 @dataclass(frozen=True)
 class ScalingAdvice:
     instances: int
@@ -165,18 +173,28 @@ class Advisor:
                     f"{self.config.max_validation_mape:.2f})")
         return None
 
-    def _load_growth(self, now: float, values: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
+    def _record_loads(self, now: float, metrics: dict[str, float]) -> None:
+        """Keep the sample's load metrics: the trend forecast's window and, for capacity planning, its history."""
+        cfg = self.config
+        loads = {m: float(metrics[m]) for m in cfg.load_metrics if m in metrics}
+        if not loads:
+            return
+        self._recent_loads.append((now, loads))
+        if cfg.capacity_target is None:
+            return
+        self._capacity_loads.append((now, loads))
+        for name, value in loads.items():
+            self._headroom_logs.setdefault(name, deque(maxlen=cfg.capacity_headroom_window + 64)).append(
+                math.log(max(value, 1e-9)))
+
+    def _load_growth(self, values: dict[str, float], names: tuple[str, ...]) -> np.ndarray:
         """Growth factor per model input: load metrics extrapolated from their recent log-linear trend."""
         cfg = self.config
         factor = np.ones(len(names))
-        loads = {m: values[m] for m in cfg.load_metrics if m in values}
-        if not loads:
-            return factor
-        self._recent_loads.append((now, loads))
         if cfg.forecast_horizon_s <= 0 or len(self._recent_loads) < 3:
             return factor
         for j, name in enumerate(names):
-            if name not in loads:
+            if name not in cfg.load_metrics or name not in values:
                 continue
             points = [(t, v[name]) for t, v in self._recent_loads if name in v]
             if len(points) < 3:
@@ -187,25 +205,12 @@ class Advisor:
             factor[j] = math.exp(min(max(slope * cfg.forecast_horizon_s, 0.0), math.log(2.0)))
         return factor
 
-    def _record_capacity_loads(self, now: float, metrics: dict[str, float]) -> None:
-        cfg = self.config
-        if cfg.capacity_target is None:
-            return
-        loads = {m: float(metrics[m]) for m in cfg.load_metrics if m in metrics}
-        if loads:
-            self._capacity_loads.append((now, loads))
-            for name, value in loads.items():
-                self._headroom_logs.setdefault(name, deque(maxlen=cfg.capacity_headroom_window + 64)).append(
-                    math.log(max(value, 1e-9)))
-
     def observe(self, now: float, metrics: dict[str, float]) -> None:
         """Record a past sample's load metrics (trend, recent peak, headroom) without advising on it.
 
         For an advisor started on stored history, e.g. `strato optimizer advise` on a CSV: the load
         history the forecasts need is replayed, no action is taken or remembered."""
-        names = self.model.metric_names if self.model is not None else tuple(metrics)
-        self._load_growth(now, metrics, names)
-        self._record_capacity_loads(now, metrics)
+        self._record_loads(now, metrics)
 
     def advise(self, now: float, metrics: dict[str, float], instances: int, target: float,
                n_samples: int | None = None) -> ScalingAdvice:
@@ -219,8 +224,8 @@ class Advisor:
         with self._lock:
             model = self.model
         names = model.metric_names if model is not None else tuple(metrics)
-        growth = self._load_growth(now, metrics, names)
-        self._record_capacity_loads(now, metrics)
+        self._record_loads(now, metrics)
+        growth = self._load_growth(metrics, names)
         self._last_metrics = metrics
         if now - self._last_action_time < cfg.cooldown_s:
             return ScalingAdvice(instances, 0, "cooldown",
@@ -293,16 +298,12 @@ class Advisor:
         rows = np.repeat(vector[None, :], len(counts), 0)
         predicted, spread = model.predict_after_scaling(rows, instances, counts - instances)
         cautious = predicted * np.exp(cfg.confidence_z * spread)
-        seen = getattr(model, "_seen_load", None)
-        if seen is not None and seen.size:
-            # The net cannot be trusted beyond the loads per instance it was trained on.
-            # The net cannot be trusted far beyond the loads per instance it was trained on; a
-            # little beyond (capacity_explore_factor) lets the learned range grow step by step.
-            limit = float(seen.max()) * cfg.capacity_explore_factor
-            cautious = np.where(model.per_instance_load(vector, counts) > limit, np.inf, cautious)
+        # The net cannot be trusted far beyond the loads per instance it was trained on; a little
+        # beyond (capacity_explore_factor) lets the learned range grow step by step.
+        refused = model.beyond_seen_load(vector, counts, cfg.capacity_explore_factor)
         if cfg.capacity_overload_target is not None:
-            overload = model.overload_load(cfg.capacity_overload_target, cfg.overload_quantile)
-            cautious = np.where(model.per_instance_load(vector, counts) >= overload, np.inf, cautious)
+            refused |= model.reaches_overload(vector, counts, cfg.capacity_overload_target, cfg.overload_quantile)
+        cautious = np.where(refused, np.inf, cautious)
         return cautious <= cfg.capacity_target, predicted, cautious
 
     def _capacity_advice(self, model, now, vector, instances, target) -> ScalingAdvice | None:
@@ -452,10 +453,9 @@ class Advisor:
             z_down = cfg.confidence_z if cfg.down_confidence_z is None else cfg.down_confidence_z
             strict = worst * np.exp(z_down * np.maximum(spread[down], spread_alone))
             limit = model.overload_load(cfg.target_high, cfg.overload_quantile)
-            over = (model.per_instance_load(peak, counts[down]) >= limit) & math.isfinite(limit)
-            seen = getattr(model, "_seen_load", None)
-            if cfg.unseen_load_factor is not None and seen is not None and seen.size:
-                unseen = model.per_instance_load(peak, counts[down]) > float(seen.max()) * cfg.unseen_load_factor
+            over = model.reaches_overload(peak, counts[down], cfg.target_high, cfg.overload_quantile)
+            if cfg.unseen_load_factor is not None:
+                unseen = model.beyond_seen_load(peak, counts[down], cfg.unseen_load_factor)
                 strict = np.where(unseen, np.inf, strict)
                 if unseen.any():
                     guard_note += (f"; counts <= {int(counts[down][unseen].max())} refused: load per instance beyond "
@@ -466,7 +466,7 @@ class Advisor:
             fits = cautious <= cfg.target_high
             for c, s in zip(counts[down], strict):
                 candidates[int(c) - int(counts[0])]["upper"] = float(s)
-            if over.any() and math.isfinite(limit):
+            if over.any():
                 guard_note += (f"; counts <= {int(counts[down][over].max())} refused: load per instance would "
                                f"reach {limit:.3g}, where the target was seen above {cfg.target_high:g}")
         if cfg.hysteresis and current is not None and fits[current] and predicted[current] >= cfg.target_low:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.advisor import Advisor, AdvisorConfig
+from optimizer.advisor import TUNED_CAPACITY_PLAN, Advisor, AdvisorConfig
 from optimizer.errors import OptimizerInputError
 from optimizer.evaluate import evaluate, split_fraction
 from optimizer.models import StratoModel
@@ -122,7 +122,8 @@ def train_command(data, state, infrastructure, node, model_path, import_csv, see
                    "forecast load stays <= this (needs a model trained with --per-instance)")
 @click.option("--horizon", type=float, default=75.0, show_default=True,
               help="seconds the load is forecast over (about the instance start-up time plus one interval)")
-@click.option("--headroom-quantile", type=float, default=0.5, show_default=True,
+@click.option("--headroom-quantile", type=float, default=TUNED_CAPACITY_PLAN["capacity_headroom_quantile"],
+              show_default=True,
               help="capacity plan: raise the forecast by this quantile of the load's recent growth over the horizon")
 @click.option("--json", "as_json", is_flag=True)
 def advise_command(data, state, infrastructure, node, model_path, low, high, min_instances, max_instances, max_up,
@@ -135,10 +136,9 @@ def advise_command(data, state, infrastructure, node, model_path, low, high, min
         if not model.per_instance:
             raise OptimizerInputError("--capacity-target needs a model trained with --per-instance METRIC "
                                       "(the load it plans for)")
-        options = dict(capacity_target=capacity_target, load_metrics=model.per_instance, forecast_horizon_s=horizon,
-                       capacity_headroom_quantile=headroom_quantile, capacity_trend_window=6, capacity_react=False,
-                       capacity_down_window=1, capacity_down_every=4, capacity_down_persist=8,
-                       capacity_explore_factor=1.25, capacity_overload_target=high, unseen_load_factor=1.25)
+        options = dict(TUNED_CAPACITY_PLAN, capacity_target=capacity_target, load_metrics=model.per_instance,
+                       forecast_horizon_s=horizon, capacity_headroom_quantile=headroom_quantile,
+                       capacity_overload_target=high)
     config = AdvisorConfig(low, high, min_instances, max_instances, max_up, max_down, min_samples=min_samples,
                            **options)
     advice = advise_latest(samples, model, config)

@@ -239,6 +239,22 @@ class StratoModel:
         above = loads[targets > threshold]
         return float(np.quantile(above, quantile)) if above.size else math.inf
 
+    def beyond_seen_load(self, metrics: np.ndarray, instances, factor: float) -> np.ndarray:
+        """For each candidate count: would the load per instance exceed factor x the highest trained on?"""
+        counts = np.atleast_1d(np.asarray(instances, float))
+        loads = getattr(self, "_seen_load", None)
+        if loads is None or not loads.size:
+            return np.zeros(counts.shape, bool)
+        return self.per_instance_load(metrics, counts) > float(loads.max()) * factor
+
+    def reaches_overload(self, metrics: np.ndarray, instances, threshold: float, quantile: float) -> np.ndarray:
+        """For each candidate count: would the load per instance reach `overload_load(threshold, quantile)`?"""
+        counts = np.atleast_1d(np.asarray(instances, float))
+        limit = self.overload_load(threshold, quantile)
+        if not math.isfinite(limit):
+            return np.zeros(counts.shape, bool)
+        return self.per_instance_load(metrics, counts) >= limit
+
     def per_instance_load(self, metrics: np.ndarray, instances) -> np.ndarray:
         """The first per-instance metric divided by each candidate instance count (inf without one)."""
         counts = np.atleast_1d(np.asarray(instances, float))

@@ -5,6 +5,7 @@ import csv
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -42,16 +43,20 @@ class ServiceModel:
     # Interpolated on a log scale; beyond the last point it grows like M/M/1's 1 / (1 - u).
     curve: tuple[tuple[float, float], ...] = ()
 
+    @cached_property
+    def _curve_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The curve's utilisations and log values, built once (latency() runs every simulated interval)."""
+        return np.array([u for u, _ in self.curve]), np.log([v for _, v in self.curve])
+
     def _in_service_times(self, utilisation: float) -> float:
         if not self.curve:
             return -math.log(1 - self.latency_quantile) / (1 - utilisation)
-        us = [u for u, _ in self.curve]
-        values = [v for _, v in self.curve]
+        us, log_values = self._curve_arrays
         if utilisation <= us[0]:
-            return values[0]
+            return float(math.exp(log_values[0]))
         if utilisation >= us[-1]:
-            return values[-1] * (1 - us[-1]) / max(1 - utilisation, 1e-9)
-        return float(np.exp(np.interp(utilisation, us, np.log(values))))
+            return float(math.exp(log_values[-1])) * (1 - us[-1]) / max(1 - utilisation, 1e-9)
+        return float(np.exp(np.interp(utilisation, us, log_values)))
 
     def latency(self, rate: float, ready: int, backlog: float) -> float:
         if ready <= 0:

@@ -169,6 +169,13 @@ class ServiceRoleNode:
         arn = ensure_service_role(settings, role, self.ROLE_SERVICE, spec.node, self.BACKEND)
         return {"backend": self.BACKEND, "role_name": role, "role_arn": arn, **settings.to_dict()}
 
+    def role_arn(self, spec) -> str:
+        """The node's `role_arn`, or the role prepare_node made for it."""
+        role = spec.properties.get("role_arn") or spec.node_attributes.get("role_arn")
+        if not role:
+            raise DriverError(f"node '{spec.node}': {self.BACKEND} needs `role_arn`", backend=self.BACKEND)
+        return str(role)
+
     def release_node(self, node_attributes: dict[str, Any]) -> None:
         if node_attributes.get("role_name"):
             delete_service_role(AwsSettings.from_handle(node_attributes), node_attributes["role_name"],

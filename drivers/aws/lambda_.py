@@ -56,14 +56,12 @@ class LambdaDriver(ServiceRoleNode, Driver):
         settings = AwsSettings.for_properties(props)
         fn = client("lambda", settings)
         name = resource_name(key, limit=64)
-        role = props.get("role_arn") or spec.node_attributes.get("role_arn")
         if not props.get("code"):
             raise DriverError(f"node '{spec.node}': lambda needs `code` (a file or directory)", backend=BACKEND)
-        if not role:
-            raise DriverError(f"node '{spec.node}': lambda needs `role_arn`", backend=BACKEND)
+        role = self.role_arn(spec)
         code = package_code(os.path.join(spec.descriptor_dir, str(props["code"])), spec.node)
         args: dict[str, Any] = {
-            "FunctionName": name, "Runtime": str(props.get("runtime") or "python3.11"), "Role": str(role),
+            "FunctionName": name, "Runtime": str(props.get("runtime") or "python3.11"), "Role": role,
             "Handler": str(props.get("handler") or "handler.handler"), "Code": {"ZipFile": code},
             "MemorySize": int(props.get("memory_mb") or 128), "Timeout": int(props.get("timeout_s") or 3),
             "Tags": {TAG_KEY: key, "strato:infra": spec.infra, "strato:node": spec.node},

@@ -37,11 +37,9 @@ class SageMakerDriver(ServiceRoleNode, Driver):
         settings = AwsSettings.for_properties(props)
         sm = client("sagemaker", settings)
         name = resource_name(key, limit=63)
-        role = props.get("role_arn") or spec.node_attributes.get("role_arn")
         if not props.get("image"):
             raise DriverError(f"node '{spec.node}': sagemaker needs `image` (the inference container)", backend=BACKEND)
-        if not role:
-            raise DriverError(f"node '{spec.node}': sagemaker needs `role_arn`", backend=BACKEND)
+        role = self.role_arn(spec)
         count = int(props.get("instance_count") or 1)
         instance_type = str(props.get("instance_type") or "ml.m5.large")
         variant = str(props.get("variant_name") or "AllTraffic")
@@ -57,7 +55,7 @@ class SageMakerDriver(ServiceRoleNode, Driver):
         # Each step tolerates "already exists": a retried or resumed create picks up where it stopped.
         steps = [
             ("create model", lambda: sm.create_model(ModelName=name, PrimaryContainer=container,
-                                                     ExecutionRoleArn=str(role), Tags=tags)),
+                                                     ExecutionRoleArn=role, Tags=tags)),
             ("create endpoint config", lambda: sm.create_endpoint_config(
                 EndpointConfigName=name, Tags=tags,
                 ProductionVariants=[{"VariantName": variant, "ModelName": name, "InitialInstanceCount": count,
