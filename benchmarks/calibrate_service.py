@@ -39,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from drivers.local import free_port  # noqa: E402
 from optimizer.calibration import fit_service_curve, save_calibration  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "ai-inference"
@@ -59,12 +60,6 @@ def train_model(work_dir: Path, timeout_s: float = 120.0) -> Path:
     if proc.returncode != 0:
         raise RuntimeError(f"train.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return Path(json.loads(attrs.read_text())["model_path"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Replica:

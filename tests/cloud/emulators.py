@@ -11,13 +11,14 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from drivers.local import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIMIC_VENV = os.path.join(REPO, ".venv-mimic")
@@ -26,12 +27,6 @@ MIMIC_PIN = "mimic==2.2.0"
 
 class EmulatorUnavailable(RuntimeError):
     """The emulator cannot be installed or started here; the message says why (tests skip with it)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float, log_path: str, method: str = "GET",

@@ -73,10 +73,10 @@ def test_unresolved_attribute_and_entities():
 
 def test_requirement_form_and_nested_paths_and_instances():
     t = load(TOPO)
-    values = {("vm", "networks"): {"private": {"addresses": ["10.0.0.5"]}}, ("vm", "tosca_id"): "i-1"}
+    values = {("vm", "networks"): {"private": {"addresses": ["127.0.0.5"]}}, ("vm", "tosca_id"): "i-1"}
     r = template_resolver(t, {}, attrs(values))
     assert r.resolve({"get_attribute": ["SELF", "host", "tosca_id"]}, "app") == "i-1"  # [SELF, requirement, attr]
-    assert r.resolve({"get_attribute": ["vm", "networks", "private", "addresses", 0]}, "app") == "10.0.0.5"
+    assert r.resolve({"get_attribute": ["vm", "networks", "private", "addresses", 0]}, "app") == "127.0.0.5"
     multi = template_resolver(t, {}, attrs({("web", "url"): ["u0", "u1"]}))
     assert multi.resolve({"get_attribute": ["web", "url"]}, "app") == ["u0", "u1"]  # instance order kept
 
