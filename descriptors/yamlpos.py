@@ -503,6 +503,11 @@ def _parse_composed(text: str, file: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
         problem = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in problem:
+            # libyaml >= 0.2.5 (bundled with PyYAML >= 6.0.4) has its own nesting limit, reached in the
+            # scanner before our converter sees the document: report it as the same refusal as ours.
+            raise DescriptorError([Diagnostic("YAML_TOO_DEEP", f"values are nested more than {MAX_DEPTH} "
+                                              "levels deep", pos)]) from None
         raise DescriptorError([Diagnostic("YAML_SYNTAX", f"YAML syntax error: {problem}", pos)]) from None
     except yaml.YAMLError as exc:
         raise DescriptorError([Diagnostic("YAML_SYNTAX", f"YAML error: {exc}".splitlines()[0],

@@ -113,7 +113,13 @@ def test_billion_laughs_is_refused_quickly():
 
 
 def test_deep_nesting_huge_numbers_and_bad_utf8():
-    for text, code in [("a: " + "[" * 5000 + "]" * 5000, "YAML_TOO_DEEP"),
+    # 150 levels: past Strato's own limit (100) but under libyaml's; 5000: past libyaml's own limit in
+    # PyYAML >= 6.0.4, which must come out as the same code whatever PyYAML version is installed.
+    block = "".join("  " * i + f"k{i}:\n" for i in range(150)) + "  " * 150 + "leaf: 1\n"
+    for text, code in [("a: " + "[" * 150 + "]" * 150, "YAML_TOO_DEEP"),
+                       (block, "YAML_TOO_DEEP"),
+                       ("a: " + "[" * 5000 + "]" * 5000, "YAML_TOO_DEEP"),
+                       ("a: " + "{x: " * 5000 + "1" + "}" * 5000, "YAML_TOO_DEEP"),
                        ("a: " + "9" * 5000, "YAML_HUGE_NUMBER")]:
         try:
             parse_yaml(text, "x.yaml")

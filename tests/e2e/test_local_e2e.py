@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -22,8 +23,15 @@ pytest.importorskip("prometheus_client", reason="the ai-inference example needs 
 EXAMPLE = os.path.join(REPO, "examples", "ai-inference", "service.yaml")
 
 
+def unique(base: str) -> str:
+    """An infrastructure name no other test, and no user's own `demo`, is using on this machine."""
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
 def processes_of(infra: str) -> dict[str, list[int]]:
-    """Live processes carrying an instance key of this infrastructure, by key (read from /proc)."""
+    """Live processes carrying an instance key of this infrastructure, by key (read from /proc).
+
+    Names are unique per test (see unique()), so whatever else runs here is never counted."""
     found: dict[str, list[int]] = {}
     prefix = f"{KEY_ENV}={infra}/".encode()
     for entry in os.listdir("/proc"):
@@ -59,34 +67,35 @@ def cleanup(strato):
 
 
 def test_ai_inference_example_serves_scales_and_leaves_nothing(strato, cleanup):
-    cleanup.append("demo")
-    proc = strato("build", EXAMPLE, "--name", "demo", timeout=300)
+    demo = unique("demo")
+    cleanup.append(demo)
+    proc = strato("build", EXAMPLE, "--name", demo, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    endpoint = strato("outputs", "demo", "--get", "endpoint").stdout.strip()
+    endpoint = strato("outputs", demo, "--get", "endpoint").stdout.strip()
     assert endpoint.startswith("http://127.0.0.1:") and endpoint.endswith("/predict")
     answer = post(endpoint, {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
     assert answer["predictions"] == ["setosa", "virginica"]
-    outputs = json.loads(strato("outputs", "demo", "--json").stdout)
+    outputs = json.loads(strato("outputs", demo, "--json").stdout)
     assert len(outputs["replica_urls"]) == 2 and outputs["model_accuracy"] > 0.8
     with urllib.request.urlopen(outputs["replica_urls"][0] + "/metrics", timeout=5) as resp:
         metrics = resp.read().decode()
     assert "inference_request_latency_seconds_bucket" in metrics
     # scale 2 -> 3: the endpoint does not change and requests reach every replica
-    assert strato("scale", "demo", "server", "3", "-q", timeout=300).returncode == 0
-    assert strato("outputs", "demo", "--get", "endpoint").stdout.strip() == endpoint
+    assert strato("scale", demo, "server", "3", "-q", timeout=300).returncode == 0
+    assert strato("outputs", demo, "--get", "endpoint").stdout.strip() == endpoint
     seen = set()
     for _ in range(60):
         seen.add(post(endpoint, {"instances": [[5.9, 3.0, 5.1, 1.8]]})["replica"])
         if len(seen) == 3:
             break
     assert seen == {"0", "1", "2"}
-    assert len([k for k in processes_of("demo") if "/server/" in k]) == 3
-    plan = strato("plan", EXAMPLE, "--name", "demo")
+    assert len([k for k in processes_of(demo) if "/server/" in k]) == 3
+    plan = strato("plan", EXAMPLE, "--name", demo)
     assert plan.returncode == 0, plan.stdout  # nothing to change
-    proc = strato("destroy", "demo", "--yes")
+    proc = strato("destroy", demo, "--yes")
     assert proc.returncode == 0, proc.stderr
-    assert processes_of("demo") == {}
-    assert "no infrastructure" in strato("status", "demo").stderr
+    assert processes_of(demo) == {}
+    assert "no infrastructure" in strato("status", demo).stderr
 
 
 SLOW = """\
@@ -142,43 +151,45 @@ def statuses(home, name):
 def test_kill_9_mid_build_then_resume_or_destroy(strato, strato_home, tmp_path, cleanup, then):
     path = tmp_path / "slow.yaml"
     path.write_text(SLOW)
-    cleanup.append("crash")
-    build = start_build(str(path), "crash", strato_home)
+    crash = unique("crash")
+    cleanup.append(crash)
+    build = start_build(str(path), crash, strato_home)
     try:
         # kill while creates are in flight: some processes exist whose result is not recorded
-        assert wait_for(lambda: "creating" in statuses(strato_home, "crash") and processes_of("crash")), \
+        assert wait_for(lambda: "creating" in statuses(strato_home, crash) and processes_of(crash)), \
             build.stderr.read() if build.poll() is not None else "build never started creating"
         time.sleep(0.3)
     finally:
         build.send_signal(signal.SIGKILL)
         build.wait(timeout=10)
-    assert "creating" in statuses(strato_home, "crash")
-    orphans = processes_of("crash")
+    assert "creating" in statuses(strato_home, crash)
+    orphans = processes_of(crash)
     assert orphans, "the killed build should have left detached processes behind"
     if then == "build":
-        proc = strato("build", str(path), "--name", "crash", timeout=120)
+        proc = strato("build", str(path), "--name", crash, timeout=120)
         assert proc.returncode == 0, proc.stderr
-        assert "adopted" in proc.stderr or any(k in processes_of("crash") for k in orphans)
-        procs = processes_of("crash")
+        assert "adopted" in proc.stderr or any(k in processes_of(crash) for k in orphans)
+        procs = processes_of(crash)
         assert len(procs) == 7
         assert all(len(pids) == 1 for pids in procs.values()), procs  # no instance runs twice
         for key, pids in orphans.items():  # what the crashed build started was adopted, not duplicated
             assert procs[key] == pids
-        assert sorted(statuses(strato_home, "crash")) == ["ready"] * 7
-    proc = strato("destroy", "crash", "--yes", timeout=120)
+        assert sorted(statuses(strato_home, crash)) == ["ready"] * 7
+    proc = strato("destroy", crash, "--yes", timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert wait_for(lambda: processes_of("crash") == {}, timeout=10), processes_of("crash")
+    assert wait_for(lambda: processes_of(crash) == {}, timeout=10), processes_of(crash)
 
 
 def test_second_concurrent_build_is_refused_naming_the_holder(strato, strato_home, tmp_path, cleanup):
     path = tmp_path / "slow.yaml"
     path.write_text(SLOW)
-    cleanup.append("locked")
-    first = start_build(str(path), "locked", strato_home)
+    locked = unique("locked")
+    cleanup.append(locked)
+    first = start_build(str(path), locked, strato_home)
     try:
-        assert wait_for(lambda: bool(statuses(strato_home, "locked")))
+        assert wait_for(lambda: bool(statuses(strato_home, locked)))
         started = time.monotonic()
-        second = strato("build", str(path), "--name", "locked")
+        second = strato("build", str(path), "--name", locked)
         assert second.returncode == 1
         assert time.monotonic() - started < 10, "the second build must fail at once, not wait"
         assert "locked by strato build" in second.stderr and f"pid {first.pid}" in second.stderr
