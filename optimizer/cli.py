@@ -187,7 +187,9 @@ def evaluate_command(data, state, infrastructure, node, train_until, train_fract
 @click.option("--high", type=float, required=True)
 @click.option("--max-instances", default=10, show_default=True)
 @click.option("--out", "out_dir", default="optimizer-report", show_default=True, type=click.Path(file_okay=False))
-def report_command(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances, out_dir):
+@click.option("--json", "as_json", is_flag=True, help='print {"ok": true, "files": [...]} instead of one path a line')
+def report_command(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances, out_dir,
+                   as_json):
     """Write PNG plots: predicted vs actual target, and advice over time."""
     from optimizer.advisor import AdvisorConfig
     from optimizer.evaluate import split_fraction
@@ -195,8 +197,12 @@ def report_command(data, state, infrastructure, node, train_until, train_fractio
     samples = load_samples(data, state, infrastructure, node)
     cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
     config = AdvisorConfig(low, high, max_instances=max_instances, min_samples=1)
-    for path in write_report(samples, cut, out_dir, config):
-        click.echo(str(path))
+    paths = [str(path) for path in write_report(samples, cut, out_dir, config)]
+    if as_json:
+        click.echo(json.dumps({"ok": True, "files": paths}))
+    else:
+        for path in paths:
+            click.echo(path)
 
 
 if __name__ == "__main__":

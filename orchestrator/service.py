@@ -28,6 +28,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 class UserError(Exception):
     """A refusal caused by the user's request (not a descriptor diagnostic): printed as one line, exit 1."""
 
+    code = "REFUSED"
+
 
 @dataclass
 class Loaded:

@@ -38,13 +38,15 @@ CREATE TABLE IF NOT EXISTS locks (
 class StateError(Exception):
     """A state operation the user can fix (unknown infrastructure, held lock)."""
 
+    code = "STATE"
+
 
 class LockHeld(StateError):
-    pass
+    code = "LOCKED"
 
 
 class VersionConflict(StateError):
-    pass
+    code = "CONFLICT"
 
 
 def strato_home() -> str:
