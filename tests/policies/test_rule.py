@@ -187,3 +187,12 @@ def test_strato_scaling_rule_property_and_bad_rule_in_template():
         """)
     with pytest.raises(PolicyError, match=r"r\.yaml:\d+:\d+: policy 'scale_web': .*may not import"):
         scaling_policies(t)
+
+
+def test_readme_policy_example_loads_and_decides(sandbox):
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    block = readme.split("```yaml\npolicies:\n", 1)[1].split("```", 1)[0]
+    built = scaling_policies(template(textwrap.indent(block, "    ")))["web"]
+    assert [p.name for p in built] == ["target_tracking", "rule"]
+    built[1]._sandbox = sandbox
+    assert built[1].decide(obs(2, rps=400.0)).desired == 3
