@@ -24,6 +24,8 @@ sys.path.insert(0, str(REPO))
 from optimizer.advisor import TUNED_CAPACITY_PLAN, Advisor, AdvisorConfig  # noqa: E402
 from optimizer.calibration import calibration_from_json  # noqa: E402
 from optimizer.errors import OptimizerInputError  # noqa: E402
+from policies.base import MetricSpec  # noqa: E402
+from policies.rule import RulePolicy  # noqa: E402
 from optimizer.simulator import (HpaPolicy, MicadoPolicy, ServiceModel, StaticPolicy, StratoPolicy,  # noqa: E402
                                  read_trace, rescale_trace, simulate)
 
@@ -206,6 +208,17 @@ TUNE_GRID = [  # (confident stabilisation s, confident fraction, overload quanti
 ]
 
 
+# A MiCADO-style threshold rule on CPU (run by policies.rule in its sandbox, as the live loop runs it):
+# not tuned, an example of the rules MiCADO users write; `--policies ...,rule` adds it.
+SIMULATED_RULE = """
+if m_time_since_node_count_changed >= 60:
+    if cpu > 0.8:
+        m_node_count = m_node_count + max(1, m_node_count // 4)
+    elif cpu < 0.4 and m_node_count > 1:
+        m_node_count = m_node_count - 1
+"""
+
+
 def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas: int):
     hpa = lambda: HpaPolicy(args.hpa_target, max_replicas)  # noqa: E731
     config = AdvisorConfig(
@@ -237,6 +250,8 @@ def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas
         "micado": lambda: MicadoPolicy(args.low_fraction * service.slo_s, args.high_fraction * service.slo_s,
                                        max_replicas, hpa(), retrain_every=args.retrain_every),
         "static_peak": lambda: StaticPolicy(peak_replicas),
+        "rule": lambda: RulePolicy(SIMULATED_RULE, queries={"cpu": MetricSpec("cpu_utilization", "cpu_utilization")},
+                                   min_instances=1, max_instances=max_replicas),
     }
 
 
@@ -660,7 +675,8 @@ def main(argv=None) -> int:
                         help="confident = cautious prediction at the smaller count <= this x upper threshold")
     parser.add_argument("--reselect-alpha-every", type=int, default=5,
                         help="Strato searches its regularisation every this many retrainings (reused between)")
-    parser.add_argument("--policies", default="strato,hpa,micado,static_peak")
+    parser.add_argument("--policies", default="strato,hpa,micado,static_peak",
+                        help="comma-separated: strato, hpa, micado, static_peak, rule (a MiCADO-style CPU rule)")
     parser.add_argument("--forecast-horizon", type=float, default=None,
                         help="seconds Strato extrapolates a growing load over (default: start-up delay + interval)")
     parser.add_argument("--quick", action="store_true",
@@ -797,11 +813,13 @@ def main(argv=None) -> int:
         print("           model-based capacity planning off;")
     print(f"  micado = MiCADO's method (thresholds [{args.low_fraction:g}, {args.high_fraction:g}] x SLO; HPA fallback until its 300 samples; retrained every "
           f"{args.retrain_every} intervals);")
-    print(f"  static_peak = {peak_replicas} replicas throughout.")
+    print(f"  static_peak = {peak_replicas} replicas throughout;")
+    print("  rule (only with --policies ...,rule) = a MiCADO-style CPU threshold rule (+25 % above 0.8, -1 below 0.4, "
+          "60 s apart) run in the rule sandbox.")
     print()
 
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
-    unknown = [n for n in names if n not in ("strato", "hpa", "micado", "static_peak")]
+    unknown = [n for n in names if n not in ("strato", "hpa", "micado", "static_peak", "rule")]
     if unknown:
         print(f"error: unknown policy {unknown[0]!r}", file=sys.stderr)
         return 1

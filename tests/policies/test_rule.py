@@ -196,3 +196,14 @@ def test_readme_policy_example_loads_and_decides(sandbox):
     assert [p.name for p in built] == ["target_tracking", "rule"]
     built[1]._sandbox = sandbox
     assert built[1].decide(obs(2, rps=400.0)).desired == 3
+
+
+def test_the_simulator_runs_the_same_rule_policy(sandbox):
+    from optimizer.simulator import ServiceModel, simulate
+
+    import numpy as np
+    rule = "if cpu > 0.8:\n    m_node_count += 1\nelif cpu < 0.3:\n    m_node_count -= 1"
+    policy = RulePolicy(rule, queries={"cpu": MetricSpec("cpu_utilization", "cpu_utilization")}, sandbox=sandbox)
+    rates = np.concatenate([np.full(20, 10.0), np.full(40, 60.0), np.full(40, 5.0)])
+    result = simulate(rates, policy, ServiceModel(), initial_replicas=2, max_replicas=12)
+    assert result.replicas[59] > result.replicas[10] and result.replicas[-1] < result.replicas[59]
