@@ -49,6 +49,7 @@ def test_learns_retrains_in_background_and_the_reason_says_who_decided(tmp_path)
             policy.wait_for_training()
     assert reasons[0].startswith("optimizer, fallback (target tracking): no trained model yet")
     assert any(r.startswith("optimizer, model:") for r in reasons[90:]), reasons[90:]
+    policy.wait_for_training()  # nothing left running after the test
     assert policy.train_seconds and policy.last_error is None
     with SampleStore(tmp_path / "state.db") as store:
         stored = store.load("demo", "web")
