@@ -559,9 +559,9 @@ def frontier(args) -> int:
         payload["loads"][name] = description
         print(f"{name}: {description}")
         for t, (cost, violations) in zip(targets, hpa):
-            print(f"  hpa target {t:.1f}   replica-hours {cost:8.2f}   SLO violation {violations:7.3f} %   "
+            print(f"  hpa target {t:.2f}  replica-hours {cost:8.2f}   SLO violation {violations:7.3f} %   "
                   f"actions {mean('hpa', t, 2):6.1f}")
-        print(f"  strato           replica-hours {strato[0]:8.2f}   SLO violation {strato[1]:7.3f} %   "
+        print(f"  strato            replica-hours {strato[0]:8.2f}   SLO violation {strato[1]:7.3f} %   "
               f"actions {mean('strato', None, 2):6.1f}")
         if compared["within_frontier"]:
             ratio = compared["violation_ratio_at_equal_cost"]
