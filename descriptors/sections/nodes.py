@@ -8,7 +8,7 @@ from descriptors.sections.capabilities import SCALING_KEYS, check_capabilities
 from descriptors.sections.common import assigned_problems, check_assigned, report_assigned, section, unknown_keys
 from descriptors.sections.interfaces import parse_interfaces
 from descriptors.template import NodeTemplate, Template
-from descriptors.types import TypeRegistry
+from descriptors.types import TypeRegistry, builtin_registry
 from descriptors.yamlpos import YMap, position_of
 
 NODE_KEYS = ("type", "description", "metadata", "properties", "attributes", "requirements", "capabilities",
@@ -102,21 +102,39 @@ def _check_properties(template: Template, node: NodeTemplate, ntype, body: dict,
         if problems:
             report_assigned(problems, sink, "PROPERTY_TYPE", f"property '{pname}'", props.position_of(pname),
                              f"{ppath}.{pname}")
-    for pname, pdef in _required_properties(types, ntype):
-        if pname not in props:
+    for pname, pdef, normative in _required_properties(types, ntype):
+        if pname in props:
+            continue
+        if normative:  # see docs/tosca-compatibility.md: a warning now, an error if a driver needs it
+            sink.warning("PROPERTY_MISSING", f"node '{node.name}' of type '{node.type}' has no property '{pname}', "
+                         "which TOSCA marks required; a driver that needs it refuses the build", node.position,
+                         ppath, f"add '{pname}' ({pdef.type}) under properties")
+        else:
             sink.error("PROPERTY_MISSING", f"node '{node.name}' of type '{node.type}' needs property '{pname}'",
                        node.position, ppath, f"add '{pname}' ({pdef.type}) under properties")
 
 
 def _required_properties(types: TypeRegistry, ntype) -> list:
-    """(name, definition) of the properties of a resolved type that must be assigned (required, no default)."""
+    """(name, definition, normative) of the properties of a resolved type that must be assigned (required, no
+    default); normative: defined by a shipped tosca.* type."""
     key = ("required-properties", id(ntype))
     found = types.value_memo.get(key)
     if found is None:
-        found = types.value_memo[key] = [(pname, pdef) for pname, pdef in ntype.properties.items()
+        found = types.value_memo[key] = [(pname, pdef, _normative(types, ntype.name, pname))
+                                         for pname, pdef in ntype.properties.items()
                                          if pdef.required and not pdef.has_default]
         types.value_memo.setdefault("_pin", []).append(ntype)  # keeps id(ntype) unique while memoised
     return found
+
+
+def _normative(types: TypeRegistry, type_name: str, pname: str) -> bool:
+    """Whether a property's definition comes from one of the TOSCA profiles' types (tosca.*), rather than from a
+    Strato type or the descriptor's own types, which Strato's drivers rely on."""
+    for tname in types.lineage(type_name):
+        tdef = types.kinds["node"][tname]
+        if pname in tdef.properties:
+            return tname.startswith("tosca.") and builtin_registry().kinds["node"].get(tname) is tdef
+    return False
 
 
 def _check_attributes(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:
