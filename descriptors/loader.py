@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from descriptors.diagnostics import DescriptorError, Diagnostic, Position, join_path
-from descriptors.sections.capabilities import CAPABILITY_KEYS, SCALING_KEYS
+from descriptors.diagnostics import DescriptorError, Diagnostic, Position
 from descriptors.sections.calls import check_functions
+from descriptors.sections.capabilities import CAPABILITY_KEYS, SCALING_KEYS
+from descriptors.sections.common import unknown_keys
 from descriptors.sections.groups import GROUP_KEYS, parse_groups
 from descriptors.sections.imports import ALLOW_IMPORTS_ENV, MAX_IMPORTS, TOP_KEYS, VERSIONS, DocumentLoader
 from descriptors.sections.inputs import INPUT_KEYS, parse_input_value, parse_inputs, resolve_inputs
@@ -20,7 +21,8 @@ from descriptors.sections.nodes import ARTIFACT_KEYS, NODE_KEYS, parse_nodes
 from descriptors.sections.outputs import OUTPUT_KEYS, parse_outputs
 from descriptors.sections.policies import POLICY_KEYS, parse_policies
 from descriptors.sections.requirements import REQUIREMENT_KEYS, parse_relationship_templates, resolve_requirements
-from descriptors.sections.common import unknown_keys
+from descriptors.sections.substitution import check_substitution
+from descriptors.sections.workflows import check_workflows
 from descriptors.template import Template
 from descriptors.types import STANDARD_OPERATIONS
 from descriptors.yamlpos import load_yaml_file, no_gc, parse_yaml
@@ -88,10 +90,6 @@ def _build(doc: Any, file: str, import_roots: list[str] | None = None, confined:
                    doc.position_of("topology_template"), "topology_template")
         raise DescriptorError(sink.items)
     unknown_keys(topo, TOPOLOGY_KEYS, sink, "topology_template", "topology_template")
-    for key in ("substitution_mappings", "workflows"):
-        if key in topo:
-            sink.warning("UNSUPPORTED", f"'{key}' is not supported by Strato and is ignored",
-                         topo.key_position(key), join_path("topology_template", key))
 
     parse_inputs(template, topo, sink)
     raw_nodes = parse_nodes(template, topo, sink)
@@ -100,6 +98,8 @@ def _build(doc: Any, file: str, import_roots: list[str] | None = None, confined:
     parse_groups(template, topo, sink)
     parse_policies(template, topo, sink)
     parse_outputs(template, topo, sink)
+    check_substitution(template, topo, sink)
+    check_workflows(template, topo, sink)
     check_functions(template, sink)
     template.warnings = sink.warnings
     sink.raise_if_errors()

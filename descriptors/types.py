@@ -107,6 +107,7 @@ class RequirementDef:
     occurrences: tuple[int, int | None] = (1, 1)
     node_filter: Any = None
     position: Position | None = None
+    declared_occurrences: bool = False  # written in the type, not TOSCA's default [1, 1]
 
 
 @dataclass
@@ -648,7 +649,8 @@ def _parse_type(name: str, kind: str, body: dict, sink: DiagnosticSink, path: st
                     rname, capability=rbody.get("capability"), node=rbody.get("node"), relationship=rel,
                     occurrences=_occurrences(rbody.get("occurrences"), (1, 1), sink, rpos,
                                              join_path(join_path(rpath, rname), "occurrences")),
-                    node_filter=rbody.get("node_filter"), position=rpos)
+                    node_filter=rbody.get("node_filter"), position=rpos,
+                    declared_occurrences=rbody.get("occurrences") is not None)
             else:
                 sink.error("TYPE_BAD_REQUIREMENT", f"requirement '{rname}' must be a capability type name or a "
                            "mapping", rpos, rpath)

@@ -76,7 +76,13 @@ def resolve_requirements(template: Template, raw_nodes: dict, sink: DiagnosticSi
             continue
         have = {r.name for r in node.requirements}
         for rname, rdef in needed:
-            if rname not in have:
+            if rname in have:
+                continue
+            if rdef.declared_occurrences:  # the type says outright that it needs at least one
+                sink.error("REQUIREMENT_MISSING", f"node '{node.name}' ({node.type}) has no '{rname}' requirement, "
+                           f"but its type needs at least {rdef.occurrences[0]}", node.position,
+                           node.path + ".requirements", f"add '- {rname}: <node template>'")
+            else:  # TOSCA's default [1, 1]: an orchestrator may still fulfil it, so only a warning
                 sink.warning("REQUIREMENT_MISSING", f"node '{node.name}' ({node.type}) has no '{rname}' "
                              "requirement, which its type expects", node.position, node.path + ".requirements",
                              f"add '- {rname}: <node template>'")
