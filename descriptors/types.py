@@ -645,6 +645,12 @@ def _parse_type(name: str, kind: str, body: dict, sink: DiagnosticSink, path: st
                 rel = rbody.get("relationship")
                 if isinstance(rel, dict):
                     rel = rel.get("type")
+                bad = [k for k in ("capability", "node", "relationship") if k in rbody and
+                       not isinstance(rel if k == "relationship" else rbody[k], (str, type(None)))]
+                if bad:
+                    sink.error("TYPE_BAD_REQUIREMENT", f"'{bad[0]}' of requirement '{rname}' must name a type",
+                               rpos, join_path(join_path(rpath, rname), bad[0]))
+                    continue
                 t.requirements[rname] = RequirementDef(
                     rname, capability=rbody.get("capability"), node=rbody.get("node"), relationship=rel,
                     occurrences=_occurrences(rbody.get("occurrences"), (1, 1), sink, rpos,

@@ -110,6 +110,9 @@ class DocumentLoader:
         (as other TOSCA tools do); a repository given as a local directory is searched first."""
         sink = self.sink
         bases = [base, self.root_dir]
+        if repository is not None and not isinstance(repository, str):
+            sink.error("IMPORT_BAD", "'repository' must name a repository of 'repositories'", pos, path)
+            return None
         if repository is not None:
             if repository not in repositories:
                 sink.error("IMPORT_UNKNOWN_REPOSITORY", f"import '{target}' names unknown repository "

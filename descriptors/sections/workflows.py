@@ -56,7 +56,7 @@ def _check_step(template: Template, workflows: dict, steps: dict, name: str, ste
     for key in ("on_success", "on_failure"):
         nexts = step.get(key)
         for nxt in (nexts if isinstance(nexts, list) else [] if nexts is None else [nexts]):
-            if nxt not in steps:
+            if not isinstance(nxt, str) or nxt not in steps:
                 sink.error("WORKFLOW_UNKNOWN_STEP", f"'{key}' of step '{name}' names unknown step '{nxt}'", pos,
                            join_path(path, key), did_you_mean(nxt, steps) if isinstance(nxt, str) else "")
     activities = step.get("activities")
@@ -72,7 +72,7 @@ def _check_step(template: Template, workflows: dict, steps: dict, name: str, ste
         kind, value = next(iter(activity.items()))
         if kind in ("delegate", "inline"):
             wf = value.get("workflow") if isinstance(value, dict) else value
-            if kind == "inline" and wf not in workflows:
+            if kind == "inline" and (not isinstance(wf, str) or wf not in workflows):
                 sink.error("WORKFLOW_UNKNOWN", f"inline activity names unknown workflow '{wf}'", pos, apath,
                            did_you_mean(wf, workflows) if isinstance(wf, str) else "")
             elif not isinstance(wf, str):

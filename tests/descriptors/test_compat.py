@@ -108,3 +108,22 @@ topology_template:
 """)
     assert {"REQUIREMENT_NODE_TYPE_DIFFERS", "REQUIREMENT_UNDECLARED"} <= {w.code for w in t.warnings}
     assert t.node_templates["app"].dependencies == ["srv", "vm"]
+
+
+@pytest.mark.parametrize("text", [
+    "imports: [{file: x.yaml, repository: [r]}]\ntopology_template: {node_templates: {a: {type: strato.nodes.Noop}}}",
+    "node_types:\n  my.N: {derived_from: tosca.nodes.Root, requirements: [{q: {capability: {a: 1}}}]}",
+    "topology_template:\n  node_templates: {a: {type: tosca.nodes.Compute}}\n  workflows:\n    w:\n      steps:\n"
+    "        s: {target: a, activities: [{inline: {workflow: [x]}}], on_success: {a: 1}}",
+    "topology_template:\n  node_templates: {a: {type: tosca.nodes.Compute}}\n"
+    "  substitution_mappings: {node_type: tosca.nodes.Compute, capabilities: {host: {mapping: [a]}}}",
+    "topology_template:\n  node_templates: {a: {type: tosca.nodes.Compute}, b: {copy: [a]}}",
+    "topology_template:\n  node_templates: {a: {type: tosca.nodes.Compute}}\n"
+    "  groups: {g: {type: tosca.groups.Root, members: [a]}}\n  policies: [{p: {type: tosca.policies.Root, "
+    "targets: [g], properties: }}]",
+])
+def test_odd_shapes_give_diagnostics_not_crashes(text):
+    try:
+        load(text)
+    except DescriptorError as exc:
+        assert "INTERNAL_ERROR" not in [d.code for d in exc.diagnostics]
