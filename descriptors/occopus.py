@@ -330,6 +330,15 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
             if ctx_type == "cloudinit":
                 text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))
                 cloud_init = text if cloud_init is None else cloud_init
+            elif ctx_type == "docker":  # a container service (Azure ACI): the image and its settings
+                spec = {k: v for k, v in to_plain(ctx).items() if k != "type"}
+                if spec.get("tag") is not None and isinstance(spec.get("image"), str):
+                    spec["image"] = f"{spec['image']}:{spec.pop('tag')}"
+                implementations[-1]["properties"].update(spec)
+            elif ctx_type is not None:
+                sink.warning("OCCOPUS_UNSUPPORTED", f"contextualisation '{ctx_type}' is not supported for "
+                             f"{rtype} resources", _pos(alt, "contextualisation", defs_path),
+                             join_path(path, "contextualisation"))
         else:
             sink.warning("OCCOPUS_UNSUPPORTED", f"resource type '{rtype}' has no Strato backend (ec2, nova, docker "
                          f"and {', '.join(LIBCLOUD_RESOURCES)} have); this implementation is skipped",

@@ -19,7 +19,8 @@ from descriptors.values import (PRIMITIVE_TYPES, UNBOUNDED, Constraint, is_integ
 from descriptors.yamlpos import YMap, load_yaml_file, position_of
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
-PROFILE_FILES = ["tosca-core.yaml", "tosca-simple-extra.yaml", "tosca-nfv.yaml", "strato.yaml", "strato-cloud.yaml"]
+PROFILE_FILES = ["tosca-core.yaml", "tosca-simple-extra.yaml", "tosca-nonnormative.yaml", "tosca-nfv.yaml",
+                 "strato.yaml", "strato-cloud.yaml"]
 
 # Kept for callers of the core loader: the value types an input may declare without data types.
 SCALAR_TYPES = set(PRIMITIVE_TYPES)

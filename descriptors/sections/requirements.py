@@ -103,6 +103,7 @@ class _Assignment:
     pos: Any = None
     target_path: str = ""
     filter_given: bool = False
+    refined: bool = False  # the assignment names its own capability or relationship
 
 
 def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index: int, reqs: list,
@@ -216,6 +217,7 @@ def _assignment(template: Template, node: NodeTemplate, rdef, rname: str, body: 
         return None
     req.node_filter = body.get("node_filter", req.node_filter)
     req.filter_given = "node_filter" in body
+    req.refined = "capability" in body or "relationship" in body
     rel = body.get("relationship")
     if isinstance(rel, dict):
         req.rel_props = rel.get("properties") or {}
@@ -247,9 +249,10 @@ def _check_named_target(template: Template, node: NodeTemplate, req: _Assignment
     rname = req.name
     cap_name = matching_capability(types, tnode, req.capability)
     if req_node_type and types.has("node", req_node_type) and not types.is_a(tnode.type, req_node_type):
-        # TOSCA lets an assignment name any template that offers the capability asked for; a
-        # different node type is then only worth a warning (other tools accept it silently)
-        if cap_name is None or req.capability is None:
+        # an assignment that refines the capability or relationship may name any template that offers
+        # that capability (and accepts this node as a source): a different node type is then a warning
+        if cap_name is None or not req.refined \
+                or not _source_allowed(types, node.type, types.resolved(tnode.type).capabilities[cap_name]):
             sink.error("REQUIREMENT_WRONG_NODE_TYPE", f"requirement '{rname}' of node '{node.name}' needs a "
                        f"{types.canonical(req_node_type)}, but '{target}' is a {tnode.type}", req.pos,
                        req.target_path)
@@ -269,6 +272,14 @@ def _check_named_target(template: Template, node: NodeTemplate, req: _Assignment
                        f"'{rname}': {why}", req.pos, req.target_path)
             return None
     return cap_name
+
+
+def _source_allowed(types: TypeRegistry, source_type: str, cdef) -> bool:
+    """Whether a node of source_type may target the capability (its valid_source_types and its type's)."""
+    allowed = list(cdef.valid_source_types or [])
+    if types.has("capability", cdef.type):
+        allowed += types.resolved(types.canonical(cdef.type, "capability"), "capability").valid_source_types or []
+    return not allowed or any(types.has("node", a) and types.is_a(source_type, a) for a in allowed)
 
 
 def _choose_target(template: Template, node: NodeTemplate, req: _Assignment, req_node_type,

@@ -33,7 +33,8 @@ def check_workflows(template: Template, topo: dict, sink: DiagnosticSink) -> Non
         unknown_keys(body, WORKFLOW_KEYS, sink, path, f"workflow '{name}'")
         steps = body.get("steps") or {}
         if not isinstance(steps, dict):
-            sink.error("WORKFLOW_BAD", f"'steps' of workflow '{name}' must be a mapping", wpos, join_path(path, "steps"))
+            sink.error("WORKFLOW_BAD", f"'steps' of workflow '{name}' must be a mapping", wpos,
+                       join_path(path, "steps"))
             continue
         for sname, step in steps.items():
             _check_step(template, workflows, steps, sname, step, sink, join_path(join_path(path, "steps"), sname),

@@ -82,6 +82,16 @@ def test_every_resource_kind_imports_to_a_valid_descriptor(tmp_path, kind):
     assert template.node_templates["hello"].max_instances == 3
 
 
+def test_azure_container_instance_keeps_its_image(tmp_path):
+    infra = {"infra_name": "aci", "nodes": [{"name": "web", "type": "nginx"}]}
+    alt = _node_def("azure_aci")
+    alt["contextualisation"] = {"type": "docker", "image": "nginx", "tag": "1.25", "ports": [80]}
+    template, doc, _ = _import_and_validate(tmp_path, infra, {"node_def:nginx": [alt]})
+    impl = doc["topology_template"]["node_templates"]["web"]["properties"]["implementations"][0]
+    assert impl["driver"] == "libcloud" and impl["properties"]["image"] == "nginx:1.25"
+    assert impl["properties"]["provider"] == "azure_aci" and impl["properties"]["ports"] == [80]
+
+
 def test_placeholder_refuses_to_build_saying_what_to_add(tmp_path):
     infra = {"infra_name": "foo", "nodes": [{"name": "n", "type": "t"}]}
     template, doc, _ = _import_and_validate(tmp_path, infra, {"node_def:t": [_node_def("cloudfoo")]})

@@ -1749,4 +1749,85 @@ topology_template:
         hosts:
           properties: {num_cpus: 1}
 """, ALL),
+    # --- the specification's non-normative example types ----------------------------------------------
+    ("wordpress_mysql_stack", "valid", """tosca_definitions_version: {V}
+topology_template:
+  inputs:
+    db_name: {type: string, default: wordpress}
+    db_root_pwd: {type: string, default: secret}
+  node_templates:
+    server:
+      type: tosca.nodes.Compute
+      capabilities:
+        host: {properties: {num_cpus: 1, mem_size: 2048 MB, disk_size: 10 GB}}
+        os: {properties: {architecture: x86_64, type: linux, distribution: ubuntu}}
+    mysql_dbms:
+      type: tosca.nodes.DBMS.MySQL
+      properties:
+        root_password: {get_input: db_root_pwd}
+      requirements: [host: server]
+    mysql_database:
+      type: tosca.nodes.Database.MySQL
+      properties:
+        name: {get_input: db_name}
+      requirements: [host: mysql_dbms]
+    webserver:
+      type: tosca.nodes.WebServer.Apache
+      requirements: [host: server]
+    wordpress:
+      type: tosca.nodes.WebApplication.WordPress
+      properties:
+        context_root: /blog
+      requirements:
+        - host: webserver
+        - database_endpoint: mysql_database
+""", ALL),
+    ("logging_stack", "valid", """tosca_definitions_version: {V}
+topology_template:
+  node_templates:
+    vm: {type: tosca.nodes.Compute}
+    elasticsearch:
+      type: tosca.nodes.SoftwareComponent.Elasticsearch
+      requirements: [host: vm]
+    logstash:
+      type: tosca.nodes.SoftwareComponent.Logstash
+      requirements:
+        - host: vm
+        - search_endpoint: elasticsearch
+    kibana:
+      type: tosca.nodes.SoftwareComponent.Kibana
+      requirements:
+        - host: vm
+        - search_endpoint: elasticsearch
+    rsyslog:
+      type: tosca.nodes.SoftwareComponent.Rsyslog
+      requirements:
+        - host: vm
+        - log_endpoint: logstash
+    collectd:
+      type: tosca.nodes.SoftwareComponent.Collectd
+      requirements:
+        - host: vm
+        - log_endpoint: logstash
+""", ALL),
+    ("mysql_database_on_wrong_host", "invalid", """tosca_definitions_version: {V}
+topology_template:
+  node_templates:
+    vm: {type: tosca.nodes.Compute}
+    web: {type: tosca.nodes.WebServer.Apache, requirements: [host: vm]}
+    db:
+      type: tosca.nodes.Database.MySQL
+      properties: {name: x}
+      requirements: [host: web]
+""", ALL),
+    ("logstash_wrong_search_endpoint", "invalid", """tosca_definitions_version: {V}
+topology_template:
+  node_templates:
+    vm: {type: tosca.nodes.Compute}
+    logstash:
+      type: tosca.nodes.SoftwareComponent.Logstash
+      requirements:
+        - host: vm
+        - search_endpoint: vm
+""", ALL),
 ]
