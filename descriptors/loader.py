@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from descriptors.diagnostics import DescriptorError, Diagnostic, Position
+from descriptors.implementations import check_implementations
 from descriptors.sections.calls import check_functions
 from descriptors.sections.capabilities import CAPABILITY_KEYS, SCALING_KEYS
 from descriptors.sections.common import unknown_keys
@@ -101,6 +102,7 @@ def _build(doc: Any, file: str, import_roots: list[str] | None = None, confined:
     check_substitution(template, topo, sink)
     check_workflows(template, topo, sink)
     check_functions(template, sink)
+    check_implementations(template, sink)
     template.warnings = sink.warnings
     sink.raise_if_errors()
     return template

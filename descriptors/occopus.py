@@ -214,6 +214,11 @@ def _mappings(template: dict, source: str, mappings: Any, sink: DiagnosticSink, 
         target[dst] = {"get_attribute": [source, src]}
 
 
+def _libcloud_installed() -> bool:
+    from drivers.providers import known_drivers  # read only when a libcloud resource is met
+    return "libcloud" in known_drivers()
+
+
 def _cookbooks(value: Any) -> set:
     """Chef cookbooks named by run_list entries ('recipe[name::part]', 'role[name]', 'name::part') in a value."""
     found: set = set()
@@ -261,6 +266,7 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
                    sink: DiagnosticSink) -> dict:
     implementations: list[dict] = []
     unsupported: list[dict] = []  # resources of kinds Strato cannot build, kept for a placeholder
+    waiting: list[dict] = []  # libcloud implementations, for when that driver is installed
     containers: list[dict] = []
     cloud_init = None
     health = None
@@ -322,11 +328,7 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
                                                                         if v is not None}})
         elif rtype in LIBCLOUD_RESOURCES:
             provider = LIBCLOUD_RESOURCES[rtype]
-            implementations.append({"driver": "libcloud", "properties": {"provider": provider, **resource}})
-            sink.warning("OCCOPUS_LIBCLOUD", f"the {rtype} resource is built through Apache Libcloud's '{provider}' "
-                         "provider (driver 'libcloud'), which must be installed", _pos(alt["resource"], "type",
-                                                                                       defs_path),
-                         join_path(path, "resource.type"))
+            entry = {"driver": "libcloud", "properties": {"provider": provider, **resource}}
             if ctx_type == "cloudinit":
                 text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))
                 cloud_init = text if cloud_init is None else cloud_init
@@ -334,11 +336,23 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
                 spec = {k: v for k, v in to_plain(ctx).items() if k != "type"}
                 if spec.get("tag") is not None and isinstance(spec.get("image"), str):
                     spec["image"] = f"{spec['image']}:{spec.pop('tag')}"
-                implementations[-1]["properties"].update(spec)
+                entry["properties"].update(spec)
             elif ctx_type is not None:
                 sink.warning("OCCOPUS_UNSUPPORTED", f"contextualisation '{ctx_type}' is not supported for "
                              f"{rtype} resources", _pos(alt, "contextualisation", defs_path),
                              join_path(path, "contextualisation"))
+            rpos = _pos(alt["resource"], "type", defs_path)
+            if _libcloud_installed():
+                implementations.append(entry)
+                sink.warning("OCCOPUS_LIBCLOUD", f"the {rtype} resource is built through Apache Libcloud's "
+                             f"'{provider}' provider (driver 'libcloud')", rpos, join_path(path, "resource.type"))
+            else:  # kept, ready to use, for when the driver is installed
+                sink.warning("OCCOPUS_LIBCLOUD", f"the {rtype} resource needs Strato's 'libcloud' driver, which is not "
+                             "installed; this implementation is kept under the node's metadata", rpos,
+                             join_path(path, "resource.type"))
+                unsupported.append({"type": rtype, **resource})
+                waiting.append(entry)
+                continue
         else:
             sink.warning("OCCOPUS_UNSUPPORTED", f"resource type '{rtype}' has no Strato backend (ec2, nova, docker "
                          f"and {', '.join(LIBCLOUD_RESOURCES)} have); this implementation is skipped",
@@ -353,13 +367,18 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
         sink.warning("OCCOPUS_PLACEHOLDER", f"node '{name}' has only {kinds} resources, which Strato has no backend "
                      "for: it becomes a placeholder that validates but refuses to build", Position(defs_path), base,
                      "add an implementation on ec2, nova, docker or a Libcloud provider")
-        return {"type": "strato.nodes.Placeholder",
-                "properties": {"resource_type": kinds,
-                               "todo": f"the Occopus node type '{ntype}' uses {kinds}; replace it with a "
-                                       "strato.nodes.VM whose implementations name a Strato driver (ec2, "
-                                       "openstack, libcloud) or a strato.nodes.Container"},
-                "metadata": {"occopus.node_type": ntype, "occopus.resources": unsupported,
-                             **({"occopus.variables": to_plain(variables)} if variables else {})}}
+        todo = f"the Occopus node type '{ntype}' uses {kinds}; replace it with a strato.nodes.VM whose " \
+               "implementations name a Strato driver (ec2, openstack, libcloud) or a strato.nodes.Container"
+        if waiting:
+            todo += "; install the libcloud driver and use the implementations kept under metadata " \
+                    "'occopus.libcloud_implementations'"
+        metadata = {"occopus.node_type": ntype, "occopus.resources": unsupported}
+        if waiting:
+            metadata["occopus.libcloud_implementations"] = waiting
+        if variables:
+            metadata["occopus.variables"] = to_plain(variables)
+        return {"type": "strato.nodes.Placeholder", "properties": {"resource_type": kinds, "todo": todo},
+                "metadata": metadata}
     if not implementations:
         sink.error("OCCOPUS_NO_IMPLEMENTATION", f"node '{name}' (type '{ntype}') has no implementation Strato "
                    "supports", Position(defs_path), base)

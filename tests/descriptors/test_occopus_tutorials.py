@@ -1,4 +1,4 @@
-"""Occopus infrastructures shaped like its public tutorials: every resource kind imports to a descriptor that validates."""
+"""Occopus infrastructures shaped like its public tutorials: every resource kind imports to a valid descriptor."""
 
 import os
 
@@ -38,6 +38,23 @@ RESOURCES = {
 }
 
 
+LIBCLOUD_KINDS = ("azure_vm", "azure_aci", "cloudsigma", "cloudbroker")
+
+
+@pytest.fixture(params=["libcloud installed", "libcloud missing"])
+def libcloud(request, monkeypatch):
+    """Both worlds: Strato's libcloud driver registered (a stand-in here: only its name matters to the import and
+    to validate) or not."""
+    from drivers import providers
+    table = dict(providers.BUILTIN)
+    table.pop("libcloud", None)
+    if request.param == "libcloud installed":
+        table["libcloud"] = "drivers.noop:NoopDriver"
+    monkeypatch.setattr(providers, "BUILTIN", table)
+    monkeypatch.setattr(providers, "entry_points", lambda group: [])  # installed packages' drivers left out
+    return request.param == "libcloud installed"
+
+
 def _write(tmp_path, infra: dict, defs: dict) -> str:
     (tmp_path / "nodes").mkdir(exist_ok=True)
     (tmp_path / "nodes" / "node_definitions.yaml").write_text(yaml.safe_dump(defs))
@@ -65,16 +82,21 @@ def _import_and_validate(tmp_path, infra, defs):
 
 
 @pytest.mark.parametrize("kind", sorted(RESOURCES))
-def test_every_resource_kind_imports_to_a_valid_descriptor(tmp_path, kind):
+def test_every_resource_kind_imports_to_a_valid_descriptor(tmp_path, kind, libcloud):
     infra = {"infra_name": f"{kind}-hello", "nodes": [{"name": "hello", "type": "hello_node",
                                                         "scaling": {"min": 1, "max": 3}}]}
     template, doc, warnings = _import_and_validate(tmp_path, infra, {"node_def:hello_node": [_node_def(kind)]})
     node = doc["topology_template"]["node_templates"]["hello"]
     codes = {w.code for w in warnings}
-    if kind in ("azure_vm", "azure_aci", "cloudsigma", "cloudbroker"):
+    if kind in LIBCLOUD_KINDS and libcloud:
         impl = node["properties"]["implementations"][0]
         assert impl["driver"] == "libcloud" and impl["properties"]["provider"]
         assert "OCCOPUS_LIBCLOUD" in codes
+    elif kind in LIBCLOUD_KINDS:  # the driver is not there yet: a placeholder keeping the implementation
+        assert template.node_templates["hello"].type == "strato.nodes.Placeholder"
+        kept = node["metadata"]["occopus.libcloud_implementations"][0]
+        assert kept["driver"] == "libcloud" and kept["properties"]["provider"]
+        assert "libcloud" in node["properties"]["todo"] and {"OCCOPUS_LIBCLOUD", "OCCOPUS_PLACEHOLDER"} <= codes
     elif kind == "cloudfoo":
         assert template.node_templates["hello"].type == "strato.nodes.Placeholder"
         assert node["metadata"]["occopus.resources"][0]["size"] == "small"
@@ -82,12 +104,14 @@ def test_every_resource_kind_imports_to_a_valid_descriptor(tmp_path, kind):
     assert template.node_templates["hello"].max_instances == 3
 
 
-def test_azure_container_instance_keeps_its_image(tmp_path):
+def test_azure_container_instance_keeps_its_image(tmp_path, libcloud):
     infra = {"infra_name": "aci", "nodes": [{"name": "web", "type": "nginx"}]}
     alt = _node_def("azure_aci")
     alt["contextualisation"] = {"type": "docker", "image": "nginx", "tag": "1.25", "ports": [80]}
     template, doc, _ = _import_and_validate(tmp_path, infra, {"node_def:nginx": [alt]})
-    impl = doc["topology_template"]["node_templates"]["web"]["properties"]["implementations"][0]
+    node = doc["topology_template"]["node_templates"]["web"]
+    impls = node["properties"]["implementations"] if libcloud else node["metadata"]["occopus.libcloud_implementations"]
+    impl = impls[0]
     assert impl["driver"] == "libcloud" and impl["properties"]["image"] == "nginx:1.25"
     assert impl["properties"]["provider"] == "azure_aci" and impl["properties"]["ports"] == [80]
 
@@ -103,12 +127,12 @@ def test_placeholder_refuses_to_build_saying_what_to_add(tmp_path):
     assert "cloudfoo" in str(info.value) and "implementations" in str(info.value) and not info.value.retryable
 
 
-def test_mixed_alternatives_keep_the_supported_ones(tmp_path):
+def test_mixed_alternatives_keep_the_supported_ones(tmp_path, libcloud):
     infra = {"infra_name": "mixed", "nodes": [{"name": "n", "type": "t"}]}
     defs = {"node_def:t": [_node_def("cloudfoo"), _node_def("cloudsigma"), _node_def("nova")]}
     template, doc, warnings = _import_and_validate(tmp_path, infra, defs)
     impls = doc["topology_template"]["node_templates"]["n"]["properties"]["implementations"]
-    assert [i["driver"] for i in impls] == ["libcloud", "openstack"]
+    assert [i["driver"] for i in impls] == (["libcloud", "openstack"] if libcloud else ["openstack"])
     assert any(w.code == "OCCOPUS_UNSUPPORTED" and "cloudfoo" in w.message for w in warnings)
 
 
