@@ -21,7 +21,7 @@ import urllib.request
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from orchestrator.state import process_start_time
+from drivers.common import process_start_time
 
 KEY_ENV = "STRATO_INSTANCE_KEY"
 _PLACEHOLDER = re.compile(r"\{(python|port|shared_port|host|instance|work_dir|infra_dir|descriptor_dir)\}")
@@ -98,8 +98,15 @@ def _log_tail(path: str, lines: int = 8) -> str:
 class LocalDriver(Driver):
     name = "local"
 
+    def __init__(self) -> None:
+        # Popen objects of processes started by this driver object, until wait_ready collects them
+        # (keeping them lets the wait read the exit code instead of a stray reaper taking it).
+        self._procs: dict[str, subprocess.Popen] = {}
+
     # -- node level -------------------------------------------------------
     def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
+        if spec.node_attributes:
+            return dict(spec.node_attributes)
         shared = spec.properties.get("shared_port")
         if shared == "auto":
             return {"shared_port": free_port(reuse=True)}
@@ -114,8 +121,9 @@ class LocalDriver(Driver):
                 "instance": str(spec.index), "work_dir": work_dir, "infra_dir": spec.infra_dir,
                 "descriptor_dir": spec.descriptor_dir}
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
+    def start(self, spec: InstanceSpec) -> dict:
         props = spec.properties
+        key = spec.key
         command = props.get("command")
         if isinstance(command, str):
             command = ["/bin/sh", "-c", command]
@@ -154,19 +162,19 @@ class LocalDriver(Driver):
                                         cwd=cwd, env=env, start_new_session=True, close_fds=True)
             except OSError as exc:
                 raise DriverError(f"cannot start {argv[0]!r}: {exc.strerror}", backend=self.name) from None
-        handle = {"pid": proc.pid, "pgid": proc.pid, "start_time": process_start_time(proc.pid),
-                  "log": log_path, "host": LOOPBACK, "port": port,
-                  "shared_port": spec.node_attributes.get("shared_port"), "one_shot": one_shot,
-                  "attributes_file": attrs_file, "key": key,
-                  "grace": float(props.get("stop_grace_period") or 5)}
-        timeout = min(float(props.get("start_timeout") or 60), spec.timeout)
-        try:
-            if one_shot:
-                return self._wait_job(proc, handle, timeout)
-            self._wait_healthy(proc, handle, props.get("health_check"), timeout)
-        except BaseException:
-            self.delete(handle)
-            raise
+        self._procs[key] = proc
+        return {"pid": proc.pid, "pgid": proc.pid, "start_time": process_start_time(proc.pid),
+                "log": log_path, "host": LOOPBACK, "port": port,
+                "shared_port": spec.node_attributes.get("shared_port"), "one_shot": one_shot,
+                "attributes_file": attrs_file, "key": key,
+                "grace": float(props.get("stop_grace_period") or 5)}
+
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        proc = self._procs.pop(handle["key"])
+        timeout = min(float(spec.properties.get("start_timeout") or 60), spec.timeout)
+        if handle["one_shot"]:
+            return self._wait_job(proc, handle, timeout)
+        self._wait_healthy(proc, handle, spec.properties.get("health_check"), timeout)
         return handle
 
     def _wait_job(self, proc: subprocess.Popen, handle: dict, timeout: float) -> dict:
@@ -237,7 +245,7 @@ class LocalDriver(Driver):
             return Observed("running", attrs)
         return Observed("missing", attrs, f"process {handle.get('pid')} is gone")
 
-    def find(self, key: str) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         for pid in processes_with_key(key):
             try:
                 if os.getpgid(pid) != pid:

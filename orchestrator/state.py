@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.common import process_start_time
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS infrastructures (
     name TEXT PRIMARY KEY, uid TEXT NOT NULL, descriptor TEXT, inputs TEXT NOT NULL DEFAULT '{}',
@@ -88,23 +90,6 @@ class InfraRecord:
     desired: dict[str, int | None] = field(default_factory=dict)
     node_attributes: dict[str, dict] = field(default_factory=dict)
     dependencies: dict[str, list[str]] = field(default_factory=dict)
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses; fields resume after the last ')'.
-    rest = data[data.rfind(b")") + 2:].split()
-    if rest and rest[0] == b"Z":
-        return None
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
 
 
 class StateStore:

@@ -1,0 +1,94 @@
+"""Helpers shared by several drivers: instance-key parsing, process start time, cloud-init rendering, polling."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import yaml
+
+from drivers.base import DriverError
+
+T = TypeVar("T")
+_KEY = re.compile(r"^(?P<infra>[^/]+)/(?P<node>[^/]+)/(?P<index>-?\d+)@(?P<uid>.*)$")
+
+
+@dataclass(frozen=True)
+class InstanceKey:
+    """Strato's instance key `INFRA/NODE/INDEX@UID`: unique across state stores thanks to the infrastructure's uid."""
+
+    infra: str
+    node: str
+    index: int
+    uid: str
+
+    def __str__(self) -> str:
+        return f"{self.infra}/{self.node}/{self.index}@{self.uid}"
+
+    @property
+    def node_key(self) -> str:
+        """The key of the node the instance belongs to (all its instances share it)."""
+        return f"{self.infra}/{self.node}@{self.uid}"
+
+    @classmethod
+    def parse(cls, key: str) -> "InstanceKey | None":
+        match = _KEY.match(key or "")
+        if match is None:
+            return None
+        return cls(match["infra"], match["node"], int(match["index"]), match["uid"])
+
+
+def node_of_key(key: str) -> str:
+    """The node name inside an instance key (for messages); the key itself when it is not one."""
+    parsed = InstanceKey.parse(key)
+    return parsed.node if parsed else key
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (Linux), or None if it is gone or a zombie.
+
+    A pid together with its start time names one process for good: pids are reused, start times
+    of a reused pid differ.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses; fields resume after the last ')'.
+    rest = data[data.rfind(b")") + 2:].split()
+    if rest and rest[0] == b"Z":
+        return None
+    try:
+        return int(rest[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def render_user_data(props: dict[str, Any]) -> str | None:
+    """User data from a node's contextualisation: `user_data` verbatim or `cloud_init` as #cloud-config."""
+    if props.get("user_data"):
+        return str(props["user_data"])
+    cloud_init = props.get("cloud_init")
+    if not cloud_init:
+        return None
+    if isinstance(cloud_init, str):
+        return cloud_init
+    return "#cloud-config\n" + yaml.safe_dump(cloud_init, sort_keys=False)
+
+
+def poll(check: Callable[[], T | None], timeout: float, interval: float, on_timeout: Callable[[], DriverError]) -> T:
+    """Call `check` until it returns something other than None; raise on_timeout() after `timeout` seconds.
+
+    `check` raises DriverError itself for states that will never turn good (failed, terminated).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result is not None:
+            return result
+        if time.monotonic() >= deadline:
+            raise on_timeout()
+        time.sleep(interval)
