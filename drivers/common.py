@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -92,3 +97,36 @@ def poll(check: Callable[[], T | None], timeout: float, interval: float, on_time
         if time.monotonic() >= deadline:
             raise on_timeout()
         time.sleep(interval)
+
+
+def tcp_ok(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    """Whether an HTTP GET of url answers with anything below 500 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
+    except (OSError, ValueError):
+        return False
+
+
+def read_attributes(path: str | None, backend: str) -> dict:
+    """The JSON object an instance wrote to its STRATO_ATTRIBUTES_FILE ({} when it wrote none)."""
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DriverError(f"could not read attributes the instance wrote to {path}: {exc}",
+                          backend=backend) from None
+    return data if isinstance(data, dict) else {}

@@ -8,7 +8,6 @@ reused pid is never mistaken for ours.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,12 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import process_start_time
+from drivers.common import http_ok, process_start_time, read_attributes, tcp_ok
 
 KEY_ENV = "STRATO_INSTANCE_KEY"
 _PLACEHOLDER = re.compile(r"\{(python|port|shared_port|host|instance|work_dir|infra_dir|descriptor_dir)\}")
@@ -188,20 +185,8 @@ class LocalDriver(Driver):
                               f"(log: {handle['log']})", backend=self.name)
         handle["completed"] = True
         handle["exit_code"] = 0
-        handle["result"] = self._read_attributes(handle)
+        handle["result"] = read_attributes(handle.get("attributes_file"), self.name)
         return handle
-
-    @staticmethod
-    def _read_attributes(handle: dict) -> dict:
-        path = handle.get("attributes_file")
-        if not path or not os.path.exists(path):
-            return {}
-        try:
-            with open(path) as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise DriverError(f"could not read attributes the process wrote to {path}: {exc}") from None
-        return data if isinstance(data, dict) else {}
 
     def _wait_healthy(self, proc: subprocess.Popen, handle: dict, check: Any, timeout: float) -> None:
         check = dict(check or {})
@@ -216,10 +201,10 @@ class LocalDriver(Driver):
                 raise DriverError(f"process exited with code {proc.returncode} while starting: "
                                   f"{_log_tail(handle['log'])} (log: {handle['log']})", backend=self.name)
             if http_path and port:
-                if _http_ok(f"http://{LOOPBACK}:{port}{http_path}"):
+                if http_ok(f"http://{LOOPBACK}:{port}{http_path}"):
                     return
             elif tcp and port:
-                if _tcp_ok(LOOPBACK, port):
+                if tcp_ok(LOOPBACK, port):
                     return
             elif time.monotonic() >= settle_until:
                 return  # no check asked for: running a moment without exiting is all we can tell
@@ -295,21 +280,3 @@ class LocalDriver(Driver):
         end = time.monotonic() + 2
         while time.monotonic() < end and (_alive(handle) or (key and processes_with_key(key))):
             time.sleep(0.02)
-
-
-def _tcp_ok(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as resp:
-            return resp.status < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except (OSError, ValueError):
-        return False

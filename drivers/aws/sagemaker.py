@@ -9,7 +9,6 @@ instance type does replace the endpoint. Delete removes endpoint, endpoint confi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, resource_name,
