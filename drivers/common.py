@@ -1,4 +1,5 @@
-"""Helpers shared by several drivers: instance-key parsing, process start time, cloud-init rendering, polling."""
+"""Helpers shared by drivers (and the state store): instance keys, process start time, owner-only files,
+cloud-init rendering, polling, health checks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 from drivers.base import DriverError
 
 T = TypeVar("T")
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 _KEY = re.compile(r"^(?P<infra>[^/]+)/(?P<node>[^/]+)/(?P<index>-?\d+)@(?P<uid>.*)$")
 
 
@@ -70,6 +72,30 @@ def process_start_time(pid: int) -> int | None:
         return int(rest[19])
     except (IndexError, ValueError):
         return None
+
+
+def make_private_dir(path: str) -> None:
+    """Create a directory (and parents) readable by the owner only; tighten it if it already exists."""
+    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
+    _tighten(path, PRIVATE_DIR)
+
+
+def make_private_file(path: str) -> None:
+    """Make sure a file exists with mode 0600 (created so, never readable by others in between)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    _tighten(path, PRIVATE_FILE)
+
+
+def _tighten(path: str, mode: int) -> None:
+    """Take away group/other access from what an older Strato (or the umask) left open."""
+    try:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, mode)
+    except OSError:  # not ours to change; SQLite or the open() that follows reports real problems
+        pass
 
 
 def render_user_data(props: dict[str, Any]) -> str | None:
