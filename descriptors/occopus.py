@@ -59,6 +59,9 @@ def _driver_properties(rtype: str, resource: dict, sink: DiagnosticSink, pos: Po
                      f"from {where} in Strato, not from the descriptor", pos, path)
     return props
 SUPPORTED_CONTEXT = ("cloudinit", "docker")
+# A cloud-init template named by `!yaml_import {url: file://...}` must be a regular file inside the
+# infrastructure's directory (or the node definitions'), at most this big: no /dev/zero, no /etc/passwd.
+MAX_CONTEXT_BYTES = 1024 * 1024
 
 
 def default_node_definitions(infra_path: str) -> str:
@@ -129,7 +132,8 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
         variables = dict(global_vars)
         if isinstance(node.get("variables"), dict):
             variables.update(node["variables"])
-        template = _node_template(nname, ntype, alternatives, variables, defs_path, defs_dir, sink)
+        template = _node_template(nname, ntype, alternatives, variables, defs_path, defs_dir, sink,
+                                  roots=(os.path.dirname(os.path.abspath(infra_path)), defs_dir))
         scaling = node.get("scaling")
         if scaling is not None:
             template.setdefault("capabilities", {})["scalable"] = {
@@ -138,7 +142,13 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
         templates[nname] = template
         names.append(nname)
 
-    for i, dep in enumerate(infra.get("dependencies") or []):
+    dependencies = infra.get("dependencies")
+    if dependencies is not None and not isinstance(dependencies, list):
+        sink.error("OCCOPUS_BAD_DEPENDENCY", "'dependencies' must be a list of [dependent node, node it needs] "
+                   "pairs", _pos(infra, "dependencies", infra_path), "dependencies")
+        dependencies = []
+    edges: list[tuple[str, str, Position]] = []
+    for i, dep in enumerate(dependencies or []):
         path = f"dependencies[{i}]"
         dpos = _pos(infra.get("dependencies"), i, infra_path)
         pair = dep
@@ -155,12 +165,17 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
                        path)
             continue
         a, b = (x.get("name") if isinstance(x, dict) else x for x in pair)
+        if not all(isinstance(x, str) for x in (a, b)):
+            sink.error("OCCOPUS_BAD_DEPENDENCY", "a dependency must name two nodes", dpos, path)
+            continue
         if a not in templates or b not in templates:
             missing = a if a not in templates else b
             sink.error("OCCOPUS_UNKNOWN_NODE", f"dependency names unknown node '{missing}'", dpos, path,
                        did_you_mean(missing, templates))
             continue
         templates[a].setdefault("requirements", []).append({"dependency": b})
+        edges.append((a, b, dpos))
+    _check_cycles(edges, sink)
 
     if sink.errors:
         raise DescriptorError(sink.items)
@@ -171,6 +186,22 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
         "topology_template": {"node_templates": {n: templates[n] for n in names}},
     }
     return document, sink.warnings
+
+
+def _check_cycles(edges: list[tuple[str, str, Position]], sink: DiagnosticSink) -> None:
+    """A dependency cycle cannot be built in any order: name it, at the dependency that closes it."""
+    import networkx as nx
+    graph = nx.DiGraph()
+    for a, b, pos in edges:
+        graph.add_edge(a, b, pos=pos)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    names = [a for a, _ in cycle] + [cycle[0][0]]
+    last = cycle[-1]
+    sink.error("OCCOPUS_DEPENDENCY_CYCLE", f"the dependencies form a cycle: {' -> '.join(names)}",
+               graph.edges[last]["pos"], "dependencies", "remove one of these dependencies")
 
 
 def _diag(code: str, message: str, pos: Position):
@@ -195,7 +226,7 @@ def _scaling(scaling: Any, sink: DiagnosticSink, file: str, pos: Position, path:
 
 
 def _node_template(name: str, ntype: str, alternatives: list, variables: dict, defs_path: str, defs_dir: str,
-                   sink: DiagnosticSink) -> dict:
+                   sink: DiagnosticSink, roots: tuple[str, ...] = ()) -> dict:
     implementations: list[dict] = []
     containers: list[dict] = []
     cloud_init = None
@@ -229,7 +260,8 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
                                                      join_path(path, "resource"))
             implementations.append(entry)
             if ctx_type == "cloudinit":
-                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))
+                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"),
+                                         roots or (defs_dir,))
                 if text is not None and cloud_init is None:
                     cloud_init = text
                 elif text is not None and text != cloud_init:
@@ -295,7 +327,8 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
     return {"type": "strato.nodes.VM", "properties": props, "metadata": {"occopus.node_type": ntype}}
 
 
-def _context_template(ctx: dict, defs_dir: str, sink: DiagnosticSink, file: str, path: str) -> str | None:
+def _context_template(ctx: dict, defs_dir: str, sink: DiagnosticSink, file: str, path: str,
+                      roots: tuple[str, ...]) -> str | None:
     """The cloud-init text: inline, or from the file a `!yaml_import`/`!text_import {url: file://...}` names."""
     template = ctx.get("context_template")
     if template is None:
@@ -309,13 +342,28 @@ def _context_template(ctx: dict, defs_dir: str, sink: DiagnosticSink, file: str,
             sink.warning("OCCOPUS_UNSUPPORTED", f"context template URL '{url}' is not a local file; it is not "
                          "imported", _pos(template, "url", file), join_path(path, "context_template.url"))
             return None
-        full = os.path.join(defs_dir, rel)
+        where = (_pos(template, "url", file), join_path(path, "context_template.url"))
+        full = os.path.realpath(os.path.join(defs_dir, rel))
+        inside = [r for r in roots if os.path.commonpath([full, os.path.realpath(r)]) == os.path.realpath(r)]
+        if not inside:
+            sink.error("OCCOPUS_CONTEXT_OUTSIDE", f"the cloud-init template '{rel}' is outside the infrastructure's "
+                       f"directory ({roots[0]}); only files there are imported", *where,
+                       "copy the template next to the node definitions")
+            return None
+        if not os.path.isfile(full):
+            sink.error("OCCOPUS_CONTEXT_NOT_FOUND", f"the cloud-init template '{rel}' is not a regular file "
+                       "that can be read", *where)
+            return None
         try:
-            with open(full, encoding="utf-8") as fh:
-                return fh.read()
+            with open(full, "rb") as fh:
+                data = fh.read(MAX_CONTEXT_BYTES + 1)
+            if len(data) > MAX_CONTEXT_BYTES:
+                sink.error("OCCOPUS_CONTEXT_TOO_BIG", f"the cloud-init template '{rel}' is larger than "
+                           f"{MAX_CONTEXT_BYTES // 1024} KiB", *where)
+                return None
+            return data.decode("utf-8")
         except (OSError, UnicodeDecodeError):
-            sink.error("OCCOPUS_CONTEXT_NOT_FOUND", f"the cloud-init template '{rel}' cannot be read",
-                       _pos(template, "url", file), join_path(path, "context_template.url"))
+            sink.error("OCCOPUS_CONTEXT_NOT_FOUND", f"the cloud-init template '{rel}' cannot be read", *where)
             return None
     if isinstance(template, dict):
         import yaml
