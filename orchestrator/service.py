@@ -6,9 +6,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
@@ -17,10 +15,13 @@ from descriptors.template import Template
 from drivers.base import DriverError
 from drivers.providers import get_driver
 from orchestrator import bounds
-from orchestrator.executor import BuildRun, DestroyRun, RunOptions, RunResult
-from orchestrator.graph import check_acyclic, dependency_graph, to_dot, to_json
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
 from orchestrator.state import InfraRecord, StateStore
+
+if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the functions that run it: `status` stays light
+    import networkx as nx
+
+    from orchestrator.executor import RunOptions
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -39,6 +40,7 @@ class Loaded:
 
 def load_checked(path: str) -> Loaded:
     """Load, validate and check the dependency graph of one descriptor."""
+    from orchestrator.graph import check_acyclic, dependency_graph
     template = load_template(path)
     bounds.check_template(template)
     graph = dependency_graph(template)
@@ -132,6 +134,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         store.journal(name, "build_started", None, changes=len(the_plan.changes))
         if on_event:
             on_event({"event": "planned", "node": None, "index": None, "changes": len(the_plan.changes)})
+        from orchestrator.executor import BuildRun
         result = BuildRun(template, infra, the_plan, loaded.graph, inputs, counts, store, options, on_event).run()
         for node in set(store.get_infra(name).dependencies) - set(template.node_templates):
             if not any(r.node == node for r in store.instances(name)):
@@ -224,7 +227,8 @@ def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) ->
     with store.locked(name, "strato destroy"):
         store.set_infra_status(name, "destroying")
         store.journal(name, "destroy_started", None)
-        result: RunResult = DestroyRun(infra, store, infra.dependencies, options, on_event).run()
+        from orchestrator.executor import DestroyRun
+        result = DestroyRun(infra, store, infra.dependencies, options, on_event).run()
         if result.ok and not store.instances(name):
             store.journal(name, "destroyed", None)
             store.delete_infra(name)
@@ -293,6 +297,7 @@ def _wanted(infra: InfraRecord, template: Template | None, node: str) -> int | N
 
 
 def graph(path: str, fmt: str = "dot") -> str | dict | bytes:
+    from orchestrator.graph import to_dot, to_json
     loaded = load_checked(path)
     if fmt == "json":
         return to_json(loaded.graph, loaded.template)
@@ -311,6 +316,8 @@ def _graph_png(loaded: Loaded) -> bytes:
     except ImportError:
         raise UserError("PNG output needs matplotlib: pip install 'strato[plots]'") from None
     import io
+
+    import networkx as nx
     g = loaded.graph
     # layered layout: dependencies at the bottom
     levels: dict[str, int] = {}
