@@ -293,6 +293,12 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
         hc = alt.get("health_check")
         if isinstance(hc, dict) and health is None:
             health = _health_check(hc, sink, defs_path, join_path(path, "health_check"))
+    if containers and len(containers) != len(implementations):
+        from drivers.providers import known_drivers
+        if "docker" not in known_drivers():  # a VM's implementations must name installed drivers
+            implementations = [i for i in implementations if i["driver"] != "docker"]
+            sink.warning("OCCOPUS_UNSUPPORTED", f"node '{name}' mixes VM and docker definitions and no docker "
+                         "driver is installed; the docker ones are left out", Position(defs_path), base)
     if not implementations:
         sink.error("OCCOPUS_NO_IMPLEMENTATION", f"node '{name}' (type '{ntype}') has no implementation Strato "
                    "supports", Position(defs_path), base)
