@@ -71,3 +71,15 @@ def test_symlink_fifo_and_huge_template_inside_are_refused(infra, tmp_path):
     defs.write_text(defs.read_text().replace("file://pipe.yaml", "file://big.yaml"))
     result, _ = run_import(infra, tmp_path)
     assert "OCCOPUS_CONTEXT_TOO_BIG" in codes(result)
+
+
+def test_vm_with_a_docker_alternative_imports_without_it(infra, tmp_path):
+    defs = infra / "nodes" / "node_definitions.yaml"
+    text = defs.read_text()
+    docker = text[text.index("'node_def:db_node':") + len("'node_def:db_node':\n"):]
+    defs.write_text(text.replace("'node_def:db_node':", docker + "'node_def:db_node':", 1))
+    result, out = run_import(infra, tmp_path)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert any(w["code"] == "OCCOPUS_UNSUPPORTED" and "docker" in w["message"] for w in doc["warnings"])
+    assert "driver: docker" not in out.read_text()
