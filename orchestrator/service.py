@@ -45,13 +45,31 @@ def load_checked(path: str, confined: bool = True, library: bool = False) -> Loa
     CLI passes False). library: a type library without topology_template is accepted (validate).
     """
     from orchestrator.graph import check_acyclic, dependency_graph
+    template = _load_bounded(path, confined, library)
+    graph = dependency_graph(template)
+    check_acyclic(template, graph)
+    return Loaded(template, graph)
+
+
+def _load_bounded(path: str, confined: bool, library: bool) -> Template:
     template = load_template(path, confined=confined)
     if not library:
         require_topology(template)
     bounds.check_template(template)
-    graph = dependency_graph(template)
-    check_acyclic(template, graph)
-    return Loaded(template, graph)
+    return template
+
+
+def check_descriptor(path: str, confined: bool = True, library: bool = False) -> Template:
+    """What load_checked checks, without building the networkx graph unless there is a cycle to name.
+
+    `strato validate` needs no graph, and importing networkx is most of its start-up time.
+    """
+    from orchestrator.graph import is_acyclic
+    template = _load_bounded(path, confined, library)
+    if not is_acyclic(template):
+        from orchestrator.graph import check_acyclic, dependency_graph
+        check_acyclic(template, dependency_graph(template))
+    return template
 
 
 def validate(paths: list[str], confined: bool = True) -> list[dict]:
@@ -59,10 +77,10 @@ def validate(paths: list[str], confined: bool = True) -> list[dict]:
     results = []
     for path in paths:
         try:
-            loaded = load_checked(path, confined, library=True)
-            diags = [d.to_dict() for d in loaded.template.warnings]
-            results.append({"file": path, "ok": True, "nodes": len(loaded.template.node_templates),
-                            "library": loaded.template.is_library, "diagnostics": diags})
+            template = check_descriptor(path, confined, library=True)
+            diags = [d.to_dict() for d in template.warnings]
+            results.append({"file": path, "ok": True, "nodes": len(template.node_templates),
+                            "library": template.is_library, "diagnostics": diags})
         except DescriptorError as exc:
             results.append({"file": path, "ok": not any(d.severity == "error" for d in exc.diagnostics),
                             "diagnostics": [d.to_dict() for d in exc.diagnostics]})
