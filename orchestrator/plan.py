@@ -77,14 +77,16 @@ class AttributeView:
         if name in self.node_attrs.get(node, {}):
             return self.node_attrs[node][name]
         count = self.counts.get(node, 0)
+        # the node's first `count` instances in index order (indices may have holes after a drop)
+        indices = sorted(i for (n, i) in self.instance_attrs if n == node)[:count]
+        if len(indices) < count or not indices:
+            raise Unresolved(node, name)
         values = []
-        for i in range(count):
-            attrs = self.instance_attrs.get((node, i))
-            if attrs is None or name not in attrs:
+        for i in indices:
+            attrs = self.instance_attrs[(node, i)]
+            if name not in attrs:
                 raise Unresolved(node, name)
             values.append(attrs[name])
-        if not values:
-            raise Unresolved(node, name)
         return values[0] if count == 1 else values
 
 
@@ -130,12 +132,31 @@ def attribute_view(counts: dict[str, int], infra: InfraRecord | None, instances:
     return view
 
 
+def node_slots(node: str, count: int, instances: list[InstanceRecord], drop: frozenset[str] = frozenset()) -> list[int]:
+    """Indices a node's `count` instances occupy: existing ones first (lowest index first), then free indices.
+
+    Without holes this is range(count); an instance dropped on request leaves a hole that is not refilled,
+    so dropping server[0] of three keeps server[1] and server[2] rather than renumbering them."""
+    existing = sorted(r.index for r in instances if r.node == node and r.key not in drop)
+    slots = existing[:count]
+    taken = set(existing) | {r.index for r in instances if r.node == node}
+    index = 0
+    while len(slots) < count:
+        if index not in taken:
+            slots.append(index)
+        index += 1
+    return sorted(slots)
+
+
 def plan_changes(template: Template, infra: InfraRecord, instances: list[InstanceRecord], inputs: dict,
-                 graph: nx.DiGraph, counts: dict[str, int] | None = None) -> Plan:
-    """Compare desired and stored state; one action per instance, dependencies first, deletions last."""
+                 graph: nx.DiGraph, counts: dict[str, int] | None = None, drop: frozenset[str] = frozenset()) -> Plan:
+    """Compare desired and stored state; one action per instance, dependencies first, deletions last.
+
+    `drop` names instances to delete first when a node scales in (a manual `--drop` or a rule's choice)."""
     counts = counts or desired_counts(template, infra, inputs)
     by_slot = {(r.node, r.index): r for r in instances}
-    view = attribute_view(counts, infra, instances)
+    view = attribute_view(counts, infra, [r for r in instances if r.key not in drop])
+    slots = {node: node_slots(node, counts[node], instances, drop) for node in template.node_templates}
     resolver = make_resolver(template, inputs, view)
     plan = Plan(infra.name)
     changing: set[str] = set()
@@ -147,7 +168,7 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
             want_hash = spec_hash(template, node, props, driver)
         except (Unresolved, FunctionError):
             want_hash = None
-        for index in range(counts[node]):
+        for index in slots[node]:
             key = instance_key(infra, node, index)
             rec = by_slot.get((node, index))
             if rec is None:
@@ -169,9 +190,9 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
     for rec in instances:
         if rec.node not in template.node_templates:
             plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, "node removed from the descriptor"))
-        elif rec.index >= counts[rec.node]:
-            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key,
-                                       f"scaled to {counts[rec.node]} instance(s)"))
+        elif rec.index not in slots[rec.node]:
+            why = "dropped on request" if rec.key in drop else f"scaled to {counts[rec.node]} instance(s)"
+            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, why))
     return plan
 
 

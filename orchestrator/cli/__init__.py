@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator import __version__
-from orchestrator.cli import (build, cost, destroy, graph, import_, outputs, plan, scale, serve, status,
+from orchestrator.cli import (build, cost, destroy, graph, import_, maintain, outputs, plan, scale, serve, status,
                               validate)
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     """
 
 
-for module in (validate, plan, build, status, outputs, destroy, graph, scale, cost, import_, serve):
+for module in (validate, plan, build, status, outputs, destroy, graph, scale, maintain, cost, import_, serve):
     main.add_command(module.command)
 
 try:  # the optimizer's verbs, when its package is present
