@@ -77,8 +77,11 @@ class AttributeView:
         if name in self.node_attrs.get(node, {}):
             return self.node_attrs[node][name]
         count = self.counts.get(node, 0)
-        # the node's first `count` instances in index order (indices may have holes after a drop)
-        indices = sorted(i for (n, i) in self.instance_attrs if n == node)[:count]
+        # the node's first `count` instances in index order; indices may have holes after a drop, and only
+        # then is every instance scanned
+        indices = range(count)
+        if not all((node, i) in self.instance_attrs for i in indices):
+            indices = sorted(i for (n, i) in self.instance_attrs if n == node)[:count]
         if len(indices) < count or not indices:
             raise Unresolved(node, name)
         values = []
@@ -132,14 +135,15 @@ def attribute_view(counts: dict[str, int], infra: InfraRecord | None, instances:
     return view
 
 
-def node_slots(node: str, count: int, instances: list[InstanceRecord], drop: frozenset[str] = frozenset()) -> list[int]:
-    """Indices a node's `count` instances occupy: existing ones first (lowest index first), then free indices.
+def node_slots(count: int, indices: list[int], dropped: set[int] = frozenset()) -> list[int]:
+    """Indices a node's `count` instances occupy, given its instances' indices and those being dropped:
+    existing ones first (lowest index first), then free indices.
 
     Without holes this is range(count); an instance dropped on request leaves a hole that is not refilled,
     so dropping server[0] of three keeps server[1] and server[2] rather than renumbering them."""
-    existing = sorted(r.index for r in instances if r.node == node and r.key not in drop)
+    existing = sorted(i for i in indices if i not in dropped)
     slots = existing[:count]
-    taken = set(existing) | {r.index for r in instances if r.node == node}
+    taken = set(indices)
     index = 0
     while len(slots) < count:
         if index not in taken:
@@ -156,7 +160,14 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
     counts = counts or desired_counts(template, infra, inputs)
     by_slot = {(r.node, r.index): r for r in instances}
     view = attribute_view(counts, infra, [r for r in instances if r.key not in drop])
-    slots = {node: node_slots(node, counts[node], instances, drop) for node in template.node_templates}
+    indices: dict[str, list[int]] = {node: [] for node in template.node_templates}
+    dropped: dict[str, set[int]] = {}
+    for r in instances:
+        if r.node in indices:
+            indices[r.node].append(r.index)
+            if r.key in drop:
+                dropped.setdefault(r.node, set()).add(r.index)
+    slots = {node: node_slots(counts[node], indices[node], dropped.get(node, set())) for node in indices}
     resolver = make_resolver(template, inputs, view)
     plan = Plan(infra.name)
     changing: set[str] = set()
@@ -187,10 +198,11 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
             if action.kind != NOOP:
                 changing.add(node)
             plan.actions.append(action)
+    wanted = {node: set(indices) for node, indices in slots.items()}
     for rec in instances:
         if rec.node not in template.node_templates:
             plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, "node removed from the descriptor"))
-        elif rec.index not in slots[rec.node]:
+        elif rec.index not in wanted[rec.node]:
             why = "dropped on request" if rec.key in drop else f"scaled to {counts[rec.node]} instance(s)"
             plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, why))
     return plan

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -344,3 +345,37 @@ def test_bad_interval_is_one_line(noop_infra, strato):
     assert proc.returncode == 1 and "positive duration" in proc.stderr and "Traceback" not in proc.stderr
     proc = strato("maintain", "nope", "--once")
     assert proc.returncode == 1 and "no infrastructure named 'nope'" in proc.stderr
+
+
+def test_serve_runs_the_loop_and_serves_its_metrics(noop_infra, strato_home):
+    pytest.importorskip("uvicorn", reason="strato serve needs uvicorn")
+    from drivers.local import free_port
+    store, _ = noop_infra
+    store.add_scale_request("app", "web", "to", 2)
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=REPO, STRATO_HOME=str(strato_home))
+    serve = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", "--port", str(port), "--maintain",
+                              "--maintain-interval", "0.3s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=2) as resp:
+                    text = resp.read().decode()
+                if 'strato_maintain_pass_seconds_count{infrastructure="app"}' in text:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert 'strato_maintain_pass_seconds_count{infrastructure="app"}' in text
+        assert store.lease_holder("app")["pid"] == serve.pid
+        assert len(web_instances(store)) == 2 and store.pending_scale_requests("app") == []
+    finally:
+        serve.send_signal(signal.SIGINT)
+        try:
+            serve.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
