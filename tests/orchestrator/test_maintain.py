@@ -100,6 +100,16 @@ def noop_infra(strato_home, tmp_path):
     store.close()
 
 
+def stop(proc: subprocess.Popen, sig: int) -> None:
+    """Ask a CLI process to stop as a user would; kill it if it does not within 10 s."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def web_instances(store):
     return sorted((r.index, r.status) for r in store.instances("app") if r.node == "web")
 
@@ -331,12 +341,7 @@ def test_running_loop_applies_a_scale_request_and_status_watch_shows_it(infra, s
         assert len(docs) == 2 and docs[0]["infrastructures"][0]["maintained_by"]["pid"] == loop.pid
         assert any(e["kind"] == "scale_request_applied" for e in docs[1]["infrastructures"][0]["events"])
     finally:
-        loop.send_signal(signal.SIGTERM)
-        try:
-            loop.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            loop.kill()
-            loop.wait()
+        stop(loop, signal.SIGTERM)
     assert store.lease_holder("noopapp") is None   # released on SIGTERM
 
 
@@ -373,9 +378,4 @@ def test_serve_runs_the_loop_and_serves_its_metrics(noop_infra, strato_home):
         assert store.lease_holder("app")["pid"] == serve.pid
         assert len(web_instances(store)) == 2 and store.pending_scale_requests("app") == []
     finally:
-        serve.send_signal(signal.SIGINT)
-        try:
-            serve.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
+        stop(serve, signal.SIGINT)
