@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import urllib.error
@@ -118,3 +119,165 @@ def test_kill_9_of_a_replica_is_replaced_within_two_intervals_while_the_endpoint
     heals = [e for e in store.events(demo, 500) if e["kind"] == "maintain_acted"]
     assert heals and heals[-1]["detail"]["healed"] == 1
     store.close()
+
+
+# -- scaling on load ----------------------------------------------------------------------------
+
+POLICY = """
+  policies:
+    - autoscale:
+        type: strato.policies.Scaling
+        targets: [server]
+        properties:
+          metric: "{metric}"
+          aggregation: sum
+          target: {target}
+          min_instances: 1
+          max_instances: 4
+          period: 0.5 s
+          cooldown: 0 s
+          scale_down_stabilization: 4 s
+          scale_up_period: 1 s
+"""
+
+
+def example_with_policy(tmp_path, metric: str, target: float) -> str:
+    """The ai-inference example with a target-tracking policy on its replicas (a copy beside its scripts)."""
+    src = os.path.dirname(EXAMPLE)
+    for script in ("train.py", "serve.py"):
+        with open(os.path.join(src, script)) as fh:
+            (tmp_path / script).write_text(fh.read())
+    with open(EXAMPLE) as fh:
+        text = fh.read()
+    text = text.replace("\n  outputs:", POLICY.format(metric=metric, target=target) + "\n  outputs:")
+    text = text.replace("default: 2\n      description: Number", "default: 1\n      description: Number")
+    path = tmp_path / "service.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+class Load(threading.Thread):
+    """A bounded open-loop load: `rate` requests/s from a few threads for as long as it runs."""
+
+    def __init__(self, url: str, rate: float, threads: int = 4):
+        super().__init__(daemon=True)
+        self.url, self.rate, self.threads = url, rate, threads
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def worker(self):
+        gap = self.threads / self.rate
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                post(self.url, ROWS)
+                self.sent += 1
+            except OSError:
+                pass
+            next_at += gap
+            self.stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def run(self):
+        workers = [threading.Thread(target=self.worker, daemon=True) for _ in range(self.threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+
+def replicas(store, name: str) -> int:
+    infra = store.get_infra(name)
+    return infra.desired.get("server") or 0
+
+
+def run_load_step(strato, strato_home, descriptor: str, *loop_args: str) -> list[int]:
+    """Build, start the loop, load, unload: the desired replica counts seen over time."""
+    name = unique("tt")
+    proc = strato("build", descriptor, "--name", name, "-q", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    store = StateStore(str(strato_home / "state.db"))
+    endpoint = strato("outputs", name, "--get", "endpoint").stdout.strip()
+    loop = start_loop(strato_home, name, "--interval", "0.5s", *loop_args)
+    load = Load(endpoint, rate=50)
+    seen: list[int] = []
+    try:
+        load.start()
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and max(seen, default=0) < 3:
+            seen.append(replicas(store, name))
+            time.sleep(0.25)
+        load.stop.set()
+        load.join(timeout=10)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and seen[-1] != 1:
+            seen.append(replicas(store, name))
+            time.sleep(0.25)
+        ready = [r for r in store.instances(name) if r.node == "server" and r.status == "ready"]
+    finally:
+        load.stop.set()
+        err = stop_loop(loop)
+        strato("destroy", name, "--yes", "-q")
+    assert "Traceback" not in err, err
+    assert max(seen) >= 3, f"never scaled up under load: {seen}; {err[-2000:]}"
+    assert seen[-1] == 1, f"did not scale back down after the stabilisation window: {seen}"
+    assert len(ready) == 1
+    scaled = [e for e in store.events(name, 1000) if e["kind"] == "scaled"]
+    assert {e["detail"]["direction"] for e in scaled} == {"up", "down"}
+    assert all("target tracking" in e["detail"]["reason"] for e in scaled)
+    store.close()
+    return seen
+
+
+def test_target_tracking_scales_up_under_a_load_step_and_back_down(strato, strato_home, tmp_path):
+    # request_rate is a built-in probe: the replicas' own histograms, scraped directly
+    run_load_step(strato, strato_home, example_with_policy(tmp_path, "request_rate", 12))
+
+
+@pytest.fixture
+def prometheus(strato_home, tmp_path):
+    """Debian's Prometheus on a free loopback port, scraping what the maintain loop lists in file_sd."""
+    script = os.path.join(REPO, "tests", "env", "prometheus.sh")
+    setup = subprocess.run(["bash", script], capture_output=True, text=True, timeout=600)
+    if setup.returncode != 0:
+        pytest.skip(f"Prometheus not available: {setup.stderr.strip()[-300:]}")
+    from drivers.local import free_port
+    port = free_port()
+    sd = tmp_path / "targets"
+    sd.mkdir()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(textwrap.dedent(f"""
+        global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+        scrape_configs:
+          - job_name: strato
+            file_sd_configs: [{{files: ["{strato_home}/infrastructures/*/prometheus_targets.json"],
+                                refresh_interval: 1s}}]
+    """))
+    log = open(tmp_path / "prometheus.log", "w")
+    proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url + "/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.skip("Prometheus did not become ready within 30 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_target_tracking_through_promql_on_a_real_prometheus(strato, strato_home, tmp_path, prometheus):
+    query = 'sum(rate(inference_requests_total{job="strato"}[4s]))'
+    run_load_step(strato, strato_home, example_with_policy(tmp_path, query, 12), "--prometheus", prometheus)
