@@ -834,7 +834,9 @@ def resolve_instance(ident: str, node: str, records: list[InstanceRecord]) -> In
 
 
 def prometheus_targets_path(store: StateStore, name: str) -> str:
-    return os.path.join(store.home, "infrastructures", name, "prometheus_targets.json")
+    """Where the loop lists an infrastructure's scrape targets for Prometheus (file_sd_configs:
+    files: [$STRATO_HOME/prometheus/*.json])."""
+    return os.path.join(store.home, "prometheus", f"{name}.json")
 
 
 def request_scale(store: StateStore, name: str, node: str, kind: str, value: int | None = None,

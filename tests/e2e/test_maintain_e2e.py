@@ -129,7 +129,7 @@ POLICY = """
         type: strato.policies.Scaling
         targets: [server]
         properties:
-          metric: "{metric}"
+          metric: '{metric}'
           aggregation: sum
           target: {target}
           min_instances: 1
@@ -190,7 +190,7 @@ def replicas(store, name: str) -> int:
     return infra.desired.get("server") or 0
 
 
-def run_load_step(strato, strato_home, descriptor: str, *loop_args: str) -> list[int]:
+def run_load_step(strato, strato_home, descriptor: str, metric: str, *loop_args: str) -> list[int]:
     """Build, start the loop, load, unload: the desired replica counts seen over time."""
     name = unique("tt")
     proc = strato("build", descriptor, "--name", name, "-q", timeout=300)
@@ -223,14 +223,14 @@ def run_load_step(strato, strato_home, descriptor: str, *loop_args: str) -> list
     assert len(ready) == 1
     scaled = [e for e in store.events(name, 1000) if e["kind"] == "scaled"]
     assert {e["detail"]["direction"] for e in scaled} == {"up", "down"}
-    assert all("target tracking" in e["detail"]["reason"] for e in scaled)
+    assert all("target tracking" in e["detail"]["reason"] and metric in e["detail"]["reason"] for e in scaled)
     store.close()
     return seen
 
 
 def test_target_tracking_scales_up_under_a_load_step_and_back_down(strato, strato_home, tmp_path):
     # request_rate is a built-in probe: the replicas' own histograms, scraped directly
-    run_load_step(strato, strato_home, example_with_policy(tmp_path, "request_rate", 12))
+    run_load_step(strato, strato_home, example_with_policy(tmp_path, "request_rate", 12), "request_rate")
 
 
 @pytest.fixture
@@ -249,7 +249,7 @@ def prometheus(strato_home, tmp_path):
         global: {{scrape_interval: 1s, evaluation_interval: 1s}}
         scrape_configs:
           - job_name: strato
-            file_sd_configs: [{{files: ["{strato_home}/infrastructures/*/prometheus_targets.json"],
+            file_sd_configs: [{{files: ["{strato_home}/prometheus/*.json"],
                                 refresh_interval: 1s}}]
     """))
     log = open(tmp_path / "prometheus.log", "w")
@@ -264,9 +264,12 @@ def prometheus(strato_home, tmp_path):
                     if resp.status == 200:
                         break
             except OSError:
+                if proc.poll() is not None:
+                    break
                 time.sleep(0.2)
         else:
             pytest.skip("Prometheus did not become ready within 30 s")
+        assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
         yield url
     finally:
         proc.terminate()
@@ -280,4 +283,4 @@ def prometheus(strato_home, tmp_path):
 
 def test_target_tracking_through_promql_on_a_real_prometheus(strato, strato_home, tmp_path, prometheus):
     query = 'sum(rate(inference_requests_total{job="strato"}[4s]))'
-    run_load_step(strato, strato_home, example_with_policy(tmp_path, query, 12), "--prometheus", prometheus)
+    run_load_step(strato, strato_home, example_with_policy(tmp_path, query, 12), query, "--prometheus", prometheus)
