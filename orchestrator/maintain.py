@@ -205,6 +205,7 @@ class Maintainer:
         self._last_reason: dict[tuple[str, str], str] = {}
         self._last_error: dict[str, str] = {}
         self._predictions: dict[str, float] = {}
+        self._last_eval: dict[tuple[str, str], float] = {}   # when each policy last decided (its `period`)
         self._create_failures: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
         self._lease = False
         self._records: dict[str, InstanceRecord] = {}   # decoded rows by key, reused while their version holds
@@ -622,6 +623,24 @@ class Maintainer:
             chosen = None
             for policy in items:
                 pid = self._policy_id(policy)
+                period = getattr(policy, "period_s", None) or 0.0
+                last_eval = self._last_eval.get((node, pid))
+                if last_eval is not None and now - last_eval < period - 0.05 * self.options.interval:
+                    continue   # the template asks for this policy less often than the loop passes
+                self._last_eval[(node, pid)] = now
+                try:
+                    absent = sorted({spec.name for spec in policy.metrics_needed()} - set(values))
+                except Exception:  # reported by _collect_metrics already
+                    absent = []
+                if absent:  # no data yet (a first scrape has no rates) or none at all: wait, not broken
+                    reason = f"waiting for metric(s) {', '.join(absent)}"
+                    report.decisions.append({"node": node, "policy": pid, "current": counts[node],
+                                             "desired": counts[node], "reason": reason})
+                    if self._last_reason.get((node, pid)) != reason:
+                        self._last_reason[(node, pid)] = reason
+                        self._event("decision", node=node, policy=pid, current=counts[node], desired=counts[node],
+                                    action="hold", reason=reason)
+                    continue
                 try:
                     decision = policy.decide(obs)
                 except Exception as exc:  # PolicyError or a bug inside the policy: report it as broken
