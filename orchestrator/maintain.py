@@ -405,7 +405,10 @@ class Maintainer:
         changes = [a for a in plan.changes if not self._backing_off(a, now)]
         report.plan = plan.summary()
         report.planned = [a.to_dict() for a in changes]
-        if (changes or replace) and not opts.dry_run:
+        if infra.status in ("destroying", "destroy_failed"):
+            if changes or replace:   # never rebuild what a destroy is taking down
+                report.deferred = f"infrastructure is {infra.status.replace('_', ' ')}; run strato destroy again"
+        elif (changes or replace) and not opts.dry_run:
             self._act(template, graph, inputs, counts, frozenset(drop), replace, drop_requests, report)
         elif not opts.dry_run:
             for request in drop_requests:  # already carried out (e.g. the instance was gone)
