@@ -752,6 +752,9 @@ class Maintainer:
             return
         self._last_error.pop("deferred", None)
         try:
+            infra = store.get_infra(self.name)
+            if infra is None or infra.status in ("destroying", "destroy_failed"):
+                return   # destroyed (or being destroyed) since this pass looked
             for rec in replace:
                 # The process may still run (it only fails its checks): delete it, or the create would adopt it.
                 try:
