@@ -266,6 +266,14 @@ class Maintainer:
                                     policy=self._policy_id(policy), error=f"could not restore its state: {exc}")
 
     @staticmethod
+    def _bounds(tmpl, inputs: dict) -> tuple[int, int]:
+        """A node's (min, max) instances, inputs applied, max capped by Strato's per-node ceiling."""
+        from orchestrator import bounds
+        low, high = bounds.node_bounds(tmpl, inputs)
+        ceiling = bounds.ceiling()
+        return int(low or 0), min(high, ceiling) if high is not None else ceiling
+
+    @staticmethod
     def _policy_id(policy) -> str:
         return getattr(policy, "source", "") or getattr(policy, "name", "policy")
 
@@ -388,12 +396,11 @@ class Maintainer:
 
         # 6. min/max, then one plan ---------------------------------------------------------
         for node, tmpl in template.node_templates.items():
-            bounded = max(tmpl.min_instances or 0, counts[node])
-            if tmpl.max_instances is not None:
-                bounded = min(bounded, tmpl.max_instances)
+            low, high = self._bounds(tmpl, inputs)
+            bounded = min(max(low, counts[node]), high)
             if bounded != counts[node]:
                 self._event("bounded", node=node, desired=bounded,
-                            reason=f"{counts[node]} is outside min {tmpl.min_instances} / max {tmpl.max_instances}")
+                            reason=f"{counts[node]} is outside min {low} / max {high}")
                 if not opts.dry_run:
                     store.set_desired_count(self.name, node, bounded)
                 counts[node] = bounded
@@ -575,12 +582,12 @@ class Maintainer:
                     wanted = current - 1
                     drop.add(target.key)
             if wanted is not None:
-                low, high = tmpl.min_instances or 0, tmpl.max_instances
-                if wanted < low or (high is not None and wanted > high):
+                low, high = self._bounds(tmpl, self._loaded[1])
+                if wanted < low or wanted > high:
                     if kind == "drop":
                         drop.discard(target.key)
                     result = {"ok": False, "error": f"{node} would have {wanted} instance(s), outside its "
-                                                    f"min {low} / max {high if high is not None else 'none'}"}
+                                                    f"min {low} / max {high}"}
                 else:
                     counts[node] = wanted
                     result = {"ok": True, "desired": wanted}
@@ -606,6 +613,7 @@ class Maintainer:
             if node not in template.node_templates or not items:
                 continue
             tmpl = template.node_templates[node]
+            low, high = self._bounds(tmpl, self._loaded[1])
             live = sorted(healthy.get(node, []), key=lambda r: r.index)
             values = metrics.get(node, {})
             target = None
@@ -618,7 +626,7 @@ class Maintainer:
             self._prediction_error(node, target)
             obs = Observation(now=now, node=node, instances=counts[node], ready=len(live), metrics=dict(values),
                               instance_ids=tuple(r.key for r in live),
-                              min_instances=tmpl.min_instances or 0, max_instances=tmpl.max_instances,
+                              min_instances=low, max_instances=high,
                               target=target, extra={"infrastructure": self.name})
             if not self.options.dry_run:
                 self.store.add_sample(self.name, node, counts[node], target,
@@ -667,9 +675,7 @@ class Maintainer:
                 continue
             policy, decision, entry = chosen
             pid = self._policy_id(policy)
-            desired = max(tmpl.min_instances or 0, int(decision.desired))
-            if tmpl.max_instances is not None:
-                desired = min(desired, tmpl.max_instances)
+            desired = min(max(low, int(decision.desired)), high)
             predicted = (decision.detail or {}).get("predicted_target")
             if desired == counts[node]:
                 if self._last_reason.get((node, pid)) != decision.reason:
@@ -864,13 +870,24 @@ def prometheus_targets_path(store: StateStore, name: str) -> str:
     return os.path.join(store.home, "prometheus", f"{name}.json")
 
 
+def current_count(infra, node: str) -> int:
+    """A node's desired count now: set by scale/a policy, else the descriptor's (with the stored inputs)."""
+    if infra.desired.get(node) is not None:
+        return int(infra.desired[node])
+    from orchestrator import service
+    template = service._stored_template(infra)
+    if template is None or node not in template.node_templates:
+        return 0
+    return template.node_templates[node].instance_count(service._stored_inputs(template, infra))
+
+
 def request_scale(store: StateStore, name: str, node: str, kind: str, value: int | None = None,
                   instance: str | None = None, wait: float = 0.0) -> dict:
     """Record a scale request; a running loop applies it on its next pass, otherwise this call runs one pass.
 
     Returns {request, applied_by, result}."""
-    from orchestrator.service import UserError, _require_infra
-    infra = _require_infra(store, name)
+    from orchestrator.service import UserError, require_infra
+    infra = require_infra(store, name)
     if infra.dependencies and node not in infra.dependencies:
         raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
     if kind == "to" and (value is None or value < 0):

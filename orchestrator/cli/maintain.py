@@ -95,7 +95,7 @@ def command(name, interval, once, dry_run, metrics_port, prometheus_url, passes,
 
     seconds = parse_interval(interval)
     store = service.open_store(state_path)
-    service._require_infra(store, name)
+    service.require_infra(store, name)
     options = MaintainOptions(interval=seconds, dry_run=dry_run, prometheus_url=prometheus_url,
                               default_grace=grace)
     loop_metrics = LoopMetrics()

@@ -12,18 +12,21 @@ from orchestrator.service import UserError
 @click.command("scale")
 @click.argument("name")
 @click.argument("node")
-@click.argument("count", type=click.IntRange(0, 100000), required=False)
-@click.option("--to", "to", type=click.IntRange(0, 100000), help="Scale to exactly N instances.")
+@click.argument("count", type=click.IntRange(min=0), required=False)
+@click.option("--to", "to", type=click.IntRange(min=0), help="Scale to exactly N instances.")
 @click.option("--by", "by", type=int, help="Add (+N) or remove (-N) instances.")
 @click.option("--drop", "drop", metavar="INSTANCE",
               help="Remove this instance (its key, NODE[i] or i) and lower the count by one.")
-@click.option("--no-apply", is_flag=True, help="Only record the request; a maintain loop or the next build applies it.")
+@click.option("--force", is_flag=True,
+              help="Scale to 0 even though other nodes depend on NODE (they lose what they need and may fail).")
+@click.option("--no-apply", is_flag=True, help="Only record it; a maintain loop or the next build applies it.")
 @click.option("--wait", type=float, default=30.0, show_default=True,
               help="With a maintain loop running: seconds to wait for it to apply the request.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
 @state_option
 @json_option
 @handle_errors
-def command(name, node, count, to, by, drop, no_apply, wait, state_path, as_json):
+def command(name, node, count, to, by, drop, force, no_apply, wait, quiet, state_path, as_json):
     """Scale NODE of infrastructure NAME (Occopus's scaleto / scaleup / scaledown).
 
     \b
@@ -33,9 +36,12 @@ def command(name, node, count, to, by, drop, no_apply, wait, state_path, as_json
 
     The request is recorded in state. A running `strato maintain` applies it on its next pass
     (this command waits up to --wait seconds for that); without one, this command applies it.
-    Counts outside the node's min/max are refused.
+    The resulting count must lie within the node's min_instances/max_instances and Strato's
+    per-node ceiling ($STRATO_MAX_INSTANCES_PER_NODE, default 1000); the error names the bound and
+    where it is set. Scaling to 0 a node that others depend on is refused, naming them, unless
+    --force is given.
     """
-    from orchestrator.maintain import request_scale
+    from orchestrator.maintain import current_count, request_scale
 
     given = [x for x in (count, to, by, drop) if x is not None]
     if len(given) != 1:
@@ -43,10 +49,13 @@ def command(name, node, count, to, by, drop, no_apply, wait, state_path, as_json
     kind, value, instance = (("to", count if count is not None else to, None) if (count is not None or to is not None)
                              else ("by", by, None) if by is not None else ("drop", None, drop))
     store = service.open_store(state_path)
+    infra = service.require_infra(store, name)
+    after = value if kind == "to" else current_count(infra, node) + (value if kind == "by" else -1)
+    what = {"to": f"to {value}", "by": f"by {value:+d}" if value is not None else "", "drop": f"--drop {instance}"}[kind]
+    service.check_scale(store, name, node, after, force, source=f"strato scale {name} {node} {what}")
     if no_apply and kind == "to":  # the desired count itself: the next build or maintain pass applies it
-        result = {**service.scale(store, name, node, value), "request": None, "applied": False}
+        result = {**service.scale(store, name, node, value, force=force), "request": None, "applied": False}
     elif no_apply:
-        service._require_infra(store, name)
         request = store.add_scale_request(name, node, kind, value, instance)
         result = {"infrastructure": name, "node": node, "request": request, "applied": False}
     else:
@@ -54,8 +63,7 @@ def command(name, node, count, to, by, drop, no_apply, wait, state_path, as_json
     outcome = result.get("result") or {}
     if as_json:
         emit_json(result)
-    else:
-        what = {"to": f"to {value}", "by": f"by {value:+d}" if value is not None else "", "drop": f"drop {instance}"}[kind]
+    elif not quiet or (result["applied"] and not outcome.get("ok")):
         if no_apply:
             click.echo(f"{name}: {node} {what} recorded" + (f" (request {result['request']})" if result['request'] else ""))
         elif not result["applied"]:

@@ -4,7 +4,7 @@ import threading
 
 import click
 
-from orchestrator.cli.common import handle_errors, state_option
+from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
 from orchestrator.service import UserError
 
 
@@ -35,9 +35,16 @@ def start_maintain_thread(state_path, interval: float, app=None):
                    "(its metrics at /metrics).")
 @click.option("--maintain-interval", default="10s", show_default=True, help="Time between maintain passes.")
 @state_option
+@json_option
 @handle_errors
-def command(host, port, run_maintain, maintain_interval, state_path):
-    """Serve the REST API (OpenAPI docs at /docs) over the same state as the CLI."""
+def command(host, port, run_maintain, maintain_interval, state_path, as_json):
+    """Serve the REST API (OpenAPI docs at /docs) over the same state as the CLI.
+
+    With --json, one line {"ok": true, "url": ..., "docs": ...} is printed on stdout before serving
+    (the server's own log goes to stderr), so a script can read where to connect.
+    With --maintain the maintain loop runs in a background thread for every infrastructure that no
+    other loop maintains, and Strato's own metrics are served at /metrics.
+    """
     try:
         import uvicorn
         from orchestrator.api import create_app
@@ -48,8 +55,11 @@ def command(host, port, run_maintain, maintain_interval, state_path):
     if run_maintain:
         from orchestrator.cli.maintain import parse_interval
         stop, _thread = start_maintain_thread(state_path, parse_interval(maintain_interval), app)
+    if as_json:
+        url = f"http://{host}:{port}"
+        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path, "maintain": run_maintain})
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")
     finally:
         if stop is not None:
             stop.set()

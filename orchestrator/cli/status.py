@@ -1,6 +1,5 @@
 """`strato status [NAME]`: infrastructures and their instances, as stored and as observed now (`--watch`: live)."""
 
-import json
 import sys
 import time
 
@@ -25,6 +24,10 @@ def _render(data: dict, store, events: int) -> list[str]:
             if inst.get("error"):
                 line += f"  error: {inst['error']}"
             lines.append(line)
+        if infra.get("missing"):
+            gone = ", ".join(f"{m['node']}[{m['index']}] ({m['status']})" for m in infra["missing"])
+            advice = "the maintain loop recreates them" if loop else "run `strato build` again to recreate them"
+            lines.append(f"  not healthy: {gone}; {advice}")
         if events:
             for ev in store.events(infra["name"], limit=events):
                 detail = ev["detail"]
@@ -38,23 +41,33 @@ def _render(data: dict, store, events: int) -> list[str]:
 @click.command("status")
 @click.argument("name", required=False)
 @click.option("--no-refresh", is_flag=True, help="Show stored state without asking the backends.")
+@click.option("--check", is_flag=True,
+              help="For scripts: exit 2 unless every instance is observed healthy (0 when all are).")
 @click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (or --count refreshes), with recent events.")
 @click.option("--every", default=2.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between refreshes.")
 @click.option("--count", type=click.IntRange(1), default=None, help="With --watch: stop after this many refreshes.")
 @state_option
 @json_option
 @handle_errors
-def command(name, no_refresh, watch, every, count, state_path, as_json):
+def command(name, no_refresh, check, watch, every, count, state_path, as_json):
     """Show infrastructures (all, or NAME) with each instance's status and attributes.
 
+    An infrastructure whose build finished but some of whose instances are gone or failed is
+    shown as `degraded`, with the missing instances listed; `strato build` again (or a running
+    `strato maintain`) recreates them.
+
     With --watch the view is redrawn every --every seconds with the latest events (scaling
-    decisions, heals, alerts); with --json it prints one JSON document per refresh."""
+    decisions, heals, alerts); with --json it prints one JSON document per refresh.
+    """
     store = service.open_store(state_path)
-    shown = 0
+    shown, code = 0, 0
     try:
         while True:
-            # While a maintain loop runs it is the one observing; --watch only reads state then.
-            data = service.status(store, name, refresh=not no_refresh and not watch)
+            # While a maintain loop runs it is the one observing the backends; --watch then only reads state.
+            looped = watch and name is not None and store.lease_holder(name) is not None
+            data = service.status(store, name, refresh=not no_refresh and not looped)
+            healthy = all(i["healthy"] for i in data["infrastructures"])
+            code = 2 if check and not healthy else 0
             if as_json:
                 if watch:
                     for infra in data["infrastructures"]:
@@ -74,3 +87,4 @@ def command(name, no_refresh, watch, every, count, state_path, as_json):
             time.sleep(every)
     except KeyboardInterrupt:
         pass
+    sys.exit(code)

@@ -167,7 +167,11 @@ def test_scale_requests_to_by_drop_and_bounds_without_a_loop(noop_infra, strato)
     assert strato("scale", "app", "web", "4").returncode == 0       # the old positional form
     assert web_instances(store) == [(0, "ready"), (1, "ready"), (2, "ready"), (3, "ready")]
     proc = strato("scale", "app", "web", "--to", "9")
-    assert proc.returncode == 1 and "max 6" in proc.stderr
+    assert proc.returncode == 1 and "INSTANCES_ABOVE_MAX" in proc.stderr and "app.yaml:14:" in proc.stderr
+    proc = strato("scale", "app", "web", "--by", "-4")
+    assert proc.returncode == 1 and "INSTANCES_BELOW_MIN" in proc.stderr
+    proc = strato("scale", "app", "base", "--to", "0")
+    assert proc.returncode == 1 and "web" in proc.stderr and "--force" in proc.stderr
     proc = strato("scale", "app", "web", "--drop", "web[7]")
     assert proc.returncode == 1 and "no instance" in proc.stderr
     proc = strato("scale", "app", "web", "--to", "2", "--by", "1")
@@ -265,6 +269,17 @@ def test_broken_policy_is_reported_and_the_loop_heals_anyway(infra, toggle):
     report = Maintainer(store, "app", MaintainOptions(), policy_factory=explode).run_pass()
     assert report.errors == [] and any("target must be a number" in e["detail"].get("error", "")
                                        for e in store.events("app") if e["kind"] == "policy_broken")
+
+
+def test_a_recorded_request_outside_the_bounds_is_refused_by_the_loop(infra):
+    store, _ = infra
+    store.add_scale_request("app", "web", "by", 10)
+    store.add_scale_request("app", "web", "drop", None, "web[1]")
+    report = Maintainer(store, "app", MaintainOptions()).run_pass()
+    assert [r["ok"] for r in report.requests] == [False, True]
+    assert "outside its min 1 / max 6" in report.requests[0]["error"]
+    assert web_instances(store) == [(0, "ready"), (2, "ready")] and store.pending_scale_requests("app") == []
+    assert store.get_infra("app").desired["web"] == 2
 
 
 def test_resolve_instance_forms(infra):
