@@ -285,3 +285,61 @@ def prometheus(strato_home, tmp_path):
 def test_target_tracking_through_promql_on_a_real_prometheus(strato, strato_home, tmp_path, prometheus):
     query = 'sum(rate(inference_requests_total{job="strato"}[4s]))'
     run_load_step(strato, strato_home, example_with_policy(tmp_path, query, 12), query, "--prometheus", prometheus)
+
+
+OPTIMIZER_POLICY = """
+  policies:
+    - optimize:
+        type: strato.policies.Optimizer
+        targets: [server]
+        properties:
+          target_metric: latency_p95_ms
+          target_value: 30
+          input_metrics: [request_rate]
+          metric: request_rate
+          aggregation: sum
+          target: 12
+          min_instances: 1
+          max_instances: 4
+          period: 0.5 s
+          cooldown: 0 s
+          training_samples_required: 10
+"""
+
+
+def test_optimizer_policy_drives_the_example_under_a_ramp_and_its_samples_accumulate(strato, strato_home, tmp_path):
+    pytest.importorskip("policies.optimizer", reason="the optimizer policy (policies/optimizer.py) has not landed")
+    descriptor = example_with_policy(tmp_path, "request_rate", 12)
+    text = open(descriptor).read()
+    text = text[:text.index("\n  policies:")] + OPTIMIZER_POLICY + text[text.index("\n  outputs:"):]
+    with open(descriptor, "w") as fh:
+        fh.write(text)
+    name = unique("opt")
+    proc = strato("build", descriptor, "--name", name, "-q", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    store = StateStore(str(strato_home / "state.db"))
+    endpoint = strato("outputs", name, "--get", "endpoint").stdout.strip()
+    loop = start_loop(strato_home, name, "--interval", "0.5s")
+    seen = []
+    try:
+        for rate in (5, 15, 30, 50):          # a ramp: 4 steps of 4 s
+            load = Load(endpoint, rate=rate)
+            load.start()
+            time.sleep(4)
+            load.stop.set()
+            load.join(timeout=10)
+            seen.append(replicas(store, name))
+    finally:
+        err = stop_loop(loop)
+        strato("destroy", name, "--yes", "-q")
+    assert "Traceback" not in err, err
+    samples = store.samples(name, "server")
+    assert len(samples) >= 20, len(samples)
+    assert all(s["instances"] >= 1 for s in samples)
+    assert any(s["metrics"].get("request_rate", 0) > 20 for s in samples)
+    assert any(s["target"] is not None for s in samples)        # the target metric is measured and kept
+    decisions = [e for e in store.events(name, 2000) if e["kind"] in ("decision", "scaled")
+                 and e["detail"].get("policy") == "optimize"]
+    assert decisions, "the optimizer policy never decided"
+    assert max(seen) >= 2, seen                                # it scaled the replicas up under the ramp
+    store.close()
