@@ -244,7 +244,7 @@ class Maintainer:
         self._alerts = [p for p in template.policies.values()
                         if template.types is not None and template.types.has("policy", p.type)
                         and template.types.is_a(p.type, ALERT_TYPE, "policy")]
-        if not self.options.policies:
+        if not self.options.policies or not template.policies:
             return
         try:
             self._policies = self.policy_factory(template, inputs, infrastructure=self.name) or {}
