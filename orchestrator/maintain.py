@@ -42,7 +42,7 @@ from drivers.providers import get_driver
 from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.metrics import (LoopMetrics, MetricsError, PrometheusSource, ScrapeSource, instance_metrics_url,
                                   is_loopback, write_file_sd)
-from orchestrator.plan import CREATE, DELETE, NOOP, desired_counts, plan_changes
+from orchestrator.plan import CREATE, NOOP, desired_counts, plan_changes
 from orchestrator.state import InstanceRecord, LockHeld, StateStore
 
 log = logging.getLogger("strato.maintain")

@@ -30,7 +30,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 AGGREGATES = {
     "sum": sum,
@@ -40,7 +40,7 @@ AGGREGATES = {
     "min": min,
 }
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_AGG_RE = re.compile(rf"^\s*(sum|avg|mean|max|min)\s*\((.*)\)\s*$", re.S)
+_AGG_RE = re.compile(r"^\s*(sum|avg|mean|max|min)\s*\((.*)\)\s*$", re.S)
 _RATE_RE = re.compile(rf"^\s*(?:i?rate|increase)\s*\(\s*({_NAME})\s*(?:\{{[^}}]*\}})?\s*(?:\[[^\]]*\])?\s*\)\s*$")
 _QUANTILE_RE = re.compile(rf"^\s*histogram_quantile\s*\(\s*([0-9.]+)\s*,.*?({_NAME})_bucket", re.S)
 _PLAIN_RE = re.compile(rf"^\s*({_NAME})\s*(?:\{{[^}}]*\}})?\s*$")

@@ -31,7 +31,7 @@ def test_histogram_quantile_interpolates_like_prometheus():
 
 
 def test_scraped_rates_quantiles_and_aggregations_from_real_endpoints():
-    registries, servers, urls = [], [], {}
+    servers, urls = [], {}
     hists, gauges, counters = [], [], []
     for i in range(2):
         reg = prometheus_client.CollectorRegistry()
