@@ -57,7 +57,8 @@ def command(host, port, run_maintain, maintain_interval, state_path, as_json):
         stop, _thread = start_maintain_thread(state_path, parse_interval(maintain_interval), app)
     if as_json:
         url = f"http://{host}:{port}"
-        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path, "maintain": run_maintain})
+        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path,
+                   **({"maintain": True, "metrics": f"{url}/metrics/"} if run_maintain else {})})
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")
     finally:
