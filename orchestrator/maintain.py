@@ -247,7 +247,9 @@ class Maintainer:
         if not self.options.policies or not template.policies:
             return
         try:
-            self._policies = self.policy_factory(template, inputs, infrastructure=self.name) or {}
+            # the optimizer policy keeps its training samples in this state DB (optimizer.samples.SampleStore)
+            self._policies = self.policy_factory(template, inputs, infrastructure=self.name,
+                                                 state_path=self.store.path) or {}
         except ImportError as exc:
             self._policy_error = f"scaling policies unavailable: {exc}"
         except Exception as exc:  # a bad policy setting: report it, keep healing
@@ -619,8 +621,8 @@ class Maintainer:
             target = None
             for policy in items:
                 if policy.needs_target():
-                    spec = getattr(policy, "target_metric", None)
-                    name = getattr(spec, "name", None) or getattr(policy, "target_name", None)
+                    spec = getattr(policy, "target", None) or getattr(policy, "target_metric", None)
+                    name = getattr(spec, "name", None)
                     if name and name in values:
                         target = values[name]
             self._prediction_error(node, target)
