@@ -33,6 +33,11 @@ from orchestrator.executor import RunOptions  # noqa: E402
 from orchestrator.maintain import Maintainer, MaintainOptions  # noqa: E402
 from orchestrator.state import StateStore  # noqa: E402
 
+try:  # `strato loadgen` (orchestrator/loadgen.py); a built-in open-loop generator stands in where it is absent
+    from orchestrator import loadgen  # noqa: E402
+except ImportError:  # pragma: no cover
+    loadgen = None
+
 EXAMPLE_DIR = os.path.join(REPO, "examples", "ai-inference")
 TRACE = os.path.join(os.path.dirname(REPO), "shared", "data", "worldcup98_requests_per_minute.csv")
 if not os.path.exists(TRACE):
@@ -144,7 +149,7 @@ def trace_stretch(minutes: int) -> list[float]:
 
 
 class OpenLoopLoad:
-    """Poisson arrivals at the trace's (scaled) rate, each request on its own thread; latencies recorded."""
+    """Stand-in for `strato loadgen` where it is absent: Poisson arrivals at the trace's (scaled) rate."""
 
     def __init__(self, url: str, rates: list[float], seconds_per_step: float, max_in_flight: int = 64):
         self.url, self.rates, self.step = url, rates, seconds_per_step
@@ -262,9 +267,16 @@ def ramp_run(directory: str, policy: str, rates: list[float], step_s: float, set
     try:
         while store.lease_holder(name) is None:
             time.sleep(0.05)
-        load = OpenLoopLoad(endpoint, rates, step_s)
         sampler.start()
-        load.run()
+        if loadgen is not None:   # `strato loadgen`'s engine: the same open-loop trace replay as the CLI
+            segments = [loadgen.Segment(step_s, rate) for rate in rates]
+            report = loadgen.run(endpoint, segments, step_s * len(rates), interval_s=10.0, method="POST",
+                                 data=ROWS, headers={"Content-Type": "application/json"}, max_inflight=64)
+            total = report.total()
+            load = None
+        else:
+            load = OpenLoopLoad(endpoint, rates, step_s)
+            load.run()
     finally:
         stop_sampling.set()
         sampler.join(timeout=5)
@@ -276,10 +288,14 @@ def ramp_run(directory: str, policy: str, rates: list[float], step_s: float, set
     samples = len(store.samples(name, "server"))
     cli(home, "destroy", name, "--yes", "-q")
     store.close()
-    lat = sorted(load.latencies)
-    p95 = 1000 * lat[int(0.95 * (len(lat) - 1))] if lat else None
-    result = {"p95_ms": round(p95, 2) if p95 is not None else None, "replica_s": round(replica_s, 1),
-              "actions": len(actions), "requests": len(lat), "errors": load.errors, "samples": samples,
+    if load is None:
+        p95, requests, errors = total["p95_ms"], total["ok"], total["errors"] + total["dropped"]
+    else:
+        lat = sorted(load.latencies)
+        p95 = round(1000 * lat[int(0.95 * (len(lat) - 1))], 2) if lat else None
+        requests, errors = len(lat), load.errors
+    result = {"p95_ms": p95, "replica_s": round(replica_s, 1),
+              "actions": len(actions), "requests": requests, "errors": errors, "samples": samples,
               "max_replicas_used": max([a["detail"]["desired"] for a in actions] or [1])}
     if broken:
         result["policy_errors"] = sorted({b for b in broken if b})[:3]
@@ -316,7 +332,8 @@ def main() -> None:
             out["ramp"] = {p: ramp_run(directory, p, rates, args.seconds_per_minute, settings)
                            for p in ("target_tracking", "optimizer")}
             out["ramp_settings"] = {"trace_minutes": len(rates), "seconds_per_minute": args.seconds_per_minute,
-                                    "peak_rate": args.peak_rate, **settings}
+                                    "peak_rate": args.peak_rate, **settings,
+                                    "load_generator": "strato loadgen" if loadgen is not None else "built-in"}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(json.dumps(out))
