@@ -393,3 +393,57 @@ def test_serve_runs_the_loop_and_serves_its_metrics(noop_infra, strato_home):
         assert len(web_instances(store)) == 2 and store.pending_scale_requests("app") == []
     finally:
         stop(serve, signal.SIGINT)
+
+
+RULE_POLICY = """
+  policies:
+    - rule:
+        type: strato.policies.Scaling.Rule
+        targets: [web]
+        properties:
+          constants: {WANT: 4}
+          scaling_rule: |
+{rule}
+          min_instances: 1
+          max_instances: 6
+          period: 0 s
+          timeout: 1 s
+"""
+
+ESCAPES = {
+    "import": "import os\nm_node_count = 2",
+    "open": "m_node_count = len(open('/etc/passwd').read())",
+    "dunder": "m_node_count = ().__class__.__bases__[0].__subclasses__()",
+    "loop": "while True:\n    pass",
+    "memory": "x = [0] * (10 ** 10)\nm_node_count = 2",
+}
+
+
+def rule_infra(tmp_path, strato_home, rule: str):
+    pytest.importorskip("policies.rule", reason="the rule policy (policies/rule.py) has not landed")
+    path = tmp_path / "rule.yaml"
+    body = "\n".join("            " + line for line in rule.splitlines())
+    path.write_text(DESCRIPTOR + RULE_POLICY.format(rule=body))
+    store = StateStore(str(strato_home / "state.db"))
+    assert service.build(str(path), "app", {}, store, RunOptions())["ok"]
+    return store
+
+
+def test_a_rule_policy_scales_and_drops_the_instances_it_names(tmp_path, strato_home, toggle):
+    store = rule_infra(tmp_path, strato_home, "m_node_count = WANT\nm_nodes_todrop = []")
+    report = Maintainer(store, "app", MaintainOptions()).run_pass()
+    assert report.decisions[0]["desired"] == 4 and len(web_instances(store)) == 4, report.decisions
+
+
+@pytest.mark.parametrize("attempt", sorted(ESCAPES))
+def test_sandbox_escapes_are_refused_and_the_loop_survives(tmp_path, strato_home, toggle, attempt):
+    store = rule_infra(tmp_path, strato_home, ESCAPES[attempt])
+    key = [r.key for r in store.instances("app") if r.node == "web"][0]
+    toggle.gone.add(key)
+    m = Maintainer(store, "app", MaintainOptions())
+    report = m.run_pass()
+    assert [d.get("error") is not None for d in report.decisions] == [True], report.decisions
+    assert report.acted and store.get_instance(key).status == "ready"      # the loop still heals
+    assert len(web_instances(store)) == 3                                  # and the count is untouched
+    assert any(e["kind"] == "policy_broken" for e in store.events("app", 200))
+    assert m.run_pass().errors == []
