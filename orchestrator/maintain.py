@@ -101,10 +101,25 @@ def _seconds(value: Any, default: float | None) -> float | None:
     return default if seconds is None else seconds
 
 
-def default_policy_factory(template, inputs: dict, **options) -> dict[str, list]:
-    """node -> scaling policy objects, read from `template.policies` by policies/ (the same objects the simulator runs)."""
-    from policies.factory import scaling_policies
-    return scaling_policies(template, inputs, **options)
+def default_policy_factory(template, inputs: dict, errors: list | None = None, **options) -> dict[str, list]:
+    """node -> scaling policy objects, read from `template.policies` by policies/ (the same objects the simulator runs).
+
+    A policy that cannot be built (a bad setting, a rule the sandbox refuses) goes to `errors` as
+    (policy name, message) and the others still steer their nodes."""
+    from policies.factory import build_policy
+    out: dict[str, list] = {}
+    for policy in template.policies.values():
+        for node in policy.target_nodes(template):
+            try:
+                built = build_policy(template, policy, node, inputs, **options)
+            except Exception as exc:
+                if errors is None:
+                    raise
+                errors.append((policy.name, f"{type(exc).__name__}: {exc}"))
+                break
+            if built is not None:
+                out.setdefault(node, []).append(built)
+    return out
 
 
 # -- health checks -------------------------------------------------------------
@@ -241,20 +256,25 @@ class Maintainer:
 
     def _build_policies(self, template, inputs: dict) -> None:
         self._policies, self._policy_error = {}, None
+        errors: list = []
         self._alerts = [p for p in template.policies.values()
                         if template.types is not None and template.types.has("policy", p.type)
                         and template.types.is_a(p.type, ALERT_TYPE, "policy")]
-        if not self.options.policies or not template.policies:
+        if not self.options.policies or (not template.policies and self.policy_factory is default_policy_factory):
             return
         try:
             # the optimizer policy keeps its training samples in this state DB (optimizer.samples.SampleStore)
-            self._policies = self.policy_factory(template, inputs, infrastructure=self.name,
+            errors: list = []
+            self._policies = self.policy_factory(template, inputs, errors=errors, infrastructure=self.name,
                                                  state_path=self.store.path) or {}
+            for name, error in errors:
+                self._event("policy_broken", once=f"build:{name}", policy=name, error=error)
+            self._policy_error = "; ".join(f"{n}: {e}" for n, e in errors) or None
         except ImportError as exc:
             self._policy_error = f"scaling policies unavailable: {exc}"
         except Exception as exc:  # a bad policy setting: report it, keep healing
             self._policy_error = str(exc)
-        if self._policy_error:
+        if self._policy_error and not errors:
             self._event("policy_broken", once="policy_build", error=self._policy_error)
         stored = self.store.policy_states(self.name)
         for node, items in self._policies.items():
