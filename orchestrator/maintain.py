@@ -246,7 +246,8 @@ class Maintainer:
             stamp = None
         key = (path, stamp, json.dumps(inputs, sort_keys=True, default=str))
         if key != self._template_key:
-            loaded = service.load_checked(path)
+            # the descriptor was accepted when it was built; imports are read as the CLI reads them
+            loaded = service.load_checked(path, confined=False)
             resolved = service.resolve_inputs(loaded.template, {k: v for k, v in inputs.items()
                                                                 if k in loaded.template.inputs})
             self._loaded = (loaded, resolved)
