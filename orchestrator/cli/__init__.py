@@ -11,9 +11,11 @@ from orchestrator.cli.group import EXIT_CODES_HELP, StratoGroup
 # optimizer's numpy/scikit-learn and the cloud SDKs stay unloaded for `strato --version`.
 VERBS = {name: f"orchestrator.cli.{module}" for name, module in (
     ("validate", "validate"), ("plan", "plan"), ("build", "build"), ("status", "status"), ("outputs", "outputs"),
-    ("destroy", "destroy"), ("graph", "graph"), ("scale", "scale"), ("maintain", "maintain"), ("cost", "cost"), ("import", "import_"),
+    ("destroy", "destroy"), ("graph", "graph"), ("scale", "scale"), ("cost", "cost"), ("import", "import_"),
     ("serve", "serve"), ("state", "state"))}
 VERBS["optimizer"] = "optimizer.cli:optimizer_group"
+
+VERBS["maintain"] = "orchestrator.cli.maintain"
 
 
 @click.group(cls=StratoGroup, lazy=VERBS, epilog=EXIT_CODES_HELP,
