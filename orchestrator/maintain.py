@@ -663,21 +663,18 @@ class Maintainer:
                     continue   # the template asks for this policy less often than the loop passes
                 self._last_eval[(node, pid)] = now
                 try:
-                    absent = sorted({spec.name for spec in policy.metrics_needed()} - set(values))
-                except Exception:  # reported by _collect_metrics already
-                    absent = []
-                if absent:  # no data yet (a first scrape has no rates) or none at all: wait, not broken
-                    reason = f"waiting for metric(s) {', '.join(absent)}"
-                    report.decisions.append({"node": node, "policy": pid, "current": counts[node],
-                                             "desired": counts[node], "reason": reason})
-                    if self._last_reason.get((node, pid)) != reason:
-                        self._last_reason[(node, pid)] = reason
-                        self._event("decision", node=node, policy=pid, current=counts[node], desired=counts[node],
-                                    action="hold", reason=reason)
-                    continue
-                try:
                     decision = policy.decide(obs)
                 except Exception as exc:  # PolicyError or a bug inside the policy: report it as broken
+                    absent = self._absent_metrics(policy, values)
+                    if absent:  # no data yet (a first scrape has no rates, no requests no latency): a wait
+                        reason = f"waiting for metric(s) {', '.join(absent)}"
+                        report.decisions.append({"node": node, "policy": pid, "current": counts[node],
+                                                 "desired": counts[node], "reason": reason})
+                        if self._last_reason.get((node, pid)) != reason:
+                            self._last_reason[(node, pid)] = reason
+                            self._event("decision", node=node, policy=pid, current=counts[node],
+                                        desired=counts[node], action="hold", reason=reason)
+                        continue
                     self.loop_metrics.policy_errors.labels(self.name, pid).inc() if self.loop_metrics.registry else None
                     report.decisions.append({"node": node, "policy": pid, "error": str(exc)})
                     self._event("policy_broken", once=f"decide:{node}:{pid}", node=node, policy=pid,
@@ -736,6 +733,13 @@ class Maintainer:
             if self.loop_metrics.registry is not None:
                 self.loop_metrics.actions.labels(self.name, node, pid, direction).inc()
             counts[node] = desired
+
+    @staticmethod
+    def _absent_metrics(policy, values: dict) -> list[str]:
+        try:
+            return sorted({spec.name for spec in policy.metrics_needed()} - set(values))
+        except Exception:  # reported by _collect_metrics already
+            return []
 
     def _prediction_error(self, node: str, measured: float | None) -> None:
         predicted = self._predictions.pop(node, None)

@@ -328,16 +328,17 @@ def test_optimizer_policy_drives_the_example_under_a_ramp_and_its_samples_accumu
             load.stop.set()
             load.join(timeout=10)
             seen.append(replicas(store, name))
+        samples = store.samples(name, "server")
+        events = store.events(name, 2000)
     finally:
         err = stop_loop(loop)
         strato("destroy", name, "--yes", "-q")
     assert "Traceback" not in err, err
-    samples = store.samples(name, "server")
     assert len(samples) >= 20, len(samples)
     assert all(s["instances"] >= 1 for s in samples)
     assert any(s["metrics"].get("request_rate", 0) > 20 for s in samples)
     assert any(s["target"] is not None for s in samples)        # the target metric is measured and kept
-    decisions = [e for e in store.events(name, 2000) if e["kind"] in ("decision", "scaled")
+    decisions = [e for e in events if e["kind"] in ("decision", "scaled")
                  and e["detail"].get("policy") == "optimize"]
     assert decisions, "the optimizer policy never decided"
     assert max(seen) >= 2, seen                                # it scaled the replicas up under the ramp
