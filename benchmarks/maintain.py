@@ -62,7 +62,8 @@ topology_template:
 
 def idle_pass_ms(directory: str, n: int, repeats: int = 7) -> float:
     """Median duration of a pass with nothing to do over n noop instances (after one warm-up pass)."""
-    os.environ.setdefault("STRATO_MAX_INSTANCES_PER_NODE", str(max(n * 2, 1000)))  # above the default ceiling
+    ceiling = int(os.environ.get("STRATO_MAX_INSTANCES_PER_NODE") or 1000)
+    os.environ["STRATO_MAX_INSTANCES_PER_NODE"] = str(max(ceiling, 2 * n))  # above the default ceiling
     store = StateStore(os.path.join(directory, f"state{n}.db"))
     report = service.build(noop_descriptor(directory, n), f"idle{n}", {}, store, RunOptions())
     assert report["ok"], report
