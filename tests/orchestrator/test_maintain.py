@@ -35,7 +35,8 @@ class ToggleDriver(NoopDriver):
         self.created: list[str] = []
         self.deleted: list[str] = []
 
-    def create(self, spec, key):
+    def create(self, spec):
+        key = spec.key
         self.created.append(key)
         self.gone.discard(key)
         return {"key": key}
@@ -47,6 +48,9 @@ class ToggleDriver(NoopDriver):
 
     def delete(self, handle):
         self.deleted.append(handle["key"])
+
+    def find(self, key, spec=None):
+        return None
 
 
 DESCRIPTOR = """
