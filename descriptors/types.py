@@ -18,7 +18,7 @@ from descriptors.values import PRIMITIVE_TYPES, UNBOUNDED, Constraint, is_intege
 from descriptors.yamlpos import YMap, load_yaml_file, position_of
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
-PROFILE_FILES = ["tosca-core.yaml", "strato.yaml", "strato-cloud.yaml"]
+PROFILE_FILES = ["tosca-core.yaml", "strato.yaml", "strato-cloud.yaml", "strato-hosts.yaml"]
 
 # Kept for callers of the core loader: the value types an input may declare without data types.
 SCALAR_TYPES = set(PRIMITIVE_TYPES)
