@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -71,6 +72,11 @@ class Target:
                                                             else _local_python())
         out.update(self.variables)
         return out
+
+
+def inventory_name(text: str) -> str:
+    """A host name Ansible's inventory keeps as given (it would read 'address:port' as a port)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))
 
 
 def _local_python() -> str:
@@ -150,13 +156,13 @@ def _python_exe() -> str:
 def _failure_text(event: dict) -> str:
     data = event.get("event_data") or {}
     res = data.get("res") or {}
-    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
-    if not msg and res.get("results"):  # a loop: the first failed item
-        for item in res["results"]:
-            if isinstance(item, dict) and item.get("failed"):
-                msg = item.get("msg") or item.get("stderr") or ""
-                break
-    msg = " ".join(str(msg).split())
+    if not (res.get("msg") or res.get("stderr")) and res.get("results"):  # a loop: the first failed item
+        res = next((i for i in res["results"] if isinstance(i, dict) and i.get("failed")), res)
+    msg = str(res.get("msg") or res.get("reason") or "")
+    stderr = str(res.get("stderr") or "").strip()
+    if stderr and stderr not in msg:  # a command's own complaint says more than "non-zero return code"
+        msg = f"{msg} (rc {res.get('rc')}): {stderr}" if msg else stderr
+    msg = " ".join(msg.split())
     if len(msg) > 400:
         msg = msg[:400] + "..."
     kind = "unreachable" if event.get("event") == "runner_on_unreachable" else "failed"

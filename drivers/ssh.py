@@ -196,7 +196,7 @@ class SshDriver(Driver):
                                                    handle["log"], spec.timeout, handle["work_root"], spec.node)
         self._check_command(handle, spec.node)
         handle["configured"] = True
-        claims_at(handle["claims_db"])  # the claim already says who holds the host; nothing more to record
+        claims_at(handle["claims_db"]).mark_ready(POOL, handle["host_id"], handle["key"], handle["result"])
         return handle
 
     def _check_command(self, handle: dict, node: str) -> None:
@@ -209,7 +209,7 @@ class SshDriver(Driver):
 
     @staticmethod
     def _target(handle: dict) -> playbooks.Target:
-        return playbooks.Target(handle["name"], "ssh", handle["address"], handle["port"], handle["user"],
+        return playbooks.Target(playbooks.inventory_name(handle["name"]), "ssh", handle["address"], handle["port"], handle["user"],
                                 handle.get("key_file"), handle.get("python"))
 
     # -- observe / find / delete ---------------------------------------------------------------------------
@@ -234,12 +234,15 @@ class SshDriver(Driver):
         return Observed("running", attrs)
 
     def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
-        """The host this key holds. A claim whose configuration never finished (a crash) comes back unconfigured:
-        it observes as failed, so the executor deletes it (delete playbook, host freed) and creates anew."""
+        """The host this key holds. A claim whose configuration never finished (a crash mid-playbook) comes back
+        unconfigured: it observes as failed, so the executor deletes it (delete playbook, host freed) and creates
+        anew; a create for the same key would anyway get the same host back and run the playbooks again."""
         path = state_path_for(spec.infra_dir if spec else None)
-        held = claims_at(path).held_by(POOL, key)
+        claims = claims_at(path)
+        held = claims.held_by(POOL, key)
         if held is None:
             return None
+        ready, result = claims.readiness(POOL, key)
         entry = None
         if spec is not None:
             try:
@@ -261,7 +264,7 @@ class SshDriver(Driver):
                 "health_check": dict((spec.properties.get("health_check") if spec else None) or {}),
                 "operations": dict((spec.metadata.get(OPERATIONS_META) if spec else None) or {}),
                 "descriptor_dir": spec.descriptor_dir if spec else ".",
-                "work_root": os.path.join(infra_dir, "ansible"), "configured": False, "result": {},
+                "work_root": os.path.join(infra_dir, "ansible"), "configured": ready, "result": result,
                 "adopted": True}
 
     def delete(self, handle: dict) -> None:

@@ -67,7 +67,11 @@ class TerraformDriver(Driver):
         """One terraform sub-command (non-interactive, no colour); its output goes to the instance log."""
         from python_terraform import IsFlagged
         tf = _terraform(work_dir)
-        proc, _, _ = tf.cmd(command, *args, input=False, no_color=IsFlagged, synchronous=False, **flags)
+        # python-terraform builds the command line; it is run here because its runner has no timeout (and its
+        # non-blocking mode passes `-synchronous` on to terraform).
+        argv = tf.generate_cmd_string(command, *args, input=False, no_color=IsFlagged, **flags)
+        proc = subprocess.Popen(argv, cwd=work_dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

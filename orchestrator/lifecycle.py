@@ -52,7 +52,7 @@ def after_create(driver, spec, handle: dict, attributes: dict) -> tuple[dict, di
         return handle, attributes
     log_path = os.path.join(spec.infra_dir, "logs", f"{spec.node}.{spec.index}.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    target = playbooks.target_from_attributes(f"{spec.node}-{spec.index}", attributes)
+    target = playbooks.target_from_attributes(playbooks.inventory_name(f"{spec.node}-{spec.index}"), attributes)
     stats = playbooks.run_lifecycle(ops, ("create", "configure", "start"), target, log_path, spec.timeout,
                                     os.path.join(spec.infra_dir, "ansible"), spec.node)
     later = {name: op.to_dict() for name, op in ops.items() if name in ("stop", "delete")}

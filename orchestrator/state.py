@@ -341,7 +341,7 @@ class _LockContext:
 HOST_CLAIMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS host_claims (
     pool TEXT NOT NULL, host TEXT NOT NULL, key TEXT NOT NULL, infra TEXT NOT NULL, claimed REAL NOT NULL,
-    PRIMARY KEY (pool, host));
+    ready INTEGER NOT NULL DEFAULT 0, attributes TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (pool, host));
 CREATE UNIQUE INDEX IF NOT EXISTS host_claims_by_key ON host_claims (pool, key);
 """
 
@@ -387,14 +387,28 @@ class HostClaims:
             row = self._db.execute("SELECT host FROM host_claims WHERE pool=? AND key=?", (pool, key)).fetchone()
         return row[0] if row else None
 
+    def readiness(self, pool: str, key: str) -> tuple[bool, dict]:
+        """(configured?, the attributes its configuration produced) for the claim `key` holds."""
+        with self._lock:
+            row = self._db.execute("SELECT ready, attributes FROM host_claims WHERE pool=? AND key=?",
+                                   (pool, key)).fetchone()
+        return (bool(row[0]), json.loads(row[1])) if row else (False, {})
+
+    def mark_ready(self, pool: str, host: str, key: str, attributes: dict | None = None) -> None:
+        """Record that the holder finished configuring the host (a claim without it is a build that crashed)."""
+        with self._lock:
+            self._db.execute("UPDATE host_claims SET ready=1, attributes=? WHERE pool=? AND host=? AND key=?",
+                             (json.dumps(attributes or {}, default=str), pool, host, key))
+
     def release(self, pool: str, host: str, key: str) -> None:
         """Free the host if `key` holds it (a stale handle never frees another instance's host)."""
         with self._lock:
             self._db.execute("DELETE FROM host_claims WHERE pool=? AND host=? AND key=?", (pool, host, key))
 
     def claims(self, pool: str | None = None) -> list[dict]:
-        sql = "SELECT pool, host, key, infra, claimed FROM host_claims"
+        sql = "SELECT pool, host, key, infra, claimed, ready FROM host_claims"
         with self._lock:
             rows = self._db.execute(sql + (" WHERE pool=?" if pool else "") + " ORDER BY pool, host",
                                     (pool,) if pool else ()).fetchall()
-        return [{"pool": r[0], "host": r[1], "key": r[2], "infra": r[3], "claimed": r[4]} for r in rows]
+        return [{"pool": r[0], "host": r[1], "key": r[2], "infra": r[3], "claimed": r[4], "ready": bool(r[5])}
+                for r in rows]
