@@ -93,6 +93,43 @@ def translate(exc: BaseException, node: str, doing: str) -> DriverError:
                        retryable=retryable, backend=BACKEND)
 
 
+def occopus_properties(props: dict) -> dict:
+    """Properties as written by `strato import` from an Occopus azure_vm / cloudsigma resource, in this driver's terms.
+
+    Occopus names the Azure image by publisher/offer/sku/version and the machine by vm_size; a
+    CloudSigma resource names its region by endpoint and its image by libdrive_id.
+    """
+    props = dict(props)
+    provider = str(props.get("provider") or "").lower()
+    settings = dict(props.get("settings") or {})
+    create_args = dict(props.get("create_args") or {})
+    if provider == "azure_arm":
+        if not props.get("image") and props.get("publisher"):
+            props["image"] = ":".join(str(props.get(k, "latest")) for k in ("publisher", "offer", "sku", "version"))
+        for occopus, ours in (("vm_size", "size"), ("location", "location")):
+            if props.get(occopus) and not props.get(ours):
+                props[ours] = props[occopus]
+        for occopus, ours in (("tenant_id", "tenant_id"), ("subscription_id", "subscription_id")):
+            if props.get(occopus):
+                settings.setdefault(ours, props[occopus])
+        for occopus, ours in (("resource_group", "ex_resource_group"), ("username", "ex_user_name"),
+                              ("network", "ex_network"), ("subnet", "ex_subnet")):
+            if props.get(occopus):
+                create_args.setdefault(ours, props[occopus])
+    elif provider in ("cloudsigma", "cloudsigma_us"):
+        endpoint = str(props.get("endpoint") or "")
+        match = re.match(r"https?://([a-z0-9]+)\.cloudsigma\.com", endpoint)
+        if match:
+            settings.setdefault("region", match.group(1))
+        if props.get("libdrive_id") and not props.get("image"):
+            props["image"] = props["libdrive_id"]
+    for occopus in ("publisher", "offer", "sku", "version", "vm_size", "tenant_id", "subscription_id",
+                    "resource_group", "username", "network", "subnet", "endpoint", "libdrive_id"):
+        props.pop(occopus, None)
+    props["settings"], props["create_args"] = settings, create_args
+    return props
+
+
 def _tolerate_ec2_namespace(conn) -> None:
     """EC2-compatible endpoints (moto among them) answer in the namespace `.../doc/2016-11-15` without Libcloud's
     trailing slash, so Libcloud's namespaced lookups find nothing; normalise it before parsing."""
@@ -132,8 +169,8 @@ class LibcloudDriver(Driver):
             raise DriverError(f"node '{node}': libcloud has no compute provider '{provider}'", backend=BACKEND)
         try:
             cls = get_driver(const)
-            args = [a for a in (key, secret) if a is not None]
-            conn = cls(*args, **{**settings, **extra})
+            creds = {name: value for name, value in (("key", key), ("secret", secret)) if value is not None}
+            conn = cls(**creds, **{**settings, **extra})  # by keyword: Azure's first arguments are its tenant ids
             if provider == "ec2" and settings.get("host"):
                 _tolerate_ec2_namespace(conn)
         except Exception as exc:  # noqa: BLE001 - constructor errors (missing argument, bad region)
@@ -144,7 +181,7 @@ class LibcloudDriver(Driver):
 
     @staticmethod
     def _base(spec: InstanceSpec) -> dict:
-        props = spec.properties
+        props = spec.properties = occopus_properties(spec.properties)
         if not props.get("provider"):
             raise DriverError(f"node '{spec.node}': the libcloud driver needs `provider` (e.g. openstack, azure_arm, "
                               "gce, cloudsigma)", backend=BACKEND)

@@ -209,8 +209,13 @@ class SshDriver(Driver):
 
     @staticmethod
     def _target(handle: dict) -> playbooks.Target:
-        return playbooks.Target(playbooks.inventory_name(handle["name"]), "ssh", handle["address"], handle["port"], handle["user"],
-                                handle.get("key_file"), handle.get("python"))
+        # Per-instance values are host variables (not extra vars), so one run can serve several instances.
+        controller_dir = os.path.join(os.path.dirname(os.path.dirname(handle["log"])), "instances",
+                                      os.path.basename(handle["log"])[:-len(".log")])
+        return playbooks.Target(playbooks.inventory_name(handle["name"]), "ssh", handle["address"], handle["port"],
+                                handle["user"], handle.get("key_file"), handle.get("python"),
+                                {"strato_instance_key": handle["key"], "strato_controller_dir": controller_dir,
+                                 "strato_host_labels": handle.get("labels") or {}})
 
     # -- observe / find / delete ---------------------------------------------------------------------------
     def observe(self, handle: dict) -> Observed:

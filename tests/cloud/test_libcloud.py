@@ -102,3 +102,17 @@ def test_credentials_file_and_unknown_provider(tmp_path, mimic):
     spec.properties["provider"] = "no_such_cloud"
     with pytest.raises(DriverError, match="no compute provider 'no_such_cloud'"):
         LibcloudDriver().create(spec)
+
+
+def test_occopus_resources_map_onto_libcloud_arguments():
+    from drivers.libcloud_ import occopus_properties
+    azure = occopus_properties({"provider": "azure_arm", "publisher": "Canonical", "offer": "UbuntuServer",
+                                "sku": "18.04-LTS", "version": "latest", "vm_size": "Standard_B1s",
+                                "location": "westeurope", "resource_group": "rg1", "tenant_id": "t",
+                                "subscription_id": "s", "username": "ubuntu"})
+    assert azure["image"] == "Canonical:UbuntuServer:18.04-LTS:latest" and azure["size"] == "Standard_B1s"
+    assert azure["settings"] == {"tenant_id": "t", "subscription_id": "s"}
+    assert azure["create_args"] == {"ex_resource_group": "rg1", "ex_user_name": "ubuntu"}
+    sigma = occopus_properties({"provider": "cloudsigma", "endpoint": "https://zrh.cloudsigma.com/api/2.0",
+                                "libdrive_id": "abc-123", "size": "small"})
+    assert sigma["settings"] == {"region": "zrh"} and sigma["image"] == "abc-123" and "endpoint" not in sigma
