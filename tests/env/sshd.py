@@ -47,15 +47,22 @@ class SshServer:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
+            if not _running(self.pid):
                 return
             time.sleep(0.05)
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (sshd daemonises, so its exit status may wait for a reaper that is not us)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def install(timeout: float = 600) -> None:
