@@ -92,8 +92,8 @@ def create_app(state_path: str | None = None) -> FastAPI:
                                  RunOptions(parallelism=body.parallelism), holder="strato api")
 
     @app.put("/infrastructures/{name}/nodes/{node}/count")
-    def scale(name: str, node: str, body: ScaleBody, apply: bool = True) -> dict:
-        result = service.scale(store, name, node, body.count)
+    def scale(name: str, node: str, body: ScaleBody, apply: bool = True, force: bool = False) -> dict:
+        result = service.scale(store, name, node, body.count, force=force)
         if apply:
             with write_lock:
                 result["build"] = service.build(store.get_infra(name).descriptor, name, {}, store, RunOptions(),
