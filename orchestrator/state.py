@@ -523,7 +523,9 @@ class HostClaims:
 
     def __init__(self, path: str):
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        make_private_dir(os.path.dirname(os.path.abspath(path)))
+        check_header(path)
+        make_private_file(path)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         with self._lock:
