@@ -91,7 +91,8 @@ def ansible_floor(servers, playbook: str, base: str, workdir: str) -> float:
     with open(inv_path, "w") as fh:
         json.dump(inventory, fh)
     exe = shutil.which("ansible-playbook") or os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    env = {**os.environ, **playbooks.ENVIRONMENT}
+    env = {**os.environ, **playbooks.ENVIRONMENT,  # the same settings, its own connections (as Strato's runs)
+           "ANSIBLE_SSH_CONTROL_PATH_DIR": tempfile.mkdtemp(prefix="strato-cp-floor-")}
     started = time.perf_counter()
     proc = subprocess.run([exe, "-i", inv_path, playbook, "-e", json.dumps({"base": base + "-floor", "workers": 4})],
                           capture_output=True, text=True, env=env, timeout=600)

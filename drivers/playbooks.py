@@ -28,14 +28,15 @@ from drivers.base import DriverError
 
 BACKEND = "ansible"
 LIFECYCLE = ("create", "configure", "start", "stop", "delete")
-BATCH_WINDOW_S = 0.3
+BATCH_WINDOW_S = 0.3     # a run starts once no instance has joined for this long...
+BATCH_MAX_WAIT_S = 2.0   # ...or this long after the first one asked
 # Settings an Ansible user would put in ansible.cfg for machines Strato hands out: no interactive
 # host-key prompt (the pool's hosts are declared by their owner), pipelining and a persistent
 # SSH connection per host (fewer round trips per task).
 ENVIRONMENT = {
     "ANSIBLE_HOST_KEY_CHECKING": "False",
     "ANSIBLE_PIPELINING": "True",
-    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null "
+    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=10s -o UserKnownHostsFile=/dev/null "
                         "-o StrictHostKeyChecking=no -o BatchMode=yes",
     "ANSIBLE_RETRY_FILES_ENABLED": "False",
     "ANSIBLE_GATHERING": "explicit",
@@ -211,6 +212,10 @@ def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any]
     inventory = {"all": {"hosts": {t.name: t.host_vars() for t in targets}}}
     env = dict(ENVIRONMENT)
     env["ANSIBLE_LOCAL_TEMP"] = os.path.join(private, "tmp")
+    # SSH connections are shared within one run only: a master left by a run that was killed (its remote task
+    # still running) must not hold up the next one. A short path: a unix socket's name is at most 108 bytes.
+    control_dir = tempfile.mkdtemp(prefix="strato-cp-")
+    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control_dir
     try:
         runner = runner_mod.run(private_data_dir=private, playbook=playbook, inventory=inventory,
                                 extravars=extravars, envvars=env, quiet=True, event_handler=on_event,
@@ -223,6 +228,7 @@ def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any]
         for fh in logs.values():
             fh.close()
         shutil.rmtree(private, ignore_errors=True)  # holds the inventory (key paths) and extra vars
+        shutil.rmtree(control_dir, ignore_errors=True)  # its masters exit once idle for ControlPersist
     if status == "timeout":
         for r in results.values():
             r.failure = r.failure or f"playbook {os.path.basename(playbook)} did not finish within {timeout:g} s"
@@ -239,6 +245,7 @@ def _one_line(value: Any) -> str:
 
 class _Batch:
     def __init__(self) -> None:
+        self.last_arrival = time.monotonic()
         self.members: list[tuple[Target, str]] = []
         self.done = threading.Event()
         self.results: dict[str, HostResult] = {}
@@ -246,7 +253,7 @@ class _Batch:
 
 
 class Batcher:
-    """Gathers calls of the same playbook with the same extra vars that arrive within BATCH_WINDOW_S into one run."""
+    """Gathers calls of the same playbook with the same extra vars arriving close together into one run."""
 
     def __init__(self, window: float = BATCH_WINDOW_S) -> None:
         self.window = window
@@ -263,10 +270,19 @@ class Batcher:
             if leader:
                 batch = self._open[group] = _Batch()
             batch.members.append((target, log_path))
+            batch.last_arrival = time.monotonic()
         if leader:
-            time.sleep(self.window)
-            with self._lock:
-                del self._open[group]
+            # Wait until no one has joined for `window` seconds (instances reach this point a little apart:
+            # each first claims its host and checks it answers), but never longer than BATCH_MAX_WAIT_S.
+            started = time.monotonic()
+            while True:
+                with self._lock:
+                    quiet_until = batch.last_arrival + self.window
+                    now = time.monotonic()
+                    if now >= quiet_until or now - started >= BATCH_MAX_WAIT_S:
+                        del self._open[group]
+                        break
+                time.sleep(min(quiet_until - now, 0.05) if quiet_until > now else 0.01)
             try:
                 batch.results = run_playbook(op.playbook, [t for t, _ in batch.members], extravars,
                                              {t.name: log for t, log in batch.members}, timeout, work_root, op.name)
