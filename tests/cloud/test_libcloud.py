@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from drivers.base import DriverError, InstanceSpec
 from drivers.libcloud_ import LibcloudDriver
+from tests.drivers.contract import DriverContract
 
 pytest.importorskip("libcloud", reason="the libcloud driver needs apache-libcloud (pip install 'strato[libcloud]')")
 
@@ -116,3 +118,29 @@ def test_occopus_resources_map_onto_libcloud_arguments():
     sigma = occopus_properties({"provider": "cloudsigma", "endpoint": "https://zrh.cloudsigma.com/api/2.0",
                                 "libdrive_id": "abc-123", "size": "small"})
     assert sigma["settings"] == {"region": "zrh"} and sigma["image"] == "abc-123" and "endpoint" not in sigma
+
+
+class TestLibcloudOpenStackContract(DriverContract):
+    """The shared driver contract, through Libcloud's OpenStack driver on Mimic."""
+
+    @pytest.fixture
+    def driver(self, mimic, monkeypatch):
+        monkeypatch.setenv("LIBCLOUD_OPENSTACK_KEY", "strato-user")
+        monkeypatch.setenv("LIBCLOUD_OPENSTACK_SECRET", SECRET)
+        self.settings = openstack_settings(mimic)
+        return LibcloudDriver()
+
+    @pytest.fixture
+    def spec(self, driver, tmp_path):
+        return make_spec("openstack", self.settings, "512MB Standard Instance", "Ubuntu 14.04 LTS (Trusty Tahr) (PVHVM)",
+                         tmp_path)
+
+    def failing_spec(self, spec):
+        # Mimic builds the server, then reports it ERROR: the create must remove it again.
+        return replace(spec, properties={**spec.properties, "metadata": {"server_error": "1"}})
+
+    def exists(self, handle) -> bool:
+        from libcloud.compute.providers import get_driver
+        from libcloud.compute.types import Provider
+        conn = get_driver(Provider.OPENSTACK)("strato-user", SECRET, **self.settings)
+        return any(n.id == handle["node_id"] and n.state != "terminated" for n in conn.list_nodes())
