@@ -123,8 +123,13 @@ def occopus_properties(props: dict) -> dict:
             settings.setdefault("region", match.group(1))
         if props.get("libdrive_id") and not props.get("image"):
             props["image"] = props["libdrive_id"]
+        desc = props.pop("description", None)
+        if isinstance(desc, dict) and not props.get("size") and desc.get("cpu") and desc.get("mem"):
+            # Occopus gives CPU in MHz and memory in bytes; Libcloud's CloudSigma 2.0 size: cores (2 GHz), MB, GB
+            props["size"] = {"cpu": max(1, round(float(desc["cpu"]) / 2000)),
+                             "ram": int(float(desc["mem"]) // (1024 * 1024)), "disk": int(desc.get("disk_gb") or 10)}
     for occopus in ("publisher", "offer", "sku", "version", "vm_size", "tenant_id", "subscription_id",
-                    "resource_group", "username", "network", "subnet", "endpoint", "libdrive_id"):
+                    "resource_group", "username", "network", "subnet", "endpoint", "libdrive_id", "public_ip_needed"):
         props.pop(occopus, None)
     props["settings"], props["create_args"] = settings, create_args
     return props
@@ -204,6 +209,16 @@ class LibcloudDriver(Driver):
         raise DriverError(f"node '{node}': the provider has no {kind} {wanted!r} ({len(items)} listed)",
                           backend=BACKEND)
 
+    def _size(self, conn, wanted: Any, node: str):
+        """A listed size by id or name, or {cpu, ram (MB), disk (GB)} for providers that take any shape."""
+        if isinstance(wanted, dict):
+            from libcloud.compute.base import NodeSize
+            size = NodeSize(id="custom", name="custom", ram=int(wanted.get("ram") or 1024),
+                            disk=int(wanted.get("disk") or 10), bandwidth=None, price=None, driver=conn)
+            size.cpu = int(wanted.get("cpu") or 1)
+            return size
+        return self._pick(conn.list_sizes(), wanted, "size", node)
+
     def _image(self, conn, wanted: str, node: str):
         """By id first (one call; EC2 lists thousands of public images), else by name from the list."""
         try:
@@ -224,7 +239,7 @@ class LibcloudDriver(Driver):
         if not props.get("size") or not props.get("image"):
             raise DriverError(f"node '{spec.node}': libcloud needs `size` and `image` (ids or names)", backend=BACKEND)
         try:
-            size = self._pick(conn.list_sizes(), props["size"], "size", spec.node)
+            size = self._size(conn, props["size"], spec.node)
             image = self._image(conn, str(props["image"]), spec.node)
             kwargs: dict[str, Any] = {"name": handle["name"], "size": size, "image": image}
             if props.get("location"):

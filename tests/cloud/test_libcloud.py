@@ -116,8 +116,10 @@ def test_occopus_resources_map_onto_libcloud_arguments():
     assert azure["settings"] == {"tenant_id": "t", "subscription_id": "s"}
     assert azure["create_args"] == {"ex_resource_group": "rg1", "ex_user_name": "ubuntu"}
     sigma = occopus_properties({"provider": "cloudsigma", "endpoint": "https://zrh.cloudsigma.com/api/2.0",
-                                "libdrive_id": "abc-123", "size": "small"})
+                                "libdrive_id": "abc-123",
+                                "description": {"cpu": 4000, "mem": 2147483648, "vnc_password": "x"}})
     assert sigma["settings"] == {"region": "zrh"} and sigma["image"] == "abc-123" and "endpoint" not in sigma
+    assert sigma["size"] == {"cpu": 2, "ram": 2048, "disk": 10} and "description" not in sigma
 
 
 class TestLibcloudOpenStackContract(DriverContract):
