@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.common import DEPENDENCIES_META, node_of_key, render_user_data
 
 BACKEND = "libcloud"
 META_KEY = "strato_key"
@@ -43,11 +44,6 @@ def _libcloud():
         raise DriverError("the libcloud driver needs apache-libcloud: pip install 'strato[libcloud]'",
                           backend=BACKEND) from None
     return get_driver, Provider
-
-
-def _node_of(key: str) -> str:
-    parts = key.split("/")
-    return parts[1] if len(parts) > 2 else key
 
 
 def node_name(key: str) -> str:
@@ -249,8 +245,8 @@ class LibcloudDriver(Driver):
                 kwargs[meta_arg] = {**{str(k): str(v) for k, v in (props.get("metadata") or {}).items()},
                                     META_KEY: spec.key}
             kwargs.update(dict(props.get("create_args") or {}))
-            from drivers.aws.ec2 import render_user_data
-            user_data = render_user_data(props)
+            user_data = render_user_data(props, spec.metadata.get(DEPENDENCIES_META), handle["provider"], spec.node,
+                                         spec.descriptor_dir)
             if user_data:
                 kwargs["ex_userdata"] = user_data
             node = conn.create_node(**kwargs)
@@ -262,11 +258,11 @@ class LibcloudDriver(Driver):
         return handle
 
     def _get(self, handle: dict):
-        conn = self._conn(handle, _node_of(handle["key"]))
+        conn = self._conn(handle, node_of_key(handle["key"]))
         try:
             nodes = conn.list_nodes()
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, _node_of(handle["key"]), "list nodes") from None
+            raise translate(exc, node_of_key(handle["key"]), "list nodes") from None
         return next((n for n in nodes if str(n.id) == handle.get("node_id")), None)
 
     def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
@@ -320,10 +316,10 @@ class LibcloudDriver(Driver):
         node = self._get(handle)
         if node is None or str(node.state).lower() == "terminated":
             return
-        conn = self._conn(handle, _node_of(handle["key"]))
+        conn = self._conn(handle, node_of_key(handle["key"]))
         try:
             conn.destroy_node(node)
         except Exception as exc:  # noqa: BLE001
             if self._get(handle) is None:
                 return
-            raise translate(exc, _node_of(handle["key"]), f"destroy node {handle['node_id']}") from None
+            raise translate(exc, node_of_key(handle["key"]), f"destroy node {handle['node_id']}") from None

@@ -20,7 +20,6 @@ import yaml
 
 from drivers import playbooks
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from orchestrator.state import HostClaims
 
 BACKEND = "ssh"
 POOL = "ssh"  # one claim space for every pool: a machine listed by two descriptors is still one machine
@@ -37,11 +36,13 @@ def state_path_for(infra_dir: str | None) -> str:
     return default_state_path()
 
 
-_claims: dict[str, HostClaims] = {}
+_claims: dict = {}
 
 
-def claims_at(path: str) -> HostClaims:
+def claims_at(path: str):
+    """The host_claims table of the state database at `path` (its interface lives with the state store)."""
     if path not in _claims:
+        from orchestrator.state import HostClaims
         _claims[path] = HostClaims(path)
     return _claims[path]
 

@@ -35,8 +35,16 @@ def resolved_operations(template, node: str, resolver) -> dict[str, dict]:
     return out
 
 
-def with_operations(metadata: dict, operations: dict) -> dict:
-    return {**metadata, OPERATIONS_META: operations} if operations else metadata
+def spec_metadata(metadata: dict, operations: dict, dependencies: dict[str, list[dict]]) -> dict:
+    """The node's metadata plus what its drivers may need: resolved operations, and its dependencies' instance
+    attributes (cloud-init templates ask for their addresses: Occopus's getip/getprivip)."""
+    from drivers.common import DEPENDENCIES_META
+    out = dict(metadata)
+    if operations:
+        out[OPERATIONS_META] = operations
+    if dependencies:
+        out[DEPENDENCIES_META] = dependencies
+    return out
 
 
 def after_create(driver, spec, handle: dict, attributes: dict) -> tuple[dict, dict]:
