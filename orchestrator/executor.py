@@ -214,6 +214,10 @@ class BuildRun:
                 kind = REPLACE
             spec = InstanceSpec(key=action.key, index=action.index, node_attributes=node_attrs, **base_spec)
             prior = rec.handle if (kind == REPLACE and rec is not None) else None
+            if kind == CREATE and rec is not None and rec.status == "replacing" and rec.handle:
+                # A replace was interrupted: the old instance may still run under the same key, and
+                # `find` would adopt it as the new one. Remove it first, then adopt only what remains.
+                prior = rec.handle
             adopt = rec is not None and kind == CREATE
             self.store.record_intent(self.infra.name, node, action.index, action.key, tmpl_driver,
                                      "replacing" if kind == REPLACE else "creating", want_hash,
