@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from descriptors.functions import FunctionError, Resolver, Unresolved, template_resolver
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
+from drivers.common import InstanceKey
 from orchestrator.state import InfraRecord, InstanceRecord
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ def instance_key(infra: InfraRecord | str, node: str, index: int, uid: str | Non
         name, uid = infra.name, infra.uid
     else:
         name = infra
-    return f"{name}/{node}/{index}@{uid}"
+    return str(InstanceKey(name, node, index, uid))
 
 
 @dataclass
