@@ -73,7 +73,15 @@ def test_symlink_fifo_and_huge_template_inside_are_refused(infra, tmp_path):
     assert "OCCOPUS_CONTEXT_TOO_BIG" in codes(result)
 
 
-def test_vm_with_a_docker_alternative_imports_without_it(infra, tmp_path):
+@pytest.mark.parametrize("docker_installed", [False, True])
+def test_vm_with_a_docker_alternative_imports_without_it_unless_docker_is_installed(infra, tmp_path, monkeypatch,
+                                                                                   docker_installed):
+    from drivers import providers
+    monkeypatch.setattr(providers, "entry_points", lambda group: [])  # installed packages' drivers left out
+    table = {k: v for k, v in providers._table().items() if k != "docker"}
+    if docker_installed:
+        table["docker"] = "drivers.noop:NoopDriver"  # only the name matters to the import and to validate
+    monkeypatch.setattr(providers, "_table", lambda: table)
     defs = infra / "nodes" / "node_definitions.yaml"
     text = defs.read_text()
     docker = text[text.index("'node_def:db_node':") + len("'node_def:db_node':\n"):]
@@ -81,5 +89,6 @@ def test_vm_with_a_docker_alternative_imports_without_it(infra, tmp_path):
     result, out = run_import(infra, tmp_path)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert any(w["code"] == "OCCOPUS_UNSUPPORTED" and "docker" in w["message"] for w in doc["warnings"])
-    assert "driver: docker" not in out.read_text()
+    left_out = any(w["code"] == "OCCOPUS_UNSUPPORTED" and "docker" in w["message"] for w in doc["warnings"])
+    assert left_out is not docker_installed
+    assert ("driver: docker" in out.read_text()) is docker_installed
