@@ -53,6 +53,9 @@ class Driver:
     """
 
     name = "base"
+    # True when creating an instance runs a command as the user Strato runs as (the REST API refuses such
+    # nodes from HTTP clients unless the server allows local processes).
+    runs_host_commands = False
 
     def create(self, spec: InstanceSpec, key: str) -> dict:
         raise NotImplementedError

@@ -97,6 +97,7 @@ def _log_tail(path: str, lines: int = 8) -> str:
 
 class LocalDriver(Driver):
     name = "local"
+    runs_host_commands = True
 
     # -- node level -------------------------------------------------------
     def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:

@@ -27,6 +27,10 @@ class UserError(Exception):
     """A refusal caused by the user's request (not a descriptor diagnostic): printed as one line, exit 1."""
 
 
+class NotFound(UserError):
+    """The named infrastructure (or node, operation) does not exist: the API answers 404."""
+
+
 @dataclass
 class Loaded:
     template: Template
@@ -151,7 +155,7 @@ def _require_infra(store: StateStore, name: str):
     infra = store.get_infra(name)
     if infra is None:
         known = ", ".join(i.name for i in store.list_infras()) or "none"
-        raise UserError(f"no infrastructure named '{name}' in {store.path} (known: {known})")
+        raise NotFound(f"no infrastructure named '{name}' in {store.path} (known: {known})")
     return infra
 
 
