@@ -1,0 +1,94 @@
+"""What every section shares: unknown-key reports, section lookup and checking values assigned to definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from descriptors.checks import validate_value
+from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
+from descriptors.template import Template
+from descriptors.types import PropertyDef, TypeRegistry
+from descriptors.yamlpos import YMap
+
+def key_pos(mapping: Any, key: Any, default: Position) -> Position:
+    return mapping.key_position(key) if isinstance(mapping, YMap) else default
+
+
+def unknown_keys(mapping: dict, allowed, sink: DiagnosticSink, path: str, what: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            pos = mapping.key_position(key) if isinstance(mapping, YMap) else Position("<unknown>")
+            sink.error("UNKNOWN_KEY", f"unknown key '{key}' in {what}", pos, join_path(path, key),
+                       did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}")
+
+def section(parent: dict, key: str, sink: DiagnosticSink, path: str) -> dict:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        sink.error("SECTION_NOT_MAPPING", f"'{key}' must be a mapping", parent.position_of(key), path)
+        return {}
+    return value
+
+
+SCALARS = (str, int, float, bool)
+
+
+def check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: DiagnosticSink, code: str,
+                    what: str, pos: Position, path: str) -> None:
+    report_assigned(assigned_problems(value, pdef, types), sink, code, what, pos, path)
+
+
+def assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> list:
+    """validate_value's problems of a value assigned to pdef; [] when it fits."""
+    if value.__class__ in SCALARS:
+        # the same scalar is often assigned to the same property thousands of times
+        memo = types.value_memo
+        key = (id(pdef), value.__class__, value)
+        problems = memo.get(key)
+        if problems is None:
+            problems = memo[key] = validate_value(value, pdef.schema, types)
+            memo.setdefault("_pin", []).append(pdef)  # keeps id(pdef) unique while memoised
+        return problems
+    return validate_value(value, pdef.schema, types)
+
+
+def report_assigned(problems: list, sink: DiagnosticSink, code: str, what: str, pos: Position, path: str) -> None:
+    for subpath, problem in problems:
+        # "property 'endpoint'" + ".host" -> "property 'endpoint.host'"
+        label = f"{what[:-1]}{subpath}'" if subpath and what.endswith("'") else what + subpath
+        sink.error(code, f"{label} {problem}", pos, path + subpath)
+
+def check_property_map(template: Template, props: Any, defs: dict, sink: DiagnosticSink, path: str,
+                        pos: Position, owner: str, check_missing: bool = True) -> None:
+    if not isinstance(props, dict):
+        sink.error("PROPERTIES_NOT_MAPPING", "'properties' must be a mapping", pos, path)
+        return
+    for pname, value in props.items():
+        pdef = defs.get(pname)
+        ppos = props.position_of(pname) if isinstance(props, YMap) else pos
+        if pdef is None:
+            sink.error("PROPERTY_UNKNOWN", f"{owner} has no property '{pname}'", key_pos(props, pname, pos),
+                       join_path(path, pname), did_you_mean(pname, defs))
+            continue
+        check_assigned(value, pdef, template.types, sink, "PROPERTY_TYPE", f"property '{pname}'", ppos,
+                        join_path(path, pname))
+    if check_missing:
+        for pname, pdef in defs.items():
+            if pdef.required and not pdef.has_default and pname not in props:
+                sink.error("PROPERTY_MISSING", f"{owner} needs property '{pname}'", pos, path)
+
+def typed_entry(template: Template, kind: str, name: str, body: Any, allowed, pos: Position, path: str,
+                 sink: DiagnosticSink):
+    """The resolved type of a group/policy entry, or None after reporting why it cannot be used."""
+    code = kind.upper()
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        sink.error(f"{code}_BAD", f"{kind} '{name}' must be a mapping with a 'type'", pos, path)
+        return None
+    unknown_keys(body, allowed, sink, path, f"{kind} '{name}'")
+    tname, types = body["type"], template.types
+    if not types.has(kind, tname):
+        sink.error(f"{code}_UNKNOWN_TYPE", f"{kind} '{name}' has unknown type '{tname}'", body.position_of("type"),
+                   join_path(path, "type"), did_you_mean(tname, types.kinds[kind]))
+        return None
+    return types.resolved(types.canonical(tname, kind), kind)

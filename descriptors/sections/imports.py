@@ -1,0 +1,109 @@
+"""The document level: tosca_definitions_version, top-level keys and imports (with their confinement)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from descriptors.diagnostics import DescriptorError, DiagnosticSink, Position, did_you_mean
+from descriptors.sections.common import unknown_keys
+from descriptors.types import TypeRegistry, builtin_registry
+from descriptors.yamlpos import load_yaml_file, position_of
+
+VERSIONS = ("tosca_simple_yaml_1_0", "tosca_simple_yaml_1_1", "tosca_simple_yaml_1_2",
+            "tosca_simple_yaml_1_3", "tosca_2_0")
+TOP_KEYS = ("tosca_definitions_version", "description", "metadata", "imports", "repositories",
+            "dsl_definitions", "topology_template", "node_types", "relationship_types", "capability_types",
+            "data_types", "policy_types", "group_types", "interface_types", "artifact_types", "namespace")
+
+MAX_IMPORTS = 200
+ALLOW_IMPORTS_ENV = "STRATO_IMPORT_PATH"  # extra directories imports may read from (os.pathsep-separated)
+
+class DocumentLoader:
+    """One load: the sink, the type registry and the template being filled."""
+
+    def __init__(self, file: str, import_roots: list[str] | None):
+        self.file = file
+        self.sink = DiagnosticSink()
+        self.types: TypeRegistry = builtin_registry().copy()
+        roots = [os.path.dirname(os.path.abspath(file))] + list(import_roots or [])
+        roots += [p for p in os.environ.get(ALLOW_IMPORTS_ENV, "").split(os.pathsep) if p]
+        self.roots = [os.path.realpath(r) for r in roots]
+        self.imported: list[str] = []
+
+    # --- documents and imports ----------------------------------------------------------
+    def document(self, doc: Any, file: str, chain: tuple[str, ...], is_main: bool) -> None:
+        sink = self.sink
+        file_pos = Position(file, 1, 1)
+        unknown_keys(doc, TOP_KEYS, sink, "", "the descriptor" if is_main else f"imported file {file}")
+        version = doc.get("tosca_definitions_version")
+        if version is None:
+            sink.error("VERSION_MISSING", "'tosca_definitions_version' is missing", file_pos,
+                       "tosca_definitions_version", "add 'tosca_definitions_version: tosca_simple_yaml_1_3'")
+        elif version not in VERSIONS:
+            sink.error("VERSION_UNKNOWN", f"unsupported tosca_definitions_version '{version}'",
+                       doc.position_of("tosca_definitions_version"), "tosca_definitions_version",
+                       did_you_mean(version, VERSIONS) or f"use one of {', '.join(VERSIONS)}")
+        self.imports(doc, file, chain)
+        self.types.add_document(doc, sink, file_pos)
+        if not is_main and doc.get("topology_template") is not None:
+            sink.warning("IMPORT_TOPOLOGY_IGNORED", "the topology_template of an imported file is ignored; only "
+                         "its types are used", doc.position_of("topology_template"), "topology_template")
+
+    def imports(self, doc: dict, file: str, chain: tuple[str, ...]) -> None:
+        items = doc.get("imports")
+        if items is None:
+            return
+        sink = self.sink
+        if not isinstance(items, list):
+            sink.error("IMPORTS_NOT_LIST", "'imports' must be a list of files", doc.position_of("imports"), "imports")
+            return
+        base = os.path.dirname(os.path.abspath(file))
+        for i, item in enumerate(items):
+            pos = position_of(items, i, Position(file))
+            path = f"imports[{i}]"
+            target = item
+            if isinstance(item, dict):
+                if "file" in item:
+                    target = item.get("file")
+                    unknown_keys(item, ("file", "repository", "namespace_prefix", "namespace_uri"), sink, path,
+                                  "an import")
+                elif len(item) == 1:  # TOSCA 1.0 style: '- name: file.yaml'
+                    target = next(iter(item.values()))
+                    if isinstance(target, dict):
+                        target = target.get("file")
+            if not isinstance(target, str) or not target:
+                sink.error("IMPORT_BAD", "each import must be a file name or a mapping with 'file'", pos, path)
+                continue
+            if "://" in target:
+                sink.error("IMPORT_REMOTE", f"import '{target}' is a URL; only local files can be imported", pos,
+                           path, "download it next to the descriptor and import it by relative path")
+                continue
+            full = os.path.realpath(os.path.join(base, target))
+            if not any(full == r or full.startswith(r + os.sep) for r in self.roots):
+                sink.error("IMPORT_OUTSIDE", f"import '{target}' lies outside the descriptor's directory tree", pos,
+                           path, f"move it under {self.roots[0]} or allow its directory in ${ALLOW_IMPORTS_ENV}")
+                continue
+            if full in chain:
+                cycle = " -> ".join(os.path.basename(c) for c in chain + (full,))
+                sink.error("IMPORT_CYCLE", f"files import each other in a cycle: {cycle}", pos, path)
+                continue
+            if full in self.imported:
+                continue  # already imported through another file; types are the same
+            if len(self.imported) >= MAX_IMPORTS:
+                sink.error("IMPORT_TOO_MANY", f"more than {MAX_IMPORTS} files are imported", pos, path)
+                return
+            self.imported.append(full)
+            try:
+                sub = load_yaml_file(full)
+            except DescriptorError as exc:
+                for d in exc.diagnostics:
+                    if d.code == "FILE_NOT_FOUND":
+                        sink.error("IMPORT_NOT_FOUND", f"imported file '{target}' does not exist", pos, path)
+                    else:
+                        sink.items.append(d)
+                continue
+            if not isinstance(sub, dict):
+                sink.error("IMPORT_BAD", f"imported file '{target}' is not a TOSCA document (a mapping)", pos, path)
+                continue
+            self.document(sub, full, chain + (full,), is_main=False)
