@@ -65,7 +65,7 @@ class Accepted(BaseModel):
 
 ERRORS = {s: {"description": d, "content": {"application/json": {"schema": {"type": "object"}}}} for s, d in
           ((400, "Bad request"), (401, "No or invalid token"), (403, "Token lacks the scope, or refused"),
-           (404, "Not found"), (409, "Another operation is running"), (413, "Too large"),
+           (404, "Not found"), (409, "Another operation is running"), (413, "Too large"), (415, "Unsupported body type"),
            (422, "Invalid descriptor or request"))}
 
 
@@ -314,7 +314,7 @@ def router(ctx) -> APIRouter:
                 raise ApiError(400, "BAD_LAST_EVENT_ID", "Last-Event-ID must be an event id (a number)")
             cursor = int(last_event_id)
         newest = await run_in_threadpool(store.last_event_id, name)
-        if newest is None and store.get_infra(name) is None:
+        if newest is None and store.get_infra(name) is None and not store.operations(name, limit=1):
             raise service.NotFound(f"no infrastructure named '{name}'")
         if cursor is None:
             cursor = max(0, (newest or 0) - last)

@@ -399,4 +399,5 @@ def test_metrics_openapi_and_dashboard(client):
     spec = client.get("/openapi.json").json()
     assert "/v1/infrastructures/{name}/nodes/{node}/scale" in spec["paths"]
     page = client.get("/")
-    assert page.status_code == 200
+    assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
+    assert "Authorization" in client.get("/static/app.js").text      # the page sends the token itself
