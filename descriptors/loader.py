@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from descriptors.diagnostics import DescriptorError, Diagnostic, Position, join_path
+from descriptors.implementations import check_implementations
 from descriptors.sections.capabilities import CAPABILITY_KEYS, SCALING_KEYS
 from descriptors.sections.calls import check_functions
 from descriptors.sections.groups import GROUP_KEYS, parse_groups
@@ -97,6 +98,7 @@ def _build(doc: Any, file: str, import_roots: list[str] | None = None) -> Templa
     parse_policies(template, topo, sink)
     parse_outputs(template, topo, sink)
     check_functions(template, sink)
+    check_implementations(template, sink)
     template.warnings = sink.warnings
     sink.raise_if_errors()
     return template

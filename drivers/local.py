@@ -21,11 +21,24 @@ import urllib.request
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from orchestrator.state import process_start_time
+from orchestrator.state import make_private_dir, make_private_file, process_start_time
 
 KEY_ENV = "STRATO_INSTANCE_KEY"
 _PLACEHOLDER = re.compile(r"\{(python|port|shared_port|host|instance|work_dir|infra_dir|descriptor_dir)\}")
 LOOPBACK = "127.0.0.1"
+# What a process gets from the CLI's environment by default: enough to run programs and pick a
+# locale, nothing else (the CLI's may hold cloud credentials). `inherit_env: true` passes all.
+BASE_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME")
+
+
+def process_environment(declared: dict[str, str], inherit: bool = False) -> dict[str, str]:
+    """A process's environment: the CLI's PATH, HOME, locale (LANG, LC_*)..., or all of it when asked, then the node's."""
+    if inherit:
+        env = dict(os.environ)
+    else:
+        env = {k: v for k, v in os.environ.items() if k in BASE_ENV or k.startswith("LC_")}
+    env.update(declared)
+    return env
 
 
 def free_port(reuse: bool = False) -> int:
@@ -128,7 +141,7 @@ class LocalDriver(Driver):
         elif port is not None and not isinstance(port, int):
             raise DriverError(f"port must be 'auto' or a number, got {port!r}", backend=self.name)
         work_dir = os.path.join(spec.infra_dir, "instances", f"{spec.node}.{spec.index}")
-        os.makedirs(work_dir, exist_ok=True)
+        make_private_dir(work_dir)
         subs = self._substitutions(spec, port, work_dir)
 
         def fill(text: Any) -> str:
@@ -136,12 +149,13 @@ class LocalDriver(Driver):
 
         argv = [fill(a) for a in command]
         log_path = os.path.join(spec.infra_dir, "logs", f"{spec.node}.{spec.index}.log")
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        make_private_dir(os.path.dirname(log_path))
+        make_private_file(log_path)
         attrs_file = os.path.join(work_dir, "attributes.json")
         if os.path.exists(attrs_file):
             os.unlink(attrs_file)
-        env = dict(os.environ)
-        env.update({k: fill(v) for k, v in (props.get("env") or {}).items()})
+        env = process_environment({k: fill(v) for k, v in (props.get("env") or {}).items()},
+                                  inherit=props.get("inherit_env") is True)
         env.update({KEY_ENV: key, "STRATO_INSTANCE_INDEX": str(spec.index), "STRATO_LOG_FILE": log_path,
                     "STRATO_ATTRIBUTES_FILE": attrs_file, "STRATO_WORK_DIR": work_dir,
                     "STRATO_PORT": subs["port"], "STRATO_SHARED_PORT": subs["shared_port"]})

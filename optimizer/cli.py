@@ -8,15 +8,16 @@ from pathlib import Path
 
 import click
 
-from optimizer.advisor import TUNED_CAPACITY_PLAN, Advisor, AdvisorConfig
 from optimizer.errors import OptimizerInputError
-from optimizer.evaluate import evaluate, split_fraction
-from optimizer.models import StratoModel
-from optimizer.samples import SampleSet, SampleStore, read_csv
+
+# numpy, scikit-learn and scipy are imported inside the functions that use them, so that
+# `strato --version` or `strato validate` do not pay ~1.5 s for loading them (`strato --help` lists
+# this group, which imports this module).
 
 
 # ----- plain functions (the REST API calls these) -----
 def load_samples(data: str | None, state: str | None, infrastructure: str | None, node: str | None) -> SampleSet:
+    from optimizer.samples import SampleStore, read_csv
     if data:
         return read_csv(data)
     if not (infrastructure and node):
@@ -26,6 +27,7 @@ def load_samples(data: str | None, state: str | None, infrastructure: str | None
 
 
 def train_model(samples: SampleSet, model_path: str | Path, seed: int = 0, per_instance: tuple[str, ...] = ()) -> dict:
+    from optimizer.models import StratoModel
     model = StratoModel(seed=seed, per_instance=tuple(per_instance)).fit(samples)
     with Path(model_path).open("wb") as handle:
         pickle.dump(model, handle)
@@ -41,6 +43,7 @@ def load_model(model_path: str | Path) -> StratoModel:
 
 
 def advise_latest(samples: SampleSet, model: StratoModel, config: AdvisorConfig) -> dict:
+    from optimizer.advisor import Advisor
     if len(samples) == 0:
         raise OptimizerInputError("no samples to advise from")
     last = -1
@@ -94,6 +97,7 @@ def optimizer_group():
 @click.option("--json", "as_json", is_flag=True)
 def train_command(data, state, infrastructure, node, model_path, import_csv, seed, per_instance, as_json):
     """Train Strato's model on samples and save it."""
+    from optimizer.samples import SampleStore
     samples = load_samples(data, None if import_csv else state, infrastructure, node) if data else \
         load_samples(None, state, infrastructure, node)
     if import_csv:
@@ -122,13 +126,16 @@ def train_command(data, state, infrastructure, node, model_path, import_csv, see
                    "forecast load stays <= this (needs a model trained with --per-instance)")
 @click.option("--horizon", type=float, default=75.0, show_default=True,
               help="seconds the load is forecast over (about the instance start-up time plus one interval)")
-@click.option("--headroom-quantile", type=float, default=TUNED_CAPACITY_PLAN["capacity_headroom_quantile"],
-              show_default=True,
-              help="capacity plan: raise the forecast by this quantile of the load's recent growth over the horizon")
+@click.option("--headroom-quantile", type=float, default=None,
+              help="capacity plan: raise the forecast by this quantile of the load's recent growth over the horizon "
+                   "(default: the tuned value, TUNED_CAPACITY_PLAN in optimizer/advisor.py)")
 @click.option("--json", "as_json", is_flag=True)
 def advise_command(data, state, infrastructure, node, model_path, low, high, min_instances, max_instances, max_up,
                    max_down, min_samples, capacity_target, horizon, headroom_quantile, as_json):
     """Advise an instance count for the latest sample (the earlier samples give the load's recent history)."""
+    from optimizer.advisor import TUNED_CAPACITY_PLAN, AdvisorConfig
+    if headroom_quantile is None:
+        headroom_quantile = TUNED_CAPACITY_PLAN["capacity_headroom_quantile"]
     samples = load_samples(data, state, infrastructure, node)
     model = load_model(model_path)
     options = {}
@@ -155,6 +162,7 @@ def advise_command(data, state, infrastructure, node, model_path, low, high, min
 @click.option("--json", "as_json", is_flag=True)
 def evaluate_command(data, state, infrastructure, node, train_until, train_fraction, seed, as_json):
     """Held-out errors of Strato, MiCADO's method and "nothing changes"."""
+    from optimizer.evaluate import evaluate, split_fraction
     samples = load_samples(data, state, infrastructure, node)
     cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
     result = evaluate(samples, cut, seed=seed)
@@ -179,14 +187,22 @@ def evaluate_command(data, state, infrastructure, node, train_until, train_fract
 @click.option("--high", type=float, required=True)
 @click.option("--max-instances", default=10, show_default=True)
 @click.option("--out", "out_dir", default="optimizer-report", show_default=True, type=click.Path(file_okay=False))
-def report_command(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances, out_dir):
+@click.option("--json", "as_json", is_flag=True, help='print {"ok": true, "files": [...]} instead of one path a line')
+def report_command(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances, out_dir,
+                   as_json):
     """Write PNG plots: predicted vs actual target, and advice over time."""
+    from optimizer.advisor import AdvisorConfig
+    from optimizer.evaluate import split_fraction
     from optimizer.report import write_report
     samples = load_samples(data, state, infrastructure, node)
     cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
     config = AdvisorConfig(low, high, max_instances=max_instances, min_samples=1)
-    for path in write_report(samples, cut, out_dir, config):
-        click.echo(str(path))
+    paths = [str(path) for path in write_report(samples, cut, out_dir, config)]
+    if as_json:
+        click.echo(json.dumps({"ok": True, "files": paths}))
+    else:
+        for path in paths:
+            click.echo(path)
 
 
 if __name__ == "__main__":

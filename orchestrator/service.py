@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from descriptors.loader import load_template, resolve_inputs
 from descriptors.template import Template
 from drivers.base import DriverError
 from drivers.providers import get_driver
+from orchestrator import bounds
 from orchestrator.executor import BuildRun, DestroyRun, RunOptions, RunResult
 from orchestrator.graph import check_acyclic, dependency_graph, to_dot, to_json
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
@@ -25,6 +27,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 class UserError(Exception):
     """A refusal caused by the user's request (not a descriptor diagnostic): printed as one line, exit 1."""
+
+    code = "REFUSED"
 
 
 class NotFound(UserError):
@@ -40,6 +44,7 @@ class Loaded:
 def load_checked(path: str) -> Loaded:
     """Load, validate and check the dependency graph of one descriptor."""
     template = load_template(path)
+    bounds.check_template(template)
     graph = dependency_graph(template)
     check_acyclic(template, graph)
     return Loaded(template, graph)
@@ -86,9 +91,11 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
     if infra is None:
         infra = InfraRecord(name, "new", path, inputs, "new", {}, 0, 0)
     instances = store.instances(name) if infra.uid != "new" else []
+    counts = desired_counts(loaded.template, infra, inputs)
+    bounds.check_counts(loaded.template, inputs, counts, infra.desired, given_inputs)
     if refresh:
         instances = _refresh(store, name, instances, record=False)
-    return plan_changes(loaded.template, infra, instances, inputs, loaded.graph)
+    return plan_changes(loaded.template, infra, instances, inputs, loaded.graph, counts)
 
 
 def _refresh(store: StateStore, name: str, instances, record: bool = True):
@@ -115,6 +122,9 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     loaded = load_checked(path)
     template = loaded.template
     inputs = _inputs_for(template, store, name, given_inputs)
+    stored = store.get_infra(name)
+    bounds.check_counts(template, inputs, desired_counts(template, stored, inputs),
+                        stored.desired if stored else {}, given_inputs)
     with store.locked(name, holder):
         infra = store.ensure_infra(name, os.path.abspath(path), inputs)
         store.set_node_dependencies(name, {n: list(loaded.graph.successors(n)) for n in template.node_templates})
@@ -138,9 +148,10 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     return report
 
 
-def compute_outputs(template: Template, store: StateStore, name: str, inputs: dict, counts: dict) -> dict:
+def compute_outputs(template: Template, store: StateStore, name: str, inputs: dict, counts: dict,
+                    instances: list | None = None) -> dict:
     infra = store.get_infra(name)
-    view = attribute_view(counts, infra, store.instances(name))
+    view = attribute_view(counts, infra, store.instances(name) if instances is None else instances)
     resolver = make_resolver(template, inputs, view)
     values = {}
     for out in template.outputs.values():
@@ -151,7 +162,7 @@ def compute_outputs(template: Template, store: StateStore, name: str, inputs: di
     return values
 
 
-def _require_infra(store: StateStore, name: str):
+def require_infra(store: StateStore, name: str):
     infra = store.get_infra(name)
     if infra is None:
         known = ", ".join(i.name for i in store.list_infras()) or "none"
@@ -159,25 +170,61 @@ def _require_infra(store: StateStore, name: str):
     return infra
 
 
+_require_infra = require_infra  # the name other modules imported before it became public
+
+
 def status(store: StateStore, name: str | None = None, refresh: bool = True) -> dict:
-    infras = [_require_infra(store, name)] if name else store.list_infras()
+    """Infrastructures with their instances; a ready one with instances gone or failed is `degraded`."""
+    infras = [require_infra(store, name)] if name else store.list_infras()
     result = []
     for infra in infras:
         instances = store.instances(infra.name)
         if refresh:
             instances = _refresh(store, infra.name, instances)
-        result.append({"name": infra.name, "status": infra.status, "descriptor": infra.descriptor,
-                       "outputs": infra.outputs, "instances": [r.to_dict() for r in instances],
-                       "desired": infra.desired})
+        unhealthy = [r for r in instances if r.status != "ready"]
+        state = infra.status
+        if state == "ready" and unhealthy:
+            state = "degraded"
+        outputs = _live_outputs(store, infra, instances) if unhealthy else infra.outputs
+        result.append({"name": infra.name, "status": state, "descriptor": infra.descriptor,
+                       "outputs": outputs, "instances": [r.to_dict() for r in instances],
+                       "desired": infra.desired, "healthy": state == "ready" and not unhealthy,
+                       "missing": [{"node": r.node, "index": r.index, "status": r.status,
+                                    "error": r.error} for r in unhealthy]})
     return {"infrastructures": result}
 
 
-def outputs(store: StateStore, name: str) -> dict:
-    return _require_infra(store, name).outputs
+def outputs(store: StateStore, name: str, refresh: bool = True) -> dict:
+    """Outputs of an infrastructure, recomputed from its live instances when some are gone.
+
+    A dead replica's URL must not be handed to a script, so when refresh finds instances that
+    are not ready the outputs are resolved again over the ready ones only.
+    """
+    infra = require_infra(store, name)
+    if not refresh:
+        return infra.outputs
+    instances = _refresh(store, name, store.instances(name))
+    if all(r.status == "ready" for r in instances):
+        return infra.outputs
+    return _live_outputs(store, infra, instances)
+
+
+def _live_outputs(store: StateStore, infra: InfraRecord, instances: list) -> dict:
+    template = _stored_template(infra)
+    if template is None:  # the descriptor is gone: no way to recompute, so withhold every value
+        return {k: None for k in infra.outputs}
+    live: list = []
+    counts = {n: 0 for n in template.node_templates}
+    for rec in instances:
+        if rec.status == "ready" and rec.node in counts:
+            # renumber the live instances so get_attribute lists exactly them
+            live.append(dataclasses.replace(rec, index=counts[rec.node]))
+            counts[rec.node] += 1
+    return compute_outputs(template, store, infra.name, _stored_inputs(template, infra), counts, live)
 
 
 def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) -> dict:
-    infra = _require_infra(store, name)
+    infra = require_infra(store, name)
     with store.locked(name, "strato destroy"):
         store.set_infra_status(name, "destroying")
         store.journal(name, "destroy_started", None)
@@ -192,16 +239,61 @@ def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) ->
     return report
 
 
-def scale(store: StateStore, name: str, node: str, count: int) -> dict:
-    """Record a new desired instance count; the next build (or maintain) carries it out."""
-    infra = _require_infra(store, name)
+def scale(store: StateStore, name: str, node: str, count: int, force: bool = False) -> dict:
+    """Record a new desired instance count; the next build (or maintain) carries it out.
+
+    The count must lie within the node's min/max_instances (from the descriptor the infrastructure
+    was built from, with its stored inputs) and Strato's per-node ceiling. Scaling a node to 0 while
+    other nodes depend on it is refused unless `force` is given.
+    """
+    infra = require_infra(store, name)
     if count < 0:
         raise UserError("an instance count cannot be negative")
     if infra.dependencies and node not in infra.dependencies:
         raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
+    template = _stored_template(infra)
+    if template is not None and node in template.node_templates:
+        problem = bounds.count_problem(template, node, count, _stored_inputs(template, infra),
+                                       f"strato scale {name} {node} {count}")
+        if problem:
+            raise DescriptorError([problem])
+    elif count > bounds.ceiling():
+        raise UserError(f"strato scale {name} {node} {count}: above Strato's per-node ceiling of "
+                        f"{bounds.ceiling()} (${bounds.CEILING_ENV})")
+    if count == 0 and not force:
+        needing = [d for d in bounds.dependents(infra.dependencies, node) if _wanted(infra, template, d) != 0]
+        if needing:
+            raise UserError(f"refusing to scale '{node}' to 0: {', '.join(needing)} depend(s) on it and would "
+                            f"fail; scale them first, or pass --force to do it anyway")
     store.set_desired_count(name, node, count)
-    store.journal(name, "scaled", None, node=node, count=count)
+    store.journal(name, "scaled", None, node=node, count=count, force=force)
     return {"infrastructure": name, "node": node, "desired": count}
+
+
+def _stored_template(infra: InfraRecord) -> Template | None:
+    """The descriptor an infrastructure was built from, when it is still there and valid."""
+    if not infra.descriptor or not os.path.isfile(infra.descriptor):
+        return None
+    try:
+        return load_template(infra.descriptor)
+    except DescriptorError:
+        return None
+
+
+def _stored_inputs(template: Template, infra: InfraRecord) -> dict:
+    try:
+        return resolve_inputs(template, {k: v for k, v in infra.inputs.items() if k in template.inputs})
+    except DescriptorError:
+        return dict(infra.inputs)
+
+
+def _wanted(infra: InfraRecord, template: Template | None, node: str) -> int | None:
+    """A node's desired count as far as it is known (None: unknown, assume some)."""
+    if infra.desired.get(node) is not None:
+        return infra.desired[node]
+    if template is not None and node in template.node_templates:
+        return template.node_templates[node].instance_count(_stored_inputs(template, infra))
+    return None
 
 
 def graph(path: str, fmt: str = "dot") -> str | dict | bytes:

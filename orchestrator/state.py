@@ -40,16 +40,151 @@ CREATE TABLE IF NOT EXISTS locks (
 """
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # state holds inputs (maybe secrets) and handles: owner only
+
+
 class StateError(Exception):
     """A state operation the user can fix (unknown infrastructure, held lock)."""
 
+    code = "STATE"
+
+
+class StateDamaged(StateError):
+    """The state file cannot be used as it is; Strato leaves it untouched."""
+
+    code = "STATE_DAMAGED"
+
+
+def damaged(path: str, what: str) -> StateDamaged:
+    return StateDamaged(f"state file {path} {what}. Strato has not changed it. Keep a copy "
+                        f"(`strato state backup`), then restore an earlier backup, or move the file away to "
+                        f"start with empty state (running processes and cloud resources are then no longer "
+                        f"tracked); `strato state check` lists what is wrong")
+
+
+def make_private_dir(path: str) -> None:
+    """Create a directory (and parents) readable by the owner only; tighten it if it already exists."""
+    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
+    _tighten(path, PRIVATE_DIR)
+
+
+def make_private_file(path: str) -> None:
+    """Make sure a file exists with mode 0600 (created so, never readable by others in between)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    _tighten(path, PRIVATE_FILE)
+
+
+def _tighten(path: str, mode: int) -> None:
+    """Take away group/other access from what an older Strato (or the umask) left open."""
+    try:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, mode)
+    except OSError:  # not ours to change; SQLite or the open() that follows reports real problems
+        pass
+
+
+def check_header(path: str) -> None:
+    """Refuse what is not an SQLite database before SQLite touches it (a directory, random bytes, a stray file)."""
+    if os.path.isdir(path):
+        raise damaged(path, "is a directory, not a state database")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise damaged(path, f"cannot be read ({exc.strerror})") from None
+    if head and not head.startswith(SQLITE_HEADER):
+        raise damaged(path, "is not an SQLite database (its first bytes are not SQLite's header)")
+    if 0 < len(head) < 100:
+        raise damaged(path, f"is truncated ({len(head)} bytes, shorter than SQLite's header)")
+
+
+def check_file(path: str) -> list[str]:
+    """Everything wrong with a state file (empty when it is sound): header, SQLite's integrity check, JSON."""
+    try:
+        check_header(path)
+    except StateDamaged as exc:
+        return [str(exc).split(". Strato")[0]]
+    if not os.path.exists(path):
+        return [f"{path} does not exist"]
+    problems = []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = [r[0] for r in db.execute("PRAGMA integrity_check")]
+            if rows != ["ok"]:
+                problems += [f"integrity: {r}" for r in rows[:20]]
+            else:
+                problems += _json_problems(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        problems.append(f"SQLite: {exc}")
+    return problems
+
+
+def _json_problems(db: sqlite3.Connection) -> list[str]:
+    columns = {"infrastructures": ("name", ("inputs", "outputs")), "nodes": ("infra || '/' || node",
+                                                                           ("attributes", "dependencies")),
+               "instances": ("key", ("handle", "attributes")), "events": ("id", ("detail",))}
+    problems = []
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    for table, (key, cols) in columns.items():
+        if table not in tables:
+            continue
+        for row in db.execute(f"SELECT {key}, {', '.join(cols)} FROM {table}"):
+            for col, text in zip(cols, row[1:]):
+                if text is None:
+                    continue
+                try:
+                    json.loads(text)
+                except (TypeError, ValueError):
+                    problems.append(f"{table} row {row[0]}: column {col} is not valid JSON")
+    return problems
+
+
+def backup(path: str, target: str | None = None) -> str:
+    """Copy the state file to TARGET (default state.db.backup-YYYYmmdd-HHMMSS beside it), mode 0600.
+
+    A sound database is copied with SQLite's online backup (consistent while others write); a
+    damaged one byte for byte, with its -wal, so nothing is lost before trying to repair it.
+    """
+    check_header_ok = not os.path.isdir(path) and os.path.exists(path)
+    if not check_header_ok:
+        raise StateError(f"nothing to back up: {path} " + ("is a directory" if os.path.isdir(path)
+                                                           else "does not exist"))
+    target = target or f"{path}.backup-{time.strftime('%Y%m%d-%H%M%S')}"
+    if os.path.exists(target):
+        raise StateError(f"{target} already exists; name another --output")
+    make_private_file(target)
+    if not check_file(path):
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+    else:
+        import shutil
+        shutil.copyfile(path, target)
+        if os.path.exists(path + "-wal"):
+            make_private_file(target + "-wal")
+            shutil.copyfile(path + "-wal", target + "-wal")
+    return target
+
 
 class LockHeld(StateError):
-    pass
+    code = "LOCKED"
 
 
 class VersionConflict(StateError):
-    pass
+    code = "CONFLICT"
 
 
 def strato_home() -> str:
@@ -117,13 +252,35 @@ class StateStore:
 
     def __init__(self, path: str | None = None):
         self.path = path or default_state_path()
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory) or os.path.abspath(directory) == os.path.abspath(strato_home()):
+            make_private_dir(directory)
+        check_header(self.path)
+        if not os.path.exists(self.path):
+            make_private_file(self.path)  # SQLite gives -wal and -shm the database file's mode
+        try:
+            self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise damaged(self.path, f"cannot be opened ({exc})") from None
         self._lock = threading.RLock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            try:
+                # a damaged file is refused before anything is written to it (quick_check reads only)
+                verdict = [r[0] for r in self._db.execute("PRAGMA quick_check(5)")]
+                if verdict != ["ok"]:
+                    self._db.close()
+                    raise damaged(self.path, "is damaged (SQLite's check: " + "; ".join(verdict) + ")")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(SCHEMA)
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                self._db.close()
+                raise damaged(self.path, f"is damaged ({exc})") from None
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.path + suffix):
+                make_private_file(self.path + suffix)
 
     @property
     def home(self) -> str:
@@ -135,7 +292,18 @@ class StateStore:
 
     def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
-            return self._db.execute(sql, args)
+            try:
+                return self._db.execute(sql, args)
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as exc:  # damage found after opening (pages quick_check did not read)
+                raise damaged(self.path, f"is damaged ({exc})") from None
+
+    def _json(self, text: str | None, where: str) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            raise damaged(self.path, f"holds invalid JSON in {where}") from None
 
     # -- infrastructures -------------------------------------------------
     def get_infra(self, name: str) -> InfraRecord | None:
@@ -143,12 +311,14 @@ class StateStore:
                          "FROM infrastructures WHERE name=?", (name,)).fetchone()
         if row is None:
             return None
-        rec = InfraRecord(row[0], row[1], row[2], json.loads(row[3]), row[4], json.loads(row[5]), row[6], row[7])
+        where = f"infrastructure '{name}'"
+        rec = InfraRecord(row[0], row[1], row[2], self._json(row[3], f"the inputs of {where}"), row[4],
+                          self._json(row[5], f"the outputs of {where}"), row[6], row[7])
         for node, count, attrs, deps in self._exec(
                 "SELECT node, desired_count, attributes, dependencies FROM nodes WHERE infra=?", (name,)):
             rec.desired[node] = count
-            rec.node_attributes[node] = json.loads(attrs)
-            rec.dependencies[node] = json.loads(deps)
+            rec.node_attributes[node] = self._json(attrs, f"node '{node}' of {where}")
+            rec.dependencies[node] = self._json(deps, f"node '{node}' of {where}")
         return rec
 
     def list_infras(self) -> list[InfraRecord]:
@@ -207,10 +377,11 @@ class StateStore:
     # -- instances -------------------------------------------------------
     _COLS = "key, infra, node, idx, driver, handle, attributes, status, spec_hash, error, version, updated"
 
-    @staticmethod
-    def _instance(row) -> InstanceRecord:
-        return InstanceRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]) if row[5] else None,
-                              json.loads(row[6]), row[7], row[8], row[9], row[10], row[11])
+    def _instance(self, row) -> InstanceRecord:
+        where = f"instance {row[0]}"
+        return InstanceRecord(row[0], row[1], row[2], row[3], row[4],
+                              self._json(row[5], where) if row[5] else None, self._json(row[6], where),
+                              row[7], row[8], row[9], row[10], row[11])
 
     def instances(self, infra: str) -> list[InstanceRecord]:
         rows = self._exec(f"SELECT {self._COLS} FROM instances WHERE infra=? ORDER BY node, idx", (infra,))
@@ -291,7 +462,8 @@ class StateStore:
     def events(self, infra: str, limit: int = 100) -> list[dict]:
         rows = self._exec("SELECT ts, key, kind, detail FROM events WHERE infra=? ORDER BY id DESC LIMIT ?",
                           (infra, limit)).fetchall()
-        return [{"ts": r[0], "key": r[1], "kind": r[2], "detail": json.loads(r[3])} for r in reversed(rows)]
+        return [{"ts": r[0], "key": r[1], "kind": r[2], "detail": self._json(r[3], f"event of '{infra}'")}
+                for r in reversed(rows)]
 
     def events_after(self, infra: str, after_id: int, limit: int = 500) -> list[dict]:
         """Journal entries with their ids, oldest first, after a cursor (for resumable event streams)."""

@@ -55,6 +55,7 @@ class ScaleIn(BaseModel):
     to: int | None = Field(None, ge=0, le=MAX_COUNT)
     by: int | None = Field(None, ge=-MAX_COUNT, le=MAX_COUNT)
     drop: str | None = Field(None, max_length=200, description="An instance key or index to remove")
+    force: bool = Field(False, description="Allow scaling to 0 a node that others depend on")
 
 
 class Accepted(BaseModel):
@@ -281,7 +282,7 @@ def router(ctx) -> APIRouter:
             name, "scale",
             lambda on_event: service.build(bundle_path, name, {}, store, RunOptions(), on_event=on_event,
                                            holder="strato api"),
-            prepare=lambda: service.scale(store, name, node, target))
+            prepare=lambda: service.scale(store, name, node, target, force=body.force))
         return accepted(name, op_id, node=node, desired=target, previous=current)
 
     # -- operations and events ------------------------------------------------------------------

@@ -5,11 +5,19 @@ from __future__ import annotations
 import click
 
 from orchestrator import __version__
-from orchestrator.cli import (build, cost, destroy, graph, import_, outputs, plan, scale, serve, status,
-                              validate)
+from orchestrator.cli.group import EXIT_CODES_HELP, StratoGroup
+
+# Each verb's module is imported only when that verb runs (or --help lists it): the engine, the
+# optimizer's numpy/scikit-learn and the cloud SDKs stay unloaded for `strato --version`.
+VERBS = {name: f"orchestrator.cli.{module}" for name, module in (
+    ("validate", "validate"), ("plan", "plan"), ("build", "build"), ("status", "status"), ("outputs", "outputs"),
+    ("destroy", "destroy"), ("graph", "graph"), ("scale", "scale"), ("cost", "cost"), ("import", "import_"),
+    ("serve", "serve"), ("state", "state"))}
+VERBS["optimizer"] = "optimizer.cli:optimizer_group"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=StratoGroup, lazy=VERBS, epilog=EXIT_CODES_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="strato")
 def main() -> None:
     """Strato: build and run applications described in TOSCA YAML on local processes and clouds.
@@ -23,15 +31,6 @@ def main() -> None:
       strato destroy  demo --yes
 
     State lives in $STRATO_HOME/state.db (default ~/.strato); --state PATH overrides it.
-    Exit codes: 0 ok, 1 failure or invalid input, 2 `plan` found changes.
+    Every verb takes --json: one JSON document on stdout; an error is {"ok": false, "error": {"code", "message"}}.
     """
 
-
-for module in (validate, plan, build, status, outputs, destroy, graph, scale, cost, import_, serve):
-    main.add_command(module.command)
-
-try:  # the optimizer's verbs, when its package is present
-    from optimizer.cli import optimizer_group
-    main.add_command(optimizer_group, name="optimizer")
-except ImportError:  # pragma: no cover
-    pass

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import click
 
 from descriptors.diagnostics import DescriptorError
+from orchestrator.cli.group import EXIT_CODES_HELP, EXIT_ERROR, emit_json, fail  # noqa: F401 (re-exported)
 from orchestrator.service import UserError
 from orchestrator.state import StateError
 
@@ -30,10 +31,6 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=None, default=str))
-
-
 def handle_errors(fn: Callable) -> Callable:
     """Turn user mistakes into `file:line:col: CODE: message` lines or `error: ...` and exit 1."""
 
@@ -43,19 +40,14 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except DescriptorError as exc:
-            if as_json:
-                emit_json({"ok": False, "diagnostics": [d.to_dict() for d in exc.diagnostics]})
-            for d in exc.diagnostics:
-                click.echo(d.format(), err=True)
-            sys.exit(1)
+            diags = [d.to_dict() for d in exc.diagnostics]
+            first = next((d for d in exc.diagnostics if d.severity == "error"), exc.diagnostics[0])
+            fail(first.code, first.format(), as_json, lines=[d.format() for d in exc.diagnostics], diagnostics=diags)
         except (UserError, StateError) as exc:
-            if as_json:
-                emit_json({"ok": False, "error": str(exc)})
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            fail(getattr(exc, "code", None) or type(exc).__name__.upper(), str(exc), as_json)
         except KeyboardInterrupt:
-            click.echo("interrupted; state is saved, run the same command again to resume", err=True)
-            sys.exit(130)
+            fail("INTERRUPTED", "interrupted; state is saved, run the same command again to resume", as_json,
+                 exit_code=130)
 
     return wrapper
 

@@ -22,9 +22,7 @@ from orchestrator.service import UserError
 def command(name, yes, parallelism, timeout, quiet, state_path, as_json):
     """Delete all instances of NAME. A failed destroy can simply be run again."""
     store = service.open_store(state_path)
-    infra = store.get_infra(name)
-    if infra is None:
-        service.outputs(store, name)  # raises the 'no infrastructure' error with the known names
+    service.require_infra(store, name)  # the 'no infrastructure' error names the known ones
     count = len(store.instances(name))
     if not yes:
         if not sys.stdin.isatty():

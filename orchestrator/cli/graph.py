@@ -1,5 +1,7 @@
 """`strato graph FILE`: the dependency graph as Graphviz dot, JSON or a PNG picture."""
 
+import json
+
 import click
 
 from orchestrator import service
@@ -9,27 +11,38 @@ from orchestrator.service import UserError
 
 @click.command("graph")
 @click.argument("file")
-@click.option("--format", "fmt", type=click.Choice(["dot", "json", "png"]), default="dot", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["dot", "json", "png"]), default=None,
+              help="dot (default), json (default with --json) or png (needs --output).")
 @click.option("--output", "-o", metavar="PATH", help="Write to PATH (required for png).")
 @json_option
 @handle_errors
 def command(file, fmt, output, as_json):
-    """Print the dependency graph of FILE (an edge a -> b means a needs b)."""
-    if as_json:
-        fmt = "json"
+    """Print the dependency graph of FILE (an edge a -> b means a needs b).
+
+    With --output, the graph is written to PATH in --format and, under --json, stdout gets
+    {"ok": true, "output": PATH, "format": ...}; without it, --json prints the graph as JSON.
+    """
+    fmt = fmt or ("json" if as_json else "dot")
     if fmt == "png" and not output:
         raise UserError("--format png needs --output FILE.png")
     data = service.graph(file, fmt)
     if output:
-        mode = "wb" if isinstance(data, bytes) else "w"
-        with open(output, mode) as fh:
-            if isinstance(data, dict):
-                import json
-                json.dump(data, fh, indent=2)
-            else:
+        if isinstance(data, bytes):
+            with open(output, "wb") as fh:
                 fh.write(data)
-        click.echo(f"wrote {output}")
+        else:
+            with open(output, "w", encoding="utf-8") as fh:
+                if isinstance(data, dict):
+                    json.dump(data, fh, indent=2)
+                else:
+                    fh.write(data)
+        if as_json:
+            emit_json({"ok": True, "output": output, "format": fmt})
+        else:
+            click.echo(f"wrote {output}")
     elif fmt == "json":
         emit_json(data)
+    elif as_json:
+        emit_json({"ok": True, "format": fmt, "graph": data})
     else:
         click.echo(data, nl=False)

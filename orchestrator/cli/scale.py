@@ -13,17 +13,24 @@ from orchestrator.service import UserError
 @click.command("scale")
 @click.argument("name")
 @click.argument("node")
-@click.argument("count", type=click.IntRange(0, 100000))
+@click.argument("count", type=click.IntRange(min=0))
+@click.option("--force", is_flag=True,
+              help="Scale to 0 even though other nodes depend on NODE (they lose what they need and may fail).")
 @click.option("--no-apply", is_flag=True, help="Only record the desired count; the next build applies it.")
 @click.option("--parallelism", "-p", default=32, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--quiet", "-q", is_flag=True)
 @state_option
 @json_option
 @handle_errors
-def command(name, node, count, no_apply, parallelism, quiet, state_path, as_json):
-    """Scale NODE of infrastructure NAME to COUNT instances (using the descriptor it was built from)."""
+def command(name, node, count, force, no_apply, parallelism, quiet, state_path, as_json):
+    """Scale NODE of infrastructure NAME to COUNT instances (using the descriptor it was built from).
+
+    COUNT must lie within the node's min_instances/max_instances and Strato's per-node ceiling
+    ($STRATO_MAX_INSTANCES_PER_NODE, default 1000); the error names the bound and where it is set.
+    Scaling to 0 a node that others depend on is refused, naming them, unless --force is given.
+    """
     store = service.open_store(state_path)
-    result = service.scale(store, name, node, count)
+    result = service.scale(store, name, node, count, force=force)
     if not no_apply:
         descriptor = store.get_infra(name).descriptor
         if not descriptor:

@@ -4,7 +4,7 @@ import ipaddress
 
 import click
 
-from orchestrator.cli.common import handle_errors, state_option
+from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
 from orchestrator.service import UserError
 
 
@@ -33,9 +33,10 @@ def is_loopback(host: str) -> bool:
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256),
               help="Operations (builds, scales, destroys) running at once.")
 @state_option
+@json_option
 @handle_errors
 def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, max_nodes, max_instances,
-            validation_timeout, workers, state_path):
+            validation_timeout, workers, state_path, as_json):
     """Serve the REST API under /v1 (OpenAPI at /docs) and the dashboard at /, over the CLI's state.
 
     \b
@@ -43,6 +44,9 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
       $STRATO_HOME/api-token        write scope (build, scale, destroy)
       $STRATO_HOME/api-token.read   read scope (look only)
     or set STRATO_API_TOKEN / STRATO_API_READ_TOKEN. Open http://HOST:PORT/ and paste a token.
+
+    With --json, one line {"ok": true, "url": ..., "docs": ...} is printed on stdout before serving
+    (the server's own log goes to stderr), so a script can read where to connect.
     """
     try:
         import uvicorn
@@ -71,4 +75,7 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     if allow_local_processes:
         click.secho("local-process nodes are accepted over HTTP: they run commands as this server's user",
                     fg="yellow", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    if as_json:
+        url = f"http://{host}:{port}"
+        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path})
+    uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")

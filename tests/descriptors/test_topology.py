@@ -320,9 +320,9 @@ topology_template:
       properties:
         implementations:
           - {driver: ec2, region: eu-west-1, cost_per_hour: 0.1, gpu: 1, properties: {instance_type: t3.small}}
-          - {driver: nova, properties: {flavor_name: m1.small}}
+          - {driver: openstack, properties: {flavor: m1.small}}
 """)
-    assert t.node_templates["vm"].properties["implementations"][1]["driver"] == "nova"
+    assert t.node_templates["vm"].properties["implementations"][1]["driver"] == "openstack"
     assert codes("""
 topology_template:
   node_templates:
