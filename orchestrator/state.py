@@ -474,10 +474,17 @@ class StateStore:
     def last_event_id(self, infra: str) -> int | None:
         return self._exec("SELECT MAX(id) FROM events WHERE infra=?", (infra,)).fetchone()[0]
 
-    def change_stamp(self) -> tuple[int, int]:
-        """Changes by this connection plus commits by any other one: equal stamps mean nothing was written."""
-        with self._lock:
+    def change_stamp(self, blocking: bool = True) -> tuple[int, int] | None:
+        """Changes by this connection plus commits by any other one: equal stamps mean nothing was written.
+
+        Non-blocking, None while another thread is using the connection (a caller on an event loop then
+        falls back to a worker thread instead of stalling the loop)."""
+        if not self._lock.acquire(blocking):
+            return None
+        try:
             return self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            self._lock.release()
 
     # -- operations (asynchronous API requests) ----------------------------
     _OP_COLS = "id, infra, kind, state, created, updated, pid, host, progress, result, error"

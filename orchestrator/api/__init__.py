@@ -49,6 +49,11 @@ class ApiContext:
         self.started = time.time()
         self._doc_cache: dict[Any, bytes] = {}
 
+    def cached_now(self, key: Any) -> bytes | None:
+        """The cached document if nothing changed, without waiting for the database (for the event loop)."""
+        stamp = self.store.change_stamp(blocking=False)
+        return None if stamp is None else self._doc_cache.get((key, stamp))
+
     def cached(self, key: Any, build) -> bytes:
         """A JSON document cached until anything is written to the state database."""
         stamp = (key, self.store.change_stamp())
@@ -93,7 +98,7 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
     dashboard.install(app)
 
     @app.get("/healthz", tags=["operational"], summary="Liveness (no token needed)")
-    def healthz() -> dict:
+    async def healthz() -> dict:
         return {"ok": True, "version": __version__}
 
     @app.get("/metrics", tags=["operational"], summary="Prometheus metrics", response_class=Response,

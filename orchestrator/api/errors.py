@@ -55,7 +55,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DescriptorError)
     async def _descriptor_error(request: Request, exc: DescriptorError):
-        diags = [d.to_dict() for d in exc.diagnostics]
+        from orchestrator.api.intake import strip_bundle_root
+        diags = strip_bundle_root([d.to_dict() for d in exc.diagnostics], request.app.state.ctx.bundles.root)
         errors = [d for d in diags if d["severity"] == "error"] or diags
         return error_response(422, errors[0]["code"] if errors else "DESCRIPTOR_INVALID",
                               errors[0]["message"] if errors else "the descriptor is invalid", diagnostics=diags)

@@ -28,7 +28,7 @@ _bearer = HTTPBearer(auto_error=False, description="A read or write token (see `
 
 
 def need(ctx, scope: str):
-    def check(request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    async def check(request: Request, _: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
         return authorize(request, ctx.tokens, scope)
     return Depends(check)
 
@@ -192,12 +192,17 @@ def router(ctx) -> APIRouter:
         return accepted(name, op_id, descriptor=bundle.public(), warnings=result["diagnostics"])
 
     @api.get("/infrastructures/{name}", tags=["infrastructures"], dependencies=[read])
-    def get_infrastructure(name: str = Path(..., max_length=63),
-                           refresh: bool = Query(False, description="Ask the backends whether instances still "
-                                                                    "exist (slower)")) -> Response:
-        if refresh:
-            service.status(store, name, refresh=True)
-        return Response(ctx.cached(("infra", name), lambda: public_infra(name)), media_type="application/json")
+    async def get_infrastructure(name: str = Path(..., max_length=63),
+                                 refresh: bool = Query(False, description="Ask the backends whether instances "
+                                                                          "still exist (slower)")) -> Response:
+        body = None if refresh else ctx.cached_now(("infra", name))
+        if body is None:  # something changed (or a refresh was asked): the database work runs off the loop
+            def fresh() -> bytes:
+                if refresh:
+                    service.status(store, name, refresh=True)
+                return ctx.cached(("infra", name), lambda: public_infra(name))
+            body = await run_in_threadpool(fresh)
+        return Response(body, media_type="application/json")
 
     @api.get("/infrastructures/{name}/outputs", tags=["infrastructures"], dependencies=[read])
     def get_outputs(name: str = Path(..., max_length=63)) -> dict:
