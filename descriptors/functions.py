@@ -6,7 +6,10 @@ import re
 from typing import Any, Callable, Iterator
 
 FUNCTION_NAMES = frozenset({"get_input", "get_property", "get_attribute", "get_operation_output", "concat", "join",
-                            "token"})
+                            "token", "get_artifact", "get_nodes_of_type"})
+# Validated (arguments and references) but not evaluated by Strato's builds: they name deployment
+# artifacts and type queries that only an orchestrator with an artifact store would answer.
+VALIDATED_ONLY = frozenset({"get_artifact", "get_nodes_of_type"})
 SELF_NAMES = frozenset({"SELF", "SOURCE", "TARGET", "HOST"})
 
 
@@ -220,6 +223,9 @@ class Resolver:
                 return pieces[int(index)]
             except (IndexError, ValueError, TypeError):
                 raise FunctionError(f"token index {index} is out of range for '{text}'") from None
+        if name in VALIDATED_ONLY:
+            raise FunctionError(f"{name} is checked by validate but not evaluated by Strato's builds; give the value "
+                                "itself instead")
         raise FunctionError(f"unknown function '{name}'")
 
 

@@ -3,9 +3,12 @@
 Occopus describes an infrastructure (`infra_name`, `nodes` with `type`, `scaling {min,max}`
 and `variables`, `dependencies` between nodes) and, separately, node definitions
 (`'node_def:<type>'`: a list of alternative implementations, each with a `resource` of type
-ec2, nova or docker, a `contextualisation` such as cloudinit with its template, and a
-`health_check`). A Strato node keeps all alternatives as the `implementations` of a
-strato.nodes.VM, tried in order. Features Strato does not carry over become warnings.
+ec2, nova, docker, azure_vm, azure_aci, cloudsigma or cloudbroker, a `contextualisation` such as
+cloudinit with its template, and a `health_check`). A Strato node keeps all alternatives as the
+`implementations` of a strato.nodes.VM, tried in order (Azure, CloudSigma and CloudBroker through
+the `libcloud` driver). A node whose resources have no Strato backend becomes a
+strato.nodes.Placeholder that validates and refuses to build. Features Strato does not carry
+over become warnings (Chef: naming the cookbooks to port).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ INFRA_KEYS = ("infra_name", "user_id", "nodes", "dependencies", "variables")
 NODE_KEYS = ("name", "type", "scaling", "variables")
 NODEDEF_KEYS = ("resource", "contextualisation", "health_check", "config_management", "variables")
 VM_RESOURCES = {"ec2": "ec2", "nova": "openstack"}
+# Occopus resources that Strato builds through Apache Libcloud (driver `libcloud`): resource type -> provider
+LIBCLOUD_RESOURCES = {"azure_vm": "azure_arm", "azure_aci": "azure_aci", "cloudsigma": "cloudsigma",
+                      "cloudbroker": "cloudbroker"}
 DRIVER_REGION_KEY = {"ec2": "regionname", "nova": "region"}
 # Occopus resource keys -> the property names of Strato's ec2 / openstack drivers
 RESOURCE_KEYS = {
@@ -142,12 +148,19 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
         path = f"dependencies[{i}]"
         dpos = _pos(infra.get("dependencies"), i, infra_path)
         pair = dep
-        if isinstance(dep, dict):  # '- connection: [*A, *B]' also means A needs B
+        mappings = None
+        if isinstance(dep, dict) and isinstance(dep.get("connection"), list):
+            # '- connection: [*A, *B]' also means A needs B; its mappings pass B's attributes to A
+            pair, mappings = dep["connection"], dep.get("mappings")
+            for key in dep:
+                if key not in ("connection", "mappings"):
+                    sink.warning("OCCOPUS_IGNORED", f"dependency key '{key}' is not carried over", dpos,
+                                 join_path(path, key))
+        elif isinstance(dep, dict):
             if len(dep) == 1 and isinstance(next(iter(dep.values())), list):
                 kind, pair = next(iter(dep.items()))
-                if kind != "connection":
-                    sink.warning("OCCOPUS_IGNORED", f"dependency kind '{kind}' is treated as a plain dependency",
-                                 dpos, path)
+                sink.warning("OCCOPUS_IGNORED", f"dependency kind '{kind}' is treated as a plain dependency",
+                             dpos, path)
             else:
                 pair = None
         if not isinstance(pair, list) or len(pair) != 2:
@@ -161,6 +174,8 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
                        did_you_mean(missing, templates))
             continue
         templates[a].setdefault("requirements", []).append({"dependency": b})
+        if mappings is not None:
+            _mappings(templates[a], b, mappings, sink, _pos(dep, "mappings", infra_path), join_path(path, "mappings"))
 
     if sink.errors:
         raise DescriptorError(sink.items)
@@ -171,6 +186,59 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
         "topology_template": {"node_templates": {n: templates[n] for n in names}},
     }
     return document, sink.warnings
+
+
+def _mappings(template: dict, source: str, mappings: Any, sink: DiagnosticSink, pos: Position, path: str) -> None:
+    """A connection's attribute mappings, each [attribute of the source node, name on the dependent node], become
+    get_attribute values: cloud-init variables of a VM, environment variables of a container."""
+    pairs = []
+    for i, item in enumerate(mappings if isinstance(mappings, list) else [mappings]):
+        pair = item.get("attributes") if isinstance(item, dict) and "attributes" in item else item
+        if isinstance(pair, dict) and len(pair) == 1:
+            pair = list(next(iter(pair.items())))
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) and x for x in pair)):
+            sink.error("OCCOPUS_BAD_MAPPING", "each mapping must be 'attributes: [attribute of the node needed, "
+                       "name on the dependent node]'", pos, f"{path}[{i}]")
+            continue
+        pairs.append(pair)
+    if not pairs:
+        return
+    props = template.setdefault("properties", {})
+    if template.get("type") == "strato.nodes.Container":
+        target = props.setdefault("env", {})
+    elif template.get("type") == "strato.nodes.VM":
+        target = props.setdefault("cloud_init_variables", {})
+    else:
+        target = template.setdefault("metadata", {}).setdefault("occopus.mappings", {})
+    for src, dst in pairs:
+        target[dst] = {"get_attribute": [source, src]}
+
+
+def _libcloud_installed() -> bool:
+    from drivers.providers import known_drivers  # read only when a libcloud resource is met
+    return "libcloud" in known_drivers()
+
+
+def _cookbooks(value: Any) -> set:
+    """Chef cookbooks named by run_list entries ('recipe[name::part]', 'role[name]', 'name::part') in a value."""
+    found: set = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "run_list" and isinstance(item, (list, str)):
+                for entry in item if isinstance(item, list) else item.split(","):
+                    text = str(entry).strip()
+                    if "[" in text and text.endswith("]"):
+                        text = text[text.index("[") + 1:-1]
+                    if text:
+                        found.add(text.split("::")[0])
+            else:
+                found |= _cookbooks(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _cookbooks(item)
+    elif isinstance(value, str) and value.startswith("recipe[") and value.endswith("]"):
+        found.add(value[len("recipe["):-1].split("::")[0])
+    return found
 
 
 def _diag(code: str, message: str, pos: Position):
@@ -197,6 +265,8 @@ def _scaling(scaling: Any, sink: DiagnosticSink, file: str, pos: Position, path:
 def _node_template(name: str, ntype: str, alternatives: list, variables: dict, defs_path: str, defs_dir: str,
                    sink: DiagnosticSink) -> dict:
     implementations: list[dict] = []
+    unsupported: list[dict] = []  # resources of kinds Strato cannot build, kept for a placeholder
+    waiting: list[dict] = []  # libcloud implementations, for when that driver is installed
     containers: list[dict] = []
     cloud_init = None
     health = None
@@ -215,8 +285,11 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
         rtype = resource.pop("type", None)
         cm = alt.get("config_management")
         if isinstance(cm, dict) and cm.get("type") not in (None, "none"):
+            cookbooks = sorted(_cookbooks(to_plain(alt)) | _cookbooks(to_plain(variables)))
+            port = (f"; cookbooks to port: {', '.join(cookbooks)}" if cookbooks else
+                    "; no run_list names its cookbooks") if cm.get("type") == "chef" else ""
             sink.warning("OCCOPUS_UNSUPPORTED", f"config manager '{cm.get('type')}' is not supported; configure the "
-                         "node with cloud-init or an interface operation instead",
+                         f"node with cloud-init or an interface operation instead{port}",
                          _pos(alt, "config_management", defs_path), join_path(path, "config_management"))
         ctx = alt.get("contextualisation")
         ctx_type = ctx.get("type") if isinstance(ctx, dict) else None
@@ -253,14 +326,59 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
             containers.append(container)
             implementations.append({"driver": "docker", "properties": {k: v for k, v in container.items()
                                                                         if v is not None}})
+        elif rtype in LIBCLOUD_RESOURCES:
+            provider = LIBCLOUD_RESOURCES[rtype]
+            entry = {"driver": "libcloud", "properties": {"provider": provider, **resource}}
+            if ctx_type == "cloudinit":
+                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))
+                cloud_init = text if cloud_init is None else cloud_init
+            elif ctx_type == "docker":  # a container service (Azure ACI): the image and its settings
+                spec = {k: v for k, v in to_plain(ctx).items() if k != "type"}
+                if spec.get("tag") is not None and isinstance(spec.get("image"), str):
+                    spec["image"] = f"{spec['image']}:{spec.pop('tag')}"
+                entry["properties"].update(spec)
+            elif ctx_type is not None:
+                sink.warning("OCCOPUS_UNSUPPORTED", f"contextualisation '{ctx_type}' is not supported for "
+                             f"{rtype} resources", _pos(alt, "contextualisation", defs_path),
+                             join_path(path, "contextualisation"))
+            rpos = _pos(alt["resource"], "type", defs_path)
+            if _libcloud_installed():
+                implementations.append(entry)
+                sink.warning("OCCOPUS_LIBCLOUD", f"the {rtype} resource is built through Apache Libcloud's "
+                             f"'{provider}' provider (driver 'libcloud')", rpos, join_path(path, "resource.type"))
+            else:  # kept, ready to use, for when the driver is installed
+                sink.warning("OCCOPUS_LIBCLOUD", f"the {rtype} resource needs Strato's 'libcloud' driver, which is not "
+                             "installed; this implementation is kept under the node's metadata", rpos,
+                             join_path(path, "resource.type"))
+                unsupported.append({"type": rtype, **resource})
+                waiting.append(entry)
+                continue
         else:
-            sink.warning("OCCOPUS_UNSUPPORTED", f"resource type '{rtype}' is not supported (ec2, nova and docker "
-                         "are); this implementation is skipped", _pos(alt["resource"], "type", defs_path),
-                         join_path(path, "resource.type"))
+            sink.warning("OCCOPUS_UNSUPPORTED", f"resource type '{rtype}' has no Strato backend (ec2, nova, docker "
+                         f"and {', '.join(LIBCLOUD_RESOURCES)} have); this implementation is skipped",
+                         _pos(alt["resource"], "type", defs_path), join_path(path, "resource.type"))
+            unsupported.append({"type": rtype, **resource})
             continue
         hc = alt.get("health_check")
         if isinstance(hc, dict) and health is None:
             health = _health_check(hc, sink, defs_path, join_path(path, "health_check"))
+    if not implementations and unsupported:
+        kinds = ", ".join(dict.fromkeys(str(r.get("type")) for r in unsupported))
+        sink.warning("OCCOPUS_PLACEHOLDER", f"node '{name}' has only {kinds} resources, which Strato has no backend "
+                     "for: it becomes a placeholder that validates but refuses to build", Position(defs_path), base,
+                     "add an implementation on ec2, nova, docker or a Libcloud provider")
+        todo = f"the Occopus node type '{ntype}' uses {kinds}; replace it with a strato.nodes.VM whose " \
+               "implementations name a Strato driver (ec2, openstack, libcloud) or a strato.nodes.Container"
+        if waiting:
+            todo += "; install the libcloud driver and use the implementations kept under metadata " \
+                    "'occopus.libcloud_implementations'"
+        metadata = {"occopus.node_type": ntype, "occopus.resources": unsupported}
+        if waiting:
+            metadata["occopus.libcloud_implementations"] = waiting
+        if variables:
+            metadata["occopus.variables"] = to_plain(variables)
+        return {"type": "strato.nodes.Placeholder", "properties": {"resource_type": kinds, "todo": todo},
+                "metadata": metadata}
     if not implementations:
         sink.error("OCCOPUS_NO_IMPLEMENTATION", f"node '{name}' (type '{ntype}') has no implementation Strato "
                    "supports", Position(defs_path), base)

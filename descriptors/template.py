@@ -151,6 +151,7 @@ class Template:
     relationship_templates: dict = field(default_factory=dict)
     imports: list[str] = field(default_factory=list)  # absolute paths of every imported file
     metadata: dict = field(default_factory=dict)
+    is_library: bool = False  # no topology_template: only types (validates; cannot be built)
 
     @property
     def directory(self) -> str:

@@ -14,11 +14,13 @@ from functools import lru_cache
 from typing import Any
 
 from descriptors.diagnostics import DescriptorError, DiagnosticSink, Position, did_you_mean, join_path
-from descriptors.values import PRIMITIVE_TYPES, UNBOUNDED, Constraint, is_integer, parse_constraint
+from descriptors.values import (PRIMITIVE_TYPES, UNBOUNDED, Constraint, is_integer, parse_constraint,
+                               value_type_name)
 from descriptors.yamlpos import YMap, load_yaml_file, position_of
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
-PROFILE_FILES = ["tosca-core.yaml", "strato.yaml", "strato-cloud.yaml"]
+PROFILE_FILES = ["tosca-core.yaml", "tosca-simple-extra.yaml", "tosca-nonnormative.yaml", "tosca-nfv.yaml",
+                 "strato.yaml", "strato-cloud.yaml"]
 
 # Kept for callers of the core loader: the value types an input may declare without data types.
 SCALAR_TYPES = set(PRIMITIVE_TYPES)
@@ -106,6 +108,7 @@ class RequirementDef:
     occurrences: tuple[int, int | None] = (1, 1)
     node_filter: Any = None
     position: Position | None = None
+    declared_occurrences: bool = False  # written in the type, not TOSCA's default [1, 1]
 
 
 @dataclass
@@ -312,6 +315,12 @@ class TypeRegistry:
                 self.aliases[kind].setdefault(short, name)
                 self.aliases[kind].setdefault("tosca:" + short, name)
 
+    def add_prefix(self, prefix: str, names: list[tuple[str, str]]) -> None:
+        """Make types imported with a namespace_prefix known as prefix.Name (and TOSCA 1.0's prefix:Name)."""
+        for kind, name in names:
+            for sep in (".", ":"):
+                self.aliases[kind].setdefault(f"{prefix}{sep}{name}", name)
+
     def add_document(self, doc: dict, sink: DiagnosticSink, file_pos: Position) -> None:
         for section, kind in SECTIONS.items():
             if section in doc:
@@ -427,11 +436,11 @@ def parse_schema(raw: Any, sink: DiagnosticSink, path: str, pos: Position) -> Sc
     if raw is None:
         return None
     if isinstance(raw, str):
-        return Schema(raw)
+        return Schema(value_type_name(raw))
     if not isinstance(raw, dict):
         sink.error("TYPE_BAD_SCHEMA", "a schema must be a type name or a mapping with 'type'", pos, path)
         return None
-    stype = str(raw.get("type", "any"))
+    stype = value_type_name(str(raw.get("type", "any")))
     return Schema(stype, parse_constraints(raw.get("constraints"), stype, sink, join_path(path, "constraints"), pos),
                   parse_schema(raw.get("entry_schema"), sink, join_path(path, "entry_schema"), pos),
                   parse_schema(raw.get("key_schema"), sink, join_path(path, "key_schema"), pos))
@@ -473,7 +482,7 @@ def parse_property_defs(section: Any, sink: DiagnosticSink, path: str, pos: Posi
                 sink.error("UNKNOWN_KEY", f"unknown key '{key}' in the definition of '{pname}'",
                            pbody.key_position(key) if isinstance(pbody, YMap) else ppos, join_path(ppath, key),
                            did_you_mean(key, PROPERTY_KEYS))
-        ptype = pbody.get("type", default_type)
+        ptype = value_type_name(pbody.get("type", default_type))
         if not isinstance(ptype, str):
             sink.error("TYPE_BAD_PROPERTY", f"the type of '{pname}' must be a type name", ppos,
                        join_path(ppath, "type"))
@@ -577,8 +586,10 @@ def _str_list(raw: Any, sink: DiagnosticSink, pos: Position, path: str) -> list[
 
 def _parse_type(name: str, kind: str, body: dict, sink: DiagnosticSink, path: str, pos: Position) -> TypeDef:
     allowed = TYPE_KEYS["common"] + TYPE_KEYS[kind]
+    # TOSCA 1.0-1.2 interface types list their operations directly, without 'operations:'
+    legacy_ops = kind == "interface" and "operations" not in body
     for key in body:
-        if key not in allowed:
+        if key not in allowed and not (legacy_ops and (body[key] is None or isinstance(body[key], (str, dict)))):
             sink.error("UNKNOWN_KEY", f"unknown key '{key}' in {kind} type '{name}'",
                        body.key_position(key) if isinstance(body, YMap) else pos, join_path(path, key),
                        did_you_mean(key, allowed))
@@ -635,11 +646,18 @@ def _parse_type(name: str, kind: str, body: dict, sink: DiagnosticSink, path: st
                 rel = rbody.get("relationship")
                 if isinstance(rel, dict):
                     rel = rel.get("type")
+                bad = [k for k in ("capability", "node", "relationship") if k in rbody and
+                       not isinstance(rel if k == "relationship" else rbody[k], (str, type(None)))]
+                if bad:
+                    sink.error("TYPE_BAD_REQUIREMENT", f"'{bad[0]}' of requirement '{rname}' must name a type",
+                               rpos, join_path(join_path(rpath, rname), bad[0]))
+                    continue
                 t.requirements[rname] = RequirementDef(
                     rname, capability=rbody.get("capability"), node=rbody.get("node"), relationship=rel,
                     occurrences=_occurrences(rbody.get("occurrences"), (1, 1), sink, rpos,
                                              join_path(join_path(rpath, rname), "occurrences")),
-                    node_filter=rbody.get("node_filter"), position=rpos)
+                    node_filter=rbody.get("node_filter"), position=rpos,
+                    declared_occurrences=rbody.get("occurrences") is not None)
             else:
                 sink.error("TYPE_BAD_REQUIREMENT", f"requirement '{rname}' must be a capability type name or a "
                            "mapping", rpos, rpath)

@@ -25,6 +25,16 @@ _UNITS_LOWER = {kind: {u.lower(): f for u, f in table.items()} for kind, table i
 PRIMITIVE_TYPES = frozenset({"string", "integer", "float", "boolean", "list", "map", "timestamp", "version",
                              "range", "any", "null", *UNITS})
 UNBOUNDED = "UNBOUNDED"
+# TOSCA maps its primitive types onto YAML's, so the YAML names are accepted for them too
+YAML_TYPE_NAMES = {"int": "integer", "str": "string", "bool": "boolean", "seq": "list", "null": "null",
+                   "float": "float", "map": "map", "timestamp": "timestamp"}
+YAML_TYPE_NAMES.update({f"tag:yaml.org,2002:{k}": v for k, v in YAML_TYPE_NAMES.items()})
+YAML_TYPE_NAMES.update({f"!!{k}": v for k, v in YAML_TYPE_NAMES.items() if ":" not in k})
+
+
+def value_type_name(name):
+    """The TOSCA name of a value type written in YAML's form (int, tag:yaml.org,2002:int, !!int); others as given."""
+    return YAML_TYPE_NAMES.get(name, name) if isinstance(name, str) else name
 
 CONSTRAINT_OPERATORS = ("equal", "greater_than", "greater_or_equal", "less_than", "less_or_equal", "in_range",
                         "valid_values", "length", "min_length", "max_length", "pattern", "schema")

@@ -13,6 +13,7 @@ BUILTIN = {
     "local": "drivers.local:LocalDriver",
     "noop": "drivers.noop:NoopDriver",
     "sleep": "drivers.noop:SleepDriver",
+    "placeholder": "drivers.placeholder:PlaceholderDriver",
     "ec2": "drivers.aws.ec2:Ec2Driver",
     "sagemaker": "drivers.aws.sagemaker:SageMakerDriver",
     "lambda": "drivers.aws.lambda_:LambdaDriver",

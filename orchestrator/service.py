@@ -12,7 +12,7 @@ import networkx as nx
 
 from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
-from descriptors.loader import load_template, resolve_inputs
+from descriptors.loader import load_template, require_topology, resolve_inputs
 from descriptors.template import Template
 from drivers.base import DriverError
 from drivers.providers import get_driver
@@ -41,24 +41,30 @@ class Loaded:
     graph: nx.DiGraph
 
 
-def load_checked(path: str) -> Loaded:
-    """Load, validate and check the dependency graph of one descriptor."""
-    template = load_template(path)
+def load_checked(path: str, confined: bool = True, library: bool = False) -> Loaded:
+    """Load, validate and check the dependency graph of one descriptor.
+
+    confined: imports stay inside the descriptor's directory tree (the REST API's setting; the
+    CLI passes False). library: a type library without topology_template is accepted (validate).
+    """
+    template = load_template(path, confined=confined)
+    if not library:
+        require_topology(template)
     bounds.check_template(template)
     graph = dependency_graph(template)
     check_acyclic(template, graph)
     return Loaded(template, graph)
 
 
-def validate(paths: list[str]) -> list[dict]:
+def validate(paths: list[str], confined: bool = True) -> list[dict]:
     """One result per file: {file, ok, diagnostics[]}; never raises for descriptor problems."""
     results = []
     for path in paths:
         try:
-            loaded = load_checked(path)
+            loaded = load_checked(path, confined, library=True)
             diags = [d.to_dict() for d in loaded.template.warnings]
             results.append({"file": path, "ok": True, "nodes": len(loaded.template.node_templates),
-                            "diagnostics": diags})
+                            "library": loaded.template.is_library, "diagnostics": diags})
         except DescriptorError as exc:
             results.append({"file": path, "ok": not any(d.severity == "error" for d in exc.diagnostics),
                             "diagnostics": [d.to_dict() for d in exc.diagnostics]})
@@ -83,9 +89,10 @@ def _inputs_for(template: Template, store: StateStore, name: str, given: dict[st
     return resolve_inputs(template, merged)
 
 
-def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, refresh: bool = True) -> Plan:
+def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, refresh: bool = True,
+         confined: bool = True) -> Plan:
     check_name(name)
-    loaded = load_checked(path)
+    loaded = load_checked(path, confined)
     inputs = _inputs_for(loaded.template, store, name, given_inputs)
     infra = store.get_infra(name)
     if infra is None:
@@ -116,10 +123,10 @@ def _refresh(store: StateStore, name: str, instances, record: bool = True):
 
 
 def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, options: RunOptions,
-          on_event=None, holder: str = "strato build") -> dict:
+          on_event=None, holder: str = "strato build", confined: bool = True) -> dict:
     """Bring an infrastructure to what the descriptor says; resumable after a crash or failure."""
     check_name(name)
-    loaded = load_checked(path)
+    loaded = load_checked(path, confined)
     template = loaded.template
     inputs = _inputs_for(template, store, name, given_inputs)
     stored = store.get_infra(name)
@@ -296,8 +303,8 @@ def _wanted(infra: InfraRecord, template: Template | None, node: str) -> int | N
     return None
 
 
-def graph(path: str, fmt: str = "dot") -> str | dict | bytes:
-    loaded = load_checked(path)
+def graph(path: str, fmt: str = "dot", confined: bool = True) -> str | dict | bytes:
+    loaded = load_checked(path, confined)
     if fmt == "json":
         return to_json(loaded.graph, loaded.template)
     if fmt == "dot":

@@ -10,11 +10,12 @@ from descriptors.template import Template
 from descriptors.types import PropertyDef, TypeRegistry
 from descriptors.yamlpos import YList, YMap, position_of
 
-def _function_places(template: Template):
-    """(self node, value, document path, source, target) of every place functions may appear.
+def _function_places(template: Template, with_calls: list | None = None):
+    """(self node, value, document path, target) of every place functions may appear.
 
     Node and capability properties without any call are left out (before their paths are
-    built): there would be nothing to check in them.
+    built): there would be nothing to check in them. with_calls collects (node, capability
+    name, properties) of the capabilities whose properties hold calls.
     """
     for n in template.node_templates.values():
         if n.properties and contains_call(n.properties):
@@ -23,6 +24,8 @@ def _function_places(template: Template):
             for cname, cbody in n.capabilities.items():
                 if isinstance(cbody, dict) and isinstance(cbody.get("properties"), dict) \
                         and contains_call(cbody["properties"]):
+                    if with_calls is not None:
+                        with_calls.append((n, cname, cbody["properties"]))
                     yield n.name, cbody["properties"], f"{n.path}.capabilities.{cname}.properties", None
         for (iname, oname), op in n.operations.items():
             if op.inputs:
@@ -44,7 +47,8 @@ def check_functions(template: Template, sink: DiagnosticSink) -> None:
     """Check every function's references and types that can be checked before deployment."""
     nodes = template.node_templates
     types = template.types
-    for self_node, value, base, target in _function_places(template):
+    capabilities_with_calls: list = []
+    for self_node, value, base, target in _function_places(template, capabilities_with_calls):
         if not isinstance(value, (dict, list)):
             continue
         for fname, args, container, key, path in iter_calls(value, base):
@@ -54,19 +58,30 @@ def check_functions(template: Template, sink: DiagnosticSink) -> None:
             _check_call(template, fname, args, self_node, target, pos, path, sink)
     # a property set straight from an input or another property must be of a compatible type
     for node in nodes.values():
-        if not node.properties:
+        if node.properties:
+            _check_call_types(template, node.name, node.properties, types.resolved(node.type).properties,
+                              f"{node.path}.properties", sink)
+    for node, cname, values in capabilities_with_calls:
+        cdef = types.resolved(node.type).capabilities.get(cname)
+        if cdef is None or not types.has("capability", cdef.type):
             continue
-        ntype = types.resolved(node.type)
-        for pname, value in node.properties.items():
-            call = function_call(value)
-            pdef = ntype.properties.get(pname)
-            if call is None or pdef is None:
-                continue
-            source_type = _call_type(template, call, node.name)
-            if source_type and not _compatible(source_type, pdef.type, types):
-                sink.error("FUNCTION_TYPE", f"property '{pname}' is of type {pdef.type}, but {call[0]} gives a "
-                           f"value of type {source_type}", node.properties.position_of(pname),
-                           f"{node.path}.properties.{pname}")
+        defs = dict(types.resolved(types.canonical(cdef.type, "capability"), "capability").properties)
+        defs.update(cdef.properties)
+        _check_call_types(template, node.name, values, defs, f"{node.path}.capabilities.{cname}.properties", sink)
+
+
+def _check_call_types(template: Template, self_node: str, values: dict, defs: dict, path: str,
+                      sink: DiagnosticSink) -> None:
+    for pname, value in values.items():
+        call = function_call(value)
+        pdef = defs.get(pname)
+        if call is None or pdef is None:
+            continue
+        source_type = _call_type(template, call, self_node)
+        if source_type and not _compatible(source_type, pdef.type, template.types):
+            sink.error("FUNCTION_TYPE", f"property '{pname}' is of type {pdef.type}, but {call[0]} gives a "
+                       f"value of type {source_type}", values.position_of(pname) if isinstance(values, YMap)
+                       else Position(template.file), f"{path}.{pname}")
 
 
 def _call_type(template: Template, call: tuple, self_node: str) -> str | None:
@@ -161,11 +176,11 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
         rest = args[2:]
         if len(args) >= 3 and isinstance(name, str):
             via = next((r.target for r in node.requirements if r.name == name), None)
-            if via is not None:
+            if via is not None:  # [node, requirement, ...]: the same names on the requirement's target
                 entity, node = via, nodes[via]
                 ntype = types.resolved(node.type)
                 name, rest = args[2], args[3:]
-            elif name in ntype.capabilities and name not in ntype.properties and name not in ntype.attributes:
+            if rest and name in ntype.capabilities and name not in ntype.properties and name not in ntype.attributes:
                 cdef = ntype.capabilities[name]
                 ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability") \
                     if types.has("capability", cdef.type) else None
@@ -173,10 +188,10 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
                 known.update(cdef.properties)
                 if fname == "get_attribute" and ctype:
                     known.update(ctype.attributes)
-                if args[2] not in known:
+                if rest[0] not in known:
                     sink.error("FUNCTION_UNKNOWN_PROPERTY", f"{fname}: capability '{name}' of node '{entity}' has no "
-                               f"{'property' if fname == 'get_property' else 'attribute'} '{args[2]}'", pos, path,
-                               did_you_mean(args[2], known))
+                               f"{'property' if fname == 'get_property' else 'attribute'} '{rest[0]}'", pos, path,
+                               did_you_mean(rest[0], known))
                 return
         if fname == "get_property":
             pdef = ntype.properties.get(name)
@@ -187,9 +202,32 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
             _check_nested(template, pdef, rest, f"property '{name}' of node '{entity}'", pos, path, sink)
         else:
             if name not in ntype.attributes and not ntype.metadata.get("strato.open_attributes"):
-                sink.warning("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node type '{node.type}' declares no "
-                             f"attribute '{name}'; its value is known only if the backend reports it", pos, path,
-                             did_you_mean(name, ntype.attributes))
+                if _backend_may_report(template, entity):
+                    sink.warning("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node type '{node.type}' declares no "
+                                 f"attribute '{name}'; its value is known only if the backend reports it", pos, path,
+                                 did_you_mean(name, ntype.attributes))
+                else:  # a portable TOSCA node: no backend of Strato's reports attributes the type lacks
+                    sink.error("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node type '{node.type}' has no "
+                               f"attribute '{name}'", pos, path, did_you_mean(name, ntype.attributes) or
+                               (f"its attributes are: {', '.join(ntype.attributes)}" if ntype.attributes else ""))
+        return
+    if fname == "get_artifact":
+        if not isinstance(args, list) or not 2 <= len(args) <= 4 or not all(isinstance(a, str) for a in args[:2]):
+            sink.error("FUNCTION_BAD_ARGS", "get_artifact needs [node, artifact name, location?, remove?]", pos, path)
+            return
+        entity = _entity(template, args[0], self_node, target, fname, pos, path, sink)
+        if entity is None:
+            return
+        known = dict(types.resolved(nodes[entity].type).artifacts)
+        known.update(nodes[entity].artifacts)
+        if args[1] not in known:
+            sink.error("FUNCTION_UNKNOWN_ARTIFACT", f"get_artifact: node '{entity}' has no artifact '{args[1]}'", pos,
+                       path, did_you_mean(args[1], known))
+        return
+    if fname == "get_nodes_of_type":
+        if not isinstance(args, str) or not types.has("node", args):
+            sink.error("FUNCTION_BAD_ARGS", f"get_nodes_of_type needs the name of a node type, not '{args}'", pos,
+                       path, did_you_mean(args, types.kinds["node"]) if isinstance(args, str) else "")
         return
     if fname == "get_operation_output":
         if not isinstance(args, list) or len(args) != 4 or not all(isinstance(a, str) for a in args):
@@ -216,7 +254,7 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
                          f"{args[1]}.{args[2]}, so it produces no outputs", pos, path)
         return
     if fname == "concat":
-        if not isinstance(args, list):
+        if not isinstance(args, list) or not args:
             sink.error("FUNCTION_BAD_ARGS", "concat needs a list of values", pos, path)
         return
     if fname == "join":
@@ -228,6 +266,14 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
         if not isinstance(args, list) or len(args) != 3 or not isinstance(args[1], str) \
                 or not (isinstance(args[2], int) and not isinstance(args[2], bool)):
             sink.error("FUNCTION_BAD_ARGS", "token needs [string, separators, index]", pos, path)
+
+
+def _backend_may_report(template: Template, name: str) -> bool:
+    """Whether a node is built by a Strato driver (which may report attributes its type does not declare)."""
+    node = template.node_templates[name]
+    if template.node_metadata(name).get("strato.driver"):
+        return True
+    return any(t.startswith("strato.") for t in template.types.lineage(node.type))
 
 
 def _check_nested(template: Template, pdef: PropertyDef, steps: list, what: str, pos: Position, path: str,

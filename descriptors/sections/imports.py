@@ -11,7 +11,7 @@ from descriptors.types import TypeRegistry, builtin_registry
 from descriptors.yamlpos import load_yaml_file, position_of
 
 VERSIONS = ("tosca_simple_yaml_1_0", "tosca_simple_yaml_1_1", "tosca_simple_yaml_1_2",
-            "tosca_simple_yaml_1_3", "tosca_2_0")
+            "tosca_simple_yaml_1_3", "tosca_2_0", "tosca_simple_profile_for_nfv_1_0_0")
 TOP_KEYS = ("tosca_definitions_version", "description", "metadata", "imports", "repositories",
             "dsl_definitions", "topology_template", "node_types", "relationship_types", "capability_types",
             "data_types", "policy_types", "group_types", "interface_types", "artifact_types", "namespace")
@@ -22,14 +22,16 @@ ALLOW_IMPORTS_ENV = "STRATO_IMPORT_PATH"  # extra directories imports may read f
 class DocumentLoader:
     """One load: the sink, the type registry and the template being filled."""
 
-    def __init__(self, file: str, import_roots: list[str] | None):
+    def __init__(self, file: str, import_roots: list[str] | None, confined: bool = True):
         self.file = file
+        self.confined = confined
         self.sink = DiagnosticSink()
         self.types: TypeRegistry = builtin_registry().copy()
         roots = [os.path.dirname(os.path.abspath(file))] + list(import_roots or [])
         roots += [p for p in os.environ.get(ALLOW_IMPORTS_ENV, "").split(os.pathsep) if p]
         self.roots = [os.path.realpath(r) for r in roots]
         self.imported: list[str] = []
+        self.root_dir = os.path.dirname(os.path.abspath(file))
 
     # --- documents and imports ----------------------------------------------------------
     def document(self, doc: Any, file: str, chain: tuple[str, ...], is_main: bool) -> None:
@@ -59,30 +61,21 @@ class DocumentLoader:
             sink.error("IMPORTS_NOT_LIST", "'imports' must be a list of files", doc.position_of("imports"), "imports")
             return
         base = os.path.dirname(os.path.abspath(file))
+        repositories = doc.get("repositories") if isinstance(doc.get("repositories"), dict) else {}
         for i, item in enumerate(items):
             pos = position_of(items, i, Position(file))
             path = f"imports[{i}]"
-            target = item
-            if isinstance(item, dict):
-                if "file" in item:
-                    target = item.get("file")
-                    unknown_keys(item, ("file", "repository", "namespace_prefix", "namespace_uri"), sink, path,
-                                  "an import")
-                elif len(item) == 1:  # TOSCA 1.0 style: '- name: file.yaml'
-                    target = next(iter(item.values()))
-                    if isinstance(target, dict):
-                        target = target.get("file")
+            spec = _import_spec(item, sink, path)
+            target = spec.get("file")
             if not isinstance(target, str) or not target:
                 sink.error("IMPORT_BAD", "each import must be a file name or a mapping with 'file'", pos, path)
                 continue
-            if "://" in target:
-                sink.error("IMPORT_REMOTE", f"import '{target}' is a URL; only local files can be imported", pos,
-                           path, "download it next to the descriptor and import it by relative path")
+            prefix = spec.get("namespace_prefix")
+            if prefix is not None and (not isinstance(prefix, str) or not prefix):
+                sink.error("IMPORT_BAD", "'namespace_prefix' must be a name", pos, path)
                 continue
-            full = os.path.realpath(os.path.join(base, target))
-            if not any(full == r or full.startswith(r + os.sep) for r in self.roots):
-                sink.error("IMPORT_OUTSIDE", f"import '{target}' lies outside the descriptor's directory tree", pos,
-                           path, f"move it under {self.roots[0]} or allow its directory in ${ALLOW_IMPORTS_ENV}")
+            full = self._locate(target, spec.get("repository"), repositories, base, pos, path)
+            if full is None:
                 continue
             if full in chain:
                 cycle = " -> ".join(os.path.basename(c) for c in chain + (full,))
@@ -106,4 +99,69 @@ class DocumentLoader:
             if not isinstance(sub, dict):
                 sink.error("IMPORT_BAD", f"imported file '{target}' is not a TOSCA document (a mapping)", pos, path)
                 continue
+            first = len(self.types.local)
             self.document(sub, full, chain + (full,), is_main=False)
+            if prefix:
+                self.types.add_prefix(prefix, self.types.local[first:])
+
+    def _locate(self, target: str, repository: Any, repositories: dict, base: str, pos: Position,
+                path: str) -> str | None:
+        """The real path of an import: relative to the importing file, then to the root template's directory
+        (as other TOSCA tools do); a repository given as a local directory is searched first."""
+        sink = self.sink
+        bases = [base, self.root_dir]
+        if repository is not None and not isinstance(repository, str):
+            sink.error("IMPORT_BAD", "'repository' must name a repository of 'repositories'", pos, path)
+            return None
+        if repository is not None:
+            if repository not in repositories:
+                sink.error("IMPORT_UNKNOWN_REPOSITORY", f"import '{target}' names unknown repository "
+                           f"'{repository}'", pos, path, did_you_mean(repository, repositories) or
+                           "declare it under 'repositories'")
+                return None
+            url = repositories[repository]
+            url = url.get("url") if isinstance(url, dict) else url
+            if isinstance(url, str) and url.startswith("file://"):
+                url = url[len("file://"):]
+            if isinstance(url, str) and "://" not in url:
+                bases.insert(0, os.path.join(base, url))
+        elif "://" in target:
+            sink.error("IMPORT_REMOTE", f"import '{target}' is a URL; only local files can be imported", pos,
+                       path, "download it next to the descriptor and import it by relative path")
+            return None
+        if "://" in target:
+            target = target.split("://", 1)[1].lstrip("/")
+        candidates = [os.path.realpath(os.path.join(b, target)) for b in dict.fromkeys(bases)]
+        full = next((c for c in candidates if os.path.isfile(c)), candidates[0])
+        if repository is not None and not os.path.isfile(full):
+            sink.error("IMPORT_REMOTE", f"import '{target}' comes from repository '{repository}', which is not a "
+                       "local directory, and no such file lies beside the descriptor", pos, path,
+                       "download the repository's file next to the descriptor")
+            return None
+        if self.confined and not any(full == r or full.startswith(r + os.sep) for r in self.roots):
+            sink.error("IMPORT_OUTSIDE", f"import '{target}' lies outside the descriptor's directory tree", pos,
+                       path, f"move it under {self.roots[0]} or allow its directory in ${ALLOW_IMPORTS_ENV}")
+            return None
+        return full
+
+
+IMPORT_KEYS = ("file", "repository", "namespace_prefix", "namespace_uri")
+
+
+def _import_spec(item: Any, sink: DiagnosticSink, path: str) -> dict:
+    """An import in any of its forms ('file.yaml', {file: ...}, TOSCA 1.0's {name: file} or {name: {file: ...}})
+    as a mapping with 'file' and maybe 'repository' and 'namespace_prefix'."""
+    if isinstance(item, str):
+        return {"file": item}
+    if not isinstance(item, dict):
+        return {}
+    if "file" in item:
+        unknown_keys(item, IMPORT_KEYS, sink, path, "an import")
+        return item
+    if len(item) == 1:
+        name, body = next(iter(item.items()))
+        if isinstance(body, dict):
+            unknown_keys(body, IMPORT_KEYS, sink, f"{path}.{name}", "an import")
+            return body
+        return {"file": body}
+    return {}

@@ -10,7 +10,7 @@ from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join
 from descriptors.sections.common import section, unknown_keys
 from descriptors.template import InputDef, Template
 from descriptors.types import SCALAR_TYPES, Schema, parse_constraints, parse_schema
-from descriptors.values import check_value
+from descriptors.values import check_value, value_type_name
 
 INPUT_KEYS = ("type", "description", "required", "default", "constraints", "entry_schema", "status",
               "metadata", "key_schema", "value")
@@ -26,7 +26,7 @@ def parse_inputs(template: Template, topo: dict, sink: DiagnosticSink) -> None:
             sink.error("INPUT_BAD_DEFINITION", f"input '{name}' must be a mapping with at least 'type'", pos, path)
             continue
         unknown_keys(body, INPUT_KEYS, sink, path, f"input '{name}'")
-        itype = body.get("type", "string")
+        itype = value_type_name(body.get("type", "string"))
         if not isinstance(itype, str) or not types.is_value_type(itype):
             sink.error("INPUT_UNKNOWN_TYPE", f"input '{name}' has unknown type '{itype}'",
                        body.position_of("type"), join_path(path, "type"),

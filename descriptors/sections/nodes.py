@@ -8,7 +8,7 @@ from descriptors.sections.capabilities import SCALING_KEYS, check_capabilities
 from descriptors.sections.common import assigned_problems, check_assigned, report_assigned, section, unknown_keys
 from descriptors.sections.interfaces import parse_interfaces
 from descriptors.template import NodeTemplate, Template
-from descriptors.types import TypeRegistry
+from descriptors.types import TypeRegistry, builtin_registry
 from descriptors.yamlpos import YMap, position_of
 
 NODE_KEYS = ("type", "description", "metadata", "properties", "attributes", "requirements", "capabilities",
@@ -25,6 +25,7 @@ def parse_nodes(template: Template, topo: dict, sink: DiagnosticSink) -> dict:
         sink.error("NODES_MISSING", "'topology_template' has no 'node_templates'", topo.pos, base)
     types = template.types
     node_type_names = types.kinds["node"]
+    copies = {name for name, body in nodes.items() if isinstance(body, dict) and "copy" in body}
     for name, body in nodes.items():
         path = f"{base}.{name}"
         pos = nodes.key_position(name)
@@ -36,8 +37,10 @@ def parse_nodes(template: Template, topo: dict, sink: DiagnosticSink) -> dict:
                 unknown_keys(body, NODE_KEYS, sink, path, f"node template '{name}'")
                 break
         if "copy" in body:
-            sink.warning("UNSUPPORTED", "'copy' is not supported; the template is used as written",
-                         body.key_position("copy"), join_path(path, "copy"))
+            body = _copied(nodes, copies, name, body, sink, path)
+            if body is None:
+                continue
+            nodes[name] = body  # requirements are read from the raw body later
         ntype = body.get("type")
         if ntype is None:
             sink.error("NODE_TYPE_MISSING", f"node template '{name}' has no 'type'", pos, join_path(path, "type"))
@@ -81,6 +84,36 @@ def parse_nodes(template: Template, topo: dict, sink: DiagnosticSink) -> dict:
     return nodes
 
 
+def _copied(nodes: dict, copies: set, name: str, body: YMap, sink: DiagnosticSink, path: str) -> YMap | None:
+    """A template with 'copy: other': the other template's definition, overridden key by key by its own (TOSCA 1.3).
+    The copied template may not itself be a copy."""
+    source = body["copy"]
+    pos = body.position_of("copy")
+    if not isinstance(source, str) or source not in nodes or source == name:
+        sink.error("NODE_COPY_UNKNOWN", f"node template '{name}' copies unknown node template '{source}'", pos,
+                   join_path(path, "copy"), did_you_mean(source, nodes) if isinstance(source, str) else "")
+        return None
+    original = nodes[source]
+    if not isinstance(original, dict):
+        return None  # reported with the original
+    if source in copies:
+        sink.error("NODE_COPY_CHAIN", f"node template '{name}' copies '{source}', which is itself a copy", pos,
+                   join_path(path, "copy"), "copy the original template instead")
+        return None
+    merged = YMap(body.pos)
+    for src in (original, body):
+        for key, value in src.items():
+            if key != "copy":
+                merged[key] = value
+                if isinstance(src, YMap):
+                    if key in src.key_marks:
+                        merged.key_marks[key] = src.key_marks[key]
+                    if key in src.val_marks:
+                        merged.val_marks[key] = src.val_marks[key]
+    merged.file = body.file
+    return merged
+
+
 def _check_properties(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:
     props = node.properties
     ppath = node.path + ".properties"
@@ -102,21 +135,39 @@ def _check_properties(template: Template, node: NodeTemplate, ntype, body: dict,
         if problems:
             report_assigned(problems, sink, "PROPERTY_TYPE", f"property '{pname}'", props.position_of(pname),
                              f"{ppath}.{pname}")
-    for pname, pdef in _required_properties(types, ntype):
-        if pname not in props:
+    for pname, pdef, normative in _required_properties(types, ntype):
+        if pname in props:
+            continue
+        if normative:  # see descriptors/TOSCA-COMPATIBILITY.md: a warning now; a driver that needs it refuses
+            sink.warning("PROPERTY_MISSING", f"node '{node.name}' of type '{node.type}' has no property '{pname}', "
+                         "which TOSCA marks required; a driver that needs it refuses the build", node.position,
+                         ppath, f"add '{pname}' ({pdef.type}) under properties")
+        else:
             sink.error("PROPERTY_MISSING", f"node '{node.name}' of type '{node.type}' needs property '{pname}'",
                        node.position, ppath, f"add '{pname}' ({pdef.type}) under properties")
 
 
 def _required_properties(types: TypeRegistry, ntype) -> list:
-    """(name, definition) of the properties of a resolved type that must be assigned (required, no default)."""
+    """(name, definition, normative) of the properties of a resolved type that must be assigned (required, no
+    default); normative: defined by a shipped tosca.* type."""
     key = ("required-properties", id(ntype))
     found = types.value_memo.get(key)
     if found is None:
-        found = types.value_memo[key] = [(pname, pdef) for pname, pdef in ntype.properties.items()
+        found = types.value_memo[key] = [(pname, pdef, _normative(types, ntype.name, pname))
+                                         for pname, pdef in ntype.properties.items()
                                          if pdef.required and not pdef.has_default]
         types.value_memo.setdefault("_pin", []).append(ntype)  # keeps id(ntype) unique while memoised
     return found
+
+
+def _normative(types: TypeRegistry, type_name: str, pname: str) -> bool:
+    """Whether a property's definition comes from one of the TOSCA profiles' types (tosca.*), rather than from a
+    Strato type or the descriptor's own types, which Strato's drivers rely on."""
+    for tname in types.lineage(type_name):
+        tdef = types.kinds["node"][tname]
+        if pname in tdef.properties:
+            return tname.startswith("tosca.") and builtin_registry().kinds["node"].get(tname) is tdef
+    return False
 
 
 def _check_attributes(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:

@@ -60,13 +60,13 @@ def parse_policies(template: Template, topo: dict, sink: DiagnosticSink) -> None
                            f"'{target}'", tpos, tpath,
                            did_you_mean(target, list(template.node_templates) + list(template.groups)))
                 continue
-            allowed = pdef.targets
+            allowed = pdef.targets or []  # a policy type without 'targets' may target anything
             if tkind == "group":  # a group fits when its type does, or when all its members do
-                fits = any(types.has("group", a) and types.is_a(ttype, a, "group") for a in allowed or []) or all(
+                fits = any(types.has("group", a) and types.is_a(ttype, a, "group") for a in allowed) or all(
                     any(types.has("node", a) and types.is_a(template.node_templates[m].type, a) for a in allowed)
                     for m in template.groups[target].members)
             else:
-                fits = any(types.has("node", a) and types.is_a(ttype, a) for a in allowed or [])
+                fits = any(types.has("node", a) and types.is_a(ttype, a) for a in allowed)
             if allowed and not fits:
                 sink.error("POLICY_BAD_TARGET", f"policy type {pdef.name} cannot target '{target}' ({ttype})", tpos,
                            tpath, f"its targets must be {', '.join(allowed)}")

@@ -10,7 +10,7 @@ from descriptors.functions import function_call
 from descriptors.sections.capabilities import capability_hint, matching_capability
 from descriptors.sections.common import check_property_map, key_pos, section, unknown_keys
 from descriptors.template import NodeTemplate, Requirement, Template
-from descriptors.types import TypeRegistry
+from descriptors.types import RequirementDef, TypeRegistry
 from descriptors.yamlpos import YMap, position_of
 
 REQUIREMENT_KEYS = ("node", "capability", "relationship", "node_filter", "occurrences", "description")
@@ -76,7 +76,13 @@ def resolve_requirements(template: Template, raw_nodes: dict, sink: DiagnosticSi
             continue
         have = {r.name for r in node.requirements}
         for rname, rdef in needed:
-            if rname not in have:
+            if rname in have:
+                continue
+            if rdef.declared_occurrences:  # the type says outright that it needs at least one
+                sink.error("REQUIREMENT_MISSING", f"node '{node.name}' ({node.type}) has no '{rname}' requirement, "
+                           f"but its type needs at least {rdef.occurrences[0]}", node.position,
+                           node.path + ".requirements", f"add '- {rname}: <node template>'")
+            else:  # TOSCA's default [1, 1]: an orchestrator may still fulfil it, so only a warning
                 sink.warning("REQUIREMENT_MISSING", f"node '{node.name}' ({node.type}) has no '{rname}' "
                              "requirement, which its type expects", node.position, node.path + ".requirements",
                              f"add '- {rname}: <node template>'")
@@ -97,6 +103,7 @@ class _Assignment:
     pos: Any = None
     target_path: str = ""
     filter_given: bool = False
+    refined: bool = False  # the assignment names its own capability or relationship
 
 
 def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index: int, reqs: list,
@@ -112,11 +119,10 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
     rpath = f"{path}.{rname}"
     rdef = ntype.requirements.get(rname)
     if rdef is None:
-        sink.error("REQUIREMENT_UNKNOWN", f"node type '{node.type}' has no requirement '{rname}'",
-                   key_pos(item, rname, pos), rpath,
-                   did_you_mean(rname, ntype.requirements) or
-                   f"its requirements are: {', '.join(ntype.requirements)}; use 'dependency' for a plain ordering")
-        return None
+        rdef = _undeclared(node, ntype, rname, key_pos(item, rname, pos), rpath, sink)
+        if rdef is None:
+            return None
+    reported = len(sink.items)
     req = _assignment(template, node, rdef, rname, body, key_pos(item, rname, pos), rpath, sink)
     if req is None:
         return None
@@ -144,7 +150,8 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
         target, cap_name = _choose_target(template, node, req, req_node_type, sink)
     if cap_name is None or not _check_relationship(template, req, target, cap_name, sink):
         return None
-    if body.__class__ is str and target == body and item.__class__ is YMap:  # named straight, no diagnostics
+    if body.__class__ is str and target == body and item.__class__ is YMap and len(sink.items) == reported \
+            and rname in ntype.requirements:  # named straight, no diagnostics
         types.value_memo[("requirement-ok", node.type, rname, template.node_templates[target].type)] = (
             req.node_filter, cap_name, req.relationship)
     return Requirement(name=rname, target=target, relationship=req.relationship, position=req.pos,
@@ -152,6 +159,19 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
                        relationship_properties=req.rel_props if isinstance(req.rel_props, dict) else {},
                        relationship_interfaces=req.rel_ifaces if isinstance(req.rel_ifaces, dict) else {},
                        node_filter=req.node_filter)
+
+
+def _undeclared(node: NodeTemplate, ntype, rname: str, pos, rpath: str, sink: DiagnosticSink):
+    """A requirement the node type does not declare: a likely typo of a declared one is an error; any other
+    name is accepted as a plain dependency (as other TOSCA tools do), with a warning."""
+    hint = did_you_mean(rname, ntype.requirements)
+    if hint:
+        sink.error("REQUIREMENT_UNKNOWN", f"node type '{node.type}' has no requirement '{rname}'", pos, rpath, hint)
+        return None
+    sink.warning("REQUIREMENT_UNDECLARED", f"node type '{node.type}' declares no requirement '{rname}'; it is "
+                 "taken as a dependency on its target", pos, rpath,
+                 f"its requirements are: {', '.join(ntype.requirements)}")
+    return RequirementDef(rname, relationship="tosca.relationships.DependsOn", occurrences=(0, None))
 
 
 def _known_requirement(template: Template, node: NodeTemplate, item: Any, path: str) -> Requirement | None:
@@ -197,6 +217,7 @@ def _assignment(template: Template, node: NodeTemplate, rdef, rname: str, body: 
         return None
     req.node_filter = body.get("node_filter", req.node_filter)
     req.filter_given = "node_filter" in body
+    req.refined = "capability" in body or "relationship" in body
     rel = body.get("relationship")
     if isinstance(rel, dict):
         req.rel_props = rel.get("properties") or {}
@@ -226,11 +247,19 @@ def _check_named_target(template: Template, node: NodeTemplate, req: _Assignment
     types = template.types
     tnode = template.node_templates[target]
     rname = req.name
-    if req_node_type and types.has("node", req_node_type) and not types.is_a(tnode.type, req_node_type):
-        sink.error("REQUIREMENT_WRONG_NODE_TYPE", f"requirement '{rname}' of node '{node.name}' needs a "
-                   f"{types.canonical(req_node_type)}, but '{target}' is a {tnode.type}", req.pos, req.target_path)
-        return None
     cap_name = matching_capability(types, tnode, req.capability)
+    if req_node_type and types.has("node", req_node_type) and not types.is_a(tnode.type, req_node_type):
+        # an assignment that refines the capability or relationship may name any template that offers
+        # that capability (and accepts this node as a source): a different node type is then a warning
+        if cap_name is None or not req.refined \
+                or not _source_allowed(types, node.type, types.resolved(tnode.type).capabilities[cap_name]):
+            sink.error("REQUIREMENT_WRONG_NODE_TYPE", f"requirement '{rname}' of node '{node.name}' needs a "
+                       f"{types.canonical(req_node_type)}, but '{target}' is a {tnode.type}", req.pos,
+                       req.target_path)
+            return None
+        sink.warning("REQUIREMENT_NODE_TYPE_DIFFERS", f"requirement '{rname}' of node '{node.name}' is defined for a "
+                     f"{types.canonical(req_node_type)}; '{target}' is a {tnode.type} with the capability it needs",
+                     req.pos, req.target_path)
     if cap_name is None:
         sink.error("REQUIREMENT_NO_CAPABILITY", f"node '{target}' ({tnode.type}) has no capability "
                    f"'{req.capability}' that requirement '{rname}' of node '{node.name}' needs", req.pos,
@@ -243,6 +272,14 @@ def _check_named_target(template: Template, node: NodeTemplate, req: _Assignment
                        f"'{rname}': {why}", req.pos, req.target_path)
             return None
     return cap_name
+
+
+def _source_allowed(types: TypeRegistry, source_type: str, cdef) -> bool:
+    """Whether a node of source_type may target the capability (its valid_source_types and its type's)."""
+    allowed = list(cdef.valid_source_types or [])
+    if types.has("capability", cdef.type):
+        allowed += types.resolved(types.canonical(cdef.type, "capability"), "capability").valid_source_types or []
+    return not allowed or any(types.has("node", a) and types.is_a(source_type, a) for a in allowed)
 
 
 def _choose_target(template: Template, node: NodeTemplate, req: _Assignment, req_node_type,

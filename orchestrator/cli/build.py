@@ -35,7 +35,7 @@ def command(file, name, inputs, parallelism, timeout, retries, json_logs, quiet,
     try:
         report = service.build(file, name, parse_inputs(inputs), store,
                                RunOptions(parallelism=parallelism, timeout=timeout, retries=retries),
-                               on_event=progress)
+                               on_event=progress, confined=False)
     finally:
         progress.close()
     if as_json:

@@ -25,7 +25,7 @@ def command(file, fmt, output, as_json):
     fmt = fmt or ("json" if as_json else "dot")
     if fmt == "png" and not output:
         raise UserError("--format png needs --output FILE.png")
-    data = service.graph(file, fmt)
+    data = service.graph(file, fmt, confined=False)
     if output:
         if isinstance(data, bytes):
             with open(output, "wb") as fh:

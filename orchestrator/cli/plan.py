@@ -22,7 +22,7 @@ def command(file, name, inputs, state_path, as_json):
     Exit 0 when nothing would change, 2 when something would, 1 on error.
     """
     store = service.open_store(state_path)
-    the_plan = service.plan(file, name, parse_inputs(inputs), store)
+    the_plan = service.plan(file, name, parse_inputs(inputs), store, confined=False)
     if as_json:
         emit_json(the_plan.to_dict())
     else:

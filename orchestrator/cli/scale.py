@@ -38,7 +38,7 @@ def command(name, node, count, force, no_apply, parallelism, quiet, state_path, 
         progress = Progress(total=0, verb=f"scale {name}", quiet=quiet or as_json)
         try:
             result["build"] = service.build(descriptor, name, {}, store, RunOptions(parallelism=parallelism),
-                                            on_event=progress, holder="strato scale")
+                                            on_event=progress, holder="strato scale", confined=False)
         finally:
             progress.close()
     if as_json:

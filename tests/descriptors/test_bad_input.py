@@ -17,7 +17,7 @@ VALID = {
             "vm": {"type": "tosca.nodes.Compute",
                    "capabilities": {"host": {"properties": {"num_cpus": 1, "mem_size": "1 GB"}}}},
             "web": {"type": "strato.nodes.Process",
-                    "properties": {"command": ["x", {"get_input": "n"}], "env": {"A": {"get_attribute": ["vm", "x"]}}},
+                    "properties": {"command": ["x", {"get_input": "n"}], "env": {"A": {"get_attribute": ["vm", "private_address"]}}},
                     "requirements": [{"dependency": "vm"}],
                     "capabilities": {"scalable": {"properties": {"default_instances": {"get_input": "n"}}}}},
         },

@@ -59,11 +59,11 @@ def test_cli_writes_a_valid_descriptor(infra, tmp_path):
 
 def test_explicit_node_definitions_and_errors(infra, tmp_path):
     defs = tmp_path / "defs.yaml"
-    defs.write_text(yaml.safe_dump({"node_def:app_node": [{"resource": {"type": "cloudsigma"}}]}))
+    defs.write_text(yaml.safe_dump({"node_def:app_node": [{"resource": "cloudsigma"}]}))
     with pytest.raises(DescriptorError) as info:
         import_occopus(str(infra / "infra-hello.yaml"), str(defs))
     found = [d.code for d in info.value.diagnostics]
-    assert "OCCOPUS_NO_NODEDEF" in found and "OCCOPUS_NO_IMPLEMENTATION" in found
+    assert "OCCOPUS_NO_NODEDEF" in found and "OCCOPUS_BAD_NODEDEF" in found and "OCCOPUS_NO_IMPLEMENTATION" in found
     result = CliRunner().invoke(main, ["import", str(infra / "infra-hello.yaml"), "--node-definitions", str(defs)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "OCCOPUS_NO_NODEDEF" in result.stderr
