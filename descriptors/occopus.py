@@ -65,6 +65,9 @@ def _driver_properties(rtype: str, resource: dict, sink: DiagnosticSink, pos: Po
                      f"from {where} in Strato, not from the descriptor", pos, path)
     return props
 SUPPORTED_CONTEXT = ("cloudinit", "docker")
+# A cloud-init template named by `!yaml_import {url: file://...}` must be a regular file inside the
+# infrastructure's directory (or the node definitions'), at most this big: no /dev/zero, no /etc/passwd.
+MAX_CONTEXT_BYTES = 1024 * 1024
 
 
 def default_node_definitions(infra_path: str) -> str:
@@ -135,7 +138,8 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
         variables = dict(global_vars)
         if isinstance(node.get("variables"), dict):
             variables.update(node["variables"])
-        template = _node_template(nname, ntype, alternatives, variables, defs_path, defs_dir, sink)
+        template = _node_template(nname, ntype, alternatives, variables, defs_path, defs_dir, sink,
+                                  roots=(os.path.dirname(os.path.abspath(infra_path)), defs_dir))
         scaling = node.get("scaling")
         if scaling is not None:
             template.setdefault("capabilities", {})["scalable"] = {
@@ -144,7 +148,13 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
         templates[nname] = template
         names.append(nname)
 
-    for i, dep in enumerate(infra.get("dependencies") or []):
+    dependencies = infra.get("dependencies")
+    if dependencies is not None and not isinstance(dependencies, list):
+        sink.error("OCCOPUS_BAD_DEPENDENCY", "'dependencies' must be a list of [dependent node, node it needs] "
+                   "pairs", _pos(infra, "dependencies", infra_path), "dependencies")
+        dependencies = []
+    edges: list[tuple[str, str, Position]] = []
+    for i, dep in enumerate(dependencies or []):
         path = f"dependencies[{i}]"
         dpos = _pos(infra.get("dependencies"), i, infra_path)
         pair = dep
@@ -168,14 +178,19 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
                        path)
             continue
         a, b = (x.get("name") if isinstance(x, dict) else x for x in pair)
+        if not all(isinstance(x, str) for x in (a, b)):
+            sink.error("OCCOPUS_BAD_DEPENDENCY", "a dependency must name two nodes", dpos, path)
+            continue
         if a not in templates or b not in templates:
             missing = a if a not in templates else b
             sink.error("OCCOPUS_UNKNOWN_NODE", f"dependency names unknown node '{missing}'", dpos, path,
                        did_you_mean(missing, templates))
             continue
         templates[a].setdefault("requirements", []).append({"dependency": b})
+        edges.append((a, b, dpos))
         if mappings is not None:
             _mappings(templates[a], b, mappings, sink, _pos(dep, "mappings", infra_path), join_path(path, "mappings"))
+    _check_cycles(edges, sink)
 
     if sink.errors:
         raise DescriptorError(sink.items)
@@ -188,6 +203,20 @@ def import_occopus(infra_path: str, node_definitions: str | None = None) -> tupl
     return document, sink.warnings
 
 
+def _check_cycles(edges: list[tuple[str, str, Position]], sink: DiagnosticSink) -> None:
+    """A dependency cycle cannot be built in any order: name it, at the dependency that closes it."""
+    import networkx as nx
+    graph = nx.DiGraph()
+    for a, b, pos in edges:
+        graph.add_edge(a, b, pos=pos)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    names = [a for a, _ in cycle] + [cycle[0][0]]
+    last = cycle[-1]
+    sink.error("OCCOPUS_DEPENDENCY_CYCLE", f"the dependencies form a cycle: {' -> '.join(names)}",
+               graph.edges[last]["pos"], "dependencies", "remove one of these dependencies")
 def _mappings(template: dict, source: str, mappings: Any, sink: DiagnosticSink, pos: Position, path: str) -> None:
     """A connection's attribute mappings, each [attribute of the source node, name on the dependent node], become
     get_attribute values: cloud-init variables of a VM, environment variables of a container."""
@@ -263,7 +292,7 @@ def _scaling(scaling: Any, sink: DiagnosticSink, file: str, pos: Position, path:
 
 
 def _node_template(name: str, ntype: str, alternatives: list, variables: dict, defs_path: str, defs_dir: str,
-                   sink: DiagnosticSink) -> dict:
+                   sink: DiagnosticSink, roots: tuple[str, ...] = ()) -> dict:
     implementations: list[dict] = []
     unsupported: list[dict] = []  # resources of kinds Strato cannot build, kept for a placeholder
     waiting: list[dict] = []  # libcloud implementations, for when that driver is installed
@@ -302,7 +331,8 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
                                                      join_path(path, "resource"))
             implementations.append(entry)
             if ctx_type == "cloudinit":
-                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))
+                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"),
+                                         roots or (defs_dir,))
                 if text is not None and cloud_init is None:
                     cloud_init = text
                 elif text is not None and text != cloud_init:
@@ -330,7 +360,8 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
             provider = LIBCLOUD_RESOURCES[rtype]
             entry = {"driver": "libcloud", "properties": {"provider": provider, **resource}}
             if ctx_type == "cloudinit":
-                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"))
+                text = _context_template(ctx, defs_dir, sink, defs_path, join_path(path, "contextualisation"),
+                                         roots or (defs_dir,))
                 cloud_init = text if cloud_init is None else cloud_init
             elif ctx_type == "docker":  # a container service (Azure ACI): the image and its settings
                 spec = {k: v for k, v in to_plain(ctx).items() if k != "type"}
@@ -362,6 +393,12 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
         hc = alt.get("health_check")
         if isinstance(hc, dict) and health is None:
             health = _health_check(hc, sink, defs_path, join_path(path, "health_check"))
+    if containers and len(containers) != len(implementations):
+        from drivers.providers import known_drivers
+        if "docker" not in known_drivers():  # a VM's implementations must name installed drivers
+            implementations = [i for i in implementations if i["driver"] != "docker"]
+            sink.warning("OCCOPUS_UNSUPPORTED", f"node '{name}' mixes VM and docker definitions and no docker "
+                         "driver is installed; the docker ones are left out", Position(defs_path), base)
     if not implementations and unsupported:
         kinds = ", ".join(dict.fromkeys(str(r.get("type")) for r in unsupported))
         sink.warning("OCCOPUS_PLACEHOLDER", f"node '{name}' has only {kinds} resources, which Strato has no backend "
@@ -413,7 +450,8 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
     return {"type": "strato.nodes.VM", "properties": props, "metadata": {"occopus.node_type": ntype}}
 
 
-def _context_template(ctx: dict, defs_dir: str, sink: DiagnosticSink, file: str, path: str) -> str | None:
+def _context_template(ctx: dict, defs_dir: str, sink: DiagnosticSink, file: str, path: str,
+                      roots: tuple[str, ...]) -> str | None:
     """The cloud-init text: inline, or from the file a `!yaml_import`/`!text_import {url: file://...}` names."""
     template = ctx.get("context_template")
     if template is None:
@@ -427,13 +465,28 @@ def _context_template(ctx: dict, defs_dir: str, sink: DiagnosticSink, file: str,
             sink.warning("OCCOPUS_UNSUPPORTED", f"context template URL '{url}' is not a local file; it is not "
                          "imported", _pos(template, "url", file), join_path(path, "context_template.url"))
             return None
-        full = os.path.join(defs_dir, rel)
+        where = (_pos(template, "url", file), join_path(path, "context_template.url"))
+        full = os.path.realpath(os.path.join(defs_dir, rel))
+        inside = [r for r in roots if os.path.commonpath([full, os.path.realpath(r)]) == os.path.realpath(r)]
+        if not inside:
+            sink.error("OCCOPUS_CONTEXT_OUTSIDE", f"the cloud-init template '{rel}' is outside the infrastructure's "
+                       f"directory ({roots[0]}); only files there are imported", *where,
+                       "copy the template next to the node definitions")
+            return None
+        if not os.path.isfile(full):
+            sink.error("OCCOPUS_CONTEXT_NOT_FOUND", f"the cloud-init template '{rel}' is not a regular file "
+                       "that can be read", *where)
+            return None
         try:
-            with open(full, encoding="utf-8") as fh:
-                return fh.read()
+            with open(full, "rb") as fh:
+                data = fh.read(MAX_CONTEXT_BYTES + 1)
+            if len(data) > MAX_CONTEXT_BYTES:
+                sink.error("OCCOPUS_CONTEXT_TOO_BIG", f"the cloud-init template '{rel}' is larger than "
+                           f"{MAX_CONTEXT_BYTES // 1024} KiB", *where)
+                return None
+            return data.decode("utf-8")
         except (OSError, UnicodeDecodeError):
-            sink.error("OCCOPUS_CONTEXT_NOT_FOUND", f"the cloud-init template '{rel}' cannot be read",
-                       _pos(template, "url", file), join_path(path, "context_template.url"))
+            sink.error("OCCOPUS_CONTEXT_NOT_FOUND", f"the cloud-init template '{rel}' cannot be read", *where)
             return None
     if isinstance(template, dict):
         import yaml

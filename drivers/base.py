@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class DriverError(Exception):
@@ -48,8 +51,12 @@ class Observed:
 class Driver:
     """Base class. A handle is a JSON-serialisable dict the driver can act on later, in another process.
 
-    Every backend resource is tagged/labelled with the instance key so that `find` can adopt
-    what a crashed build created but never recorded: no leaks, no duplicates.
+    Every backend resource is tagged/labelled with the instance key (`spec.key`) so that `find`
+    can adopt what a crashed build created but never recorded: no leaks, no duplicates.
+
+    A backend implements `start` (ask for the resource, return its handle at once) and, when the
+    resource takes a while, `wait_ready`; `create` is the one sequence around them: start, wait,
+    and on any failure (or interruption) delete what was started.
     """
 
     name = "base"
@@ -57,21 +64,58 @@ class Driver:
     # nodes from HTTP clients unless the server allows local processes).
     runs_host_commands = False
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
-        raise NotImplementedError
+    # -- the contract -------------------------------------------------------------
+    def create(self, spec: InstanceSpec) -> dict:
+        """Start one instance and wait until it is usable; leaves nothing behind when that fails."""
+        handle = self.start(spec)
+        try:
+            return self.wait_ready(handle, spec)
+        except BaseException:
+            try:
+                self.delete(handle)
+            except Exception as exc:  # noqa: BLE001 - the first error is the one to report
+                log.warning("%s: cleaning up %s after a failed create also failed: %s", self.name, spec.key, exc)
+            raise
 
     def observe(self, handle: dict) -> Observed:
         raise NotImplementedError
 
     def delete(self, handle: dict) -> None:
+        """Remove the instance; deleting what is already gone is not an error."""
         raise NotImplementedError
 
-    def find(self, key: str) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
+        """The handle of a live resource labelled with `key`, or None.
+
+        `spec` carries the node's connection settings; it is None when only the stored state is
+        known (a destroy), in which case the environment's defaults apply.
+        """
         raise NotImplementedError
+
+    def update(self, handle: dict, spec: InstanceSpec) -> dict | None:
+        """Change the instance in place to match `spec` and return its new handle, or None: replace it.
+
+        Backends that can resize or reconfigure without a new resource override this.
+        """
+        return None
 
     def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
-        """Node-level attributes shared by all instances (e.g. a shared port); called before the first create."""
-        return {}
+        """Node-level resources shared by all instances (a shared port, a security group, a role).
+
+        Called before the node's instances are created, with `spec.node_attributes` holding what
+        an earlier call returned (empty the first time): return it unchanged when nothing is left
+        to do. The engine stores the result and hands it to this driver's release_node at destroy.
+        """
+        return dict(spec.node_attributes)
 
     def release_node(self, node_attributes: dict[str, Any]) -> None:
         """Undo prepare_node once the node has no instances left."""
+
+    # -- what create is made of ----------------------------------------------------
+    def start(self, spec: InstanceSpec) -> dict:
+        """Ask the backend for the instance; return its handle without waiting for it to be usable."""
+        raise NotImplementedError
+
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        """Block (bounded by the spec's timeouts) until the instance is usable; return the final handle."""
+        return handle

@@ -8,7 +8,6 @@ reused pid is never mistaken for ours.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,12 +15,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from orchestrator.state import make_private_dir, make_private_file, process_start_time
+from drivers.common import (http_ok, make_private_dir, make_private_file, process_start_time, read_attributes,
+                            tcp_ok)
 
 KEY_ENV = "STRATO_INSTANCE_KEY"
 _PLACEHOLDER = re.compile(r"\{(python|port|shared_port|host|instance|work_dir|infra_dir|descriptor_dir)\}")
@@ -112,8 +110,15 @@ class LocalDriver(Driver):
     name = "local"
     runs_host_commands = True
 
+    def __init__(self) -> None:
+        # Popen objects of processes started by this driver object, until wait_ready collects them
+        # (keeping them lets the wait read the exit code instead of a stray reaper taking it).
+        self._procs: dict[str, subprocess.Popen] = {}
+
     # -- node level -------------------------------------------------------
     def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
+        if spec.node_attributes:
+            return dict(spec.node_attributes)
         shared = spec.properties.get("shared_port")
         if shared == "auto":
             return {"shared_port": free_port(reuse=True)}
@@ -128,8 +133,9 @@ class LocalDriver(Driver):
                 "instance": str(spec.index), "work_dir": work_dir, "infra_dir": spec.infra_dir,
                 "descriptor_dir": spec.descriptor_dir}
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
+    def start(self, spec: InstanceSpec) -> dict:
         props = spec.properties
+        key = spec.key
         command = props.get("command")
         if isinstance(command, str):
             command = ["/bin/sh", "-c", command]
@@ -169,19 +175,19 @@ class LocalDriver(Driver):
                                         cwd=cwd, env=env, start_new_session=True, close_fds=True)
             except OSError as exc:
                 raise DriverError(f"cannot start {argv[0]!r}: {exc.strerror}", backend=self.name) from None
-        handle = {"pid": proc.pid, "pgid": proc.pid, "start_time": process_start_time(proc.pid),
-                  "log": log_path, "host": LOOPBACK, "port": port,
-                  "shared_port": spec.node_attributes.get("shared_port"), "one_shot": one_shot,
-                  "attributes_file": attrs_file, "key": key,
-                  "grace": float(props.get("stop_grace_period") or 5)}
-        timeout = min(float(props.get("start_timeout") or 60), spec.timeout)
-        try:
-            if one_shot:
-                return self._wait_job(proc, handle, timeout)
-            self._wait_healthy(proc, handle, props.get("health_check"), timeout)
-        except BaseException:
-            self.delete(handle)
-            raise
+        self._procs[key] = proc
+        return {"pid": proc.pid, "pgid": proc.pid, "start_time": process_start_time(proc.pid),
+                "log": log_path, "host": LOOPBACK, "port": port,
+                "shared_port": spec.node_attributes.get("shared_port"), "one_shot": one_shot,
+                "attributes_file": attrs_file, "key": key,
+                "grace": float(props.get("stop_grace_period") or 5)}
+
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        proc = self._procs.pop(handle["key"])
+        timeout = min(float(spec.properties.get("start_timeout") or 60), spec.timeout)
+        if handle["one_shot"]:
+            return self._wait_job(proc, handle, timeout)
+        self._wait_healthy(proc, handle, spec.properties.get("health_check"), timeout)
         return handle
 
     def _wait_job(self, proc: subprocess.Popen, handle: dict, timeout: float) -> dict:
@@ -195,20 +201,8 @@ class LocalDriver(Driver):
                               f"(log: {handle['log']})", backend=self.name)
         handle["completed"] = True
         handle["exit_code"] = 0
-        handle["result"] = self._read_attributes(handle)
+        handle["result"] = read_attributes(handle.get("attributes_file"), self.name)
         return handle
-
-    @staticmethod
-    def _read_attributes(handle: dict) -> dict:
-        path = handle.get("attributes_file")
-        if not path or not os.path.exists(path):
-            return {}
-        try:
-            with open(path) as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise DriverError(f"could not read attributes the process wrote to {path}: {exc}") from None
-        return data if isinstance(data, dict) else {}
 
     def _wait_healthy(self, proc: subprocess.Popen, handle: dict, check: Any, timeout: float) -> None:
         check = dict(check or {})
@@ -223,10 +217,10 @@ class LocalDriver(Driver):
                 raise DriverError(f"process exited with code {proc.returncode} while starting: "
                                   f"{_log_tail(handle['log'])} (log: {handle['log']})", backend=self.name)
             if http_path and port:
-                if _http_ok(f"http://{LOOPBACK}:{port}{http_path}"):
+                if http_ok(f"http://{LOOPBACK}:{port}{http_path}"):
                     return
             elif tcp and port:
-                if _tcp_ok(LOOPBACK, port):
+                if tcp_ok(LOOPBACK, port):
                     return
             elif time.monotonic() >= settle_until:
                 return  # no check asked for: running a moment without exiting is all we can tell
@@ -252,7 +246,7 @@ class LocalDriver(Driver):
             return Observed("running", attrs)
         return Observed("missing", attrs, f"process {handle.get('pid')} is gone")
 
-    def find(self, key: str) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         for pid in processes_with_key(key):
             try:
                 if os.getpgid(pid) != pid:
@@ -302,21 +296,3 @@ class LocalDriver(Driver):
         end = time.monotonic() + 2
         while time.monotonic() < end and (_alive(handle) or (key and processes_with_key(key))):
             time.sleep(0.02)
-
-
-def _tcp_ok(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as resp:
-            return resp.status < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except (OSError, ValueError):
-        return False

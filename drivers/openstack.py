@@ -12,10 +12,10 @@ import base64
 import os
 import re
 import threading
-import time
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.common import node_of_key, poll, render_user_data
 
 try:
     import openstack
@@ -28,11 +28,6 @@ BACKEND = "openstack"
 META_KEY, META_INFRA, META_NODE = "strato_key", "strato_infra", "strato_node"
 POLL_S = 0.5
 RETRYABLE_STATUS = {409, 429, 503, 504}
-
-
-def _node(key: str) -> str:
-    parts = key.split("/")
-    return parts[1] if len(parts) > 2 else key
 
 
 def settings_for(props: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +161,8 @@ class OpenStackDriver(Driver):
             out.append({"uuid": found.id})
         return out
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
-        props = spec.properties
+    def start(self, spec: InstanceSpec) -> dict:
+        props, key = spec.properties, spec.key
         settings = settings_for(props)
         conn = self._conn(settings, spec.node)
         handle = {"key": key, "settings": settings, "flavor_name": str(props.get("flavor") or "")}
@@ -192,7 +187,6 @@ class OpenStackDriver(Driver):
                 attrs["key_name"] = str(props["key_name"])
             if props.get("networks"):
                 attrs["networks"] = self._network_ids(conn, list(props["networks"]), spec.node)
-            from drivers.aws.ec2 import render_user_data  # same contextualisation rules as EC2
             user_data = render_user_data(props)
             if user_data:
                 attrs["user_data"] = base64.b64encode(user_data.encode()).decode()
@@ -204,33 +198,33 @@ class OpenStackDriver(Driver):
                     self._uncertain.add(key)  # the request may have reached Nova
                 raise err from None
             handle["server_id"] = server.id
-        timeout = min(float(props.get("wait_timeout") or 300), spec.timeout)
-        try:
-            self._wait_active(conn, handle["server_id"], spec.node, timeout)
-        except BaseException:
-            self.delete(handle)
-            raise
         return handle
 
-    def _wait_active(self, conn, server_id: str, node: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        conn = self._conn(handle["settings"], spec.node)
+        timeout = min(float(spec.properties.get("wait_timeout") or 300), spec.timeout)
+        server_id = handle["server_id"]
+        last: dict = {}
+
+        def active() -> bool | None:
             try:
                 server = conn.compute.get_server(server_id)
             except Exception as exc:  # noqa: BLE001
-                raise translate(exc, node, f"read server {server_id}") from None
-            if server.status == "ACTIVE":
-                return
+                raise translate(exc, spec.node, f"read server {server_id}") from None
+            last["status"] = server.status
             if server.status == "ERROR":
                 fault = (server.fault or {}).get("message", "no fault given") if hasattr(server, "fault") else ""
-                raise DriverError(f"node '{node}': openstack server {server_id} went ERROR: {fault}", backend=BACKEND)
-            if time.monotonic() >= deadline:
-                raise DriverError(f"node '{node}': openstack server {server_id} not ACTIVE within {timeout:g} s "
-                                  f"(status {server.status})", backend=BACKEND)
-            time.sleep(POLL_S)
+                raise DriverError(f"node '{spec.node}': openstack server {server_id} went ERROR: {fault}",
+                                  backend=BACKEND)
+            return True if server.status == "ACTIVE" else None
+
+        poll(active, timeout, POLL_S, lambda: DriverError(
+            f"node '{spec.node}': openstack server {server_id} not ACTIVE within {timeout:g} s "
+            f"(status {last.get('status')})", backend=BACKEND))
+        return handle
 
     def observe(self, handle: dict) -> Observed:
-        node = _node(handle.get("key", "?"))
+        node = node_of_key(handle.get("key", "?"))
         conn = self._conn(handle["settings"], node)
         try:
             server = conn.compute.find_server(handle["server_id"], ignore_missing=True)
@@ -249,21 +243,21 @@ class OpenStackDriver(Driver):
         return Observed("failed", attrs, f"server is {server.status}")
 
     def delete(self, handle: dict) -> None:
-        node = _node(handle.get("key", "?"))
+        node = node_of_key(handle.get("key", "?"))
         conn = self._conn(handle["settings"], node)
         try:
             conn.compute.delete_server(handle["server_id"], ignore_missing=True)
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, node, f"delete server {handle['server_id']}") from None
 
-    def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         settings = settings_for(spec.properties if spec else {})
-        conn = self._conn(settings, _node(key))
+        conn = self._conn(settings, node_of_key(key))
         try:
             # Nova cannot filter by metadata; filter by name prefix where possible, then by metadata here.
             servers = list(conn.compute.servers(details=True))
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, _node(key), "list servers") from None
+            raise translate(exc, node_of_key(key), "list servers") from None
         for server in servers:
             if (server.metadata or {}).get(META_KEY) == key and server.status not in ("DELETED", "SOFT_DELETED"):
                 return {"key": key, "settings": settings, "server_id": server.id, "adopted": True}

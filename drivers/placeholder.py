@@ -13,7 +13,7 @@ from drivers.base import Driver, DriverError, InstanceSpec, Observed
 class PlaceholderDriver(Driver):
     name = "placeholder"
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
+    def start(self, spec: InstanceSpec) -> dict:
         what = spec.properties.get("resource_type") or "unknown"
         todo = spec.properties.get("todo") or "add an implementation on a backend Strato has a driver for"
         raise DriverError(f"node '{spec.node}' is a placeholder for a '{what}' resource that Strato cannot build: "
@@ -25,5 +25,5 @@ class PlaceholderDriver(Driver):
     def delete(self, handle: dict) -> None:
         return None
 
-    def find(self, key: str) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         return None

@@ -1,24 +1,22 @@
-"""Driver registry: backends register under the `strato.drivers` entry point group (like Libcloud's provider table)."""
+"""Driver registry: backends register under the `strato.drivers` entry point group (like Libcloud's provider table).
+
+The table is declared once, in setup.cfg's [options.entry_points]. An installed Strato (and any
+plugin package) is read through importlib.metadata; a source checkout that is imported without
+being (re)installed reads its own setup.cfg, so its newest drivers are found too.
+"""
 
 from __future__ import annotations
 
+import configparser
 import importlib
+import os
 import threading
 from importlib.metadata import entry_points
 
 from drivers.base import Driver
 
-# Used when the package is imported from a source tree without being installed.
-BUILTIN = {
-    "local": "drivers.local:LocalDriver",
-    "noop": "drivers.noop:NoopDriver",
-    "sleep": "drivers.noop:SleepDriver",
-    "placeholder": "drivers.placeholder:PlaceholderDriver",
-    "ec2": "drivers.aws.ec2:Ec2Driver",
-    "sagemaker": "drivers.aws.sagemaker:SageMakerDriver",
-    "lambda": "drivers.aws.lambda_:LambdaDriver",
-    "openstack": "drivers.openstack:OpenStackDriver",
-}
+GROUP = "strato.drivers"
+_SETUP_CFG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.cfg")
 
 _instances: dict[str, Driver] = {}
 _lock = threading.Lock()
@@ -28,10 +26,24 @@ class UnknownDriver(LookupError):
     pass
 
 
+def _checkout_table() -> dict[str, str]:
+    """The strato.drivers entry points declared in the setup.cfg next to this package (a source checkout)."""
+    if not os.path.exists(_SETUP_CFG):
+        return {}
+    parser = configparser.ConfigParser()
+    parser.read(_SETUP_CFG)
+    raw = parser.get("options.entry_points", GROUP, fallback="")
+    table = {}
+    for line in raw.splitlines():
+        name, sep, target = line.partition("=")
+        if sep:
+            table[name.strip()] = target.strip()
+    return table
+
+
 def _table() -> dict[str, str]:
-    table = dict(BUILTIN)
-    for ep in entry_points(group="strato.drivers"):
-        table[ep.name] = ep.value
+    table = {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    table.update(_checkout_table())
     return table
 
 

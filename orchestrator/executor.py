@@ -24,6 +24,7 @@ from orchestrator.plan import (CREATE, DELETE, NOOP, REPLACE, Action, AttributeV
 from orchestrator.state import InfraRecord, StateStore
 
 EventSink = Callable[[dict], None]
+NODE_DRIVER = "strato_driver"  # in a node's stored attributes: the driver that prepared them
 
 
 @dataclass
@@ -82,11 +83,11 @@ def _create_instance(driver: Driver, spec: InstanceSpec, prior_handle: dict | No
                      options: RunOptions) -> tuple[dict, dict, bool]:
     """Worker side of create/replace: adopt what a crashed run left, else create; return (handle, attrs, adopted)."""
     if prior_handle is not None:  # replace: in place when the driver can (e.g. an endpoint's count), else old first
-        handle = placement.update_in_place(driver, prior_handle, spec)
+        handle = _with_retries(lambda: driver.update(prior_handle, spec), options)
         if handle is not None:
             return handle, driver.observe(handle).attributes, False
         _with_retries(lambda: driver.delete(prior_handle), options)
-    handle = _with_retries(lambda: placement.find_on(driver, spec), options) if adopt else None
+    handle = _with_retries(lambda: driver.find(spec.key, spec), options) if adopt else None
     adopted = handle is not None
     if handle is not None:
         observed = driver.observe(handle)
@@ -94,7 +95,7 @@ def _create_instance(driver: Driver, spec: InstanceSpec, prior_handle: dict | No
             driver.delete(handle)
             handle, adopted = None, False
     if handle is None:
-        handle = _with_retries(lambda: driver.create(spec, spec.key), options)
+        handle = _with_retries(lambda: driver.create(spec), options)
     observed = driver.observe(handle)
     return handle, observed.attributes, adopted
 
@@ -174,33 +175,30 @@ class BuildRun:
         actions = self.by_node.get(node, [])
         try:
             props = node_properties(self.template, node, self.resolver)
-            choice = placement.choose(node, props)  # None unless the node lists `implementations`
-            if choice is not None:
-                tmpl_driver = choice.ordered[0].driver  # recorded with the intent; the worker notes each try
-            if tmpl_driver is None:
+            want_hash = spec_hash(self.template, node, props, tmpl_driver or "?")
+            # A node with `implementations` is built by the composite `placement` driver.
+            driver_name, props = placement.route(node, tmpl_driver, props)
+            if driver_name is None:
                 raise DriverError(f"type '{self.template.node_templates[node].type}' names no backend driver; "
                                   "set metadata 'strato.driver' on the node")
-            driver = get_driver(tmpl_driver)
+            driver = get_driver(driver_name)
         except (DriverError, LookupError, FunctionError, Unresolved) as exc:
             self._node_failed(node, str(exc), ready, dependents, waiting_on)
             return
-        want_hash = spec_hash(self.template, node, props, self.template.driver_name(node) or "?")
         base_spec = dict(infra=self.infra.name, node=node, type=self.template.node_templates[node].type,
                          properties=props, metadata=self.template.node_metadata(node),
                          descriptor_dir=self.template.directory, infra_dir=self.infra_dir,
                          timeout=self.options.timeout)
-        if choice is not None and any(a.kind != NOOP or a.maybe for a in actions):
-            attrs = placement.prepare(choice, base_spec, self.view.node_attrs.get(node, {}))
-            if attrs != self.view.node_attrs.get(node):
-                self.view.node_attrs[node] = attrs
-                self.store.set_node_attributes(self.infra.name, node, attrs)
-        elif not self.view.node_attrs.get(node) and any(a.kind != NOOP or a.maybe for a in actions):
+        if any(a.kind != NOOP or a.maybe for a in actions):
+            stored = self.view.node_attrs.get(node) or {}
             try:
-                attrs = driver.prepare_node(InstanceSpec(key="", index=-1, node_attributes={}, **base_spec))
+                attrs = driver.prepare_node(InstanceSpec(key="", index=-1, node_attributes=dict(stored), **base_spec))
             except DriverError as exc:
                 self._node_failed(node, str(exc), ready, dependents, waiting_on)
                 return
             if attrs:
+                attrs = {**attrs, NODE_DRIVER: driver_name}  # whose release_node undoes it at destroy
+            if attrs and attrs != stored:
                 self.view.node_attrs[node] = attrs
                 self.store.set_node_attributes(self.infra.name, node, attrs)
         node_attrs = self.view.node_attrs.get(node, {})
@@ -214,24 +212,18 @@ class BuildRun:
                 kind = REPLACE
             spec = InstanceSpec(key=action.key, index=action.index, node_attributes=node_attrs, **base_spec)
             prior = rec.handle if (kind == REPLACE and rec is not None) else None
+            if kind == CREATE and rec is not None and rec.status == "replacing" and rec.handle:
+                # A replace was interrupted: the old instance may still run under the same key, and
+                # `find` would adopt it as the new one. Remove it first, then adopt only what remains.
+                prior = rec.handle
             adopt = rec is not None and kind == CREATE
-            self.store.record_intent(self.infra.name, node, action.index, action.key, tmpl_driver,
+            self.store.record_intent(self.infra.name, node, action.index, action.key, driver_name,
                                      "replacing" if kind == REPLACE else "creating", want_hash,
                                      event=f"{kind}_started", reason=action.reason)
             self.emit(f"{kind}_started", node, action.index)
             job = _Job(node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
-                       prior, spec, tmpl_driver, want_hash)
-            if choice is None:
-                fut = pool.submit(_create_instance, driver, spec, prior, adopt, self.options)
-            else:
-                # The worker records which backend it tries/uses as it goes (StateStore is thread-safe), so a
-                # crash mid-fallback leaves the row naming the backend to clean up or adopt from.
-                def note(used: str, detail: dict, key=action.key) -> None:
-                    self.store.update_instance(key, driver=used, event="placement", event_detail=detail,
-                                               infra=self.infra.name)
-                fut = pool.submit(placement.create_placed, choice, spec, prior, rec.driver if rec else None, adopt,
-                                  self.options, _create_instance, note)
-            futures[fut] = job
+                       prior, spec, driver_name, want_hash)
+            futures[pool.submit(_create_instance, driver, spec, prior, adopt, self.options)] = job
             submitted += 1
         outcome.instances = self.counts.get(node, 0)
         self.pending[node] = submitted
@@ -317,9 +309,23 @@ class BuildRun:
 def _delete_instance(driver_name: str, handle: dict | None, key: str, options: RunOptions) -> None:
     driver = get_driver(driver_name)
     if handle is None:
-        handle = _with_retries(lambda: driver.find(key), options)  # intent written, result never recorded
+        handle = _with_retries(lambda: driver.find(key, None), options)  # intent written, result never recorded
     if handle is not None:
         _with_retries(lambda: driver.delete(handle), options)
+
+
+def release_nodes(node_attributes: dict[str, dict]) -> list[dict]:
+    """Undo prepare_node for every node whose attributes name a backend; returns failures (node, error)."""
+    failures = []
+    for node, attrs in (node_attributes or {}).items():
+        backend = (attrs or {}).get(NODE_DRIVER) or (attrs or {}).get("backend")  # "backend": older state
+        if not backend:
+            continue
+        try:
+            get_driver(backend).release_node(attrs)
+        except (DriverError, LookupError) as exc:
+            failures.append({"node": node, "index": None, "action": "release", "error": str(exc)})
+    return failures
 
 
 def _describe(exc: BaseException) -> str:
@@ -407,7 +413,7 @@ class DestroyRun:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         if not failures:  # node-level resources (security groups, roles) once every instance is gone
-            failures.extend(placement.release_nodes(self.infra.node_attributes))
+            failures.extend(release_nodes(self.infra.node_attributes))
         for n, o in outcomes.items():
             if o.status == "waiting":
                 o.status, o.error = "skipped", "a node that depends on it could not be deleted"

@@ -2,52 +2,78 @@
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING, Iterator
 
 from descriptors.diagnostics import DescriptorError, Diagnostic, Position
 from descriptors.functions import SELF_NAMES, contains_call, iter_calls
 from descriptors.template import Template
 from descriptors.yamlpos import settle_young_objects
 
+if TYPE_CHECKING:  # networkx is imported where a graph is built: `strato validate` checks cycles without it
+    import networkx as nx
 
-def dependency_graph(template: Template) -> nx.DiGraph:
-    """Edges point from a node to the nodes it needs: web -> db means db is built before web.
+
+def dependency_edges(template: Template) -> Iterator[tuple[str, str, dict]]:
+    """(node, node it needs, {position, path, kind}) for every dependency; a later edge between the same
+    nodes replaces an earlier one's data.
 
     Requirements make edges; so does a property that reads another node's attribute,
     because its value only exists once that node is built.
     """
-    graph = nx.DiGraph()
     nodes = template.node_templates
-    graph.add_nodes_from(nodes)
-    # What graph.add_edges_from does (a later edge between the same nodes updates the earlier
-    # one's data), straight on its adjacency dicts: all nodes are in already, so the per-edge
-    # checks and the copy of each edge's data are not needed.
-    succ, pred = graph._succ, graph._pred
+    seen: set[tuple[str, str]] = set()
     for node in nodes.values():
         name = node.name
-        out = succ[name]
         for req in node.requirements:
             target = req.target
             if target in nodes:
-                data = out.get(target)
-                if data is None:
-                    out[target] = pred[target][name] = {"position": req.position, "path": req.path, "kind": req.name}
-                else:
-                    data.update(position=req.position, path=req.path, kind=req.name)
+                seen.add((name, target))
+                yield name, target, {"position": req.position, "path": req.path, "kind": req.name}
     for node in nodes.values():
         if not node.properties or not contains_call(node.properties):
             continue  # nothing to find: skip building the path and walking
         for fname, args, container, key, path in iter_calls(node.properties, node.path + ".properties"):
             if fname == "get_attribute" and isinstance(args, list) and args and args[0] not in SELF_NAMES \
-                    and args[0] in nodes and args[0] != node.name and not graph.has_edge(node.name, args[0]):
+                    and args[0] in nodes and args[0] != node.name and (node.name, args[0]) not in seen:
+                seen.add((node.name, args[0]))
                 pos = container.position_of(key) if hasattr(container, "position_of") else node.position
-                graph.add_edge(node.name, args[0], position=pos, path=path, kind="get_attribute")
+                yield node.name, args[0], {"position": pos, "path": path, "kind": "get_attribute"}
+
+
+def dependency_graph(template: Template) -> nx.DiGraph:
+    """Edges point from a node to the nodes it needs: web -> db means db is built before web."""
+    import networkx as nx
+    graph = nx.DiGraph()
+    graph.add_nodes_from(template.node_templates)
+    # What graph.add_edges_from does (a later edge between the same nodes updates the earlier
+    # one's data), straight on its adjacency dicts: all nodes are in already, so the per-edge
+    # checks and the copy of each edge's data are not needed.
+    succ, pred = graph._succ, graph._pred
+    for name, target, data in dependency_edges(template):
+        out = succ[name]
+        if target in out:
+            out[target].update(data)
+        else:
+            out[target] = pred[target][name] = data
     settle_young_objects()  # the graph lives as long as the template (see there)
     return graph
 
 
+def is_acyclic(template: Template) -> bool:
+    """Whether the template's dependencies have no cycle, without building a networkx graph."""
+    succ: dict[str, set[str]] = {name: set() for name in template.node_templates}
+    for name, target, _ in dependency_edges(template):
+        succ[name].add(target)
+    indegree = dict.fromkeys(succ, 0)
+    for targets in succ.values():
+        for target in targets:
+            indegree[target] += 1
+    return _kahn(succ, indegree)
+
+
 def check_acyclic(template: Template, graph: nx.DiGraph) -> None:
     """Raise a diagnostic naming each dependency cycle (web -> db -> web) with its positions."""
+    import networkx as nx
     if _is_acyclic(graph):
         return
     diagnostics = []
@@ -78,7 +104,11 @@ def _is_acyclic(graph: nx.DiGraph) -> bool:
     generic version on the large, nearly linear graphs descriptors make.
     """
     succ = graph._succ  # networkx's own dict of dicts: its views cost a wrapper per lookup
-    indegree = {node: len(preds) for node, preds in graph._pred.items()}
+    return _kahn(succ, {node: len(preds) for node, preds in graph._pred.items()})
+
+
+def _kahn(succ, indegree: dict) -> bool:
+    """Kahn's algorithm: True when every node can be ordered after what it needs (indegree is consumed)."""
     ready = [node for node, count in indegree.items() if not count]
     done = 0
     while ready:

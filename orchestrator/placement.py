@@ -1,4 +1,4 @@
-"""Hybrid placement: order a node's `implementations` by a policy, create on the first backend that accepts, fall back.
+"""Hybrid placement policy: order a node's `implementations`; the `placement` driver creates on the first that accepts.
 
 A node lists several implementations (like Occopus node definitions with filters), each a map
 with `driver` and optional `properties` (merged over the node's own), `cost_per_hour`, `region`
@@ -10,19 +10,18 @@ and `gpu`. The node's `placement` map picks the policy:
                        `duration_ms` each: Lambda priced per use, endpoints/VMs per hour
   region, gpu, max_price: constraints; implementations that fail them are excluded (with why)
 
-When a backend refuses (quota, capacity, API error, unreachable), the next one is tried and the
-refusal is recorded in the instance's `placement` attribute and the journal. The instance row's
-`driver` always names the backend being tried or used, so observe/delete go to the right one.
+The ordered candidates go to the composite `placement` driver (drivers/placement.py): when a
+backend refuses (quota, capacity, API error, unreachable), it tries the next one, and the refusal
+is recorded in the instance's `placement` attribute. Its handle names the backend used, so
+observe/delete go to the right one.
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from drivers.base import Driver, DriverError, InstanceSpec
-from drivers.providers import get_driver
+from drivers.base import DriverError
 from orchestrator import cost
 
 POLICIES = ("order", "cost", "inference")
@@ -159,109 +158,12 @@ def _price_inference(node: str, cands: list[Candidate], policy_def: dict, choice
     choice.estimates["duration_ms"] = duration
 
 
-def candidate_spec(spec: InstanceSpec, cand: Candidate) -> InstanceSpec:
-    prepared = (spec.node_attributes.get("placement") or {}).get(cand.label) or {}
-    return replace(spec, properties=cand.properties, node_attributes=prepared)
-
-
-def prepare(choice: Choice, base_spec: dict, node_attrs: dict) -> dict:
-    """Node-level preparation per candidate backend; a failure only marks that candidate (it is then skipped)."""
-    done = dict((node_attrs or {}).get("placement") or {})
-    for cand in choice.ordered:
-        if cand.label in done and "error" not in done[cand.label]:
-            continue
-        spec = InstanceSpec(key="", index=-1, node_attributes={}, **{**base_spec, "properties": cand.properties})
-        try:
-            done[cand.label] = get_driver(cand.driver).prepare_node(spec) or {}
-        except (DriverError, LookupError) as exc:
-            done[cand.label] = {"error": str(exc)}
-    return {"placement": done}
-
-
-def find_on(driver: Driver, spec: InstanceSpec) -> dict | None:
-    """driver.find, passing the spec to drivers whose connection settings come from node properties."""
-    if "spec" in inspect.signature(driver.find).parameters:
-        return driver.find(spec.key, spec=spec)
-    return driver.find(spec.key)
-
-
-def update_in_place(driver: Driver, prior_handle: dict, spec: InstanceSpec) -> dict | None:
-    """A driver's in-place `update` (e.g. an endpoint's instance count) instead of replace; None if not possible."""
-    update = getattr(driver, "update", None)
-    return update(prior_handle, spec) if callable(update) else None
-
-
-CreateOne = Callable[..., tuple[dict, dict, bool]]
-NoteDriver = Callable[[str, dict], None]
-
-
-def create_placed(choice: Choice, spec: InstanceSpec, prior_handle: dict | None, prior_driver: str | None,
-                  adopt: bool, options, create_one: CreateOne, note: NoteDriver) -> tuple[dict, dict, bool]:
-    """Worker side for a node with implementations: adopt on any candidate, else create on the first that accepts."""
-    from orchestrator.executor import _with_retries
-    refused: list[dict] = []
-
-    def placed(cand: Candidate, handle: dict, attrs: dict, adopted: bool) -> tuple[dict, dict, bool]:
-        info = {"driver": cand.driver, "implementation": cand.label, "cost_per_hour": cand.cost_per_hour,
-                "refused": refused, **choice.report()}
-        note(cand.driver, {"implementation": cand.label, "refused": refused, "adopted": adopted})
-        return handle, {**attrs, "placement": info}, adopted
-
-    if prior_handle is not None and prior_driver:
-        old = get_driver(prior_driver)
-        first = choice.ordered[0]
-        if first.driver == prior_driver:
-            handle = update_in_place(old, prior_handle, candidate_spec(spec, first))
-            if handle is not None:
-                return placed(first, handle, old.observe(handle).attributes, False)
-        _with_retries(lambda: old.delete(prior_handle), options)
-    if adopt:
-        # A crashed build may have created the instance on any candidate: look on each.
-        seen = set()
-        for cand in choice.ordered:
-            if cand.driver in seen:
-                continue
-            seen.add(cand.driver)
-            driver = get_driver(cand.driver)
-            cspec = candidate_spec(spec, cand)
-            try:
-                handle = _with_retries(lambda: find_on(driver, cspec), options)
-            except DriverError as exc:
-                refused.append({"implementation": cand.label, "error": f"could not look for an earlier instance: {exc}"})
-                continue
-            if handle is None:
-                continue
-            observed = driver.observe(handle)
-            if observed.alive:
-                return placed(cand, handle, observed.attributes, True)
-            driver.delete(handle)
-    for cand in choice.ordered:
-        cspec = candidate_spec(spec, cand)
-        if "error" in cspec.node_attributes:
-            refused.append({"implementation": cand.label, "error": cspec.node_attributes["error"]})
-            continue
-        note(cand.driver, {"implementation": cand.label, "trying": True})
-        try:
-            handle, attrs, adopted = create_one(get_driver(cand.driver), cspec, None, False, options)
-        except (DriverError, LookupError) as exc:
-            refused.append({"implementation": cand.label, "error": str(exc)})
-            continue
-        return placed(cand, handle, attrs, adopted)
-    raise DriverError(f"node '{spec.node}': every implementation refused: "
-                      + "; ".join(f"{r['implementation']}: {r['error']}" for r in refused), backend="placement")
-
-
-def release_nodes(node_attributes: dict[str, dict]) -> list[dict]:
-    """Undo prepare_node for every backend a node was prepared on; returns failures (node, error)."""
-    failures = []
-    for node, attrs in (node_attributes or {}).items():
-        prepared = [attrs] + list((attrs or {}).get("placement", {}).values())
-        for item in prepared:
-            backend = (item or {}).get("backend")
-            if not backend:
-                continue
-            try:
-                get_driver(backend).release_node(item)
-            except (DriverError, LookupError) as exc:
-                failures.append({"node": node, "index": None, "action": "release", "error": str(exc)})
-    return failures
+def route(node: str, driver: str | None, props: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The driver and properties a node's instances are built with: the `placement` composite when the
+    node lists implementations (its candidates in policy order), else the node's own driver unchanged."""
+    choice = choose(node, props)
+    if choice is None:
+        return driver, props
+    candidates = [{"label": c.label, "driver": c.driver, "properties": c.properties,
+                   "cost_per_hour": c.cost_per_hour} for c in choice.ordered]
+    return "placement", {"candidates": candidates, "report": choice.report()}

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from descriptors.functions import FunctionError, Resolver, Unresolved, template_resolver
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
+from drivers.common import InstanceKey
 from orchestrator.state import InfraRecord, InstanceRecord
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 CREATE, REPLACE, DELETE, NOOP = "create", "replace", "delete", "noop"
 SYMBOL = {CREATE: "+", REPLACE: "~", DELETE: "-", NOOP: " "}
@@ -24,7 +26,7 @@ def instance_key(infra: InfraRecord | str, node: str, index: int, uid: str | Non
         name, uid = infra.name, infra.uid
     else:
         name = infra
-    return f"{name}/{node}/{index}@{uid}"
+    return str(InstanceKey(name, node, index, uid))
 
 
 @dataclass
@@ -133,6 +135,7 @@ def attribute_view(counts: dict[str, int], infra: InfraRecord | None, instances:
 def plan_changes(template: Template, infra: InfraRecord, instances: list[InstanceRecord], inputs: dict,
                  graph: nx.DiGraph, counts: dict[str, int] | None = None) -> Plan:
     """Compare desired and stored state; one action per instance, dependencies first, deletions last."""
+    import networkx as nx  # here, not at the top: `strato status` uses this module's helpers without a graph
     counts = counts or desired_counts(template, infra, inputs)
     by_slot = {(r.node, r.index): r for r in instances}
     view = attribute_view(counts, infra, instances)

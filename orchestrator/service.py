@@ -6,9 +6,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
@@ -17,10 +15,13 @@ from descriptors.template import Template
 from drivers.base import DriverError
 from drivers.providers import get_driver
 from orchestrator import bounds
-from orchestrator.executor import BuildRun, DestroyRun, RunOptions, RunResult
-from orchestrator.graph import check_acyclic, dependency_graph, to_dot, to_json
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
 from orchestrator.state import InfraRecord, StateStore
+
+if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the functions that run it: `status` stays light
+    import networkx as nx
+
+    from orchestrator.executor import RunOptions
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -47,13 +48,32 @@ def load_checked(path: str, confined: bool = True, library: bool = False) -> Loa
     confined: imports stay inside the descriptor's directory tree (the REST API's setting; the
     CLI passes False). library: a type library without topology_template is accepted (validate).
     """
+    from orchestrator.graph import check_acyclic, dependency_graph
+    template = _load_bounded(path, confined, library)
+    graph = dependency_graph(template)
+    check_acyclic(template, graph)
+    return Loaded(template, graph)
+
+
+def _load_bounded(path: str, confined: bool, library: bool) -> Template:
     template = load_template(path, confined=confined)
     if not library:
         require_topology(template)
     bounds.check_template(template)
-    graph = dependency_graph(template)
-    check_acyclic(template, graph)
-    return Loaded(template, graph)
+    return template
+
+
+def check_descriptor(path: str, confined: bool = True, library: bool = False) -> Template:
+    """What load_checked checks, without building the networkx graph unless there is a cycle to name.
+
+    `strato validate` needs no graph, and importing networkx is most of its start-up time.
+    """
+    from orchestrator.graph import is_acyclic
+    template = _load_bounded(path, confined, library)
+    if not is_acyclic(template):
+        from orchestrator.graph import check_acyclic, dependency_graph
+        check_acyclic(template, dependency_graph(template))
+    return template
 
 
 def validate(paths: list[str], confined: bool = True) -> list[dict]:
@@ -61,10 +81,10 @@ def validate(paths: list[str], confined: bool = True) -> list[dict]:
     results = []
     for path in paths:
         try:
-            loaded = load_checked(path, confined, library=True)
-            diags = [d.to_dict() for d in loaded.template.warnings]
-            results.append({"file": path, "ok": True, "nodes": len(loaded.template.node_templates),
-                            "library": loaded.template.is_library, "diagnostics": diags})
+            template = check_descriptor(path, confined, library=True)
+            diags = [d.to_dict() for d in template.warnings]
+            results.append({"file": path, "ok": True, "nodes": len(template.node_templates),
+                            "library": template.is_library, "diagnostics": diags})
         except DescriptorError as exc:
             results.append({"file": path, "ok": not any(d.severity == "error" for d in exc.diagnostics),
                             "diagnostics": [d.to_dict() for d in exc.diagnostics]})
@@ -143,6 +163,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         store.journal(name, "build_started", None, changes=len(the_plan.changes))
         if on_event:
             on_event({"event": "planned", "node": None, "index": None, "changes": len(the_plan.changes)})
+        from orchestrator.executor import BuildRun
         result = BuildRun(template, infra, the_plan, loaded.graph, inputs, counts, store, options, on_event).run()
         for node in set(store.get_infra(name).dependencies) - set(template.node_templates):
             if not any(r.node == node for r in store.instances(name)):
@@ -235,7 +256,8 @@ def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) ->
     with store.locked(name, "strato destroy"):
         store.set_infra_status(name, "destroying")
         store.journal(name, "destroy_started", None)
-        result: RunResult = DestroyRun(infra, store, infra.dependencies, options, on_event).run()
+        from orchestrator.executor import DestroyRun
+        result = DestroyRun(infra, store, infra.dependencies, options, on_event).run()
         if result.ok and not store.instances(name):
             store.journal(name, "destroyed", None)
             store.delete_infra(name)
@@ -304,6 +326,7 @@ def _wanted(infra: InfraRecord, template: Template | None, node: str) -> int | N
 
 
 def graph(path: str, fmt: str = "dot", confined: bool = True) -> str | dict | bytes:
+    from orchestrator.graph import to_dot, to_json
     loaded = load_checked(path, confined)
     if fmt == "json":
         return to_json(loaded.graph, loaded.template)
@@ -322,6 +345,8 @@ def _graph_png(loaded: Loaded) -> bytes:
     except ImportError:
         raise UserError("PNG output needs matplotlib: pip install 'strato[plots]'") from None
     import io
+
+    import networkx as nx
     g = loaded.graph
     # layered layout: dependencies at the bottom
     levels: dict[str, int] = {}

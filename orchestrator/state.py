@@ -12,6 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+# State holds inputs (maybe secrets) and handles: owner only (the helpers live with the drivers, which
+# make their logs private the same way).
+from drivers.common import make_private_dir, make_private_file, process_start_time
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS infrastructures (
     name TEXT PRIMARY KEY, uid TEXT NOT NULL, descriptor TEXT, inputs TEXT NOT NULL DEFAULT '{}',
@@ -41,7 +45,6 @@ CREATE TABLE IF NOT EXISTS locks (
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # state holds inputs (maybe secrets) and handles: owner only
 
 
 class StateError(Exception):
@@ -61,30 +64,6 @@ def damaged(path: str, what: str) -> StateDamaged:
                         f"(`strato state backup`), then restore an earlier backup, or move the file away to "
                         f"start with empty state (running processes and cloud resources are then no longer "
                         f"tracked); `strato state check` lists what is wrong")
-
-
-def make_private_dir(path: str) -> None:
-    """Create a directory (and parents) readable by the owner only; tighten it if it already exists."""
-    os.makedirs(path, mode=PRIVATE_DIR, exist_ok=True)
-    _tighten(path, PRIVATE_DIR)
-
-
-def make_private_file(path: str) -> None:
-    """Make sure a file exists with mode 0600 (created so, never readable by others in between)."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
-    except FileExistsError:
-        pass
-    _tighten(path, PRIVATE_FILE)
-
-
-def _tighten(path: str, mode: int) -> None:
-    """Take away group/other access from what an older Strato (or the umask) left open."""
-    try:
-        if os.stat(path).st_mode & 0o077:
-            os.chmod(path, mode)
-    except OSError:  # not ours to change; SQLite or the open() that follows reports real problems
-        pass
 
 
 def check_header(path: str) -> None:
@@ -228,23 +207,6 @@ class InfraRecord:
     desired: dict[str, int | None] = field(default_factory=dict)
     node_attributes: dict[str, dict] = field(default_factory=dict)
     dependencies: dict[str, list[str]] = field(default_factory=dict)
-
-
-def process_start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses; fields resume after the last ')'.
-    rest = data[data.rfind(b")") + 2:].split()
-    if rest and rest[0] == b"Z":
-        return None
-    try:
-        return int(rest[19])
-    except (IndexError, ValueError):
-        return None
 
 
 class StateStore:

@@ -37,3 +37,16 @@ def strato(strato_home):
     def run(*args, **kw):
         return run_strato(*args, home=strato_home, **kw)
     return run
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    """Podman's Docker-compatible API on a private socket (installed and started by tests/env/podman.sh), with the
+    tiny busybox image `strato-busybox:test`; skipped with the reason when Podman cannot run here."""
+    from tests.env import podman as podman_env
+    try:
+        service = podman_env.start(str(tmp_path_factory.mktemp("podman")))
+    except podman_env.PodmanUnavailable as exc:
+        pytest.skip(str(exc))
+    yield service
+    service.stop()

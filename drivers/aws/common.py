@@ -109,11 +109,6 @@ def resource_name(key: str, limit: int = 63) -> str:
     return f"{base[:room].rstrip('-')}-{digest}"
 
 
-def node_of_key(key: str) -> str:
-    parts = key.split("/")
-    return parts[1] if len(parts) > 2 else key
-
-
 def strato_tags(spec: InstanceSpec, extra: dict | None = None) -> list[dict]:
     tags = {TAG_KEY: spec.key, TAG_INFRA: spec.infra, TAG_NODE: spec.node}
     for k, v in (extra or {}).items():
@@ -161,6 +156,8 @@ class ServiceRoleNode:
     ROLE_SUFFIX = ""    # distinguishes the roles of different services for one node
 
     def prepare_node(self, spec) -> dict[str, Any]:
+        if spec.node_attributes:
+            return dict(spec.node_attributes)
         props = spec.properties
         if props.get("role_arn"):
             return {}

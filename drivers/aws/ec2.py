@@ -12,11 +12,10 @@ import hashlib
 import time
 from typing import Any
 
-import yaml
-
-from drivers.aws.common import (TAG_INFRA, TAG_KEY, TAG_NODE, AwsSettings, client, error_code, node_of_key,
-                                resource_name, strato_tags, translate)
+from drivers.aws.common import (TAG_INFRA, TAG_KEY, TAG_NODE, AwsSettings, client, error_code, resource_name,
+                                strato_tags, translate)
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.common import node_of_key, poll, render_user_data
 
 BACKEND = "ec2"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -26,18 +25,6 @@ POLL_S = 0.5
 def client_token(key: str, generation: int = 1) -> str:
     """Idempotency token for run_instances: same key and generation -> same instance (max 64 chars)."""
     return f"strato-{hashlib.sha256(key.encode()).hexdigest()[:40]}-{generation}"
-
-
-def render_user_data(props: dict[str, Any]) -> str | None:
-    """User data from the node's contextualisation: `user_data` verbatim or `cloud_init` as #cloud-config."""
-    if props.get("user_data"):
-        return str(props["user_data"])
-    cloud_init = props.get("cloud_init")
-    if not cloud_init:
-        return None
-    if isinstance(cloud_init, str):
-        return cloud_init
-    return "#cloud-config\n" + yaml.safe_dump(cloud_init, sort_keys=False)
 
 
 def _port_rules(ports: Any, node: str) -> list[dict]:
@@ -62,6 +49,8 @@ class Ec2Driver(Driver):
 
     # -- node level: the security group --------------------------------------
     def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
+        if spec.node_attributes:
+            return dict(spec.node_attributes)
         props = spec.properties
         rules = _port_rules(props.get("ports"), spec.node)
         if not rules:
@@ -153,8 +142,8 @@ class Ec2Driver(Driver):
         self._known_images.add(ident)
         return image_id
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
-        props = spec.properties
+    def start(self, spec: InstanceSpec) -> dict:
+        props, key = spec.properties, spec.key
         settings = AwsSettings.for_properties(props)
         ec2 = client("ec2", settings)
         image_id = self._image_id(ec2, props, spec.node)
@@ -189,30 +178,26 @@ class Ec2Driver(Driver):
             instance = reply["Instances"][0]
             if instance.get("State", {}).get("Name") not in ("shutting-down", "terminated"):
                 break
-        handle = {"instance_id": instance["InstanceId"], "key": key, **settings.to_dict()}
-        timeout = min(float(props.get("wait_timeout") or 300), spec.timeout)
-        try:
-            self._wait_running(ec2, handle, spec.node, timeout)
-        except BaseException:
-            self.delete(handle)
-            raise
-        return handle
+        return {"instance_id": instance["InstanceId"], "key": key, **settings.to_dict()}
 
-    def _wait_running(self, ec2, handle: dict, node: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self._describe(ec2, handle["instance_id"], node)
-            name = (state or {}).get("State", {}).get("Name")
-            if name == "running":
-                return
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        ec2 = client("ec2", AwsSettings.from_handle(handle))
+        timeout = min(float(spec.properties.get("wait_timeout") or 300), spec.timeout)
+        last: dict = {}
+
+        def running() -> bool | None:
+            state = self._describe(ec2, handle["instance_id"], spec.node)
+            last["name"] = name = (state or {}).get("State", {}).get("Name")
             if name in ("shutting-down", "terminated", "stopped", "stopping"):
                 reason = (state or {}).get("StateReason", {}).get("Message", name)
-                raise DriverError(f"node '{node}': ec2 instance {handle['instance_id']} went {name} while starting: "
-                                  f"{reason}", backend=BACKEND)
-            if time.monotonic() >= deadline:
-                raise DriverError(f"node '{node}': ec2 instance {handle['instance_id']} not running within "
-                                  f"{timeout:g} s (state {name})", backend=BACKEND)
-            time.sleep(POLL_S)
+                raise DriverError(f"node '{spec.node}': ec2 instance {handle['instance_id']} went {name} while "
+                                  f"starting: {reason}", backend=BACKEND)
+            return True if name == "running" else None
+
+        poll(running, timeout, POLL_S, lambda: DriverError(
+            f"node '{spec.node}': ec2 instance {handle['instance_id']} not running within {timeout:g} s "
+            f"(state {last.get('name')})", backend=BACKEND))
+        return handle
 
     @staticmethod
     def _describe(ec2, instance_id: str, node: str) -> dict | None:
@@ -255,7 +240,7 @@ class Ec2Driver(Driver):
                 return
             raise translate(exc, node, BACKEND, f"terminate instance {handle['instance_id']}") from None
 
-    def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         settings = AwsSettings.for_properties(spec.properties if spec else {})
         ec2 = client("ec2", settings)
         try:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import zipfile
 from typing import Any
 
-from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, node_of_key,
-                                resource_name, translate)
+from drivers.aws.common import TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, resource_name, translate
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.common import node_of_key, poll
 
 BACKEND = "lambda"
 POLL_S = 0.5
@@ -51,8 +50,8 @@ class LambdaDriver(ServiceRoleNode, Driver):
     ROLE_SERVICE = "lambda.amazonaws.com"
     ROLE_SUFFIX = "fn"
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
-        props = spec.properties
+    def start(self, spec: InstanceSpec) -> dict:
+        props, key = spec.properties, spec.key
         settings = AwsSettings.for_properties(props)
         fn = client("lambda", settings)
         name = resource_name(key, limit=64)
@@ -74,15 +73,15 @@ class LambdaDriver(ServiceRoleNode, Driver):
         except Exception as exc:  # noqa: BLE001
             if error_code(exc) != "ResourceConflictException":  # exists: a resumed create
                 raise translate(exc, spec.node, BACKEND, f"create function {name}") from None
-        handle = {"function_name": name, "key": key, "memory_mb": args["MemorySize"], "url": None,
-                  **settings.to_dict()}
-        try:
-            self._wait_active(fn, name, spec.node, min(float(props.get("wait_timeout") or 300), spec.timeout))
-            if props.get("function_url"):
-                handle["url"] = self._ensure_url(fn, name, spec.node)
-        except BaseException:
-            self.delete(handle)
-            raise
+        return {"function_name": name, "key": key, "memory_mb": args["MemorySize"], "url": None,
+                **settings.to_dict()}
+
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        fn = client("lambda", AwsSettings.from_handle(handle))
+        name = handle["function_name"]
+        self._wait_active(fn, name, spec.node, min(float(spec.properties.get("wait_timeout") or 300), spec.timeout))
+        if spec.properties.get("function_url"):
+            handle = {**handle, "url": self._ensure_url(fn, name, spec.node)}
         return handle
 
     @staticmethod
@@ -96,20 +95,17 @@ class LambdaDriver(ServiceRoleNode, Driver):
 
     @staticmethod
     def _wait_active(fn, name: str, node: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def active() -> bool | None:
             try:
                 state = fn.get_function(FunctionName=name)["Configuration"].get("State", "Active")
             except Exception as exc:  # noqa: BLE001
                 raise translate(exc, node, BACKEND, f"read function {name}") from None
-            if state == "Active":
-                return
             if state == "Failed":
                 raise DriverError(f"node '{node}': lambda function {name} failed to become active", backend=BACKEND)
-            if time.monotonic() >= deadline:
-                raise DriverError(f"node '{node}': lambda function {name} not active within {timeout:g} s",
-                                  backend=BACKEND)
-            time.sleep(POLL_S)
+            return True if state == "Active" else None
+
+        poll(active, timeout, POLL_S, lambda: DriverError(
+            f"node '{node}': lambda function {name} not active within {timeout:g} s", backend=BACKEND))
 
     def observe(self, handle: dict) -> Observed:
         fn = client("lambda", AwsSettings.from_handle(handle))
@@ -136,7 +132,7 @@ class LambdaDriver(ServiceRoleNode, Driver):
                 raise translate(exc, node_of_key(handle.get("key", "?")), BACKEND,
                                 f"delete function {handle['function_name']}") from None
 
-    def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         settings = AwsSettings.for_properties(spec.properties if spec else {})
         fn = client("lambda", settings)
         name = resource_name(key, limit=64)

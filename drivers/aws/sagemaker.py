@@ -9,12 +9,12 @@ instance type does replace the endpoint. Delete removes endpoint, endpoint confi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, node_of_key,
-                                resource_name, strato_tags, translate)
+from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, resource_name,
+                                strato_tags, translate)
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.common import node_of_key, poll
 
 BACKEND = "sagemaker"
 POLL_S = 0.5
@@ -32,8 +32,8 @@ class SageMakerDriver(ServiceRoleNode, Driver):
     ROLE_SERVICE = "sagemaker.amazonaws.com"
     ROLE_SUFFIX = "sm"
 
-    def create(self, spec: InstanceSpec, key: str) -> dict:
-        props = spec.properties
+    def start(self, spec: InstanceSpec) -> dict:
+        props, key = spec.properties, spec.key
         settings = AwsSettings.for_properties(props)
         sm = client("sagemaker", settings)
         name = resource_name(key, limit=63)
@@ -68,31 +68,35 @@ class SageMakerDriver(ServiceRoleNode, Driver):
             except Exception as exc:  # noqa: BLE001
                 if not _exists_error(exc):
                     raise translate(exc, spec.node, BACKEND, doing) from None
-        timeout = min(float(props.get("wait_timeout") or 1800), spec.timeout)
-        try:
-            self._wait_in_service(sm, name, spec.node, timeout)
-        except BaseException:
-            self.delete(handle)
-            raise
         return handle
 
-    def _wait_in_service(self, sm, name: str, node: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        sm = client("sagemaker", AwsSettings.from_handle(handle))
+        self._wait_in_service(sm, handle["endpoint_name"], spec.node, self._timeout(spec))
+        return handle
+
+    @staticmethod
+    def _timeout(spec: InstanceSpec) -> float:
+        return min(float(spec.properties.get("wait_timeout") or 1800), spec.timeout)
+
+    @staticmethod
+    def _wait_in_service(sm, name: str, node: str, timeout: float) -> dict:
+        last: dict = {}
+
+        def in_service() -> dict | None:
             try:
                 desc = sm.describe_endpoint(EndpointName=name)
             except Exception as exc:  # noqa: BLE001
                 raise translate(exc, node, BACKEND, f"describe endpoint {name}") from None
-            status = desc.get("EndpointStatus")
-            if status == "InService":
-                return desc
+            last["status"] = status = desc.get("EndpointStatus")
             if status == "Failed":
                 raise DriverError(f"node '{node}': sagemaker endpoint {name} failed: "
                                   f"{desc.get('FailureReason', 'no reason given')}", backend=BACKEND)
-            if time.monotonic() >= deadline:
-                raise DriverError(f"node '{node}': sagemaker endpoint {name} not InService within {timeout:g} s "
-                                  f"(status {status})", backend=BACKEND)
-            time.sleep(POLL_S)
+            return desc if status == "InService" else None
+
+        return poll(in_service, timeout, POLL_S, lambda: DriverError(
+            f"node '{node}': sagemaker endpoint {name} not InService within {timeout:g} s "
+            f"(status {last.get('status')})", backend=BACKEND))
 
     def update(self, handle: dict, spec: InstanceSpec) -> dict | None:
         """Change only the variant's instance count in place; None when anything else changed (replace)."""
@@ -113,8 +117,7 @@ class SageMakerDriver(ServiceRoleNode, Driver):
             except Exception as exc:  # noqa: BLE001
                 raise translate(exc, spec.node, BACKEND, f"set the instance count of {handle['endpoint_name']} "
                                 f"to {count}") from None
-            self._wait_in_service(sm, handle["endpoint_name"], spec.node,
-                                  min(float(props.get("wait_timeout") or 1800), spec.timeout))
+            self._wait_in_service(sm, handle["endpoint_name"], spec.node, self._timeout(spec))
         return {**handle, "instance_count": count}
 
     def observe(self, handle: dict) -> Observed:
@@ -153,7 +156,7 @@ class SageMakerDriver(ServiceRoleNode, Driver):
                 if error_code(exc) != "ValidationException":
                     raise translate(exc, node, BACKEND, doing) from None
 
-    def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
+    def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         settings = AwsSettings.for_properties(spec.properties if spec else {})
         sm = client("sagemaker", settings)
         name = resource_name(key, limit=63)

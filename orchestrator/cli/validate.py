@@ -23,7 +23,12 @@ def command(files, as_json):
     results = service.validate(list(files), confined=False)
     ok = all(r["ok"] for r in results)
     if as_json:
-        emit_json({"ok": ok, "files": results})
+        doc = {"ok": ok, "files": results}
+        first = next((d for r in results for d in r["diagnostics"] if d.get("severity") == "error"), None)
+        if first is not None:  # the same "error" member every verb's --json failure has
+            doc["error"] = {"code": first["code"], "message": f"{first['file']}:{first['line']}:{first['col']}: "
+                                                              f"{first['code']}: {first['message']}"}
+        emit_json(doc)
     else:
         for r in results:
             for d in r["diagnostics"]:

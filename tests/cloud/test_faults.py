@@ -83,7 +83,8 @@ def test_refused_nova_create_falls_back_to_ec2_and_records_why(cloud_env, tmp_pa
     assert nova_servers("fallback") == []
     assert len(ec2_instances("fallback")) == 2
     for inst in status("fallback")["instances"]:
-        assert inst["driver"] == "ec2"  # delete/observe go to the backend actually used
+        # the composite placement driver's handle names the backend actually used: delete/observe go there
+        assert inst["driver"] == "placement" and inst["handle"]["backend"] == "ec2"
         refused = inst["attributes"]["placement"]["refused"]
         assert refused and refused[0]["implementation"] == "0:openstack"
         assert "Quota exceeded" in refused[0]["error"] and "node 'worker'" in refused[0]["error"]
@@ -141,8 +142,8 @@ CRASH_AFTER_CREATE = """
 import os, signal, sys
 import drivers.aws.ec2 as ec2
 real_create = ec2.Ec2Driver.create
-def create_then_die(self, spec, key):
-    handle = real_create(self, spec, key)
+def create_then_die(self, spec):
+    handle = real_create(self, spec)
     os.kill(os.getpid(), signal.SIGKILL)   # the create call returned; nothing recorded yet
 ec2.Ec2Driver.create = create_then_die
 from orchestrator.cli import main

@@ -31,7 +31,7 @@ def test_hybrid_example_builds_scales_and_destroys(cloud_env):
     by_node = {}
     for inst in infra["instances"]:
         by_node.setdefault(inst["node"], []).append(inst)
-    assert {i["driver"] for i in by_node["cpu_worker"]} == {"openstack"}
+    assert {i["handle"]["backend"] for i in by_node["cpu_worker"]} == {"openstack"}
     assert by_node["cpu_worker"][0]["attributes"]["placement"]["refused"] == []
     # the local collector received the cloud ids/addresses as inputs (asked on loopback only)
     url = infra["outputs"]["collector"]

@@ -101,7 +101,7 @@ def test_inference_node_and_endpoint_scaling_in_place_on_moto(cloud_env, tmp_pat
     path.write_text(textwrap.dedent(INFERENCE))
     ok(strato("build", str(path), "--name", "infer"))
     recs = {r["node"]: r for r in status("infer")["instances"]}
-    assert recs["model"]["driver"] == "lambda"
+    assert recs["model"]["handle"]["backend"] == "lambda"
     placed = recs["model"]["attributes"]["placement"]
     assert placed["estimates"]["1:lambda"] < placed["estimates"]["0:sagemaker"]
     assert len(functions("infer")) == 1 and len(endpoints("infer")) == 1

@@ -46,12 +46,12 @@ def libcloud(request, monkeypatch):
     """Both worlds: Strato's libcloud driver registered (a stand-in here: only its name matters to the import and
     to validate) or not."""
     from drivers import providers
-    table = dict(providers.BUILTIN)
+    monkeypatch.setattr(providers, "entry_points", lambda group: [])  # installed packages' drivers left out
+    table = providers._table()  # the checkout's own setup.cfg
     table.pop("libcloud", None)
     if request.param == "libcloud installed":
         table["libcloud"] = "drivers.noop:NoopDriver"
-    monkeypatch.setattr(providers, "BUILTIN", table)
-    monkeypatch.setattr(providers, "entry_points", lambda group: [])  # installed packages' drivers left out
+    monkeypatch.setattr(providers, "_table", lambda: table)
     return request.param == "libcloud installed"
 
 
@@ -123,7 +123,7 @@ def test_placeholder_refuses_to_build_saying_what_to_add(tmp_path):
     props = doc["topology_template"]["node_templates"]["n"]["properties"]
     spec = InstanceSpec(key="k", infra="foo", node="n", index=0, type="strato.nodes.Placeholder", properties=props)
     with pytest.raises(DriverError) as info:
-        get_driver("placeholder").create(spec, "k")
+        get_driver("placeholder").create(spec)
     assert "cloudfoo" in str(info.value) and "implementations" in str(info.value) and not info.value.retryable
 
 

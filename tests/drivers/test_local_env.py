@@ -15,7 +15,7 @@ def run_job(tmp_path, **props) -> dict:
                         metadata={"strato.one_shot": True}, descriptor_dir=str(tmp_path),
                         infra_dir=str(tmp_path / "infra"), timeout=30)
     driver = LocalDriver()
-    handle = driver.create(spec, spec.key)
+    handle = driver.create(spec)
     driver.delete(handle)
     return handle["result"]
 

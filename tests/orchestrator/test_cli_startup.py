@@ -1,4 +1,4 @@
-"""`import orchestrator.cli` and `strato validate` stay light: no numpy, scikit-learn, scipy or cloud SDKs."""
+"""`import orchestrator.cli` and `strato validate` stay light: no numpy, scikit-learn, scipy, cloud SDKs or networkx."""
 
 import json
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 from tests.conftest import REPO
 
-HEAVY = ("numpy", "sklearn", "scipy", "boto3", "botocore", "openstack", "fastapi", "matplotlib")
+HEAVY = ("numpy", "sklearn", "scipy", "boto3", "botocore", "openstack", "fastapi", "matplotlib", "networkx")
 
 PROBE = """
 import json, sys

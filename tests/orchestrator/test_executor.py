@@ -32,13 +32,14 @@ class FlakyDriver(NoopDriver):
     name = "test-flaky"
 
     def __init__(self):
+        super().__init__()
         self.calls: dict[str, int] = {}
         self.started: dict[str, float] = {}
         self.finished: dict[str, float] = {}
         self.deleted: list[str] = []
         self.lock = threading.Lock()
 
-    def create(self, spec, key):
+    def create(self, spec):
         with self.lock:
             self.calls[spec.node] = self.calls.get(spec.node, 0) + 1
             self.started.setdefault(spec.node, time.monotonic())
@@ -51,7 +52,7 @@ class FlakyDriver(NoopDriver):
         if mode == "hang":
             time.sleep(2.0)
         self.finished[spec.node] = time.monotonic()
-        return {"key": key, "node": spec.node}
+        return {"key": spec.key, "node": spec.node}
 
     def observe(self, handle):
         return Observed("running", {"id": handle["key"]})
