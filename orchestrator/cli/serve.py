@@ -1,6 +1,8 @@
-"""`strato serve`: run the REST API and dashboard (loopback by default, bearer tokens always unless told otherwise)."""
+"""`strato serve`: run the REST API and dashboard (loopback by default, bearer tokens always unless told
+otherwise), optionally with the maintain loop in the background."""
 
 import ipaddress
+import threading
 
 import click
 
@@ -15,6 +17,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def start_maintain_thread(state_path, interval: float, app=None):
+    """Run the maintain loop over every infrastructure of the state store on a daemon thread.
+
+    Strato's own metrics are mounted on the app at /metrics. Returns (stop event, thread)."""
+    from orchestrator.maintain import MaintainOptions, maintain_all
+    from orchestrator.metrics import LoopMetrics
+    from orchestrator.state import StateStore
+
+    loop_metrics = LoopMetrics()
+    if app is not None and loop_metrics.registry is not None:
+        from prometheus_client import make_asgi_app
+        app.mount("/metrics", make_asgi_app(registry=loop_metrics.registry))
+    stop = threading.Event()
+    thread = threading.Thread(target=maintain_all, args=(StateStore(state_path), MaintainOptions(interval=interval),
+                                                         stop, loop_metrics), name="strato-maintain", daemon=True)
+    thread.start()
+    return stop, thread
 
 
 @click.command("serve")
@@ -32,11 +53,15 @@ def is_loopback(host: str) -> bool:
               help="Seconds a received descriptor may take to check.")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256),
               help="Operations (builds, scales, destroys) running at once.")
+@click.option("--maintain", "run_maintain", is_flag=True,
+              help="Also run the maintain loop for every infrastructure no other loop maintains "
+                   "(its metrics at /metrics/).")
+@click.option("--maintain-interval", default="10s", show_default=True, help="Time between maintain passes.")
 @state_option
 @json_option
 @handle_errors
 def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, max_nodes, max_instances,
-            validation_timeout, workers, state_path, as_json):
+            validation_timeout, workers, run_maintain, maintain_interval, state_path, as_json):
     """Serve the REST API under /v1 (OpenAPI at /docs) and the dashboard at /, over the CLI's state.
 
     \b
@@ -47,6 +72,8 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
 
     With --json, one line {"ok": true, "url": ..., "docs": ...} is printed on stdout before serving
     (the server's own log goes to stderr), so a script can read where to connect.
+    With --maintain the maintain loop runs in a background thread for every infrastructure that no
+    other loop maintains, and Strato's own metrics are served at /metrics.
     """
     try:
         import uvicorn
@@ -75,7 +102,16 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     if allow_local_processes:
         click.secho("local-process nodes are accepted over HTTP: they run commands as this server's user",
                     fg="yellow", err=True)
+    stop = None
+    if run_maintain:
+        from orchestrator.cli.maintain import parse_interval
+        stop, _thread = start_maintain_thread(state_path, parse_interval(maintain_interval), app)
     if as_json:
         url = f"http://{host}:{port}"
-        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path})
-    uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")
+        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path,
+                   **({"maintain": True, "metrics": f"{url}/metrics/"} if run_maintain else {})})
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")
+    finally:
+        if stop is not None:
+            stop.set()
