@@ -68,7 +68,8 @@ def artifacts(tmp_path):
 @pytest.mark.e2e
 def test_dashboard_login_build_graph_scale(strato_home, browser, artifacts):
     server = Server(strato_home, "--allow-local-processes").start()
-    wait = WebDriverWait(browser, 90)
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    wait = WebDriverWait(browser, 90, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
     try:
         browser.get(server.url + "/")
         wait.until(EC.visibility_of_element_located((By.ID, "token"))).send_keys("wrong-token-" + "x" * 20)
@@ -82,7 +83,8 @@ def test_dashboard_login_build_graph_scale(strato_home, browser, artifacts):
         assert not browser.find_element(By.ID, "login").is_displayed()
         with server.client() as client:
             op_id = client.post("/v1/infrastructures", json={"name": "shop", "descriptor": DOC}).json()["operation"]
-            wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#infra-list li[data-name='shop']"))).click()
+            # the list and the node select are redrawn every few seconds: find and act in one retried step
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#infra-list li[data-name='shop']").click() or True)
             # progress shows while it runs (on a loaded machine the page may first see it finished)
             wait.until(lambda d: d.find_element(By.ID, "op-state").text in ("running", "succeeded"))
             browser.save_screenshot(os.path.join(artifacts, "1-building.png"))
@@ -96,7 +98,8 @@ def test_dashboard_login_build_graph_scale(strato_home, browser, artifacts):
             browser.save_screenshot(os.path.join(artifacts, "2-ready.png"))
 
             from selenium.webdriver.support.ui import Select
-            Select(browser.find_element(By.ID, "scale-node")).select_by_value("server")
+            wait.until(lambda d: Select(d.find_element(By.ID, "scale-node")).select_by_value("server") or
+                       d.find_element(By.ID, "scale-node").get_attribute("value") == "server")
             count = browser.find_element(By.ID, "scale-to")
             count.clear()
             count.send_keys("3")
