@@ -60,6 +60,9 @@ class Driver:
     """
 
     name = "base"
+    # True when creating an instance runs a command as the user Strato runs as (the REST API refuses such
+    # nodes from HTTP clients unless the server allows local processes).
+    runs_host_commands = False
 
     # -- the contract -------------------------------------------------------------
     def create(self, spec: InstanceSpec) -> dict:

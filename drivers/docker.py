@@ -156,6 +156,7 @@ def _fingerprint(props: dict, image: str, exclude: tuple = ()) -> str:
 
 class DockerDriver(Driver):
     name = BACKEND
+    runs_host_commands = True  # a container on this machine's engine can mount and run what it asks
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}

@@ -108,6 +108,7 @@ def _log_tail(path: str, lines: int = 8) -> str:
 
 class LocalDriver(Driver):
     name = "local"
+    runs_host_commands = True
 
     def __init__(self) -> None:
         # Popen objects of processes started by this driver object, until wait_ready collects them

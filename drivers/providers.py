@@ -51,15 +51,19 @@ def known_drivers() -> list[str]:
     return sorted(_table())
 
 
+def driver_class(name: str) -> type[Driver]:
+    """The class registered under name, without connecting to its backend."""
+    target = _table().get(name)
+    if target is None:
+        raise UnknownDriver(f"no driver named '{name}' (known: {', '.join(known_drivers())})")
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def get_driver(name: str) -> Driver:
     """The (process-wide) driver instance registered under name."""
     with _lock:
         if name in _instances:
             return _instances[name]
-        target = _table().get(name)
-        if target is None:
-            raise UnknownDriver(f"no driver named '{name}' (known: {', '.join(known_drivers())})")
-        module_name, _, attr = target.partition(":")
-        driver = getattr(importlib.import_module(module_name), attr)()
-        _instances[name] = driver
+        driver = _instances[name] = driver_class(name)()
         return driver

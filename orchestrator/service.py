@@ -32,6 +32,10 @@ class UserError(Exception):
     code = "REFUSED"
 
 
+class NotFound(UserError):
+    """The named infrastructure (or node, operation) does not exist: the API answers 404."""
+
+
 @dataclass
 class Loaded:
     template: Template
@@ -190,7 +194,7 @@ def require_infra(store: StateStore, name: str):
     infra = store.get_infra(name)
     if infra is None:
         known = ", ".join(i.name for i in store.list_infras()) or "none"
-        raise UserError(f"no infrastructure named '{name}' in {store.path} (known: {known})")
+        raise NotFound(f"no infrastructure named '{name}' in {store.path} (known: {known})")
     return infra
 
 

@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, infra TEXT NOT NULL, ts REAL NOT NULL, key TEXT, kind TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS events_by_infra ON events (infra, id);
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY, infra TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
+    updated REAL NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, start_time INTEGER,
+    progress TEXT NOT NULL DEFAULT '{}', result TEXT, error TEXT);
+CREATE INDEX IF NOT EXISTS operations_by_infra ON operations (infra, state);
 CREATE TABLE IF NOT EXISTS locks (
     infra TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
     start_time INTEGER, acquired REAL NOT NULL);
@@ -455,6 +460,81 @@ class StateStore:
                           (infra, limit)).fetchall()
         return [{"ts": r[0], "key": r[1], "kind": r[2], "detail": self._json(r[3], f"event of '{infra}'")}
                 for r in reversed(rows)]
+
+    def events_after(self, infra: str, after_id: int, limit: int = 500) -> list[dict]:
+        """Journal entries with their ids, oldest first, after a cursor (for resumable event streams)."""
+        rows = self._exec("SELECT id, ts, key, kind, detail FROM events WHERE infra=? AND id>? ORDER BY id LIMIT ?",
+                          (infra, after_id, limit)).fetchall()
+        return [{"id": r[0], "ts": r[1], "key": r[2], "kind": r[3], "detail": json.loads(r[4])} for r in rows]
+
+    def last_event_id(self, infra: str) -> int | None:
+        return self._exec("SELECT MAX(id) FROM events WHERE infra=?", (infra,)).fetchone()[0]
+
+    def change_stamp(self, blocking: bool = True) -> tuple[int, int] | None:
+        """Changes by this connection plus commits by any other one: equal stamps mean nothing was written.
+
+        Non-blocking, None while another thread is using the connection (a caller on an event loop then
+        falls back to a worker thread instead of stalling the loop)."""
+        if not self._lock.acquire(blocking):
+            return None
+        try:
+            return self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            self._lock.release()
+
+    # -- operations (asynchronous API requests) ----------------------------
+    _OP_COLS = "id, infra, kind, state, created, updated, pid, host, progress, result, error"
+
+    def create_operation(self, infra: str, kind: str) -> str:
+        """A running operation owned by this process (a restart finds it by pid and marks it interrupted)."""
+        op_id, now, pid = uuid.uuid4().hex, time.time(), os.getpid()
+        self._exec("INSERT INTO operations (id, infra, kind, state, created, updated, pid, host, start_time) "
+                   "VALUES (?,?,?,?,?,?,?,?,?)",
+                   (op_id, infra, kind, "running", now, now, pid, socket.gethostname(), process_start_time(pid)))
+        return op_id
+
+    def update_operation(self, op_id: str, state: str | None = None, progress: dict | None = None,
+                         result: dict | None = None, error: str | None = None) -> None:
+        sets, args = ["updated=?"], [time.time()]
+        for col, value in (("state", state), ("progress", progress), ("result", result), ("error", error)):
+            if value is not None:
+                sets.append(f"{col}=?")
+                args.append(value if isinstance(value, str) else json.dumps(value, default=str))
+        self._exec(f"UPDATE operations SET {', '.join(sets)} WHERE id=?", (*args, op_id))
+
+    @staticmethod
+    def _operation(row) -> dict:
+        return {"id": row[0], "infrastructure": row[1], "kind": row[2], "state": row[3], "created": row[4],
+                "updated": row[5], "progress": json.loads(row[8]), "result": json.loads(row[9]) if row[9] else None,
+                "error": row[10]}
+
+    def get_operation(self, op_id: str) -> dict | None:
+        row = self._exec(f"SELECT {self._OP_COLS} FROM operations WHERE id=?", (op_id,)).fetchone()
+        return self._operation(row) if row else None
+
+    def operations(self, infra: str | None = None, state: str | None = None, limit: int = 100) -> list[dict]:
+        sql, args = f"SELECT {self._OP_COLS} FROM operations WHERE 1=1", []
+        if infra is not None:
+            sql += " AND infra=?"
+            args.append(infra)
+        if state is not None:
+            sql += " AND state=?"
+            args.append(state)
+        rows = self._exec(sql + " ORDER BY created DESC LIMIT ?", (*args, limit)).fetchall()
+        return [self._operation(r) for r in rows]
+
+    def interrupt_orphaned_operations(self) -> int:
+        """Running operations whose owning process is gone become 'interrupted' (their builds resume cleanly)."""
+        host = socket.gethostname()
+        orphaned = []
+        for op_id, pid, op_host, start in self._exec(
+                "SELECT id, pid, host, start_time FROM operations WHERE state='running'").fetchall():
+            if op_host == host and (process_start_time(pid) is None or process_start_time(pid) != start):
+                orphaned.append(op_id)
+        for op_id in orphaned:
+            self.update_operation(op_id, state="interrupted", error="the server stopped while it ran; "
+                                                                    "apply again to resume")
+        return len(orphaned)
 
     # -- locks and leases ------------------------------------------------
     # A lock is held while acting on an infrastructure (build, destroy, a maintain pass that acts); a

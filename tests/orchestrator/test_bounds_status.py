@@ -103,16 +103,27 @@ def test_cli_scale_names_bound_and_dependents(strato, doc):
     assert "--force" in strato("scale", "--help").stdout
 
 
-def test_api_scale_out_of_bounds_is_4xx(strato_home, doc):
+def test_api_scale_out_of_bounds_is_4xx(strato_home, doc, monkeypatch):
     pytest.importorskip("fastapi", reason="the REST API needs fastapi (pip install '.[test]')")
     from fastapi.testclient import TestClient
     from orchestrator.api import create_app
+    token = "bounds-" + "t" * 30
+    monkeypatch.setenv("STRATO_API_TOKEN", token)
+    monkeypatch.setenv("STRATO_API_READ_TOKEN", "bounds-read-" + "r" * 30)
+    auth = {"Authorization": f"Bearer {token}"}
     client = TestClient(create_app(str(strato_home / "api.db")))
-    assert client.post("/infrastructures/a1/build", json={"path": doc}).json()["ok"]
-    resp = client.put("/infrastructures/a1/nodes/server/count", json={"count": 25})
-    assert resp.status_code == 422 and resp.json()["diagnostics"][0]["code"] == "INSTANCES_ABOVE_MAX"
-    resp = client.put("/infrastructures/a1/nodes/trainer/count", json={"count": 0})
-    assert resp.status_code == 400 and "server" in resp.json()["error"]
+    with open(doc) as fh:
+        resp = client.post("/v1/infrastructures", json={"name": "a1", "descriptor": fh.read()}, headers=auth)
+    assert resp.status_code == 202
+    deadline = time.monotonic() + 30
+    while client.get(resp.json()["href"], headers=auth).json()["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get(resp.json()["href"], headers=auth).json()["state"] == "succeeded"
+    resp = client.post("/v1/infrastructures/a1/nodes/server/scale", json={"to": 25}, headers=auth)
+    assert resp.status_code == 422 and resp.json()["error"]["diagnostics"][0]["code"] == "INSTANCES_ABOVE_MAX"
+    assert str(strato_home) not in resp.text
+    resp = client.post("/v1/infrastructures/a1/nodes/trainer/scale", json={"to": 0}, headers=auth)
+    assert resp.status_code == 400 and "server" in resp.json()["error"]["message"]
 
 
 PROC_DOC = textwrap.dedent("""\

@@ -1,0 +1,331 @@
+"""Descriptors received over HTTP: stored content-addressed, unpacked safely, and checked confined to their own
+bundle in a worker process with a time limit, so a request can neither read server files nor hog the server."""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import io
+import multiprocessing
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import threading
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.api.errors import ApiError
+
+DEFAULT_ENTRY = "descriptor.yaml"
+MAX_MEMBERS = 1000
+MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+WORKER_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A descriptor and the files beside it, stored under its content digest."""
+
+    directory: str
+    entry: str
+    digest: str
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.directory, self.entry)
+
+    def public(self) -> dict:
+        return {"digest": self.digest, "entry": self.entry}
+
+
+def _member_name(name: str) -> str:
+    """A safe relative path inside the bundle, or a 400 naming the offending member."""
+    raw = name.replace("\\", "/")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if raw.startswith("/") or not parts or ".." in parts or ":" in parts[0] or "\0" in raw:
+        raise ApiError(400, "BUNDLE_MEMBER_REFUSED", f"bundle member '{_printable(name)}' is not a relative "
+                                                     "path inside the bundle")
+    return "/".join(parts)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:200]
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "TEXT_NOT_UTF8", f"the {what} is not valid Unicode text (it holds a lone surrogate)")
+
+
+def _members(data: bytes):
+    """(name, bytes) of every regular file of a zip or tar (gz/bz2/xz) archive; links and devices are refused."""
+    total = 0
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile:
+            raise ApiError(400, "BUNDLE_UNREADABLE", "the bundle is not a readable zip archive") from None
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise ApiError(413, "BUNDLE_TOO_MANY_FILES", f"the bundle holds more than {MAX_MEMBERS} files")
+        for info in infos:
+            if info.is_dir():
+                continue
+            mode = info.external_attr >> 16
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # zip writers often leave the type bits 0
+                raise ApiError(400, "BUNDLE_MEMBER_REFUSED",
+                               f"bundle member '{_printable(info.filename)}' is not a regular file")
+            total += info.file_size
+            if total > MAX_UNPACKED_BYTES:
+                raise ApiError(413, "BUNDLE_TOO_LARGE", f"the bundle unpacks to more than "
+                                                        f"{MAX_UNPACKED_BYTES // 2**20} MiB")
+            yield info.filename, archive.read(info)
+        return
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except (tarfile.TarError, EOFError, OSError):
+        raise ApiError(400, "BUNDLE_UNREADABLE", "the bundle is neither a zip nor a tar archive") from None
+    with archive:
+        count = 0
+        try:
+            for member in archive:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise ApiError(413, "BUNDLE_TOO_MANY_FILES", f"the bundle holds more than {MAX_MEMBERS} files")
+                if member.isdir():
+                    continue
+                if not member.isfile():
+                    raise ApiError(400, "BUNDLE_MEMBER_REFUSED",
+                                   f"bundle member '{_printable(member.name)}' is not a regular file")
+                total += member.size
+                if total > MAX_UNPACKED_BYTES:
+                    raise ApiError(413, "BUNDLE_TOO_LARGE", f"the bundle unpacks to more than "
+                                                            f"{MAX_UNPACKED_BYTES // 2**20} MiB")
+                yield member.name, archive.extractfile(member).read()
+        except (tarfile.TarError, EOFError, zlib.error):
+            raise ApiError(400, "BUNDLE_UNREADABLE", "the tar archive is damaged") from None
+
+
+class BundleStore:
+    """Bundles under ROOT/<sha256>/; the same content is stored once and never changes afterwards."""
+
+    def __init__(self, root: str):
+        self.root = root
+        os.makedirs(os.path.join(root, ".incoming"), mode=0o700, exist_ok=True)
+
+    def _scratch(self) -> str:
+        return tempfile.mkdtemp(dir=os.path.join(self.root, ".incoming"))
+
+    def unpack(self, text: str | None = None, archive: bytes | None = None, entry: str | None = None,
+               keep: bool = True) -> Bundle:
+        """Write a descriptor text or an archive's files to a bundle (kept by digest, or a scratch one)."""
+        scratch = self._scratch()
+        try:
+            digest = hashlib.sha256()
+            if text is not None:
+                entry = _member_name(entry or DEFAULT_ENTRY)
+                files = {entry: _utf8(text, "descriptor")}
+            else:
+                files = {}
+                for name, content in _members(archive or b""):
+                    files[_member_name(name)] = content
+                entry = self._entry(files, entry)
+            for name in sorted(files):
+                digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+                target = os.path.join(scratch, name)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "xb") as fh:
+                    fh.write(files[name])
+            bundle_digest = digest.hexdigest()
+            if not keep:
+                return Bundle(scratch, entry, bundle_digest)
+            final = os.path.join(self.root, bundle_digest)
+            if os.path.isdir(final):
+                shutil.rmtree(scratch, ignore_errors=True)
+            else:
+                try:
+                    os.rename(scratch, final)
+                except OSError:  # stored meanwhile by a concurrent request with the same content
+                    shutil.rmtree(scratch, ignore_errors=True)
+            return Bundle(final, entry, bundle_digest)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def _entry(files: dict[str, bytes], entry: str | None) -> str:
+        if entry is not None:
+            entry = _member_name(entry)
+            if entry not in files:
+                raise ApiError(400, "BUNDLE_ENTRY_MISSING", f"the bundle has no file '{_printable(entry)}'")
+            return entry
+        top = sorted(n for n in files if "/" not in n and n.endswith((".yaml", ".yml")))
+        if len(top) != 1:
+            raise ApiError(400, "BUNDLE_ENTRY_AMBIGUOUS",
+                           "say which file is the descriptor with 'entry' (top-level YAML files: "
+                           f"{', '.join(top) or 'none'})")
+        return top[0]
+
+    def discard(self, bundle: Bundle) -> None:
+        if os.path.dirname(bundle.directory) != self.root:
+            shutil.rmtree(bundle.directory, ignore_errors=True)
+
+    def find(self, descriptor_path: str | None) -> Bundle | None:
+        """The bundle a stored infrastructure's descriptor lies in (None for one built from a CLI file)."""
+        if not descriptor_path:
+            return None
+        directory = os.path.realpath(self.root)
+        real = os.path.realpath(descriptor_path)
+        if not real.startswith(directory + os.sep):
+            return None
+        digest, _, entry = os.path.relpath(real, directory).partition(os.sep)
+        return Bundle(os.path.join(self.root, digest), entry, digest)
+
+
+# --- the check, run in a worker process ------------------------------------------------------------------
+
+
+def _worker_init() -> None:
+    from descriptors.loader import ALLOW_IMPORTS_ENV
+    os.environ.pop(ALLOW_IMPORTS_ENV, None)  # an HTTP descriptor imports only from its own bundle
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    except (ImportError, ValueError, OSError):
+        pass
+    # Load the engine and the built-in profiles now, so a check's time limit measures only the check.
+    from descriptors.types import builtin_registry
+    import orchestrator.service  # noqa: F401
+    builtin_registry()
+
+
+def _ready() -> bool:
+    return True
+
+
+def _node_drivers(template) -> dict[str, list[str]]:
+    """Every backend a node could be created on: its own driver and those its `implementations` list."""
+    drivers = {}
+    for name, node in template.node_templates.items():
+        names = [template.driver_name(name) or ""]
+        impls = node.properties.get("implementations")
+        if isinstance(impls, list):
+            for impl in impls:
+                names.append(impl.get("driver") if isinstance(impl, dict) and isinstance(impl.get("driver"), str)
+                              else "?")
+        drivers[name] = [n for n in names if n]
+    return drivers
+
+
+# Container engines on this machine run what a client asks as well (bind mounts reach the server's files),
+# even before their driver declares it.
+HOST_DRIVERS = {"local", "docker", "podman"}
+
+
+def runs_host_commands(driver: str) -> bool:
+    if driver == "?" or driver in HOST_DRIVERS:
+        return True  # "?": chosen at build time, assume the worst
+    from drivers.providers import UnknownDriver, driver_class
+    try:
+        return bool(driver_class(driver).runs_host_commands)
+    except (UnknownDriver, ImportError, AttributeError):
+        return False  # the build fails on an unknown backend anyway
+
+
+def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inputs: dict | None = None) -> dict:
+    """Load, validate and graph-check a bundle's descriptor; with inputs, also the instance counts."""
+    from descriptors.diagnostics import DescriptorError
+    from descriptors.loader import resolve_inputs
+    from orchestrator import service
+    try:
+        loaded = service.load_checked(os.path.join(directory, entry))
+        template = loaded.template
+        root = os.path.realpath(directory)
+        outside = [p for p in template.imports if not os.path.realpath(p).startswith(root + os.sep)]
+        if outside:
+            return {"ok": False, "diagnostics": [{"code": "IMPORT_OUTSIDE", "severity": "error", "file": entry,
+                                                  "line": 0, "col": 0, "path": "imports", "hint": "",
+                                                  "message": "an import lies outside the bundle"}]}
+        result = {"ok": True, "nodes": len(template.node_templates),
+                  "diagnostics": [d.to_dict() for d in template.warnings], "drivers": _node_drivers(template)}
+        result["host_nodes"] = sorted(n for n, ds in result["drivers"].items() if any(map(runs_host_commands, ds)))
+        if inputs is not None:
+            merged = {k: v for k, v in (stored_inputs or {}).items() if k in template.inputs}
+            merged.update(inputs)
+            values = resolve_inputs(template, merged, source="<request inputs>")
+            result["counts"] = {n: node.instance_count(values) for n, node in template.node_templates.items()}
+        return result
+    except DescriptorError as exc:
+        return {"ok": False, "diagnostics": [d.to_dict() for d in exc.diagnostics]}
+
+
+class CheckPool:
+    """Worker processes for checks: a check over its time limit is killed with its pool, not left running."""
+
+    def __init__(self, processes: int = 2):
+        self.processes = processes
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def run(self, directory: str, entry: str, inputs: dict | None, stored_inputs: dict | None,
+            timeout: float) -> dict:
+        with self._lock:
+            if self._pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                self._pool = ctx.Pool(self.processes, initializer=_worker_init)
+                self._pool.apply(_ready)  # started and initialised: not counted against a check's time
+            pool = self._pool
+        pending = pool.apply_async(check, (directory, entry, inputs, stored_inputs))
+        try:
+            return pending.get(timeout)
+        except multiprocessing.TimeoutError:
+            with self._lock:
+                if self._pool is pool:
+                    pool.terminate()
+                    self._pool = None
+            raise ApiError(422, "VALIDATION_TIMEOUT", f"checking the descriptor took longer than {timeout:g} s")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
+
+
+_shared: dict[int, CheckPool] = {}
+
+
+def shared_pool(processes: int) -> CheckPool:
+    """One pool per size for the whole process (apps made by tests share it); closed when Python exits."""
+    if processes not in _shared:
+        _shared[processes] = CheckPool(processes)
+        if len(_shared) == 1:
+            atexit.register(lambda: [p.close() for p in _shared.values()])
+    return _shared[processes]
+
+
+def relativize(diagnostics: list[dict], directory: str) -> list[dict]:
+    """Name files by their path inside the bundle; the server's directories never reach the client."""
+    prefixes = sorted({directory, os.path.realpath(directory)}, key=len, reverse=True)
+
+    def strip(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        for prefix in prefixes:
+            text = text.replace(prefix + os.sep, "").replace(prefix, ".")
+        return text
+
+    return [{k: strip(v) for k, v in d.items()} for d in diagnostics]
+
+
+def strip_bundle_root(diagnostics: list[dict], root: str) -> list[dict]:
+    """Diagnostics about a stored bundle (e.g. from a scale) name files by their bundle path too."""
+    pattern = re.compile("(" + "|".join(re.escape(r) for r in {root, os.path.realpath(root)}) + r")/[0-9a-f]{64}/")
+    return [{k: pattern.sub("", v) if isinstance(v, str) else v for k, v in d.items()} for d in diagnostics]
