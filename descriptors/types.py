@@ -20,7 +20,7 @@ from descriptors.yamlpos import YMap, load_yaml_file, position_of
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
 PROFILE_FILES = ["tosca-core.yaml", "tosca-simple-extra.yaml", "tosca-nonnormative.yaml", "tosca-nfv.yaml",
-                 "strato.yaml", "strato-cloud.yaml"]
+                 "strato.yaml", "strato-cloud.yaml", "strato-hosts.yaml"]
 
 # Kept for callers of the core loader: the value types an input may declare without data types.
 SCALAR_TYPES = set(PRIMITIVE_TYPES)
@@ -506,7 +506,7 @@ def parse_property_defs(section: Any, sink: DiagnosticSink, path: str, pos: Posi
 def parse_operation(name: str, body: Any, sink: DiagnosticSink, path: str, pos: Position) -> OperationDef:
     """An operation definition or assignment: a bare implementation string or a mapping."""
     op = OperationDef(name=name, position=pos)
-    if body is None:
+    if body is None or body == []:  # [] : declared with no implementation, as NFV templates write it
         return op
     if isinstance(body, str):
         op.implementation = body
