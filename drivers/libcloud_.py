@@ -13,7 +13,9 @@ moto) are exercised by Strato's tests; other providers are untested here.
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import json
 import os
 import re
 import threading
@@ -147,6 +149,32 @@ def _tolerate_ec2_namespace(conn) -> None:
     conn.connection.responseCls = Response
 
 
+def _marker_path(infra_dir: str, key: str) -> str:
+    return os.path.join(infra_dir, "libcloud", hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+
+
+def _write_marker(spec: InstanceSpec, handle: dict) -> None:
+    """The handle's non-secret part (provider, settings, credentials file path, name) beside the state."""
+    path = handle["marker"] = _marker_path(spec.infra_dir, spec.key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(handle, fh)
+
+
+def _read_marker(key: str) -> dict | None:
+    from orchestrator.state import strato_home
+    name = os.path.basename(_marker_path(".", key))
+    for path in glob.glob(os.path.join(strato_home(), "infrastructures", "*", "libcloud", name)):
+        try:
+            with open(path) as fh:
+                handle = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if handle.get("key") == key:
+            return handle
+    return None
+
+
 class LibcloudDriver(Driver):
     name = BACKEND
 
@@ -232,6 +260,7 @@ class LibcloudDriver(Driver):
         existing = self.find(spec.key, spec)  # a create whose reply was lost: never two nodes for one key
         if existing is not None:
             return existing
+        _write_marker(spec, handle)  # so a destroy that knows only the key can still find which cloud to ask
         if not props.get("size") or not props.get("image"):
             raise DriverError(f"node '{spec.node}': libcloud needs `size` and `image` (ids or names)", backend=BACKEND)
         try:
@@ -294,14 +323,17 @@ class LibcloudDriver(Driver):
         return Observed("missing" if state == "terminated" else "failed", attrs, f"node is {state}")
 
     def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
-        if spec is None or not spec.properties.get("provider"):
-            return None  # which cloud to ask is known only from the descriptor
-        handle = self._base(spec)
-        conn = self._conn(handle, spec.node)
+        if spec is not None and spec.properties.get("provider"):
+            handle = self._base(spec)
+        else:  # only the key is known (a destroy): the marker written before create_node names the cloud
+            handle = _read_marker(key)
+            if handle is None:
+                return None
+        conn = self._conn(handle, node_of_key(key))
         try:
             nodes = conn.list_nodes()
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, spec.node, "list nodes") from None
+            raise translate(exc, node_of_key(key), "list nodes") from None
         for node in nodes:
             extra = node.extra or {}
             meta = extra.get("metadata") or extra.get("tags") or {}
@@ -311,8 +343,12 @@ class LibcloudDriver(Driver):
         return None
 
     def delete(self, handle: dict) -> None:
-        if not handle.get("node_id"):
-            return
+        if handle.get("node_id"):
+            self._destroy(handle)
+        if handle.get("marker") and os.path.exists(handle["marker"]):
+            os.unlink(handle["marker"])
+
+    def _destroy(self, handle: dict) -> None:
         node = self._get(handle)
         if node is None or str(node.state).lower() == "terminated":
             return

@@ -30,11 +30,12 @@ def ec2_settings(moto) -> dict:
 
 def make_spec(provider: str, settings: dict, size: str, image: str, tmp_path) -> InstanceSpec:
     infra = f"lc-{uuid.uuid4().hex[:6]}"
+    infra_dir = tmp_path / "home" / "infrastructures" / infra
     return InstanceSpec(key=f"{infra}/vm/0@{uuid.uuid4().hex[:8]}", infra=infra, node="vm", index=0,
                         type="strato.nodes.libcloud.Node",
                         properties={"provider": provider, "settings": settings, "size": size, "image": image,
                                     "metadata": {"team": "ml"}, "wait_timeout": 60},
-                        descriptor_dir=str(tmp_path), infra_dir=str(tmp_path), timeout=120)
+                        descriptor_dir=str(tmp_path), infra_dir=str(infra_dir), timeout=120)
 
 
 def _lifecycle(driver: LibcloudDriver, spec: InstanceSpec, native_tags) -> None:
@@ -49,14 +50,17 @@ def _lifecycle(driver: LibcloudDriver, spec: InstanceSpec, native_tags) -> None:
         found = driver.find(spec.key, spec)  # the handle lost, as after a crash
         assert found is not None and found["node_id"] == handle["node_id"]
         assert driver.create(spec)["node_id"] == handle["node_id"]  # a retried create adopts, never a second node
+        assert driver.find(spec.key, None)["node_id"] == handle["node_id"]  # a destroy knowing only the key
     finally:
         driver.delete(handle)
     assert driver.find(spec.key, spec) is None
     assert not driver.observe(handle).alive
     driver.delete(handle)
+    assert driver.find(spec.key, None) is None  # the marker went with the node
 
 
 def test_openstack_on_mimic(mimic, monkeypatch, tmp_path):
+    monkeypatch.setenv("STRATO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LIBCLOUD_OPENSTACK_KEY", "strato-user")
     monkeypatch.setenv("LIBCLOUD_OPENSTACK_SECRET", SECRET)
     driver = LibcloudDriver()
@@ -72,6 +76,7 @@ def test_openstack_on_mimic(mimic, monkeypatch, tmp_path):
 
 
 def test_ec2_on_moto(moto, monkeypatch, tmp_path):
+    monkeypatch.setenv("STRATO_HOME", str(tmp_path / "home"))
     boto3 = pytest.importorskip("boto3")
     monkeypatch.setenv("LIBCLOUD_KEY", "testing")
     monkeypatch.setenv("LIBCLOUD_SECRET", SECRET)
