@@ -111,8 +111,9 @@ class BuildRun:
         self.records = {r.key: r for r in store.instances(infra.name)}
         self.view = AttributeView(counts)
         self.view.node_attrs.update({k: dict(v) for k, v in infra.node_attributes.items()})
+        leaving = {a.key for a in plan.actions if a.kind == DELETE}
         for rec in self.records.values():
-            if rec.status == "ready":
+            if rec.status == "ready" and rec.key not in leaving:
                 self.view.instance_attrs[(rec.node, rec.index)] = rec.attributes
         self.resolver = make_resolver(template, inputs, self.view)
         self.by_node: dict[str, list[Action]] = {}

@@ -79,14 +79,19 @@ class AttributeView:
         if name in self.node_attrs.get(node, {}):
             return self.node_attrs[node][name]
         count = self.counts.get(node, 0)
+        # the node's first `count` instances in index order; indices may have holes after a drop, and only
+        # then is every instance scanned
+        indices = range(count)
+        if not all((node, i) in self.instance_attrs for i in indices):
+            indices = sorted(i for (n, i) in self.instance_attrs if n == node)[:count]
+        if len(indices) < count or not indices:
+            raise Unresolved(node, name)
         values = []
-        for i in range(count):
-            attrs = self.instance_attrs.get((node, i))
-            if attrs is None or name not in attrs:
+        for i in indices:
+            attrs = self.instance_attrs[(node, i)]
+            if name not in attrs:
                 raise Unresolved(node, name)
             values.append(attrs[name])
-        if not values:
-            raise Unresolved(node, name)
         return values[0] if count == 1 else values
 
 
@@ -132,13 +137,41 @@ def attribute_view(counts: dict[str, int], infra: InfraRecord | None, instances:
     return view
 
 
+def node_slots(count: int, indices: list[int], dropped: set[int] = frozenset()) -> list[int]:
+    """Indices a node's `count` instances occupy, given its instances' indices and those being dropped:
+    existing ones first (lowest index first), then free indices.
+
+    Without holes this is range(count); an instance dropped on request leaves a hole that is not refilled,
+    so dropping server[0] of three keeps server[1] and server[2] rather than renumbering them."""
+    existing = sorted(i for i in indices if i not in dropped)
+    slots = existing[:count]
+    taken = set(indices)
+    index = 0
+    while len(slots) < count:
+        if index not in taken:
+            slots.append(index)
+        index += 1
+    return sorted(slots)
+
+
 def plan_changes(template: Template, infra: InfraRecord, instances: list[InstanceRecord], inputs: dict,
-                 graph: nx.DiGraph, counts: dict[str, int] | None = None) -> Plan:
-    """Compare desired and stored state; one action per instance, dependencies first, deletions last."""
+                 graph: "nx.DiGraph", counts: dict[str, int] | None = None,
+                 drop: frozenset[str] = frozenset()) -> Plan:
+    """Compare desired and stored state; one action per instance, dependencies first, deletions last.
+
+    `drop` names instances to delete first when a node scales in (a manual `--drop` or a rule's choice)."""
     import networkx as nx  # here, not at the top: `strato status` uses this module's helpers without a graph
     counts = counts or desired_counts(template, infra, inputs)
     by_slot = {(r.node, r.index): r for r in instances}
-    view = attribute_view(counts, infra, instances)
+    view = attribute_view(counts, infra, [r for r in instances if r.key not in drop])
+    indices: dict[str, list[int]] = {node: [] for node in template.node_templates}
+    dropped: dict[str, set[int]] = {}
+    for r in instances:
+        if r.node in indices:
+            indices[r.node].append(r.index)
+            if r.key in drop:
+                dropped.setdefault(r.node, set()).add(r.index)
+    slots = {node: node_slots(counts[node], indices[node], dropped.get(node, set())) for node in indices}
     resolver = make_resolver(template, inputs, view)
     plan = Plan(infra.name)
     changing: set[str] = set()
@@ -150,7 +183,7 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
             want_hash = spec_hash(template, node, props, driver)
         except (Unresolved, FunctionError):
             want_hash = None
-        for index in range(counts[node]):
+        for index in slots[node]:
             key = instance_key(infra, node, index)
             rec = by_slot.get((node, index))
             if rec is None:
@@ -169,12 +202,13 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
             if action.kind != NOOP:
                 changing.add(node)
             plan.actions.append(action)
+    wanted = {node: set(indices) for node, indices in slots.items()}
     for rec in instances:
         if rec.node not in template.node_templates:
             plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, "node removed from the descriptor"))
-        elif rec.index >= counts[rec.node]:
-            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key,
-                                       f"scaled to {counts[rec.node]} instance(s)"))
+        elif rec.index not in wanted[rec.node]:
+            why = "dropped on request" if rec.key in drop else f"scaled to {counts[rec.node]} instance(s)"
+            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, why))
     return plan
 
 

@@ -271,28 +271,35 @@ def scale(store: StateStore, name: str, node: str, count: int, force: bool = Fal
     was built from, with its stored inputs) and Strato's per-node ceiling. Scaling a node to 0 while
     other nodes depend on it is refused unless `force` is given.
     """
+    check_scale(store, name, node, count, force)
+    store.set_desired_count(name, node, count)
+    store.journal(name, "scaled", None, node=node, count=count, force=force)
+    return {"infrastructure": name, "node": node, "desired": count}
+
+
+def check_scale(store: StateStore, name: str, node: str, count: int, force: bool = False,
+                source: str | None = None) -> InfraRecord:
+    """Refuse a count outside the node's bounds, or 0 for a node others depend on (unless `force`)."""
     infra = require_infra(store, name)
+    source = source or f"strato scale {name} {node} {count}"
     if count < 0:
         raise UserError("an instance count cannot be negative")
     if infra.dependencies and node not in infra.dependencies:
         raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
     template = _stored_template(infra)
     if template is not None and node in template.node_templates:
-        problem = bounds.count_problem(template, node, count, _stored_inputs(template, infra),
-                                       f"strato scale {name} {node} {count}")
+        problem = bounds.count_problem(template, node, count, _stored_inputs(template, infra), source)
         if problem:
             raise DescriptorError([problem])
     elif count > bounds.ceiling():
-        raise UserError(f"strato scale {name} {node} {count}: above Strato's per-node ceiling of "
+        raise UserError(f"{source}: above Strato's per-node ceiling of "
                         f"{bounds.ceiling()} (${bounds.CEILING_ENV})")
     if count == 0 and not force:
         needing = [d for d in bounds.dependents(infra.dependencies, node) if _wanted(infra, template, d) != 0]
         if needing:
             raise UserError(f"refusing to scale '{node}' to 0: {', '.join(needing)} depend(s) on it and would "
                             f"fail; scale them first, or pass --force to do it anyway")
-    store.set_desired_count(name, node, count)
-    store.journal(name, "scaled", None, node=node, count=count, force=force)
-    return {"infrastructure": name, "node": node, "desired": count}
+    return infra
 
 
 def _stored_template(infra: InfraRecord) -> Template | None:

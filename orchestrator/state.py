@@ -36,6 +36,25 @@ CREATE INDEX IF NOT EXISTS events_by_infra ON events (infra, id);
 CREATE TABLE IF NOT EXISTS locks (
     infra TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
     start_time INTEGER, acquired REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    infra TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
+    start_time INTEGER, acquired REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS scale_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, infra TEXT NOT NULL, node TEXT NOT NULL, kind TEXT NOT NULL,
+    value INTEGER, instance TEXT, requested REAL NOT NULL, applied REAL, result TEXT);
+CREATE INDEX IF NOT EXISTS scale_requests_pending ON scale_requests (infra, applied);
+CREATE TABLE IF NOT EXISTS node_control (
+    infra TEXT NOT NULL, node TEXT NOT NULL, last_action REAL, last_direction TEXT, last_policy TEXT,
+    PRIMARY KEY (infra, node));
+CREATE TABLE IF NOT EXISTS policy_state (
+    infra TEXT NOT NULL, policy TEXT NOT NULL, node TEXT NOT NULL, state TEXT NOT NULL DEFAULT '{}',
+    updated REAL NOT NULL, PRIMARY KEY (infra, policy, node));
+CREATE TABLE IF NOT EXISTS health (
+    key TEXT PRIMARY KEY, infra TEXT NOT NULL, failing_since REAL NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, infra TEXT NOT NULL, node TEXT NOT NULL, ts REAL NOT NULL,
+    instances INTEGER NOT NULL, target REAL, metrics TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS samples_by_node ON samples (infra, node, id);
 """
 
 
@@ -305,7 +324,8 @@ class StateStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("instances", "nodes", "infrastructures"):
+                for table in ("instances", "nodes", "scale_requests", "node_control", "policy_state", "health",
+                              "samples", "infrastructures"):
                     col = "name" if table == "infrastructures" else "infra"
                     self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
                 self._db.execute("COMMIT")
@@ -340,9 +360,23 @@ class StateStore:
                               self._json(row[5], where) if row[5] else None, self._json(row[6], where),
                               row[7], row[8], row[9], row[10], row[11])
 
-    def instances(self, infra: str) -> list[InstanceRecord]:
-        rows = self._exec(f"SELECT {self._COLS} FROM instances WHERE infra=? ORDER BY node, idx", (infra,))
-        return [self._instance(r) for r in rows.fetchall()]
+    def instances(self, infra: str, cache: dict | None = None) -> list[InstanceRecord]:
+        """An infrastructure's instances in one query. With `cache` (kept by the caller between calls), a row
+        whose version is unchanged reuses its decoded record: a loop pass over 10,000 unchanged instances
+        then decodes nothing. Callers of the cached form must not modify the records they get."""
+        rows = self._exec(f"SELECT {self._COLS} FROM instances WHERE infra=? ORDER BY node, idx", (infra,)).fetchall()
+        if cache is None:
+            return [self._instance(r) for r in rows]
+        out, fresh = [], {}
+        for r in rows:
+            rec = cache.get(r[0])
+            if rec is None or rec.version != r[10] or rec.updated != r[11]:
+                rec = self._instance(r)
+            fresh[r[0]] = rec
+            out.append(rec)
+        cache.clear()
+        cache.update(fresh)
+        return out
 
     def get_instance(self, key: str) -> InstanceRecord | None:
         row = self._exec(f"SELECT {self._COLS} FROM instances WHERE key=?", (key,)).fetchone()
@@ -412,7 +446,7 @@ class StateStore:
         self._transaction(stmts)
 
     # -- journal ---------------------------------------------------------
-    def journal(self, infra: str, kind: str, key: str | None = None, **detail: Any) -> None:
+    def journal(self, infra: str, kind: str, key: str | None = None, /, **detail: Any) -> None:
         self._exec("INSERT INTO events (infra, ts, key, kind, detail) VALUES (?,?,?,?,?)",
                    (infra, time.time(), key, kind, json.dumps(detail, default=str)))
 
@@ -422,14 +456,16 @@ class StateStore:
         return [{"ts": r[0], "key": r[1], "kind": r[2], "detail": self._json(r[3], f"event of '{infra}'")}
                 for r in reversed(rows)]
 
-    # -- locks -----------------------------------------------------------
-    def acquire_lock(self, infra: str, holder: str) -> None:
-        """Take the infrastructure's lock or fail at once naming who holds it (a dead holder's lock is taken over)."""
+    # -- locks and leases ------------------------------------------------
+    # A lock is held while acting on an infrastructure (build, destroy, a maintain pass that acts); a
+    # lease is held by the one maintain loop of an infrastructure for as long as it runs. Both are
+    # claimed the same way: a holder whose process is gone (pid + start time) is taken over.
+    def _claim(self, table: str, infra: str, holder: str, what: str, advice: str) -> None:
         pid, host = os.getpid(), socket.gethostname()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT holder, pid, host, start_time, acquired FROM locks WHERE infra=?",
+                row = self._db.execute(f"SELECT holder, pid, host, start_time, acquired FROM {table} WHERE infra=?",
                                        (infra,)).fetchone()
                 if row is not None:
                     h_holder, h_pid, h_host, h_start, h_acquired = row
@@ -437,10 +473,10 @@ class StateStore:
                                                and process_start_time(h_pid) == h_start)
                     if alive and not (h_pid == pid and h_host == host):
                         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h_acquired))
-                        raise LockHeld(f"infrastructure '{infra}' is locked by {h_holder} (pid {h_pid} on {h_host}, "
-                                       f"since {since}); wait for it to finish")
-                    self._db.execute("DELETE FROM locks WHERE infra=?", (infra,))
-                self._db.execute("INSERT INTO locks (infra, holder, pid, host, start_time, acquired) "
+                        raise LockHeld(f"infrastructure '{infra}' is {what} by {h_holder} (pid {h_pid} on {h_host}, "
+                                       f"since {since}); {advice}")
+                    self._db.execute(f"DELETE FROM {table} WHERE infra=?", (infra,))
+                self._db.execute(f"INSERT INTO {table} (infra, holder, pid, host, start_time, acquired) "
                                  "VALUES (?,?,?,?,?,?)", (infra, holder, pid, host, process_start_time(pid),
                                                           time.time()))
                 self._db.execute("COMMIT")
@@ -448,11 +484,113 @@ class StateStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def _holder(self, table: str, infra: str) -> dict | None:
+        row = self._exec(f"SELECT holder, pid, host, start_time, acquired FROM {table} WHERE infra=?",
+                         (infra,)).fetchone()
+        if row is None:
+            return None
+        alive = row[2] != socket.gethostname() or (process_start_time(row[1]) is not None
+                                                   and process_start_time(row[1]) == row[3])
+        return {"holder": row[0], "pid": row[1], "host": row[2], "since": row[4], "alive": alive}
+
+    def acquire_lock(self, infra: str, holder: str) -> None:
+        """Take the infrastructure's lock or fail at once naming who holds it (a dead holder's lock is taken over)."""
+        self._claim("locks", infra, holder, "locked", "wait for it to finish")
+
     def release_lock(self, infra: str) -> None:
         self._exec("DELETE FROM locks WHERE infra=? AND pid=? AND host=?", (infra, os.getpid(), socket.gethostname()))
 
     def locked(self, infra: str, holder: str) -> "_LockContext":
         return _LockContext(self, infra, holder)
+
+    def acquire_lease(self, infra: str, holder: str) -> None:
+        """Become the one maintain loop of an infrastructure, or fail naming the loop that is."""
+        self._claim("leases", infra, holder, "maintained", "stop that loop first, or let it apply your change")
+
+    def release_lease(self, infra: str) -> None:
+        self._exec("DELETE FROM leases WHERE infra=? AND pid=? AND host=?", (infra, os.getpid(), socket.gethostname()))
+
+    def lease_holder(self, infra: str) -> dict | None:
+        """The live maintain loop of an infrastructure ({holder, pid, host, since}), or None."""
+        holder = self._holder("leases", infra)
+        return holder if holder and holder["alive"] else None
+
+    # -- scale requests ---------------------------------------------------
+    def add_scale_request(self, infra: str, node: str, kind: str, value: int | None = None,
+                          instance: str | None = None) -> int:
+        """Record a manual scale request (kind: to | by | drop); the maintain loop applies it on its next pass."""
+        stmts = [("INSERT INTO scale_requests (infra, node, kind, value, instance, requested) VALUES (?,?,?,?,?,?)",
+                  (infra, node, kind, value, instance, time.time())),
+                 self._event_stmt(infra, "scale_requested", instance, {"node": node, "kind": kind, "value": value})]
+        return self._transaction(stmts)[0].lastrowid
+
+    def pending_scale_requests(self, infra: str) -> list[dict]:
+        rows = self._exec("SELECT id, node, kind, value, instance, requested FROM scale_requests "
+                          "WHERE infra=? AND applied IS NULL ORDER BY id", (infra,)).fetchall()
+        return [{"id": r[0], "node": r[1], "kind": r[2], "value": r[3], "instance": r[4], "requested": r[5]}
+                for r in rows]
+
+    def finish_scale_request(self, request_id: int, result: dict) -> None:
+        self._exec("UPDATE scale_requests SET applied=?, result=? WHERE id=?",
+                   (time.time(), json.dumps(result, default=str), request_id))
+
+    def scale_request(self, request_id: int) -> dict | None:
+        row = self._exec("SELECT id, node, kind, value, instance, requested, applied, result FROM scale_requests "
+                         "WHERE id=?", (request_id,)).fetchone()
+        if row is None:
+            return None
+        return {"id": row[0], "node": row[1], "kind": row[2], "value": row[3], "instance": row[4],
+                "requested": row[5], "applied": row[6], "result": json.loads(row[7]) if row[7] else None}
+
+    # -- what the maintain loop remembers between passes --------------------
+    def node_controls(self, infra: str) -> dict[str, dict]:
+        rows = self._exec("SELECT node, last_action, last_direction, last_policy FROM node_control WHERE infra=?",
+                          (infra,)).fetchall()
+        return {r[0]: {"last_action": r[1], "last_direction": r[2], "last_policy": r[3]} for r in rows}
+
+    def record_scaling(self, infra: str, node: str, desired: int, direction: str, policy: str,
+                       detail: dict) -> None:
+        """A scaling action: new desired count, the node's last action (for cooldowns) and its event, at once."""
+        now = time.time()
+        self._transaction([
+            ("INSERT INTO nodes (infra, node, desired_count) VALUES (?,?,?) ON CONFLICT(infra, node) "
+             "DO UPDATE SET desired_count=excluded.desired_count", (infra, node, desired)),
+            ("INSERT INTO node_control (infra, node, last_action, last_direction, last_policy) VALUES (?,?,?,?,?) "
+             "ON CONFLICT(infra, node) DO UPDATE SET last_action=excluded.last_action, "
+             "last_direction=excluded.last_direction, last_policy=excluded.last_policy",
+             (infra, node, now, direction, policy)),
+            self._event_stmt(infra, "scaled", None, {"node": node, "desired": desired, "direction": direction,
+                                                     "policy": policy, **detail})])
+
+    def policy_states(self, infra: str) -> dict[tuple[str, str], dict]:
+        rows = self._exec("SELECT policy, node, state FROM policy_state WHERE infra=?", (infra,)).fetchall()
+        return {(r[0], r[1]): json.loads(r[2]) for r in rows}
+
+    def save_policy_state(self, infra: str, policy: str, node: str, state: dict) -> None:
+        self._exec("INSERT INTO policy_state (infra, policy, node, state, updated) VALUES (?,?,?,?,?) "
+                   "ON CONFLICT(infra, policy, node) DO UPDATE SET state=excluded.state, updated=excluded.updated",
+                   (infra, policy, node, json.dumps(state, default=str), time.time()))
+
+    def failing(self, infra: str) -> dict[str, tuple[float, str]]:
+        """Instances whose health checks fail: key -> (since, why). Rows exist only while failing."""
+        rows = self._exec("SELECT key, failing_since, detail FROM health WHERE infra=?", (infra,)).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def set_failing(self, infra: str, key: str, since: float | None, detail: str = "") -> None:
+        if since is None:
+            self._exec("DELETE FROM health WHERE key=?", (key,))
+        else:
+            self._exec("INSERT INTO health (key, infra, failing_since, detail) VALUES (?,?,?,?) "
+                       "ON CONFLICT(key) DO UPDATE SET detail=excluded.detail", (key, infra, since, detail))
+
+    def add_sample(self, infra: str, node: str, instances: int, target: float | None, metrics: dict) -> None:
+        self._exec("INSERT INTO samples (infra, node, ts, instances, target, metrics) VALUES (?,?,?,?,?,?)",
+                   (infra, node, time.time(), instances, target, json.dumps(metrics)))
+
+    def samples(self, infra: str, node: str, limit: int = 10000) -> list[dict]:
+        rows = self._exec("SELECT ts, instances, target, metrics FROM samples WHERE infra=? AND node=? "
+                          "ORDER BY id DESC LIMIT ?", (infra, node, limit)).fetchall()
+        return [{"ts": r[0], "instances": r[1], "target": r[2], "metrics": json.loads(r[3])} for r in reversed(rows)]
 
 
 class _LockContext:

@@ -15,6 +15,8 @@ VERBS = {name: f"orchestrator.cli.{module}" for name, module in (
     ("serve", "serve"), ("state", "state"))}
 VERBS["optimizer"] = "optimizer.cli:optimizer_group"
 
+VERBS["maintain"] = "orchestrator.cli.maintain"
+
 
 @click.group(cls=StratoGroup, lazy=VERBS, epilog=EXIT_CODES_HELP,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

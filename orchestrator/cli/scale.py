@@ -1,48 +1,87 @@
-"""`strato scale NAME NODE COUNT`: set a node's instance count and apply it."""
+"""`strato scale NAME NODE --to N | --by ±N | --drop INSTANCE`: a scale request, applied by the maintain loop."""
 
 import sys
 
 import click
 
 from orchestrator import service
-from orchestrator.cli.common import Progress, emit_json, handle_errors, json_option, state_option
-from orchestrator.executor import RunOptions
+from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
 from orchestrator.service import UserError
 
 
 @click.command("scale")
 @click.argument("name")
 @click.argument("node")
-@click.argument("count", type=click.IntRange(min=0))
+@click.argument("count", type=click.IntRange(min=0), required=False)
+@click.option("--to", "to", type=click.IntRange(min=0), help="Scale to exactly N instances.")
+@click.option("--by", "by", type=int, help="Add (+N) or remove (-N) instances.")
+@click.option("--drop", "drop", metavar="INSTANCE",
+              help="Remove this instance (its key, NODE[i] or i) and lower the count by one.")
 @click.option("--force", is_flag=True,
               help="Scale to 0 even though other nodes depend on NODE (they lose what they need and may fail).")
-@click.option("--no-apply", is_flag=True, help="Only record the desired count; the next build applies it.")
-@click.option("--parallelism", "-p", default=32, show_default=True, type=click.IntRange(1, 1024))
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--no-apply", is_flag=True, help="Only record it; a maintain loop or the next build applies it.")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="With a maintain loop running: seconds to wait for it to apply the request.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
 @state_option
 @json_option
 @handle_errors
-def command(name, node, count, force, no_apply, parallelism, quiet, state_path, as_json):
-    """Scale NODE of infrastructure NAME to COUNT instances (using the descriptor it was built from).
+def command(name, node, count, to, by, drop, force, no_apply, wait, quiet, state_path, as_json):
+    """Scale NODE of infrastructure NAME (Occopus's scaleto / scaleup / scaledown).
 
-    COUNT must lie within the node's min_instances/max_instances and Strato's per-node ceiling
-    ($STRATO_MAX_INSTANCES_PER_NODE, default 1000); the error names the bound and where it is set.
-    Scaling to 0 a node that others depend on is refused, naming them, unless --force is given.
+    \b
+      strato scale demo server --to 4       # exactly 4 replicas (also: strato scale demo server 4)
+      strato scale demo server --by +2      # two more
+      strato scale demo server --drop server[0]
+
+    The request is recorded in state. A running `strato maintain` applies it on its next pass
+    (this command waits up to --wait seconds for that); without one, this command applies it.
+    The resulting count must lie within the node's min_instances/max_instances and Strato's
+    per-node ceiling ($STRATO_MAX_INSTANCES_PER_NODE, default 1000); the error names the bound and
+    where it is set. Scaling to 0 a node that others depend on is refused, naming them, unless
+    --force is given.
     """
+    from orchestrator.maintain import current_count, request_scale
+
+    given = [x for x in (count, to, by, drop) if x is not None]
+    if len(given) != 1:
+        raise UserError("give exactly one of COUNT, --to N, --by ±N or --drop INSTANCE")
+    kind, value, instance = (("to", count if count is not None else to, None) if (count is not None or to is not None)
+                             else ("by", by, None) if by is not None else ("drop", None, drop))
     store = service.open_store(state_path)
-    result = service.scale(store, name, node, count, force=force)
-    if not no_apply:
-        descriptor = store.get_infra(name).descriptor
-        if not descriptor:
-            raise UserError(f"'{name}' has no stored descriptor; run strato build first")
-        progress = Progress(total=0, verb=f"scale {name}", quiet=quiet or as_json)
-        try:
-            result["build"] = service.build(descriptor, name, {}, store, RunOptions(parallelism=parallelism),
-                                            on_event=progress, holder="strato scale", confined=False)
-        finally:
-            progress.close()
+    infra = service.require_infra(store, name)
+    after = value if kind == "to" else current_count(infra, node) + (value if kind == "by" else -1)
+    what = {"to": f"to {value}", "by": f"by {value:+d}" if value is not None else "", "drop": f"--drop {instance}"}[kind]
+    service.check_scale(store, name, node, after, force, source=f"strato scale {name} {node} {what}")
+    if no_apply and kind == "to":  # the desired count itself: the next build or maintain pass applies it
+        result = {**service.scale(store, name, node, value, force=force), "request": None, "applied": False}
+    elif no_apply:
+        request = store.add_scale_request(name, node, kind, value, instance)
+        result = {"infrastructure": name, "node": node, "request": request, "applied": False}
+    else:
+        result = request_scale(store, name, node, kind, value, instance, wait=wait)
+    outcome = result.get("result") or {}
     if as_json:
         emit_json(result)
-    else:
-        click.echo(f"{name}: {node} -> {count} instance(s)" + (" (recorded)" if no_apply else ""))
-    sys.exit(0 if no_apply or result["build"]["ok"] else 1)
+    elif not quiet or (result["applied"] and not outcome.get("ok")):
+        if no_apply:
+            click.echo(f"{name}: {node} {what} recorded" + (f" (request {result['request']})" if result['request'] else ""))
+        elif not result["applied"]:
+            click.echo(f"{name}: {node} {what} recorded; {result['applied_by']} has not applied it yet")
+        elif outcome.get("ok"):
+            click.echo(f"{name}: {node} -> {outcome.get('desired', '?')} instance(s) (applied by {result['applied_by']})")
+        else:
+            click.echo(f"error: {outcome.get('error', 'refused')}", err=True)
+    if not no_apply and result["applied"] and not outcome.get("ok"):
+        sys.exit(1)
+    deferred = (result.get("pass") or {}).get("deferred")
+    if deferred:
+        if not as_json:
+            click.echo(f"error: recorded, but not carried out now: {deferred}", err=True)
+        sys.exit(1)
+    errors = (result.get("pass") or {}).get("errors")
+    if errors:
+        if not as_json:
+            for e in errors:
+                click.echo(f"error: {e}", err=True)
+        sys.exit(1)

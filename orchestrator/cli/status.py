@@ -1,6 +1,7 @@
-"""`strato status [NAME]`: infrastructures and their instances, as stored and as observed now."""
+"""`strato status [NAME]`: infrastructures and their instances, as stored and as observed now (`--watch`: live)."""
 
 import sys
+import time
 
 import click
 
@@ -8,38 +9,82 @@ from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
 
 
-@click.command("status")
-@click.argument("name", required=False)
-@click.option("--no-refresh", is_flag=True, help="Show stored state without asking the backends.")
-@click.option("--check", is_flag=True,
-              help="For scripts: exit 2 unless every instance is observed healthy (0 when all are).")
-@state_option
-@json_option
-@handle_errors
-def command(name, no_refresh, check, state_path, as_json):
-    """Show infrastructures (all, or NAME) with each instance's status and attributes.
-
-    An infrastructure whose build finished but some of whose instances are gone or failed is
-    shown as `degraded`, with the missing instances listed; `strato build` again recreates them.
-    """
-    data = service.status(service.open_store(state_path), name, refresh=not no_refresh)
-    healthy = all(i["healthy"] for i in data["infrastructures"])
-    code = 2 if check and not healthy else 0
-    if as_json:
-        emit_json(data)
-        sys.exit(code)
+def _render(data: dict, store, events: int) -> list[str]:
+    lines = []
     if not data["infrastructures"]:
-        click.echo("no infrastructures")
+        lines.append("no infrastructures")
     for infra in data["infrastructures"]:
-        click.echo(f"{infra['name']}: {infra['status']}  ({infra['descriptor']})")
+        loop = store.lease_holder(infra["name"])
+        lines.append(f"{infra['name']}: {infra['status']}  ({infra['descriptor']})"
+                     + (f"  maintained by {loop['holder']}" if loop else ""))
         for inst in infra["instances"]:
             attrs = inst["attributes"] or {}
             where = attrs.get("url") or attrs.get("pid") or ""
             line = f"  {inst['node'] + '[' + str(inst['index']) + ']':<28} {inst['status']:<10} {inst['driver']:<8} {where}"
             if inst.get("error"):
                 line += f"  error: {inst['error']}"
-            click.echo(line)
-        if infra["missing"]:
+            lines.append(line)
+        if infra.get("missing"):
             gone = ", ".join(f"{m['node']}[{m['index']}] ({m['status']})" for m in infra["missing"])
-            click.echo(f"  not healthy: {gone}; run `strato build` again to recreate them")
+            advice = "the maintain loop recreates them" if loop else "run `strato build` again to recreate them"
+            lines.append(f"  not healthy: {gone}; {advice}")
+        if events:
+            for ev in store.events(infra["name"], limit=events):
+                detail = ev["detail"]
+                text = detail.get("reason") or detail.get("error") or detail.get("detail") or ""
+                node = detail.get("node") or (ev["key"] or "").split("@")[0]
+                stamp = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
+                lines.append(f"    {stamp} {ev['kind']:<20} {node:<20} {text}"[:160])
+    return lines
+
+
+@click.command("status")
+@click.argument("name", required=False)
+@click.option("--no-refresh", is_flag=True, help="Show stored state without asking the backends.")
+@click.option("--check", is_flag=True,
+              help="For scripts: exit 2 unless every instance is observed healthy (0 when all are).")
+@click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (or --count refreshes), with recent events.")
+@click.option("--every", default=2.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between refreshes.")
+@click.option("--count", type=click.IntRange(1), default=None, help="With --watch: stop after this many refreshes.")
+@state_option
+@json_option
+@handle_errors
+def command(name, no_refresh, check, watch, every, count, state_path, as_json):
+    """Show infrastructures (all, or NAME) with each instance's status and attributes.
+
+    An infrastructure whose build finished but some of whose instances are gone or failed is
+    shown as `degraded`, with the missing instances listed; `strato build` again (or a running
+    `strato maintain`) recreates them.
+
+    With --watch the view is redrawn every --every seconds with the latest events (scaling
+    decisions, heals, alerts); with --json it prints one JSON document per refresh.
+    """
+    store = service.open_store(state_path)
+    shown, code = 0, 0
+    try:
+        while True:
+            # While a maintain loop runs it is the one observing the backends; --watch then only reads state.
+            looped = watch and name is not None and store.lease_holder(name) is not None
+            data = service.status(store, name, refresh=not no_refresh and not looped)
+            healthy = all(i["healthy"] for i in data["infrastructures"])
+            code = 2 if check and not healthy else 0
+            if as_json:
+                if watch:
+                    for infra in data["infrastructures"]:
+                        infra["maintained_by"] = store.lease_holder(infra["name"])
+                        infra["events"] = store.events(infra["name"], limit=10)
+                emit_json(data)
+            else:
+                lines = _render(data, store, 8 if watch else 0)
+                if watch and sys.stdout.isatty():
+                    click.clear()
+                    lines.insert(0, f"every {every:g} s, Ctrl-C ends  {time.strftime('%H:%M:%S')}")
+                click.echo("\n".join(lines))
+            shown += 1
+            if not watch or (count is not None and shown >= count):
+                break
+            sys.stdout.flush()
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
     sys.exit(code)
