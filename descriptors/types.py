@@ -20,7 +20,7 @@ from descriptors.yamlpos import YMap, load_yaml_file, position_of
 
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
 PROFILE_FILES = ["tosca-core.yaml", "tosca-simple-extra.yaml", "tosca-nonnormative.yaml", "tosca-nfv.yaml",
-                 "strato.yaml", "strato-cloud.yaml"]
+                 "strato.yaml", "strato-cloud.yaml", "strato-hosts.yaml"]
 
 # Kept for callers of the core loader: the value types an input may declare without data types.
 SCALAR_TYPES = set(PRIMITIVE_TYPES)

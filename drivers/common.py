@@ -98,16 +98,96 @@ def _tighten(path: str, mode: int) -> None:
         pass
 
 
-def render_user_data(props: dict[str, Any]) -> str | None:
-    """User data from a node's contextualisation: `user_data` verbatim or `cloud_init` as #cloud-config."""
+# -- cloud-init contextualisation --------------------------------------------------------------------------
+DEPENDENCIES_META = "strato.dependencies"  # in spec.metadata: {node: [attributes of each instance]} of what it needs
+# The most user data each provider accepts (bytes), and whether that counts the base64 form sent on the wire.
+USER_DATA_LIMITS = {
+    "ec2": (16 * 1024, False),        # EC2: 16 KB before base64
+    "openstack": (65535, True),       # Nova: 65535 bytes of base64
+    "azure_arm": (64 * 1024, True),   # Azure custom data: 64 KB base64-encoded
+    "gce": (256 * 1024, False),       # GCE: one metadata value, 256 KB
+}
+
+
+def _address(dependencies: dict, node: str, which: str, kind: str) -> str:
+    instances = (dependencies or {}).get(node)
+    if not instances:
+        raise DriverError(f"cloud-init asks for {kind}('{node}') but '{node}' is not a dependency of this node "
+                          "(add it under requirements)")
+    attrs = instances[0] or {}
+    value = attrs.get(which) or attrs.get("private_address" if which == "public_address" else "public_address") \
+        or attrs.get("address") or attrs.get("host")
+    if not value:
+        raise DriverError(f"cloud-init asks for {kind}('{node}') but '{node}' reports no address")
+    return str(value)
+
+
+def render_user_data(props: dict[str, Any], dependencies: dict[str, list] | None = None, provider: str | None = None,
+                     node: str = "?", descriptor_dir: str | None = None) -> str | None:
+    """User data from a node's contextualisation: `user_data` verbatim, or `cloud_init` rendered as #cloud-config.
+
+    `cloud_init` is a mapping, cloud-config text, or a file beside the descriptor. Text is a Jinja2
+    template (sandboxed, undefined names are errors) over `variables` (the node's
+    cloud_init_variables) and, for Occopus templates, getip('node') / getprivip('node'): the public /
+    private address of a dependency's first instance. The result is checked: a #cloud-config
+    document must parse as a YAML mapping, and it must fit the provider's size limit.
+    """
     if props.get("user_data"):
-        return str(props["user_data"])
-    cloud_init = props.get("cloud_init")
-    if not cloud_init:
-        return None
-    if isinstance(cloud_init, str):
-        return cloud_init
-    return "#cloud-config\n" + yaml.safe_dump(cloud_init, sort_keys=False)
+        text = str(props["user_data"])
+    else:
+        cloud_init = props.get("cloud_init")
+        if not cloud_init:
+            return None
+        if isinstance(cloud_init, dict):
+            text = "#cloud-config\n" + yaml.safe_dump(cloud_init, sort_keys=False)
+        else:
+            text = str(cloud_init)
+            if descriptor_dir and "\n" not in text and os.path.isfile(os.path.join(descriptor_dir, text)):
+                with open(os.path.join(descriptor_dir, text)) as fh:
+                    text = fh.read()
+        if "{{" in text or "{%" in text:
+            text = _render_template(text, dict(props.get("cloud_init_variables") or {}), dependencies or {}, node)
+    check_user_data(text, provider, node)
+    return text
+
+
+def _render_template(text: str, variables: dict, dependencies: dict, node: str) -> str:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    context = {"variables": variables, **{k: v for k, v in variables.items() if k.isidentifier()},
+               "getip": lambda name: _address(dependencies, str(name), "public_address", "getip"),
+               "getprivip": lambda name: _address(dependencies, str(name), "private_address", "getprivip")}
+    try:
+        return env.from_string(text).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise DriverError(f"node '{node}': cloud-init template line {exc.lineno}: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        raise DriverError(f"node '{node}': cloud-init template: {exc.message} (set it in cloud_init_variables)") \
+            from None
+
+
+def check_user_data(text: str, provider: str | None, node: str = "?") -> None:
+    """A #cloud-config document must be a YAML mapping; the whole must fit the provider's user-data limit."""
+    if text.startswith("#cloud-config"):
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise DriverError(f"node '{node}': the rendered cloud-config is not valid YAML ({where.strip() or 'at'}: "
+                              f"{getattr(exc, 'problem', None) or exc})") from None
+        if doc is not None and not isinstance(doc, dict):
+            raise DriverError(f"node '{node}': the rendered cloud-config must be a YAML mapping, not "
+                              f"{type(doc).__name__}")
+    limit = USER_DATA_LIMITS.get((provider or "").lower())
+    if limit:
+        size = len(text.encode())
+        wire = (size + 2) // 3 * 4 if limit[1] else size
+        if wire > limit[0]:
+            raise DriverError(f"node '{node}': user data is {wire} bytes{' in base64' if limit[1] else ''}, over "
+                              f"{provider}'s limit of {limit[0]} bytes")
 
 
 def poll(check: Callable[[], T | None], timeout: float, interval: float, on_timeout: Callable[[], DriverError]) -> T:

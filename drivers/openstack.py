@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import node_of_key, poll, render_user_data
+from drivers.common import DEPENDENCIES_META, node_of_key, poll, render_user_data
 
 try:
     import openstack
@@ -187,7 +187,8 @@ class OpenStackDriver(Driver):
                 attrs["key_name"] = str(props["key_name"])
             if props.get("networks"):
                 attrs["networks"] = self._network_ids(conn, list(props["networks"]), spec.node)
-            user_data = render_user_data(props)
+            user_data = render_user_data(props, spec.metadata.get(DEPENDENCIES_META), "openstack", spec.node,
+                                         spec.descriptor_dir)
             if user_data:
                 attrs["user_data"] = base64.b64encode(user_data.encode()).decode()
             try:

@@ -18,7 +18,7 @@ from descriptors.functions import FunctionError, Unresolved
 from descriptors.template import Template
 from drivers.base import Driver, DriverError, InstanceSpec
 from drivers.providers import get_driver
-from orchestrator import placement
+from orchestrator import lifecycle, placement
 from orchestrator.plan import (CREATE, DELETE, NOOP, REPLACE, Action, AttributeView, Plan, make_resolver,
                                node_properties, spec_hash)
 from orchestrator.state import InfraRecord, StateStore
@@ -97,7 +97,10 @@ def _create_instance(driver: Driver, spec: InstanceSpec, prior_handle: dict | No
     if handle is None:
         handle = _with_retries(lambda: driver.create(spec), options)
     observed = driver.observe(handle)
-    return handle, observed.attributes, adopted
+    # Standard operations implemented by playbooks, for drivers that do not run them on their own machines.
+    handle, attributes = lifecycle.after_create(driver, spec, handle,
+                                                {**lifecycle.stored_attributes(handle), **observed.attributes})
+    return handle, attributes, adopted
 
 
 class BuildRun:
@@ -176,6 +179,7 @@ class BuildRun:
         actions = self.by_node.get(node, [])
         try:
             props = node_properties(self.template, node, self.resolver)
+            operations = lifecycle.resolved_operations(self.template, node, self.resolver)
             want_hash = spec_hash(self.template, node, props, tmpl_driver or "?")
             # A node with `implementations` is built by the composite `placement` driver.
             driver_name, props = placement.route(node, tmpl_driver, props)
@@ -187,7 +191,10 @@ class BuildRun:
             self._node_failed(node, str(exc), ready, dependents, waiting_on)
             return
         base_spec = dict(infra=self.infra.name, node=node, type=self.template.node_templates[node].type,
-                         properties=props, metadata=self.template.node_metadata(node),
+                         properties=props,
+                         metadata=lifecycle.spec_metadata(self.template.node_metadata(node), operations, {
+                             dep: [self.view.instance_attrs.get((dep, i), {}) for i in range(self.counts.get(dep, 0))]
+                             for dep in self.graph.successors(node)}),
                          descriptor_dir=self.template.directory, infra_dir=self.infra_dir,
                          timeout=self.options.timeout)
         if any(a.kind != NOOP or a.maybe for a in actions):
@@ -312,6 +319,7 @@ def _delete_instance(driver_name: str, handle: dict | None, key: str, options: R
     if handle is None:
         handle = _with_retries(lambda: driver.find(key, None), options)  # intent written, result never recorded
     if handle is not None:
+        lifecycle.before_delete(handle)  # stop/delete playbooks recorded at create time
         _with_retries(lambda: driver.delete(handle), options)
 
 

@@ -605,3 +605,84 @@ class _LockContext:
         self.store.release_lock(self.infra)
         return False
 
+
+
+# -- host-pool claims (the `ssh` driver) --------------------------------------------------------------
+# A separate table with its own small interface: which instance holds which host of a pool. The
+# primary key (pool, host) makes a claim atomic: two builds, in any processes, never get one host.
+HOST_CLAIMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS host_claims (
+    pool TEXT NOT NULL, host TEXT NOT NULL, key TEXT NOT NULL, infra TEXT NOT NULL, claimed REAL NOT NULL,
+    ready INTEGER NOT NULL DEFAULT 0, attributes TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (pool, host));
+CREATE UNIQUE INDEX IF NOT EXISTS host_claims_by_key ON host_claims (pool, key);
+"""
+
+
+class HostClaims:
+    """Claims on pooled hosts, kept in the state database (its own connection; safe across threads and processes)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        make_private_dir(os.path.dirname(os.path.abspath(path)))
+        check_header(path)
+        make_private_file(path)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(HOST_CLAIMS_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def claim(self, pool: str, candidates: list[str], key: str, infra: str) -> str | None:
+        """The host `key` already holds, else the first free candidate (now held by `key`), else None."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT host FROM host_claims WHERE pool=? AND key=?", (pool, key)).fetchone()
+                if row is not None:
+                    self._db.execute("COMMIT")
+                    return row[0]
+                taken = {r[0] for r in self._db.execute("SELECT host FROM host_claims WHERE pool=?", (pool,))}
+                host = next((h for h in candidates if h not in taken), None)
+                if host is not None:
+                    self._db.execute("INSERT INTO host_claims (pool, host, key, infra, claimed) VALUES (?,?,?,?,?)",
+                                     (pool, host, key, infra, time.time()))
+                self._db.execute("COMMIT")
+                return host
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def held_by(self, pool: str, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT host FROM host_claims WHERE pool=? AND key=?", (pool, key)).fetchone()
+        return row[0] if row else None
+
+    def readiness(self, pool: str, key: str) -> tuple[bool, dict]:
+        """(configured?, the attributes its configuration produced) for the claim `key` holds."""
+        with self._lock:
+            row = self._db.execute("SELECT ready, attributes FROM host_claims WHERE pool=? AND key=?",
+                                   (pool, key)).fetchone()
+        return (bool(row[0]), json.loads(row[1])) if row else (False, {})
+
+    def mark_ready(self, pool: str, host: str, key: str, attributes: dict | None = None) -> None:
+        """Record that the holder finished configuring the host (a claim without it is a build that crashed)."""
+        with self._lock:
+            self._db.execute("UPDATE host_claims SET ready=1, attributes=? WHERE pool=? AND host=? AND key=?",
+                             (json.dumps(attributes or {}, default=str), pool, host, key))
+
+    def release(self, pool: str, host: str, key: str) -> None:
+        """Free the host if `key` holds it (a stale handle never frees another instance's host)."""
+        with self._lock:
+            self._db.execute("DELETE FROM host_claims WHERE pool=? AND host=? AND key=?", (pool, host, key))
+
+    def claims(self, pool: str | None = None) -> list[dict]:
+        sql = "SELECT pool, host, key, infra, claimed, ready FROM host_claims"
+        with self._lock:
+            rows = self._db.execute(sql + (" WHERE pool=?" if pool else "") + " ORDER BY pool, host",
+                                    (pool,) if pool else ()).fetchall()
+        return [{"pool": r[0], "host": r[1], "key": r[2], "infra": r[3], "claimed": r[4], "ready": bool(r[5])}
+                for r in rows]

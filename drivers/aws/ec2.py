@@ -15,7 +15,7 @@ from typing import Any
 from drivers.aws.common import (TAG_INFRA, TAG_KEY, TAG_NODE, AwsSettings, client, error_code, resource_name,
                                 strato_tags, translate)
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import node_of_key, poll, render_user_data
+from drivers.common import DEPENDENCIES_META, node_of_key, poll, render_user_data
 
 BACKEND = "ec2"
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -164,7 +164,8 @@ class Ec2Driver(Driver):
             args["SecurityGroupIds"] = groups
         if props.get("availability_zone"):
             args["Placement"] = {"AvailabilityZone": str(props["availability_zone"])}
-        user_data = render_user_data(props)
+        user_data = render_user_data(props, spec.metadata.get(DEPENDENCIES_META), "ec2", spec.node,
+                                     spec.descriptor_dir)
         if user_data:
             args["UserData"] = user_data  # boto3 base64-encodes it
         # A token AWS already used for an instance that has since terminated returns that dead
