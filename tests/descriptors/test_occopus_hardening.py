@@ -73,16 +73,27 @@ def test_symlink_fifo_and_huge_template_inside_are_refused(infra, tmp_path):
     assert "OCCOPUS_CONTEXT_TOO_BIG" in codes(result)
 
 
-def test_vm_with_a_docker_alternative_imports_without_it(infra, tmp_path, monkeypatch):
+@pytest.fixture(params=["docker installed", "docker missing"])
+def docker(request, monkeypatch):
+    """Both worlds: a docker driver registered (a stand-in: only its name matters to import and validate) or not."""
     from drivers import providers
-    table = {k: v for k, v in providers._table().items() if k != "docker"}  # a Strato without the docker driver
+    monkeypatch.setattr(providers, "entry_points", lambda group: [])
+    table = providers._table()
+    table.pop("docker", None)
+    if request.param == "docker installed":
+        table["docker"] = "drivers.noop:NoopDriver"
     monkeypatch.setattr(providers, "_table", lambda: table)
+    return request.param == "docker installed"
+
+
+def test_vm_with_a_docker_alternative_imports_with_it_only_when_docker_is_installed(infra, tmp_path, docker):
     defs = infra / "nodes" / "node_definitions.yaml"
     text = defs.read_text()
-    docker = text[text.index("'node_def:db_node':") + len("'node_def:db_node':\n"):]
-    defs.write_text(text.replace("'node_def:db_node':", docker + "'node_def:db_node':", 1))
+    alternative = text[text.index("'node_def:db_node':") + len("'node_def:db_node':\n"):]
+    defs.write_text(text.replace("'node_def:db_node':", alternative + "'node_def:db_node':", 1))
     result, out = run_import(infra, tmp_path)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert any(w["code"] == "OCCOPUS_UNSUPPORTED" and "docker" in w["message"] for w in doc["warnings"])
-    assert "driver: docker" not in out.read_text()
+    dropped = any(w["code"] == "OCCOPUS_UNSUPPORTED" and "docker driver" in w["message"] for w in doc["warnings"])
+    assert dropped is not docker
+    assert ("driver: docker" in out.read_text()) is docker
