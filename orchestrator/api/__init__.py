@@ -47,6 +47,8 @@ class ApiContext:
         self.ops = Operations(store, settings.workers)
         self.checks = shared_pool(settings.check_processes)
         self.started = time.time()
+        # other Prometheus registries served on the same authenticated /metrics (e.g. the maintain loop's)
+        self.extra_registries: list = []
         self._doc_cache: dict[Any, bytes] = {}
 
     def cached_now(self, key: Any) -> bytes | None:
@@ -105,7 +107,8 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
              dependencies=[v1.need(ctx, "read")])
     def prometheus_metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body = b"".join(generate_latest(r) for r in [registry, *ctx.extra_registries])
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -22,15 +22,14 @@ def is_loopback(host: str) -> bool:
 def start_maintain_thread(state_path, interval: float, app=None):
     """Run the maintain loop over every infrastructure of the state store on a daemon thread.
 
-    Strato's own metrics are mounted on the app at /metrics. Returns (stop event, thread)."""
+    Strato's own metrics join the API's /metrics, behind the same read token. Returns (stop event, thread)."""
     from orchestrator.maintain import MaintainOptions, maintain_all
     from orchestrator.metrics import LoopMetrics
     from orchestrator.state import StateStore
 
     loop_metrics = LoopMetrics()
     if app is not None and loop_metrics.registry is not None:
-        from prometheus_client import make_asgi_app
-        app.mount("/metrics", make_asgi_app(registry=loop_metrics.registry))
+        app.state.ctx.extra_registries.append(loop_metrics.registry)
     stop = threading.Event()
     thread = threading.Thread(target=maintain_all, args=(StateStore(state_path), MaintainOptions(interval=interval),
                                                          stop, loop_metrics), name="strato-maintain", daemon=True)
@@ -55,7 +54,7 @@ def start_maintain_thread(state_path, interval: float, app=None):
               help="Operations (builds, scales, destroys) running at once.")
 @click.option("--maintain", "run_maintain", is_flag=True,
               help="Also run the maintain loop for every infrastructure no other loop maintains "
-                   "(its metrics at /metrics/).")
+                   "(its metrics join /metrics).")
 @click.option("--maintain-interval", default="10s", show_default=True, help="Time between maintain passes.")
 @state_option
 @json_option
@@ -109,7 +108,7 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     if as_json:
         url = f"http://{host}:{port}"
         emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path,
-                   **({"maintain": True, "metrics": f"{url}/metrics/"} if run_maintain else {})})
+                   **({"maintain": True, "metrics": f"{url}/metrics"} if run_maintain else {})})
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")
     finally:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -382,16 +383,29 @@ def test_serve_runs_the_loop_and_serves_its_metrics(noop_infra, strato_home):
                              text=True, env=env, cwd=REPO)
     try:
         deadline = time.monotonic() + 30
-        text = ""
+        text, refused = "", None
+        token_file = strato_home / "api-token.read"
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics/", timeout=2) as resp:
+                if refused is None:  # the loop's metrics sit behind the API's token like everything else
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+                    refused = False
+            except urllib.error.HTTPError as exc:
+                refused = exc.code == 401
+            except OSError:
+                time.sleep(0.2)
+                continue
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                             headers={"Authorization": f"Bearer {token_file.read_text().strip()}"})
+                with urllib.request.urlopen(req, timeout=2) as resp:
                     text = resp.read().decode()
                 if 'strato_maintain_pass_seconds_count{infrastructure="app"}' in text:
                     break
             except OSError:
                 pass
             time.sleep(0.2)
+        assert refused is True, "/metrics answered without a token"
         assert 'strato_maintain_pass_seconds_count{infrastructure="app"}' in text
         assert store.lease_holder("app")["pid"] == serve.pid
         assert len(web_instances(store)) == 2 and store.pending_scale_requests("app") == []
