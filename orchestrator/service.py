@@ -311,7 +311,9 @@ def _stored_template(infra: InfraRecord) -> Template | None:
     if not infra.descriptor or not os.path.isfile(infra.descriptor):
         return None
     try:
-        return load_template(infra.descriptor)
+        # Strato accepted this descriptor when it was built (confined then if it came over HTTP), so
+        # its `../` imports from a CLI build are read again as they were then.
+        return load_template(infra.descriptor, confined=False)
     except DescriptorError:
         return None
 

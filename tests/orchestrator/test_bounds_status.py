@@ -166,3 +166,30 @@ def test_dead_replica_shows_degraded_and_leaves_outputs(strato, tmp_path):
         assert victim["attributes"]["url"] not in json.dumps(left) and urls[0] in json.dumps(left)
     finally:
         strato("destroy", name, "--yes", timeout=60)
+
+
+def test_bounds_hold_for_a_cli_build_whose_descriptor_imports_a_parent_file(tmp_path, strato):
+    """A CLI build may import `../` files; scale must still read the stored descriptor and its bounds."""
+    (tmp_path / "types.yaml").write_text(textwrap.dedent("""\
+        tosca_definitions_version: tosca_simple_yaml_1_3
+        node_types:
+          my.Worker:
+            derived_from: strato.nodes.Noop
+        """))
+    sub = tmp_path / "app"
+    sub.mkdir()
+    (sub / "svc.yaml").write_text(textwrap.dedent("""\
+        tosca_definitions_version: tosca_simple_yaml_1_3
+        imports: [../types.yaml]
+        topology_template:
+          node_templates:
+            worker:
+              type: my.Worker
+              capabilities:
+                scalable: {properties: {min_instances: 1, max_instances: 3, default_instances: 1}}
+        """))
+    assert strato("build", str(sub / "svc.yaml"), "--name", "parentimp", "-q").returncode == 0
+    proc = strato("scale", "parentimp", "worker", "5")
+    assert proc.returncode == 1 and "max_instances 3" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert strato("destroy", "parentimp", "--yes", "-q").returncode == 0
