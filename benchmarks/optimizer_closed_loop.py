@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 # One BLAS thread per process: with --jobs > 1 the worker processes otherwise oversubscribe the
@@ -23,6 +24,8 @@ sys.path.insert(0, str(REPO))
 from optimizer.advisor import TUNED_CAPACITY_PLAN, Advisor, AdvisorConfig  # noqa: E402
 from optimizer.calibration import calibration_from_json  # noqa: E402
 from optimizer.errors import OptimizerInputError  # noqa: E402
+from policies.base import MetricSpec  # noqa: E402
+from policies.rule import RulePolicy  # noqa: E402
 from optimizer.simulator import (HpaPolicy, MicadoPolicy, ServiceModel, StaticPolicy, StratoPolicy,  # noqa: E402
                                  read_trace, rescale_trace, simulate)
 
@@ -205,6 +208,17 @@ TUNE_GRID = [  # (confident stabilisation s, confident fraction, overload quanti
 ]
 
 
+# A MiCADO-style threshold rule on CPU (run by policies.rule in its sandbox, as the live loop runs it):
+# not tuned, an example of the rules MiCADO users write; `--policies ...,rule` adds it.
+SIMULATED_RULE = """
+if m_time_since_node_count_changed >= 60:
+    if cpu > 0.8:
+        m_node_count = m_node_count + max(1, m_node_count // 4)
+    elif cpu < 0.4 and m_node_count > 1:
+        m_node_count = m_node_count - 1
+"""
+
+
 def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas: int):
     hpa = lambda: HpaPolicy(args.hpa_target, max_replicas)  # noqa: E731
     config = AdvisorConfig(
@@ -236,6 +250,8 @@ def build_policies(args, service: ServiceModel, max_replicas: int, peak_replicas
         "micado": lambda: MicadoPolicy(args.low_fraction * service.slo_s, args.high_fraction * service.slo_s,
                                        max_replicas, hpa(), retrain_every=args.retrain_every),
         "static_peak": lambda: StaticPolicy(peak_replicas),
+        "rule": lambda: RulePolicy(SIMULATED_RULE, queries={"cpu": MetricSpec("cpu_utilization", "cpu_utilization")},
+                                   min_instances=1, max_instances=max_replicas),
     }
 
 
@@ -398,6 +414,179 @@ def tune(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------- --frontier
+# WorldCup98 stretches outside every tuning stretch (the evaluation days, the quarter-finals and the
+# final), and synthetic loads generated here; one fixed set of settings for all of them.
+FRONTIER_WC_STRETCHES = (("wc98_06-29", "1998-06-29 00:00:00", "1998-07-01 00:00:00"),
+                         ("wc98_07-03", "1998-07-03 00:00:00", "1998-07-05 00:00:00"),
+                         ("wc98_07-12", "1998-07-12 00:00:00", "1998-07-14 00:00:00"))
+FRONTIER_SYNTHETIC = ("diurnal", "flash_crowd", "step")
+# A fine sweep: the frontier is convex, so a chord between far-apart targets would overstate the
+# HPA's violations between them (and flatter Strato).
+FRONTIER_HPA_TARGETS = tuple(round(0.3 + 0.05 * k, 2) for k in range(13))  # 0.30, 0.35, ..., 0.90
+FRONTIER_QUICK_HPA_TARGETS = (0.4, 0.5, 0.6, 0.7, 0.8)
+FRONTIER_LOAD_SEED = 1998  # the synthetic loads are the same on every run
+
+
+def synthetic_load(kind: str, rows: int = 1440, seed: int = FRONTIER_LOAD_SEED) -> np.ndarray:
+    """Requests per row (one row = one control interval) of a generated load: its shape only matters,
+    the benchmark rescales every load so its peak needs --peak-replicas."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    if kind == "diurnal":  # one day: a night trough at 10 % and an afternoon peak, with a secondary bump
+        shape = 0.55 - 0.45 * np.cos(2 * math.pi * t / rows) + 0.08 * np.sin(4 * math.pi * t / rows + 0.7)
+    elif kind == "flash_crowd":  # a quiet diurnal base hit by three crowds: 2-4 min surges that decay over ~30 min
+        shape = 0.25 - 0.12 * np.cos(2 * math.pi * t / rows)
+        for start, height in ((300, 0.9), (780, 0.6), (1100, 0.75)):
+            ramp = rng.integers(2, 5)
+            rise = np.clip((t - start) / ramp, 0, 1)
+            decay = np.exp(-np.clip(t - start - ramp, 0, None) / rng.uniform(20, 40))
+            shape = shape + height * np.where(t >= start, rise * decay, 0.0)
+    elif kind == "step":  # abrupt level changes held for hours (a batch job, a failover, a launch)
+        levels = (0.15, 0.7, 0.35, 1.0, 0.5, 0.1, 0.8, 0.3)
+        shape = np.array(levels, float)[np.minimum(t * len(levels) // rows, len(levels) - 1)]
+    else:
+        raise OptimizerInputError(f"unknown synthetic load {kind!r}")
+    return np.clip(shape * np.exp(rng.normal(0, 0.05, rows)), 1e-3, None) * 1000.0
+
+
+def frontier_loads(args) -> list[tuple[str, str, np.ndarray]]:
+    """(name, description, requests per row) of every load of the frontier run."""
+    loads = []
+    stretches = FRONTIER_WC_STRETCHES[:1] if args.quick else FRONTIER_WC_STRETCHES
+    for name, start, end in stretches:
+        if args.quick:
+            end = (datetime.fromisoformat(start) + timedelta(days=1)).isoformat(sep=" ")
+        _, counts = read_trace(args.trace, start, end)
+        loads.append((name, f"WorldCup98 {start[:10]}..{end[:10]} ({len(counts)} rows)", counts))
+    for kind in (FRONTIER_SYNTHETIC[2:] if args.quick else FRONTIER_SYNTHETIC):
+        loads.append((kind, f"synthetic {kind.replace('_', ' ')} (1440 rows, seed {FRONTIER_LOAD_SEED})",
+                      synthetic_load(kind)))
+    return loads
+
+
+def run_frontier_task(task):
+    """One policy on one load and seed: (replica_hours, violation_pct, actions)."""
+    args, counts, name, hpa_target, seed = task
+    variant = argparse.Namespace(**vars(args))
+    if hpa_target is not None:
+        variant.hpa_target = hpa_target
+    service = ServiceModel(slo_s=args.slo, startup_delay_s=args.startup_delay, interval_s=args.interval,
+                           noise=args.noise, curve=service_curve(args))
+    rates = rescale_trace(counts, service, args.peak_replicas)
+    max_replicas = int(math.ceil(args.peak_replicas * 1.5))
+    peak_replicas = int(math.ceil(rates.max() / service.max_rate_per_replica_at_slo()))
+    initial = max(1, int(math.ceil(rates[0] / (variant.hpa_target * service.service_rate))))
+    policy = build_policies(variant, service, max_replicas, peak_replicas)[name]()
+    result = simulate(rates, policy, service, initial, max_replicas, seed=seed)
+    return result.replica_hours, result.slo_violation_pct, result.actions
+
+
+def equal_cost_ratio(hpa_points: list[list[float]], strato: list[float]) -> dict:
+    """Strato's violations over the HPA's, interpolated on the HPA frontier at Strato's replica-hours.
+
+    The frontier is the HPA points no other HPA point beats on both cost and violations."""
+    points = [p for p in sorted(hpa_points)
+              if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in hpa_points)]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    cost, violations = strato
+    inside = xs[0] <= cost <= xs[-1]
+    hpa_at_cost = float(np.interp(cost, xs, ys)) if inside else None
+    ratio = None
+    if hpa_at_cost is not None:
+        ratio = round(violations / hpa_at_cost, 4) if hpa_at_cost > 0 else (0.0 if violations == 0 else None)
+    return {"hpa_violation_pct_at_equal_cost": None if hpa_at_cost is None else round(hpa_at_cost, 4),
+            "violation_ratio_at_equal_cost": ratio, "within_frontier": inside,
+            "frontier_replica_hours": [round(xs[0], 3), round(xs[-1], 3)]}
+
+
+def frontier(args) -> int:
+    """Per load: the HPA frontier over its target, Strato's point, and the violation ratio at equal cost."""
+    seeds = parse_seeds(args.seeds, args.seed)
+    targets = FRONTIER_QUICK_HPA_TARGETS if args.quick else FRONTIER_HPA_TARGETS
+    try:
+        loads = frontier_loads(args)
+    except OptimizerInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.hpa_target is None:  # the strato policy's fallback tracking target: fixed, as everywhere else
+        service = ServiceModel(slo_s=args.slo, curve=service_curve(args))
+        args.hpa_target = round(HPA_TARGET_MM1 * service.max_rate_per_replica_at_slo()
+                                / ServiceModel(slo_s=args.slo).max_rate_per_replica_at_slo(), 3)
+    print("Closed-loop frontier benchmark: Strato's optimizer against the HPA's whole cost/violation trade-off")
+    print(f"Loads: {'; '.join(f'{n} = {d}' for n, d, _ in loads)}; each rescaled so its peak needs "
+          f"{args.peak_replicas:g} replicas at the SLO, each row played as one {args.interval:g} s interval.")
+    print(f"HPA frontier: target CPU utilisation {', '.join(f'{t:g}' for t in targets)} (same HPA rules as "
+          f"below); Strato: ONE fixed setting for every load (the tuned defaults of this script, tracking "
+          f"fallback at {args.hpa_target:g}), never tuned on these loads; seeds {seeds}, figures are seed means.")
+    print("Ratio = Strato's SLO-violation % / the HPA's violation % interpolated (linearly, on replica-hours) "
+          "on its frontier (the non-dominated HPA points) at Strato's replica-hours; none when Strato's cost lies "
+          "outside the frontier.")
+    print(flush=True)
+    tasks, keys = [], []
+    for index, (name, _, counts) in enumerate(loads):
+        for seed in seeds:
+            tasks.append((args, counts, "strato", None, seed))
+            keys.append((index, "strato", None, seed))
+            for target in targets:
+                tasks.append((args, counts, "hpa", target, seed))
+                keys.append((index, "hpa", target, seed))
+    started = time.perf_counter()
+    if args.jobs > 1:
+        order = sorted(range(len(tasks)), key=lambda i: tasks[i][2] != "strato")  # the long runs first
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            done = pool.map(run_frontier_task, [tasks[i] for i in order], chunksize=1)
+        results = [None] * len(tasks)
+        for i, r in zip(order, done):
+            results[i] = r
+    else:
+        results = [run_frontier_task(t) for t in tasks]
+    by_key = dict(zip(keys, results))
+    payload = {"frontier": {}, "loads": {}, "seeds": seeds, "hpa_targets": list(targets),
+               "settings": tuned_settings(args), "fallback_hpa_target": args.hpa_target}
+    for index, (name, description, _) in enumerate(loads):
+        mean = lambda policy, target, k: float(np.mean([by_key[(index, policy, target, s)][k]  # noqa: E731
+                                                        for s in seeds]))
+        hpa = [[round(mean("hpa", t, 0), 3), round(mean("hpa", t, 1), 4)] for t in targets]
+        strato = [round(mean("strato", None, 0), 3), round(mean("strato", None, 1), 4)]
+        compared = equal_cost_ratio(hpa, strato)
+        payload["frontier"][name] = {"hpa": hpa, "strato": strato,
+                                     "violation_ratio_at_equal_cost": compared["violation_ratio_at_equal_cost"],
+                                     "hpa_violation_pct_at_equal_cost": compared["hpa_violation_pct_at_equal_cost"],
+                                     "within_frontier": compared["within_frontier"],
+                                     "actions": {"strato": mean("strato", None, 2),
+                                                 "hpa": {str(t): mean("hpa", t, 2) for t in targets}}}
+        payload["loads"][name] = description
+        print(f"{name}: {description}")
+        for t, (cost, violations) in zip(targets, hpa):
+            print(f"  hpa target {t:.2f}  replica-hours {cost:8.2f}   SLO violation {violations:7.3f} %   "
+                  f"actions {mean('hpa', t, 2):6.1f}")
+        print(f"  strato            replica-hours {strato[0]:8.2f}   SLO violation {strato[1]:7.3f} %   "
+              f"actions {mean('strato', None, 2):6.1f}")
+        if compared["within_frontier"]:
+            ratio = compared["violation_ratio_at_equal_cost"]
+            print(f"  -> at equal replica-hours the HPA frontier violates {compared['hpa_violation_pct_at_equal_cost']:.3f} "
+                  f"%: Strato's violations x{ratio if ratio is not None else float('nan'):.2f} of the HPA's "
+                  f"({'fewer' if ratio is not None and ratio < 1 else 'NOT fewer'})")
+        else:
+            lo, hi = compared["frontier_replica_hours"]
+            print(f"  -> Strato's replica-hours lie outside the HPA frontier ({lo:.2f}..{hi:.2f}): no ratio at equal "
+                  "cost")
+        print(flush=True)
+    ratios = [v["violation_ratio_at_equal_cost"] for v in payload["frontier"].values()
+              if v["violation_ratio_at_equal_cost"] is not None]
+    payload["summary"] = {"loads": len(loads), "compared": len(ratios),
+                          "strato_better_at_equal_cost": sum(r < 1 for r in ratios),
+                          "geometric_mean_ratio": (round(float(np.exp(np.mean(np.log(np.maximum(ratios, 1e-9))))), 4)
+                                                   if ratios else None),
+                          "seconds": round(time.perf_counter() - started, 1)}
+    s = payload["summary"]
+    print(f"Summary: Strato below the HPA frontier on {s['strato_better_at_equal_cost']} of {s['compared']} loads "
+          f"compared ({s['loads']} loads; geometric mean ratio {s['geometric_mean_ratio']}); {s['seconds']} s.")
+    print(json.dumps(payload))
+    return 0
+
+
 def plot_timeline(path, periods, needed, series, slo_s, seed) -> None:
     """Replicas per policy against the replicas the load needs at the SLO, and latency against the SLO."""
     import matplotlib
@@ -486,7 +675,8 @@ def main(argv=None) -> int:
                         help="confident = cautious prediction at the smaller count <= this x upper threshold")
     parser.add_argument("--reselect-alpha-every", type=int, default=5,
                         help="Strato searches its regularisation every this many retrainings (reused between)")
-    parser.add_argument("--policies", default="strato,hpa,micado,static_peak")
+    parser.add_argument("--policies", default="strato,hpa,micado,static_peak",
+                        help="comma-separated: strato, hpa, micado, static_peak, rule (a MiCADO-style CPU rule)")
     parser.add_argument("--forecast-horizon", type=float, default=None,
                         help="seconds Strato extrapolates a growing load over (default: start-up delay + interval)")
     parser.add_argument("--quick", action="store_true",
@@ -545,9 +735,15 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", metavar="PNG", default="",
                         help="write a scaling timeline of the first seed (replicas and latency per policy; "
                              "needs matplotlib, extra 'plots')")
+    parser.add_argument("--frontier", action="store_true",
+                        help="per load (WorldCup98 stretches and synthetic diurnal, flash-crowd and step loads), sweep "
+                             "the HPA target to draw its replica-hours vs SLO-violation frontier and compare Strato "
+                             "at equal replica-hours (--quick: one WorldCup98 day and the step load, 3 targets)")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick and args.frontier and args.seeds == DEFAULT_SEEDS:
+        args.seeds = "0"
+    if args.quick and not args.frontier:
         if args.start == DEFAULT_START and args.end == DEFAULT_END:
             args.start, args.end = QUICK_START, QUICK_END
         if args.policies == parser.get_default("policies"):
@@ -557,6 +753,8 @@ def main(argv=None) -> int:
 
     if args.tune:
         return tune(args)
+    if args.frontier:
+        return frontier(args)
     try:
         service, periods, rates, max_replicas, peak_replicas, initial = prepare(args, args.start or None,
                                                                                  args.end or None)
@@ -615,11 +813,13 @@ def main(argv=None) -> int:
         print("           model-based capacity planning off;")
     print(f"  micado = MiCADO's method (thresholds [{args.low_fraction:g}, {args.high_fraction:g}] x SLO; HPA fallback until its 300 samples; retrained every "
           f"{args.retrain_every} intervals);")
-    print(f"  static_peak = {peak_replicas} replicas throughout.")
+    print(f"  static_peak = {peak_replicas} replicas throughout;")
+    print("  rule (only with --policies ...,rule) = a MiCADO-style CPU threshold rule (+25 % above 0.8, -1 below 0.4, "
+          "60 s apart) run in the rule sandbox.")
     print()
 
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
-    unknown = [n for n in names if n not in ("strato", "hpa", "micado", "static_peak")]
+    unknown = [n for n in names if n not in ("strato", "hpa", "micado", "static_peak", "rule")]
     if unknown:
         print(f"error: unknown policy {unknown[0]!r}", file=sys.stderr)
         return 1

@@ -435,6 +435,14 @@ def _node_template(name: str, ntype: str, alternatives: list, variables: dict, d
             props["command"] = [str(c) for c in command]
         if health:
             props["health_check"] = health
+        # The Occopus docker resource names its engine and network: the docker driver's docker_host / network
+        # (the usual local socket and bridge are left to DOCKER_HOST and the engine's default).
+        resource = first.get("resource") if isinstance(first.get("resource"), dict) else {}
+        endpoint = resource.get("endpoint")
+        if isinstance(endpoint, str) and "://" in endpoint and endpoint != "unix:///var/run/docker.sock":
+            props["docker_host"] = endpoint
+        if isinstance(resource.get("network_mode"), str) and resource["network_mode"] != "bridge":
+            props["network"] = resource["network_mode"]
         if len(containers) > 1:
             sink.warning("OCCOPUS_ALTERNATIVES", f"node '{name}' has {len(containers)} docker definitions; Strato's "
                          "container node keeps the first", Position(defs_path), base)

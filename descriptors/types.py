@@ -506,7 +506,7 @@ def parse_property_defs(section: Any, sink: DiagnosticSink, path: str, pos: Posi
 def parse_operation(name: str, body: Any, sink: DiagnosticSink, path: str, pos: Position) -> OperationDef:
     """An operation definition or assignment: a bare implementation string or a mapping."""
     op = OperationDef(name=name, position=pos)
-    if body is None:
+    if body is None or body == []:  # [] : declared with no implementation, as NFV templates write it
         return op
     if isinstance(body, str):
         op.implementation = body

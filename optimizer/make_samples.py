@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from optimizer.samples import write_csv
-from optimizer.simulator import HpaPolicy, ServiceModel, simulate
+from optimizer.simulator import History, HpaPolicy, ServiceModel, simulate
 
 DEFAULT_OUTPUT = "examples/optimizer/samples.csv"
 
@@ -24,11 +24,12 @@ DEFAULT_OUTPUT = "examples/optimizer/samples.csv"
 class _Recording(HpaPolicy):
     """HPA target tracking that keeps the simulator's history (the rows the CSV is made of)."""
 
-    history = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.history = History()
 
-    def decide(self, now, observation, history):
-        self.history = history
-        return super().decide(now, observation, history)
+    def learn(self, observation):
+        self.history.add(observation)
 
 
 def request_rates(rows: int, seed: int) -> np.ndarray:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import math
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
@@ -11,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.advisor import Advisor, AdvisorConfig
+from optimizer.advisor import Advisor
 from optimizer.errors import OptimizerInputError
 from optimizer.micado import MICADO_TRAINING_SAMPLES_REQUIRED, MicadoModel
 from optimizer.samples import SampleSet
-from optimizer.targettracking import TargetTracker, TargetTrackingConfig
+from policies.base import MetricSpec, Observation, ScalingDecision, ScalingPolicy
+from policies.optimizer import OptimizerPolicy
+from policies.target_tracking import TargetTrackingConfig, TargetTrackingPolicy
 
 METRICS = ("request_rate", "cpu_utilization")
 
@@ -119,16 +120,9 @@ def rescale_trace(counts: np.ndarray, service: ServiceModel, peak_replicas: floa
 
 
 # ----------------------------------------------------------------- policies
-class Policy:
-    name = "policy"
-
-    def decide(self, now: float, observation: dict, history: "History") -> int:
-        raise NotImplementedError
-
-    def maybe_retrain(self, history: "History") -> None:
-        """Retraining happens between control intervals, never inside `decide`."""
-
-
+# The simulator drives the same policy objects as the live maintain loop (policies/): target
+# tracking and the optimizer policy through Observation / decide / learn. Only the baselines
+# that never run live (static provisioning, MiCADO's published method) are defined here.
 @dataclass
 class History:
     """What a controller has seen so far: one row per past control interval (no future rows)."""
@@ -138,11 +132,11 @@ class History:
     instances: list = field(default_factory=list)
     target: list = field(default_factory=list)
 
-    def add(self, now, observation):
-        self.times.append(now)
-        self.metrics.append([observation[m] for m in METRICS])
-        self.instances.append(observation["ready"])
-        self.target.append(observation["latency"])
+    def add(self, observation: Observation):
+        self.times.append(observation.now)
+        self.metrics.append([observation.metrics[m] for m in METRICS])
+        self.instances.append(observation.ready)
+        self.target.append(observation.target)
 
     def samples(self, last: int | None = None, metrics: tuple[str, ...] = METRICS) -> SampleSet:
         rows = slice(-last, None) if last else slice(None)
@@ -153,30 +147,31 @@ class History:
                          "latency", "instances")
 
 
-class StaticPolicy(Policy):
+class StaticPolicy(ScalingPolicy):
     name = "static_peak"
 
     def __init__(self, replicas: int):
         self.replicas = replicas
 
-    def decide(self, now, observation, history):
-        return self.replicas
+    def decide(self, observation):
+        return ScalingDecision(self.replicas, f"static: {self.replicas} replicas", self.name)
 
 
-class HpaPolicy(Policy):
+class HpaPolicy(TargetTrackingPolicy):
+    """The HPA on CPU utilisation: policies.target_tracking with starting replicas counted as idle."""
+
     name = "hpa"
 
     def __init__(self, target_utilization: float, max_replicas: int):
-        self.tracker = TargetTracker(TargetTrackingConfig(target_utilization, max_instances=max_replicas))
-
-    def decide(self, now, observation, history):
         # Unready replicas count as idle on scale-up, as the HPA does: W * avg = ready * util.
-        w = observation["replicas"]
-        busy = observation["cpu_utilization"] * observation["ready"] / max(w, 1)
-        return self.tracker.desired(now, w, busy)
+        super().__init__(MetricSpec("cpu_utilization", "cpu_utilization", "mean"),
+                         TargetTrackingConfig(target_utilization, max_instances=max_replicas), unready_as_idle=True,
+                         label=self.name)
 
 
-class StratoPolicy(Policy):
+class StratoPolicy(OptimizerPolicy):
+    """policies.optimizer.OptimizerPolicy as the simulator runs it: retrained inline (deterministic)."""
+
     name = "strato"
 
     def __init__(self, advisor: Advisor, retrain_every: int, window: int, seed: int = 0,
@@ -184,62 +179,37 @@ class StratoPolicy(Policy):
                  reselect_alpha_every: int = 1):
         # CPU utilisation saturates at 100 % exactly when it matters, hiding how overloaded the
         # service is; the arrival rate does not, so by default the model sees only it (and W).
-        self.advisor, self.retrain_every, self.window, self.seed = advisor, retrain_every, window, seed
-        self.metrics, self.per_instance = metrics, per_instance
-        self.train_seconds: list[float] = []
-        self.advice_seconds: list[float] = []
-        self.phases: dict[str, int] = {}
         # Cheaper retraining: the regularisation is searched only every `reselect_alpha_every`
         # retrainings and reused in between (kappa and beta are re-validated every time).
-        self.reselect_alpha_every = max(1, reselect_alpha_every)
-        self._retrains = 0
-        self._alpha: float | None = None
-
-    def maybe_retrain(self, history):
-        n = len(history.times)
-        if n >= self.advisor.config.min_samples and n % self.retrain_every == 0:
-            started = time.perf_counter()
-            reuse = self._alpha is not None and self._retrains % self.reselect_alpha_every != 0
-            try:
-                report = self.advisor.train(history.samples(self.window, self.metrics), seed=self.seed,
-                                            per_instance=self.per_instance,
-                                            alpha_grid=(self._alpha,) if reuse else None)
-                self._alpha = report.alpha
-                self._retrains += 1
-            except OptimizerInputError:
-                pass  # e.g. a target that never varied yet: keep falling back
-            self.train_seconds.append(time.perf_counter() - started)
-
-    def decide(self, now, observation, history):
-        started = time.perf_counter()
-        seen = {m: observation[m] for m in METRICS}  # the tracking fallback may need CPU
-        advice = self.advisor.advise(now, seen, observation["replicas"],
-                                     observation["latency"], n_samples=len(history.times))
-        self.advice_seconds.append(time.perf_counter() - started)
-        self.phases[advice.phase] = self.phases.get(advice.phase, 0) + 1
-        return advice.instances
+        super().__init__(advisor, tuple(MetricSpec(m, m, "sum") for m in metrics),
+                         MetricSpec("latency", "latency", "quantile", 0.95),
+                         retrain_every=retrain_every, window=window, background=False, seed=seed,
+                         per_instance=per_instance, reselect_alpha_every=reselect_alpha_every)
 
 
-class MicadoPolicy(Policy):
+class MicadoPolicy(ScalingPolicy):
     name = "micado"
 
     def __init__(self, low, high, max_replicas, fallback: HpaPolicy, retrain_every: int, max_delta: int = 6):
         self.low, self.high, self.max_replicas = low, high, max_replicas
         self.fallback, self.retrain_every, self.max_delta = fallback, retrain_every, max_delta
         self.model: MicadoModel | None = None
+        self.history = History()
 
-    def maybe_retrain(self, history):
-        n = len(history.times)
+    def learn(self, observation):
+        self.history.add(observation)
+        n = len(self.history.times)
         if n >= MICADO_TRAINING_SAMPLES_REQUIRED and n % self.retrain_every == 0:
-            self.model = MicadoModel().fit(history.samples())
+            self.model = MicadoModel().fit(self.history.samples())
 
-    def decide(self, now, observation, history):
+    def decide(self, observation):
         if self.model is None:
-            return self.fallback.decide(now, observation, history)
-        w = observation["replicas"]
-        delta, _ = self.model.advise(np.array([observation[m] for m in METRICS]), w, observation["latency"],
+            decision = self.fallback.decide(observation)
+            return ScalingDecision(decision.desired, f"micado, fallback: {decision.reason}", self.name)
+        w = observation.instances
+        delta, _ = self.model.advise(np.array([observation.metrics[m] for m in METRICS]), w, observation.target,
                                      self.low, self.high, 1, self.max_replicas, self.max_delta, self.max_delta)
-        return w + delta
+        return ScalingDecision(w + delta, f"micado model: {delta:+d}", self.name)
 
 
 # ----------------------------------------------------------------- simulation
@@ -257,15 +227,17 @@ class RunResult:
                 "actions": self.actions}
 
 
-def simulate(rates: np.ndarray, policy: Policy, service: ServiceModel, initial_replicas: int,
+def simulate(rates: np.ndarray, policy: ScalingPolicy, service: ServiceModel, initial_replicas: int,
              max_replicas: int, seed: int = 0) -> RunResult:
-    """Play `rates` (requests/s, one per control interval) through the service under `policy`."""
+    """Play `rates` (requests/s, one per control interval) through the service under `policy`.
+
+    Each interval the policy gets one Observation, as from the live loop: `learn` first (the
+    interval's sample, retraining inline when the policy does), then `decide`."""
     rng = np.random.default_rng(seed)  # same noise sequence for every policy
     noise = rng.normal(0.0, service.noise, size=(len(rates), 3))
     pending: list[float] = []  # ready times of starting replicas
     ready = initial_replicas
     backlog = 0.0
-    history = History()
     replicas_log, latency_log = np.zeros(len(rates), int), np.zeros(len(rates))
     actions, violations, replica_seconds = 0, 0, 0.0
     dt = service.interval_s
@@ -282,15 +254,14 @@ def simulate(rates: np.ndarray, policy: Policy, service: ServiceModel, initial_r
         provisioned = ready + len(pending)
         replica_seconds += provisioned * dt
         replicas_log[step], latency_log[step] = provisioned, latency
-        observation = {
-            "request_rate": max(rate, 1e-3) * math.exp(noise[step, 0]),
-            "cpu_utilization": min(1.0, rate / max(capacity, 1e-9)) * math.exp(noise[step, 1]) if ready else 1.0,
-            "latency": latency * math.exp(noise[step, 2]),
-            "ready": max(ready, 1), "replicas": provisioned,
-        }
-        history.add(now, observation)
-        policy.maybe_retrain(history)
-        desired = int(np.clip(policy.decide(now, observation, history), 1, max_replicas))
+        observation = Observation(
+            now=now, node="service", instances=provisioned, ready=max(ready, 1),
+            metrics={"request_rate": max(rate, 1e-3) * math.exp(noise[step, 0]),
+                     "cpu_utilization": (min(1.0, rate / max(capacity, 1e-9)) * math.exp(noise[step, 1])
+                                         if ready else 1.0)},
+            target=latency * math.exp(noise[step, 2]), min_instances=1, max_instances=max_replicas)
+        policy.learn(observation)
+        desired = int(np.clip(policy.decide(observation).desired, 1, max_replicas))
         if desired != provisioned:
             actions += 1
         if desired > provisioned:

@@ -44,17 +44,77 @@ class ScalingDecision:
                 "detail": self.detail}
 
 
-class PolicyError(Exception):
-    """A policy that cannot decide (a broken rule, a missing metric): the loop reports it and keeps running."""
+class PolicyError(ValueError):
+    """A policy that cannot decide or is badly set (a broken rule, a missing metric, a bad setting).
+
+    The loop reports it and keeps running. It is a ValueError so that callers which validated
+    settings with ValueError before keep working."""
+
+
+AGGREGATIONS = ("sum", "mean", "max", "min", "quantile")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a policy needs: the loop collects it per node and puts it in `Observation.metrics[name]`.
+
+    `query` is PromQL when a Prometheus is configured; when instances are scraped directly it is
+    read as a metric name (optionally with a label selector). The per-instance values are combined
+    into one node value by `aggregation` (`quantile` uses `quantile`, 0..1)."""
+
+    name: str
+    query: str
+    aggregation: str = "mean"
+    quantile: float | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise PolicyError("a metric needs a name")
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise PolicyError(f"metric {self.name!r} needs a query (PromQL or a metric name)")
+        if self.aggregation not in AGGREGATIONS:
+            raise PolicyError(f"metric {self.name!r}: aggregation must be one of {', '.join(AGGREGATIONS)} "
+                              f"(got {self.aggregation!r})")
+        if self.aggregation == "quantile":
+            if not isinstance(self.quantile, (int, float)) or not 0 <= self.quantile <= 1:
+                raise PolicyError(f"metric {self.name!r}: aggregation 'quantile' needs a quantile between 0 and 1")
+        elif self.quantile is not None:
+            raise PolicyError(f"metric {self.name!r}: a quantile is only meaningful with aggregation 'quantile'")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "query": self.query, "aggregation": self.aggregation, "quantile": self.quantile}
 
 
 class ScalingPolicy:
     """Base class of scaling policies."""
 
     name = "policy"
+    node: str = ""
+    min_instances: int | None = None  # the policy's own bounds, applied with the observation's
+    max_instances: int | None = None
+    source: str = ""                 # the template policy it was built from
+    period_s: float | None = None    # how often the template wants it evaluated (None: every pass)
+    cooldown_s: float = 0.0          # no new action this soon after the previous one (the loop enforces it)
 
     def decide(self, observation: Observation) -> ScalingDecision:
         raise NotImplementedError
+
+    def metrics_needed(self) -> list[MetricSpec]:
+        """The metrics this policy reads from `Observation.metrics` (what the loop must collect)."""
+        return []
+
+    def needs_target(self) -> bool:
+        """Whether `Observation.target` (the measured target metric) must be filled in."""
+        return False
+
+    def bounded(self, count: int, observation: Observation) -> int:
+        """`count` within both the observation's and the policy's own min/max."""
+        count = clamp(count, observation)
+        if self.min_instances is not None:
+            count = max(self.min_instances, count)
+        if self.max_instances is not None:
+            count = min(self.max_instances, count)
+        return int(count)
 
     def learn(self, observation: Observation) -> None:
         """Called after `decide` with the same observation: retraining happens here, off the decision path."""

@@ -42,7 +42,7 @@ def strato(strato_home):
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory):
     """Podman's Docker-compatible API on a private socket (installed and started by tests/env/podman.sh), with the
-    tiny busybox image `strato-busybox:test`; skipped with the reason when Podman cannot run here."""
+    tiny busybox image `strato-busybox:2`; skipped with the reason when Podman cannot run here."""
     from tests.env import podman as podman_env
     try:
         service = podman_env.start(str(tmp_path_factory.mktemp("podman")))

@@ -125,10 +125,15 @@ class DocumentLoader:
                 url = url[len("file://"):]
             if isinstance(url, str) and "://" not in url:
                 bases.insert(0, os.path.join(base, url))
-        elif "://" in target:
-            sink.error("IMPORT_REMOTE", f"import '{target}' is a URL; only local files can be imported", pos,
-                       path, "download it next to the descriptor and import it by relative path")
-            return None
+        elif "://" in target:  # Strato downloads nothing; a copy saved beside the descriptor stands in
+            name = target.rstrip("/").rsplit("/", 1)[-1]
+            if not any(os.path.isfile(os.path.join(b, name)) for b in bases):
+                sink.error("IMPORT_REMOTE", f"import '{target}' is a URL; only local files can be imported", pos,
+                           path, f"download it next to the descriptor as {name}")
+                return None
+            sink.warning("IMPORT_REMOTE_LOCAL_COPY", f"import '{target}' is a URL; the copy '{name}' beside the "
+                         "descriptor is used", pos, path)
+            target = name
         if "://" in target:
             target = target.split("://", 1)[1].lstrip("/")
         candidates = [os.path.realpath(os.path.join(b, target)) for b in dict.fromkeys(bases)]

@@ -127,3 +127,17 @@ def test_odd_shapes_give_diagnostics_not_crashes(text):
         load(text)
     except DescriptorError as exc:
         assert "INTERNAL_ERROR" not in [d.code for d in exc.diagnostics]
+
+
+def test_url_import_uses_a_copy_beside_the_descriptor(tmp_path):
+    main = tmp_path / "main.yaml"
+    main.write_text("tosca_definitions_version: tosca_simple_yaml_1_3\n"
+                    "imports: [https://example.org/tosca/shared-types.yaml]\n"
+                    "topology_template:\n  node_templates:\n    a: {type: shared.App}\n")
+    with pytest.raises(DescriptorError) as info:
+        load_template(str(main))
+    assert [d.code for d in info.value.diagnostics][0] == "IMPORT_REMOTE"
+    (tmp_path / "shared-types.yaml").write_text(LIB)
+    t = load_template(str(main))
+    assert t.node_templates["a"].type == "shared.App"
+    assert [w.code for w in t.warnings] == ["IMPORT_REMOTE_LOCAL_COPY"]

@@ -171,3 +171,13 @@ def test_docker_connection_mapping_goes_to_the_environment(tmp_path):
     template, _, _ = _import_and_validate(tmp_path, infra, {"node_def:w": [_node_def("docker")]})
     assert template.node_templates["web"].properties["env"]["DB_HOST"] == {"get_attribute": ["db", "host"]}
     assert os.path.exists(tmp_path / "strato.yaml")
+
+
+def test_docker_resource_maps_onto_the_docker_driver(tmp_path):
+    infra = {"infra_name": "d", "nodes": [{"name": "web", "type": "w"}]}
+    definition = _node_def("docker")
+    definition["resource"].update({"endpoint": "tcp://127.0.0.1:2375", "network_mode": "host"})
+    template, _, _ = _import_and_validate(tmp_path, infra, {"node_def:w": [definition]})
+    assert template.driver_name("web") == "docker"
+    props = template.node_templates["web"].properties
+    assert props["docker_host"] == "tcp://127.0.0.1:2375" and props["network"] == "host"

@@ -3,13 +3,13 @@
 #
 #   tests/env/podman.sh install        apt-get podman, runc and busybox-static when missing (idempotent)
 #   tests/env/podman.sh start DIR      write DIR/containers.conf, start `podman system service` on
-#                                      DIR/podman.sock, build the image strato-busybox:test; prints
+#                                      DIR/podman.sock, build the image strato-busybox:2; prints
 #                                      DOCKER_HOST=... CONTAINERS_CONF=... PID=... lines
 # Podman's settings stay in a private CONTAINERS_CONF (never /etc): this VM kind lacks
 # CAP_SYS_RESOURCE (hence the ulimits) and runs cgroups in hybrid mode (hence runc + cgroupfs).
 set -euo pipefail
 
-IMAGE="${STRATO_TEST_IMAGE:-strato-busybox:test}"
+IMAGE="${STRATO_TEST_IMAGE:-strato-busybox:2}"  # bump the tag when the rootfs changes
 
 install() {
     local missing=()
@@ -43,7 +43,7 @@ build_image() {
     local ctx="$1/image"
     mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/www" "$ctx/rootfs/tmp"
     cp /bin/busybox "$ctx/rootfs/bin/busybox"
-    for tool in sh httpd sleep wget cat echo env ls; do ln -sf busybox "$ctx/rootfs/bin/$tool"; done
+    for tool in sh httpd sleep wget cat echo env ls awk head printf; do ln -sf busybox "$ctx/rootfs/bin/$tool"; done
     echo ok > "$ctx/rootfs/www/index.html"
     tar -C "$ctx/rootfs" -cf "$ctx/rootfs.tar" .
     printf 'FROM scratch\nADD rootfs.tar /\nCMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]\n' > "$ctx/Dockerfile"

@@ -1830,4 +1830,141 @@ topology_template:
         - host: vm
         - search_endpoint: vm
 """, ALL),
+    # --- the NFV profile's later drafts (VDU.Compute, VduCp, VnfVirtualLink, data and policy types) --------
+    ("nfv_vdu_compute_vnf", "valid", """tosca_definitions_version: {V}
+topology_template:
+  node_templates:
+    vnf:
+      type: tosca.nodes.nfv.VNF
+      properties:
+        descriptor_id: b1bb0ce7-0000-4000-8000-000000000001
+        descriptor_version: "1.0"
+        provider: Example
+        product_name: Sample VNF
+        software_version: "1.0"
+        flavour_id: simple
+        flavour_description: a simple flavour
+      interfaces:
+        Vnflcm:
+          instantiate: []
+    vdu1:
+      type: tosca.nodes.nfv.VDU.Compute
+      properties:
+        name: vdu1
+        description: the first unit
+        vdu_profile:
+          min_number_of_instances: 1
+          max_number_of_instances: 3
+        sw_image_data:
+          name: image
+          version: "1.0"
+          checksum: {algorithm: sha-256, hash: abc123}
+          container_format: bare
+          disk_format: qcow2
+          min_disk: 1 GB
+          size: 1 GB
+      capabilities:
+        virtual_compute:
+          properties:
+            virtual_memory:
+              virtual_mem_size: 512 MB
+            virtual_cpu:
+              num_virtual_cpu: 1
+      requirements:
+        - virtual_storage: storage1
+    storage1:
+      type: tosca.nodes.nfv.VDU.VirtualBlockStorage
+      properties:
+        virtual_block_storage_data:
+          size_of_storage: 1 GB
+    cp1:
+      type: tosca.nodes.nfv.VduCp
+      properties:
+        layer_protocols: [ipv4]
+        order: 0
+        protocol:
+          - address_type: ip_address
+            l3_address_data:
+              ip_address_assignment: true
+              floating_ip_activated: false
+      requirements:
+        - virtual_binding: vdu1
+        - virtual_link: vl1
+    vl1:
+      type: tosca.nodes.nfv.VnfVirtualLink
+      properties:
+        connectivity_type:
+          layer_protocols: [ipv4]
+        vl_profile:
+          max_bitrate_requirements: {root: 1048576, leaf: 1048576}
+          min_bitrate_requirements: {root: 1048576, leaf: 1048576}
+  policies:
+    - scaling_aspects:
+        type: tosca.policies.nfv.ScalingAspects
+        properties:
+          aspects:
+            worker:
+              name: worker
+              description: more workers
+              max_scale_level: 2
+              step_deltas: [delta_1]
+    - vdu1_initial_delta:
+        type: tosca.policies.nfv.VduInitialDelta
+        properties:
+          initial_delta:
+            number_of_instances: 1
+        targets: [vdu1]
+    - vdu1_scaling_deltas:
+        type: tosca.policies.nfv.VduScalingAspectDeltas
+        properties:
+          aspect: worker
+          deltas:
+            delta_1:
+              number_of_instances: 1
+        targets: [vdu1]
+    - levels:
+        type: tosca.policies.nfv.InstantiationLevels
+        properties:
+          levels:
+            small:
+              description: one worker
+              scale_info:
+                worker: {scale_level: 0}
+          default_level: small
+    - spread:
+        type: tosca.policies.nfv.AntiAffinityRule
+        targets: [vdu1]
+        properties:
+          scope: nfvi_node
+""", NFV),
+    ("nfv_vducp_links_to_compute", "invalid", """tosca_definitions_version: {V}
+topology_template:
+  node_templates:
+    vdu1: {type: tosca.nodes.nfv.VDU.Compute}
+    cp1:
+      type: tosca.nodes.nfv.VduCp
+      requirements:
+        - virtual_binding: vdu1
+        - virtual_link: vdu1
+""", NFV),
+    ("nfv_vdu_profile_missing_field", "invalid", """tosca_definitions_version: {V}
+topology_template:
+  node_templates:
+    vdu1:
+      type: tosca.nodes.nfv.VDU.Compute
+      properties:
+        vdu_profile:
+          min_number_of_instances: 1
+""", NFV),
+    ("nfv_affinity_bad_scope", "invalid", """tosca_definitions_version: {V}
+topology_template:
+  node_templates:
+    vdu1: {type: tosca.nodes.nfv.VDU.Compute}
+  policies:
+    - together:
+        type: tosca.policies.nfv.AffinityRule
+        targets: [vdu1]
+        properties:
+          scope: rack
+""", NFV),
 ]

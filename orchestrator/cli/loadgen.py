@@ -1,0 +1,85 @@
+"""`strato loadgen URL --trace CSV --speedup K --duration S`: bounded open-loop load against a loopback service."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.common import emit_json, handle_errors, json_option
+from orchestrator.service import UserError
+
+
+def _ms(value) -> str:
+    return "     -" if value is None else f"{value:6.1f}"
+
+
+def _line(s: dict) -> str:
+    return (f"{s['start_s']:7.1f}-{s['end_s']:<7.1f}s offered {s['offered_rate']:7.2f}/s  sent {s['sent']:6d}  "
+            f"ok {s['ok']:6d}  errors {s['errors']:5d}  dropped {s['dropped']:5d}  p50 {_ms(s['p50_ms'])} ms  "
+            f"p95 {_ms(s['p95_ms'])} ms  p99 {_ms(s['p99_ms'])} ms"
+            + (f"  ({', '.join(f'{k} {v}' for k, v in s['error_kinds'].items())})" if s["error_kinds"] else ""))
+
+
+@click.command("loadgen")
+@click.argument("url")
+@click.option("--trace", "trace", metavar="CSV", help="period,count rows (e.g. requests per minute) to replay.")
+@click.option("--rate", type=float, help="A constant rate in requests/s instead of a trace.")
+@click.option("--speedup", type=float, default=1.0, show_default=True,
+              help="Play the trace K times faster (a 60 s row lasts 60/K s; its rate is unchanged).")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="Multiply the trace's rate by this.")
+@click.option("--duration", type=float, default=60.0, show_default=True,
+              help="Stop after S seconds (or at the trace's end).")
+@click.option("--start", "start", metavar="PERIOD", help="Skip trace rows before this period (ISO text).")
+@click.option("--row-seconds", type=float, help="Trace seconds per row (default: from the periods, else 60).")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds per reported interval.")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Per-request timeout, seconds.")
+@click.option("--max-inflight", type=int, default=256, show_default=True,
+              help="Requests in flight at most; arrivals beyond it are counted as dropped.")
+@click.option("--method", default=None, help="HTTP method (default GET, or POST with --data).")
+@click.option("--data", default=None, help="Request body (e.g. a JSON document).")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra request header (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the Poisson arrivals.")
+@click.option("--allow-remote", is_flag=True, help="Allow a non-loopback URL (only load what you own).")
+@json_option
+@handle_errors
+def command(url, trace, rate, speedup, scale, duration, start, row_seconds, interval, timeout, max_inflight, method,
+            data, headers, seed, allow_remote, as_json):
+    """Send Poisson arrivals at the trace's rate to URL and report latency and errors per interval.
+
+    \b
+    Open loop: requests leave on schedule whatever the service does; latency counts from the
+    scheduled arrival. Only loopback URLs unless --allow-remote. Examples:
+      strato loadgen http://127.0.0.1:8080/ --rate 20 --duration 30
+      strato loadgen http://127.0.0.1:8080/predict --data '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' \\
+          --trace worldcup.csv --start '1998-06-30 12:00:00' --speedup 60 --scale 0.001 --duration 120
+    """
+    from orchestrator.loadgen import LoadgenError, Segment, read_trace, run
+
+    try:
+        if (trace is None) == (rate is None):
+            raise LoadgenError("give either --trace CSV or --rate R")
+        if trace is not None:
+            segments = read_trace(trace, speedup=speedup, scale=scale, row_seconds=row_seconds, start=start)
+        else:
+            if not rate > 0 or not scale > 0:
+                raise LoadgenError("--rate and --scale must be positive")
+            segments = [Segment(duration, rate * scale)]
+        extra = {}
+        for header in headers:
+            name, sep, value = header.partition(":")
+            if not sep or not name.strip():
+                raise LoadgenError(f"--header takes NAME:VALUE (got {header!r})")
+            extra[name.strip()] = value.strip()
+        body = data.encode() if data is not None else None
+        if body is not None and not any(k.lower() == "content-type" for k in extra):
+            extra["Content-Type"] = "application/json"
+        report = run(url, segments, duration, interval_s=interval, seed=seed, timeout_s=timeout,
+                     max_inflight=max_inflight, method=(method or ("POST" if body is not None else "GET")).upper(),
+                     data=body, headers=extra, allow_remote=allow_remote,
+                     on_interval=None if as_json else (lambda s: click.echo(_line(s))))
+    except LoadgenError as error:
+        raise UserError(str(error)) from None
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo("total:")
+        click.echo(_line(report.total()))
