@@ -272,8 +272,7 @@ def router(ctx) -> APIRouter:
             raise service.NotFound(f"infrastructure '{name}' has no node '{node}'")
         bundle_path = infra.descriptor
         if body.drop is not None:
-            raise ApiError(422, "SCALE_DROP_UNSUPPORTED", "removing one chosen instance is not supported yet; "
-                                                          "use {'to': n} or {'by': -1}")
+            return drop_instance(name, node, infra, body)
         current = infra.desired.get(node)
         if current is None:
             current = sum(1 for r in store.instances(name) if r.node == node)
@@ -289,6 +288,27 @@ def router(ctx) -> APIRouter:
                                            holder="strato api"),
             prepare=lambda: service.scale(store, name, node, target, force=body.force))
         return accepted(name, op_id, node=node, desired=target, previous=current)
+
+    def drop_instance(name: str, node: str, infra, body: ScaleIn):
+        """{drop: instance}: the same scale request as `strato scale --drop`, applied by a running maintain
+        loop or, without one, by one pass run in the operation."""
+        from orchestrator.maintain import current_count, request_scale
+        current = current_count(infra, node)
+        service.check_scale(store, name, node, current - 1, body.force,
+                            source=f"scale {name} {node} drop {body.drop}")
+
+        def work(on_event) -> dict:
+            out = request_scale(store, name, node, "drop", None, body.drop, wait=30.0)
+            outcome = out.get("result") or {}
+            errors = (out.get("pass") or {}).get("errors") or []
+            deferred = (out.get("pass") or {}).get("deferred")
+            ok = bool(out.get("applied")) and outcome.get("ok", True) and not errors and not deferred
+            failures = [] if ok else [{"node": node, "error": outcome.get("error") or deferred
+                                       or "; ".join(map(str, errors)) or "the drop was not applied"}]
+            return {**out, "ok": ok, "failures": failures}
+
+        op_id = ctx.ops.submit(name, "scale", work)
+        return accepted(name, op_id, node=node, desired=current - 1, previous=current)
 
     # -- operations and events ------------------------------------------------------------------
     @api.get("/operations", tags=["operations"], dependencies=[read])

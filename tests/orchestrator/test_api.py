@@ -401,3 +401,19 @@ def test_metrics_openapi_and_dashboard(client):
     page = client.get("/")
     assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
     assert "Authorization" in client.get("/static/app.js").text      # the page sends the token itself
+
+
+def test_scale_drop_removes_the_chosen_instance(client):
+    resp = client.post("/v1/infrastructures", json={"name": "dropper", "descriptor": DOC}, headers=W)
+    assert wait_op(client, resp.json()["operation"])["state"] == "succeeded"
+    resp = client.post("/v1/infrastructures/dropper/nodes/a/scale", json={"drop": "a[0]"}, headers=W)
+    assert resp.status_code == 202 and resp.json()["desired"] == 1, resp.text
+    op = wait_op(client, resp.json()["operation"])
+    assert op["state"] == "succeeded", op
+    left = [i for i in client.get("/v1/infrastructures/dropper", headers=R).json()["instances"] if i["node"] == "a"]
+    assert [i["index"] for i in left] == [1]  # the chosen one went, the other kept its slot
+    # dropping the last one of a node that b depends on is refused (bounds/dependents), as in the CLI
+    resp = client.post("/v1/infrastructures/dropper/nodes/a/scale", json={"drop": "a[1]"}, headers=W)
+    assert resp.status_code in (400, 422) and "b" in error_of(resp)["message"], resp.text
+    resp = client.delete("/v1/infrastructures/dropper", headers=W)
+    assert wait_op(client, resp.json()["operation"])["state"] == "succeeded"
