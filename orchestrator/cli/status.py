@@ -26,7 +26,8 @@ def _render(data: dict, store, events: int) -> list[str]:
             lines.append(line)
         if infra.get("missing"):
             gone = ", ".join(f"{m['node']}[{m['index']}] ({m['status']})" for m in infra["missing"])
-            advice = "the maintain loop recreates them" if loop else "run `strato build` again to recreate them"
+            advice = ("the maintain loop recreates them" if loop
+                      else f"run `strato maintain {infra['name']} --once` (or `strato build`) to recreate them")
             lines.append(f"  not healthy: {gone}; {advice}")
         if events:
             for ev in store.events(infra["name"], limit=events):
