@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean
-from descriptors.sections.common import SCALARS, assigned_problems, check_assigned, unknown_keys
+from descriptors.sections.common import SCALARS, assigned_problems, check_assigned, section, unknown_keys
 from descriptors.template import NodeTemplate, Template
 from descriptors.types import TypeRegistry
 from descriptors.yamlpos import YMap
@@ -15,13 +15,8 @@ CAPABILITY_KEY_SET = frozenset(CAPABILITY_KEYS)
 SCALING_KEYS = ("min_instances", "max_instances", "default_instances")
 
 def check_capabilities(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:
-    caps = body.get("capabilities")
-    if caps is None:
-        return
     cpath = node.path + ".capabilities"
-    if not isinstance(caps, dict):
-        sink.error("SECTION_NOT_MAPPING", "'capabilities' must be a mapping", body.position_of("capabilities"), cpath)
-        return
+    caps = section(body, "capabilities", sink, cpath)
     types = template.types
     cap_memo = types.value_memo.get("capability-definitions")
     if cap_memo is None:
@@ -56,25 +51,21 @@ def check_capabilities(template: Template, node: NodeTemplate, ntype, body: dict
         if not types.has("capability", cdef.type):
             continue
         ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability")
-        for section, defs_attr in (("properties", "properties"), ("attributes", "attributes")):
-            values = cbody.get(section)
-            if values is None:
+        for key in ("properties", "attributes"):
+            values = section(cbody, key, sink, f"{path}.{key}")
+            if not values:
                 continue
-            if not isinstance(values, dict):
-                sink.error("SECTION_NOT_MAPPING", f"'{section}' must be a mapping", cbody.position_of(section),
-                           f"{path}.{section}")
-                continue
-            own = getattr(cdef, defs_attr)
-            inherited = getattr(ctype, defs_attr)
-            spath = f"{path}.{section}"
+            own = getattr(cdef, key)
+            inherited = getattr(ctype, key)
+            spath = f"{path}.{key}"
             for pname, value in values.items():
                 pdef = own.get(pname) or inherited.get(pname)
                 if pdef is None:
-                    if section == "properties" and cname == "scalable" and pname in SCALING_KEYS:
+                    if key == "properties" and cname == "scalable" and pname in SCALING_KEYS:
                         continue
                     known = list(own) + list(inherited)
                     sink.error("PROPERTY_UNKNOWN", f"capability '{cname}' ({ctype.name}) has no "
-                               f"{section[:-1] if section == 'attributes' else 'property'} '{pname}'",
+                               f"{key[:-1] if key == 'attributes' else 'property'} '{pname}'",
                                values.key_position(pname), f"{spath}.{pname}", did_you_mean(pname, known))
                     continue
                 if cname == "scalable" and pname in SCALING_KEYS:
@@ -92,10 +83,10 @@ def _capability_definitions(types: TypeRegistry, cdef) -> tuple:
         return None, {}
     ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability")
     merged = {}
-    for section in ("properties", "attributes"):
-        defs = dict(getattr(ctype, section))
-        defs.update(getattr(cdef, section))
-        merged[section] = defs
+    for key in ("properties", "attributes"):
+        defs = dict(getattr(ctype, key))
+        defs.update(getattr(cdef, key))
+        merged[key] = defs
     return ctype, merged
 
 

@@ -21,12 +21,14 @@ def unknown_keys(mapping: dict, allowed, sink: DiagnosticSink, path: str, what: 
             sink.error("UNKNOWN_KEY", f"unknown key '{key}' in {what}", pos, join_path(path, key),
                        did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}")
 
-def section(parent: dict, key: str, sink: DiagnosticSink, path: str) -> dict:
+def section(parent: dict, key: str, sink: DiagnosticSink, path: str, code: str = "SECTION_NOT_MAPPING",
+            message: str | None = None) -> dict:
+    """parent[key] when it is a mapping; {} when absent, and {} with a diagnostic when it is something else."""
     value = parent.get(key)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        sink.error("SECTION_NOT_MAPPING", f"'{key}' must be a mapping", parent.position_of(key), path)
+        sink.error(code, message or f"'{key}' must be a mapping", parent.position_of(key), path)
         return {}
     return value
 

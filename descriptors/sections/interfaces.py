@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean, join_path
+from descriptors.sections.common import section
 from descriptors.template import NodeTemplate, Operation, Template
 from descriptors.types import parse_operation
 from descriptors.yamlpos import YMap
 
 def parse_interfaces(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:
-    ifaces = body.get("interfaces")
     ipath = node.path + ".interfaces"
-    if ifaces is None:
-        return
-    if not isinstance(ifaces, dict):
-        sink.error("SECTION_NOT_MAPPING", "'interfaces' must be a mapping", body.position_of("interfaces"), ipath)
+    ifaces = section(body, "interfaces", sink, ipath)
+    if not ifaces:
         node.interfaces = {}
         return
     types = template.types

@@ -171,12 +171,9 @@ def _normative(types: TypeRegistry, type_name: str, pname: str) -> bool:
 
 
 def _check_attributes(template: Template, node: NodeTemplate, ntype, body: dict, sink: DiagnosticSink) -> None:
-    attrs = body.get("attributes")
-    if attrs is None:
-        return
     apath = node.path + ".attributes"
-    if not isinstance(attrs, dict):
-        sink.error("SECTION_NOT_MAPPING", "'attributes' must be a mapping", body.position_of("attributes"), apath)
+    attrs = section(body, "attributes", sink, apath)
+    if not attrs:
         return
     node.attributes = attrs
     for aname, value in attrs.items():
@@ -190,13 +187,8 @@ def _check_attributes(template: Template, node: NodeTemplate, ntype, body: dict,
                         attrs.position_of(aname), join_path(apath, aname))
 
 def parse_artifacts(template: Template, node: NodeTemplate, body: dict, sink: DiagnosticSink) -> None:
-    arts = body.get("artifacts")
-    if arts is None:
-        return
     apath = node.path + ".artifacts"
-    if not isinstance(arts, dict):
-        sink.error("SECTION_NOT_MAPPING", "'artifacts' must be a mapping", body.position_of("artifacts"), apath)
-        return
+    arts = section(body, "artifacts", sink, apath)
     types = template.types
     for aname, abody in arts.items():
         path = join_path(apath, aname)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean, join_path
-from descriptors.sections.common import unknown_keys
+from descriptors.sections.common import section, unknown_keys
 from descriptors.template import Template
 
 SUBSTITUTION_KEYS = ("node_type", "substitution_filter", "properties", "attributes", "capabilities", "requirements",
@@ -31,11 +31,11 @@ def check_substitution(template: Template, topo: dict, sink: DiagnosticSink) -> 
         return
     resolved = types.resolved(types.canonical(ntype))
     nodes = template.node_templates
-    for section, defined, what in (("capabilities", resolved.capabilities, "capability"),
-                                   ("requirements", resolved.requirements, "requirement")):
-        entries = _section(body, section, sink, base)
+    for key, defined, what in (("capabilities", resolved.capabilities, "capability"),
+                               ("requirements", resolved.requirements, "requirement")):
+        entries = _section(body, key, sink, base)
         for name, target in entries.items():
-            path = join_path(join_path(base, section), name)
+            path = join_path(join_path(base, key), name)
             epos = entries.key_position(name) if hasattr(entries, "key_position") else pos
             if name not in defined:
                 sink.error(f"SUBSTITUTION_UNKNOWN_{what.upper()}", f"node type '{resolved.name}' has no {what} "
@@ -55,16 +55,16 @@ def check_substitution(template: Template, topo: dict, sink: DiagnosticSink) -> 
             if inner not in have:
                 sink.error(f"SUBSTITUTION_UNKNOWN_{what.upper()}", f"node template '{node}' has no {what} '{inner}'",
                            epos, path, did_you_mean(inner, have))
-    for section, defined, source, what in (("properties", resolved.properties, template.inputs, "input"),
-                                           ("attributes", resolved.attributes, template.outputs, "output")):
-        entries = _section(body, section, sink, base)
+    for key, defined, source, what in (("properties", resolved.properties, template.inputs, "input"),
+                                       ("attributes", resolved.attributes, template.outputs, "output")):
+        entries = _section(body, key, sink, base)
         for name, target in entries.items():
-            path = join_path(join_path(base, section), name)
+            path = join_path(join_path(base, key), name)
             epos = entries.key_position(name) if hasattr(entries, "key_position") else pos
             if name not in defined:
-                sink.error("SUBSTITUTION_UNKNOWN_PROPERTY" if section == "properties" else
+                sink.error("SUBSTITUTION_UNKNOWN_PROPERTY" if key == "properties" else
                            "SUBSTITUTION_UNKNOWN_ATTRIBUTE", f"node type '{resolved.name}' has no "
-                           f"{section[:-1] if section == 'attributes' else 'property'} '{name}' to map", epos, path,
+                           f"{key[:-1] if key == 'attributes' else 'property'} '{name}' to map", epos, path,
                            did_you_mean(name, defined))
                 continue
             target = _mapping(target)
@@ -92,14 +92,8 @@ def check_substitution(template: Template, topo: dict, sink: DiagnosticSink) -> 
 
 
 def _section(body: dict, key: str, sink: DiagnosticSink, base: str) -> Any:
-    value = body.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        sink.error("SUBSTITUTION_BAD", f"'{key}' of substitution_mappings must be a mapping", body.position_of(key),
-                   join_path(base, key))
-        return {}
-    return value
+    return section(body, key, sink, join_path(base, key), "SUBSTITUTION_BAD",
+                   f"'{key}' of substitution_mappings must be a mapping")
 
 
 def _mapping(target: Any) -> Any:
