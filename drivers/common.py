@@ -3,6 +3,7 @@ cloud-init rendering, polling, health checks."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -16,6 +17,14 @@ from typing import Any, Callable, TypeVar
 import yaml
 
 from drivers.base import DriverError
+
+
+def optional_module(module: str, needed_for: str, extra: str, backend: str):
+    """Import a backend's SDK when a driver first needs it, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DriverError(f"{needed_for}: pip install 'strato[{extra}]'", backend=backend) from None
 
 T = TypeVar("T")
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import http_ok, node_of_key, poll, read_attributes, tcp_ok
+from drivers.common import http_ok, node_of_key, optional_module, poll, read_attributes, tcp_ok
 
 BACKEND = "docker"
 LABEL_KEY, LABEL_INFRA, LABEL_NODE, LABEL_RUN = "strato.key", "strato.infra", "strato.node", "strato.run"
@@ -42,12 +42,7 @@ def container_name(key: str) -> str:
 
 
 def _docker():
-    try:
-        import docker
-    except ImportError:
-        raise DriverError("the docker driver needs the docker SDK: pip install 'strato[containers]'",
-                          backend=BACKEND) from None
-    return docker
+    return optional_module("docker", "the docker driver needs the docker SDK", "containers", BACKEND)
 
 
 def translate(exc: BaseException, node: str, doing: str) -> DriverError:

@@ -31,7 +31,7 @@ import threading
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import InstanceKey, node_of_key, poll
+from drivers.common import InstanceKey, node_of_key, optional_module, poll
 
 BACKEND = "kubernetes"
 LABEL_NODE, LABEL_INSTANCE, LABEL_MANAGED = "strato.io/node", "strato.io/instance", "app.kubernetes.io/managed-by"
@@ -52,12 +52,7 @@ def dns_name(text: str, suffix_from: str, limit: int = 63) -> str:
 
 
 def _client():
-    try:
-        import kubernetes
-    except ImportError:
-        raise DriverError("the kubernetes driver needs the official client: pip install 'strato[kubernetes]'",
-                          backend=BACKEND) from None
-    return kubernetes
+    return optional_module("kubernetes", "the kubernetes driver needs the official client", "kubernetes", BACKEND)
 
 
 def translate(exc: BaseException, node: str, doing: str) -> DriverError:

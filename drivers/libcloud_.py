@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import DEPENDENCIES_META, node_of_key, render_user_data
+from drivers.common import DEPENDENCIES_META, node_of_key, optional_module, render_user_data
 
 BACKEND = "libcloud"
 META_KEY = "strato_key"
@@ -39,13 +39,9 @@ RUNNING_STATES = ("running", "pending", "starting", "rebooting", "reconfiguring"
 
 
 def _libcloud():
-    try:
-        from libcloud.compute.providers import get_driver
-        from libcloud.compute.types import Provider
-    except ImportError:
-        raise DriverError("the libcloud driver needs apache-libcloud: pip install 'strato[libcloud]'",
-                          backend=BACKEND) from None
-    return get_driver, Provider
+    needs = "the libcloud driver needs apache-libcloud"
+    return (optional_module("libcloud.compute.providers", needs, "libcloud", BACKEND).get_driver,
+            optional_module("libcloud.compute.types", needs, "libcloud", BACKEND).Provider)
 
 
 def node_name(key: str) -> str:

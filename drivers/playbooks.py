@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import DriverError
+from drivers.common import optional_module
 
 BACKEND = "ansible"
 LIFECYCLE = ("create", "configure", "start", "stop", "delete")
@@ -137,11 +138,8 @@ class HostResult:
 
 
 def _ansible_runner():
-    try:
-        import ansible_runner
-    except ImportError:
-        raise DriverError("Ansible operations need ansible-runner and ansible-core: pip install 'strato[hosts]'",
-                          backend=BACKEND) from None
+    ansible_runner = optional_module("ansible_runner", "Ansible operations need ansible-runner and ansible-core",
+                                     "hosts", BACKEND)
     if shutil.which("ansible-playbook") is None and not os.path.exists(
             os.path.join(os.path.dirname(os.path.realpath(_python_exe())), "ansible-playbook")):
         raise DriverError("ansible-playbook is not on PATH: pip install 'strato[hosts]' (ansible-core)",

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any
 
 import yaml
 
 from drivers import playbooks
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.common import optional_module
 
 BACKEND = "ssh"
 POOL = "ssh"  # one claim space for every pool: a machine listed by two descriptors is still one machine
@@ -125,10 +125,7 @@ def ssh_answers(address: str, port: int, timeout: float = 2.0) -> bool:
 
 def run_command(handle: dict, command: str, timeout: float = 30.0) -> tuple[int, str]:
     """Run a command on the host over SSH (paramiko); return (exit status, combined output)."""
-    try:
-        import paramiko
-    except ImportError:
-        raise DriverError("SSH health commands need paramiko: pip install 'strato[hosts]'", backend=BACKEND) from None
+    paramiko = optional_module("paramiko", "SSH health commands need paramiko", "hosts", BACKEND)
     client = paramiko.SSHClient()
     # The pool's hosts are declared by their owner; their host keys are not pinned here (as Ansible's
     # host_key_checking=False for the same hosts).

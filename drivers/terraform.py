@@ -16,9 +16,9 @@ import os
 import shutil
 import subprocess
 import time
-from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.common import optional_module
 
 BACKEND = "terraform"
 MARKER = "strato.json"
@@ -34,12 +34,9 @@ def terraform_binary() -> str:
 
 
 def _terraform(work_dir: str):
-    try:
-        from python_terraform import Terraform
-    except ImportError:
-        raise DriverError("the terraform driver needs python-terraform: pip install 'strato[terraform]'",
-                          backend=BACKEND) from None
-    return Terraform(working_dir=work_dir, terraform_bin_path=terraform_binary())
+    terraform = optional_module("python_terraform", "the terraform driver needs python-terraform", "terraform",
+                                BACKEND)
+    return terraform.Terraform(working_dir=work_dir, terraform_bin_path=terraform_binary())
 
 
 def _error_lines(text: str) -> str:
