@@ -6,6 +6,23 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+# Everything Strato writes under $STRATO_HOME is private to its user, whatever writes it (SQLite's -wal,
+# Ansible's artifacts, Terraform's state, an unpacked bundle): its entry points set umask 077 once. The
+# user's own processes that it starts get the umask the user had (`user_umask()`).
+_USER_UMASK: list[int] = []
+
+
+def private_umask() -> None:
+    """Set this process's umask to 077, remembering the user's (idempotent)."""
+    if not _USER_UMASK:
+        import os
+        _USER_UMASK.append(os.umask(0o077))
+
+
+def user_umask() -> int:
+    """The umask the user started Strato with (for processes run on the user's behalf); -1: unchanged."""
+    return _USER_UMASK[0] if _USER_UMASK else -1
+
 log = logging.getLogger(__name__)
 
 

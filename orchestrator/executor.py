@@ -33,6 +33,7 @@ class RunOptions:
     timeout: float = 600.0      # per driver operation
     retries: int = 2            # extra attempts for errors a driver marks retryable
     backoff: float = 0.5        # seconds, doubled per attempt
+    lock_wait: float = 0.0      # seconds to wait for the infrastructure's lock (a loop's pass) before refusing
 
 
 @dataclass

@@ -43,7 +43,7 @@ from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.metrics import (LoopMetrics, MetricsError, PrometheusSource, ScrapeSource, instance_metrics_url,
                                   is_loopback, write_file_sd)
 from orchestrator.plan import CREATE, NOOP, desired_counts, plan_changes
-from orchestrator.state import InstanceRecord, LockHeld, StateStore
+from orchestrator.state import InstanceRecord, LockHeld, StateDamaged, StateStore
 
 log = logging.getLogger("strato.maintain")
 
@@ -310,6 +310,9 @@ class Maintainer:
         gc.disable()
         try:
             self._pass(report)
+        except StateDamaged as exc:  # the user's to repair: one line, no traceback
+            log.error("maintain pass of %s: %s", self.name, exc)
+            report.errors.append(f"{exc.code}: {exc}")
         except Exception as exc:  # nothing inside a pass may kill the loop
             log.exception("maintain pass of %s failed", self.name)
             report.errors.append(f"{type(exc).__name__}: {exc}")

@@ -152,7 +152,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     stored = store.get_infra(name)
     bounds.check_counts(template, inputs, desired_counts(template, stored, inputs),
                         stored.desired if stored else {}, given_inputs)
-    with store.locked(name, holder):
+    with store.locked(name, holder, options.lock_wait):
         infra = store.ensure_infra(name, os.path.abspath(path), inputs)
         store.set_node_dependencies(name, {n: list(loaded.graph.successors(n)) for n in template.node_templates})
         infra = store.get_infra(name)
@@ -191,10 +191,13 @@ def compute_outputs(template: Template, store: StateStore, name: str, inputs: di
 
 
 def require_infra(store: StateStore, name: str):
+    """The infrastructure's record, with every row of it readable: a command that would write refuses damaged
+    state (StateDamaged naming the row) before it writes anything."""
     infra = store.get_infra(name)
     if infra is None:
         known = ", ".join(i.name for i in store.list_infras()) or "none"
         raise NotFound(f"no infrastructure named '{name}' in {store.path} (known: {known})")
+    store.instances(name)
     return infra
 
 
@@ -253,7 +256,7 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list) -> dic
 
 def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) -> dict:
     infra = require_infra(store, name)
-    with store.locked(name, "strato destroy"):
+    with store.locked(name, "strato destroy", options.lock_wait):
         store.set_infra_status(name, "destroying")
         store.journal(name, "destroy_started", None)
         from orchestrator.executor import DestroyRun

@@ -85,10 +85,40 @@ def damaged(path: str, what: str) -> StateDamaged:
                         f"tracked); `strato state check` lists what is wrong")
 
 
+def open_in_this_process(path: str) -> bool:
+    """Whether any file descriptor of this process refers to `path` (found by fstat; nothing is opened).
+
+    SQLite keeps POSIX advisory locks on the state file, and POSIX drops all of a process's locks on a
+    file when the process closes *any* descriptor of it. One stray open()/close() of state.db (a header
+    check, a copy) while this process has a connection lets the next process that closes its own
+    connection believe it is the last: it checkpoints and deletes the WAL under us, and every later
+    write of ours goes to a deleted file. So Strato reads a state file outside SQLite only while this
+    process holds no descriptor of it."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return False
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc (macOS): look at every descriptor number in use
+        import resource
+        fds = range(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536))
+    for fd in fds:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
 def check_header(path: str) -> None:
     """Refuse what is not an SQLite database before SQLite touches it (a directory, random bytes, a stray file)."""
     if os.path.isdir(path):
         raise damaged(path, "is a directory, not a state database")
+    if open_in_this_process(path):
+        return  # checked when this process first opened it; reading it again would drop SQLite's locks
     try:
         with open(path, "rb") as fh:
             head = fh.read(100)
@@ -169,12 +199,29 @@ def backup(path: str, target: str | None = None) -> str:
             dst.close()
             src.close()
     else:
-        import shutil
-        shutil.copyfile(path, target)
+        _copy_bytes(path, target)
         if os.path.exists(path + "-wal"):
             make_private_file(target + "-wal")
-            shutil.copyfile(path + "-wal", target + "-wal")
+            _copy_bytes(path + "-wal", target + "-wal")
     return target
+
+
+_KEPT_OPEN: list[int] = []  # descriptors of state files this process must never close (see open_in_this_process)
+
+
+def _copy_bytes(source: str, target: str) -> None:
+    """Copy a file byte for byte; a file this process also has open is read through a descriptor left open."""
+    keep = open_in_this_process(source)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        with open(target, "wb") as out:
+            while chunk := os.read(fd, 1 << 20):
+                out.write(chunk)
+    finally:
+        if keep:
+            _KEPT_OPEN.append(fd)   # closing it would drop this process's SQLite locks on the file
+        else:
+            os.close(fd)
 
 
 class LockHeld(StateError):
@@ -228,6 +275,11 @@ class InfraRecord:
     dependencies: dict[str, list[str]] = field(default_factory=dict)
 
 
+# (state file, table, infrastructure) -> the thread of this process that holds that lock or lease
+_HOLDERS: dict[tuple, int] = {}
+_HOLDERS_LOCK = threading.Lock()
+
+
 class StateStore:
     """SQLite state store. Safe to share between threads; each write is its own transaction."""
 
@@ -262,6 +314,8 @@ class StateStore:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.path + suffix):
                 make_private_file(self.path + suffix)
+        st = os.stat(self.path)
+        self._file_id = (st.st_dev, st.st_ino)
 
     @property
     def home(self) -> str:
@@ -539,10 +593,22 @@ class StateStore:
     # -- locks and leases ------------------------------------------------
     # A lock is held while acting on an infrastructure (build, destroy, a maintain pass that acts); a
     # lease is held by the one maintain loop of an infrastructure for as long as it runs. Both are
-    # claimed the same way: a holder whose process is gone (pid + start time) is taken over.
-    def _claim(self, table: str, infra: str, holder: str, what: str, advice: str) -> None:
-        pid, host = os.getpid(), socket.gethostname()
-        with self._lock:
+    # claimed the same way: a holder whose process is gone (pid + start time) is taken over. Within one
+    # process (`serve --maintain`: API operations and the loop) the holder is the thread that claimed
+    # it, remembered in _HOLDERS: another thread of the same process is refused like another process.
+    def _claim(self, table: str, infra: str, holder: str, what: str, advice: str, wait: float = 0.0) -> None:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._claim_once(table, infra, holder, what, advice)
+            except LockHeld:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _claim_once(self, table: str, infra: str, holder: str, what: str, advice: str) -> None:
+        pid, host, owner = os.getpid(), socket.gethostname(), (self._file_id, table, infra)
+        with self._lock, _HOLDERS_LOCK:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(f"SELECT holder, pid, host, start_time, acquired FROM {table} WHERE infra=?",
@@ -551,7 +617,8 @@ class StateStore:
                     h_holder, h_pid, h_host, h_start, h_acquired = row
                     alive = h_host != host or (process_start_time(h_pid) is not None
                                                and process_start_time(h_pid) == h_start)
-                    if alive and not (h_pid == pid and h_host == host):
+                    ours = h_pid == pid and h_host == host
+                    if alive and (not ours or _HOLDERS.get(owner, threading.get_ident()) != threading.get_ident()):
                         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h_acquired))
                         raise LockHeld(f"infrastructure '{infra}' is {what} by {h_holder} (pid {h_pid} on {h_host}, "
                                        f"since {since}); {advice}")
@@ -563,6 +630,17 @@ class StateStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            _HOLDERS[owner] = threading.get_ident()
+
+    def _unclaim(self, table: str, infra: str) -> None:
+        """Give up a claim this thread holds (another thread's claim in this process is left alone)."""
+        owner = (self._file_id, table, infra)
+        with self._lock, _HOLDERS_LOCK:
+            if _HOLDERS.get(owner, threading.get_ident()) != threading.get_ident():
+                return
+            _HOLDERS.pop(owner, None)
+            self._exec(f"DELETE FROM {table} WHERE infra=? AND pid=? AND host=?",
+                       (infra, os.getpid(), socket.gethostname()))
 
     def _holder(self, table: str, infra: str) -> dict | None:
         row = self._exec(f"SELECT holder, pid, host, start_time, acquired FROM {table} WHERE infra=?",
@@ -573,22 +651,23 @@ class StateStore:
                                                    and process_start_time(row[1]) == row[3])
         return {"holder": row[0], "pid": row[1], "host": row[2], "since": row[4], "alive": alive}
 
-    def acquire_lock(self, infra: str, holder: str) -> None:
-        """Take the infrastructure's lock or fail at once naming who holds it (a dead holder's lock is taken over)."""
-        self._claim("locks", infra, holder, "locked", "wait for it to finish")
+    def acquire_lock(self, infra: str, holder: str, wait: float = 0.0) -> None:
+        """Take the infrastructure's lock, waiting up to `wait` seconds, else fail naming who holds it (a dead
+        holder's lock is taken over)."""
+        self._claim("locks", infra, holder, "locked", "wait for it to finish", wait)
 
     def release_lock(self, infra: str) -> None:
-        self._exec("DELETE FROM locks WHERE infra=? AND pid=? AND host=?", (infra, os.getpid(), socket.gethostname()))
+        self._unclaim("locks", infra)
 
-    def locked(self, infra: str, holder: str) -> "_LockContext":
-        return _LockContext(self, infra, holder)
+    def locked(self, infra: str, holder: str, wait: float = 0.0) -> "_LockContext":
+        return _LockContext(self, infra, holder, wait)
 
     def acquire_lease(self, infra: str, holder: str) -> None:
         """Become the one maintain loop of an infrastructure, or fail naming the loop that is."""
         self._claim("leases", infra, holder, "maintained", "stop that loop first, or let it apply your change")
 
     def release_lease(self, infra: str) -> None:
-        self._exec("DELETE FROM leases WHERE infra=? AND pid=? AND host=?", (infra, os.getpid(), socket.gethostname()))
+        self._unclaim("leases", infra)
 
     def lease_holder(self, infra: str) -> dict | None:
         """The live maintain loop of an infrastructure ({holder, pid, host, since}), or None."""
@@ -674,11 +753,11 @@ class StateStore:
 
 
 class _LockContext:
-    def __init__(self, store: StateStore, infra: str, holder: str):
-        self.store, self.infra, self.holder = store, infra, holder
+    def __init__(self, store: StateStore, infra: str, holder: str, wait: float = 0.0):
+        self.store, self.infra, self.holder, self.wait = store, infra, holder, wait
 
     def __enter__(self):
-        self.store.acquire_lock(self.infra, self.holder)
+        self.store.acquire_lock(self.infra, self.holder, self.wait)
         return self
 
     def __exit__(self, *exc):

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from drivers.base import private_umask
 from orchestrator import __version__, service
 from orchestrator.api import errors
 from orchestrator.api.intake import BundleStore, shared_pool
@@ -71,6 +72,7 @@ class ApiContext:
 def create_app(state_path: str | None = None, settings: ApiSettings | None = None,
                tokens: Tokens | None = None) -> FastAPI:
     """The ASGI app; tokens default to $STRATO_API_TOKEN or the 0600 files under $STRATO_HOME."""
+    private_umask()
     settings = settings or ApiSettings()
     if settings.auth and tokens is None:
         tokens = load_tokens(strato_home())

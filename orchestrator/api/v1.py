@@ -24,6 +24,8 @@ from orchestrator.executor import RunOptions
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MAX_COUNT = 10 ** 6
+# An operation waits this long for the infrastructure's lock: a maintain loop holds it only while one pass acts.
+API_LOCK_WAIT = 120.0
 _bearer = HTTPBearer(auto_error=False, description="A read or write token (see `strato serve --help`)")
 
 
@@ -186,7 +188,7 @@ def router(ctx) -> APIRouter:
         bundle = bundle_from(body, keep=True)
         infra = store.get_infra(name)
         result = admit(bundle, body.inputs, infra.inputs if infra else None, infra.desired if infra else None)
-        options = RunOptions(parallelism=body.parallelism)
+        options = RunOptions(parallelism=body.parallelism, lock_wait=API_LOCK_WAIT)
         op_id = ctx.ops.submit(name, kind, lambda on_event: service.build(
             bundle.path, name, body.inputs, store, options, on_event=on_event, holder="strato api"))
         return accepted(name, op_id, descriptor=bundle.public(), warnings=result["diagnostics"])
@@ -255,7 +257,7 @@ def router(ctx) -> APIRouter:
     def destroy(name: str = Path(..., max_length=63)) -> JSONResponse:
         if store.get_infra(name) is None:
             raise service.NotFound(f"no infrastructure named '{name}'")
-        op_id = ctx.ops.submit(name, "destroy", lambda on_event: service.destroy(store, name, RunOptions(),
+        op_id = ctx.ops.submit(name, "destroy", lambda on_event: service.destroy(store, name, RunOptions(lock_wait=API_LOCK_WAIT),
                                                                                  on_event=on_event))
         return accepted(name, op_id)
 
@@ -284,7 +286,7 @@ def router(ctx) -> APIRouter:
             raise ApiError(422, "LIMIT_INSTANCES", f"this server accepts at most {settings.max_instances} instances")
         op_id = ctx.ops.submit(
             name, "scale",
-            lambda on_event: service.build(bundle_path, name, {}, store, RunOptions(), on_event=on_event,
+            lambda on_event: service.build(bundle_path, name, {}, store, RunOptions(lock_wait=API_LOCK_WAIT), on_event=on_event,
                                            holder="strato api"),
             prepare=lambda: service.scale(store, name, node, target, force=body.force))
         return accepted(name, op_id, node=node, desired=target, previous=current)

@@ -35,4 +35,6 @@ def main() -> None:
     State lives in $STRATO_HOME/state.db (default ~/.strato); --state PATH overrides it.
     Every verb takes --json: one JSON document on stdout; an error is {"ok": false, "error": {"code", "message"}}.
     """
+    from drivers.base import private_umask
+    private_umask()
 
