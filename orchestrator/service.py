@@ -6,12 +6,13 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
 from descriptors.loader import load_template, require_topology, resolve_inputs
 from descriptors.template import Template
+from descriptors.yamlpos import to_plain
 from orchestrator import bounds
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
 from orchestrator.state import InfraRecord, StateStore
@@ -21,7 +22,9 @@ if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the function
 
     from orchestrator.executor import RunOptions
 
-HEALTH_TIMEOUT = 2.0  # seconds per probe when the check names none (the maintain loop's default)
+# Health checks for (instance, its node's health_check) pairs -> a result with .ok and .detail (or None: nothing
+# to check) per pair; the CLI passes the maintain loop's probes.
+Prober = Callable[[list[tuple[Any, dict]]], list]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -212,8 +215,8 @@ def require_infra(store: StateStore, name: str):
 _require_infra = require_infra  # the name other modules imported before it became public
 
 
-def status(store: StateStore, name: str | None = None, refresh: bool = True, probe: bool = False) -> dict:
-    """Infrastructures with their instances, as observed now (refresh) and, with probe, health-checked now.
+def status(store: StateStore, name: str | None = None, refresh: bool = True, probe: Prober | None = None) -> dict:
+    """Infrastructures with their instances, as observed now (refresh) and, with `probe`, health-checked now.
 
     A ready infrastructure with an instance that is not ready (gone, failed, unknown, unhealthy) is
     `degraded` and lists it under `missing`; instances a scale-down is deleting are `leaving`, not missing."""
@@ -223,7 +226,7 @@ def status(store: StateStore, name: str | None = None, refresh: bool = True, pro
         instances = store.instances(infra.name)
         if refresh:
             instances = _refresh(store, infra.name, instances)
-        probe_error = _probe(infra, instances) if probe else None
+        probe_error = _probe(infra, instances, probe) if probe else None
         leaving = [r for r in instances if r.status == "deleting"]
         unhealthy = [r for r in instances if r.status not in ("ready", "deleting")]
         state = infra.status
@@ -243,32 +246,21 @@ def _brief(rec) -> dict:
     return {"node": rec.node, "index": rec.index, "status": rec.status, "error": rec.error}
 
 
-def _probe(infra: InfraRecord, instances: list) -> str | None:
-    """Run each node's health_check on its ready instances, as the maintain loop does; one that fails it becomes
-    `unhealthy` (in the returned view only: the loop owns replacing it after its grace period). Returns why
-    the checks could not run, if they could not."""
+def _probe(infra: InfraRecord, instances: list, probe: Prober) -> str | None:
+    """Run each node's health_check on its ready instances; one that fails it becomes `unhealthy` (in the returned
+    view only: the maintain loop owns replacing it after its grace period). Returns why the checks could not
+    run, if they could not."""
     template = _stored_template(infra)
     if template is None:
         return f"health checks not run: the descriptor {infra.descriptor} is gone or no longer valid"
     checks = {node: tmpl.properties.get("health_check") for node, tmpl in template.node_templates.items()}
     targets = [(i, rec, checks[rec.node]) for i, rec in enumerate(instances)
                if rec.status == "ready" and isinstance(checks.get(rec.node), dict)]
-    for (i, rec, _), result in zip(targets, _health_results([(rec, check) for _, rec, check in targets])):
+    results = probe([(rec, to_plain(check)) for _, rec, check in targets]) if targets else []
+    for (i, rec, _), result in zip(targets, results):
         if result is not None and not result.ok:
             instances[i] = dataclasses.replace(rec, status="unhealthy", error=result.detail)
     return None
-
-
-def _health_results(targets: list) -> list:
-    """The maintain loop's probes (HTTP, TCP, command) for (record, health_check) pairs, concurrently."""
-    if not targets:
-        return []
-    from concurrent.futures import ThreadPoolExecutor
-
-    from descriptors.yamlpos import to_plain
-    from orchestrator.maintain import run_health_check
-    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-        return list(pool.map(lambda t: run_health_check(to_plain(t[1]), t[0], HEALTH_TIMEOUT), targets))
 
 
 def outputs(store: StateStore, name: str, refresh: bool = True) -> dict:

@@ -36,6 +36,16 @@ def _render(data: dict, store, events: int) -> list[str]:
     return lines
 
 
+def _probes(targets: list[tuple]) -> list:
+    """The maintain loop's health checks (HTTP, TCP, command) for (instance, health_check) pairs, concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.maintain import MaintainOptions, run_health_check
+    timeout = MaintainOptions().health_timeout
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        return list(pool.map(lambda t: run_health_check(t[1], t[0], timeout), targets))
+
+
 def _names(entries: list[dict]) -> str:
     return ", ".join(f"{m['node']}[{m['index']}]" for m in entries)
 
@@ -96,7 +106,7 @@ def command(name, no_refresh, check, watch, every, count, state_path, as_json):
             # While a maintain loop runs it is the one observing the backends; --watch then only reads state
             # (--check still observes and probes: its exit code is a promise about now).
             looped = watch and not check and name is not None and store.lease_holder(name) is not None
-            data = service.status(store, name, refresh=not no_refresh and not looped, probe=check)
+            data = service.status(store, name, refresh=not no_refresh and not looped, probe=_probes if check else None)
             healthy = all(i["healthy"] for i in data["infrastructures"])
             code = 2 if check and not healthy else 0
             if as_json:
