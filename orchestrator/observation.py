@@ -1,4 +1,4 @@
-"""Observing instances now: what each backend says, `unknown` (with the reason) when it cannot say, and the status that follows.
+"""Observing instances now: what each backend says, `unknown` (with the reason) when it cannot say, and what follows.
 
 Every observer (`strato status`, plan and build refreshes, the maintain loop) goes through here, so an
 unreachable backend reads `unknown` everywhere and never leaves the stored `ready` standing. The
@@ -16,7 +16,7 @@ from drivers.base import DriverError, Observed
 from drivers.providers import get_driver
 from orchestrator.state import InstanceRecord, StateStore, VersionConflict
 
-READY, UNKNOWN, MISSING, DELETING = "ready", "unknown", "missing", "deleting"
+READY, UNKNOWN, MISSING = "ready", "unknown", "missing"
 # Statuses of instances Strato believes exist on their backend: each refresh observes them again.
 OBSERVED = (READY, UNKNOWN)
 # Drivers whose observe() is a local lookup; others (cloud APIs) are observed from a thread pool.
@@ -24,7 +24,7 @@ CHEAP_OBSERVE = {"noop", "sleep", "local"}
 
 
 def describe(exc: BaseException) -> str:
-    """One line for an error: its message, led by the exception type when it is a bug rather than a backend's refusal."""
+    """One line for an error: its message, led by its type when it is a bug rather than a backend's refusal."""
     if isinstance(exc, (DriverError, LookupError, FunctionError, Unresolved, OSError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -28,9 +28,21 @@ def unique(base: str) -> str:
     return f"{base}-{uuid.uuid4().hex[:8]}"
 
 
+# An HTTP server on 127.0.0.1:PORT that starts listening after DELAY seconds, and with "stubborn" ignores SIGTERM.
+SERVER = """
+import http.server, signal, sys, time
+port, delay = int(sys.argv[1]), float(sys.argv[2])
+if "stubborn" in sys.argv[3:]:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+time.sleep(delay)
+http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
 def write(tmp_path, text: str, name: str = "service.yaml") -> str:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
+    (tmp_path / "server.py").write_text(SERVER)
     return str(path)
 
 
@@ -148,7 +160,7 @@ SLOW_START = """
         web:
           type: strato.nodes.Process
           properties:
-            command: ["{python}", "-c", "import sys, time, http.server; time.sleep(6); http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()", "{port}"]
+            command: ["{python}", "{descriptor_dir}/server.py", "{port}", "6"]
             port: auto
             health_check: {tcp: true, timeout: 30}
             stop_grace_period: 1
@@ -189,7 +201,8 @@ ONE_OF_THREE = """
         web:
           type: strato.nodes.Process
           properties:
-            command: ["/bin/sh", "-c", "test {instance} = 0 || exit 3; exec {python} -m http.server {port} --bind 127.0.0.1"]
+            command: ["/bin/sh", "-c",
+                      "test {instance} = 0 || exit 3; exec {python} -m http.server {port} --bind 127.0.0.1"]
             port: auto
             health_check: {tcp: true, timeout: 30}
             stop_grace_period: 1
@@ -246,7 +259,7 @@ SLOW_TO_STOP = """
         web:
           type: strato.nodes.Process
           properties:
-            command: ["{python}", "-c", "import signal, sys, http.server; signal.signal(signal.SIGTERM, signal.SIG_IGN); http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()", "{port}"]
+            command: ["{python}", "{descriptor_dir}/server.py", "{port}", "0", "stubborn"]
             port: auto
             health_check: {tcp: true, timeout: 30}
             stop_grace_period: 6
