@@ -56,7 +56,7 @@ class InstanceSpec:
 class Observed:
     """What a backend reports about an instance now."""
 
-    status: str  # running | completed | missing | failed
+    status: str  # running | completed | missing | failed | unknown (the backend could not be asked; detail says why)
     attributes: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
 
@@ -73,7 +73,8 @@ class Driver:
 
     A backend implements `start` (ask for the resource, return its handle at once) and, when the
     resource takes a while, `wait_ready`; `create` is the one sequence around them: start, wait,
-    and on any failure (or interruption) delete what was started.
+    and on any failure (or interruption) delete what was started. `adopt` is the same wait for
+    what `find` returned: a crashed run may have started it without ever seeing it ready.
     """
 
     name = "base"
@@ -92,6 +93,17 @@ class Driver:
                 self.delete(handle)
             except Exception as exc:  # noqa: BLE001 - the first error is the one to report
                 log.warning("%s: cleaning up %s after a failed create also failed: %s", self.name, spec.key, exc)
+            raise
+
+    def adopt(self, handle: dict, spec: InstanceSpec) -> dict:
+        """Wait until an instance `find` returned is usable, as create waits for a new one; on failure delete it."""
+        try:
+            return self.wait_adopted(handle, spec)
+        except BaseException:
+            try:
+                self.delete(handle)
+            except Exception as exc:  # noqa: BLE001 - the first error is the one to report
+                log.warning("%s: removing %s after it failed to get ready also failed: %s", self.name, spec.key, exc)
             raise
 
     def observe(self, handle: dict) -> Observed:
@@ -136,3 +148,7 @@ class Driver:
     def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
         """Block (bounded by the spec's timeouts) until the instance is usable; return the final handle."""
         return handle
+
+    def wait_adopted(self, handle: dict, spec: InstanceSpec) -> dict:
+        """wait_ready for a found instance; a backend whose wait_ready does more than wait (configures) overrides it."""
+        return self.wait_ready(handle, spec)

@@ -94,7 +94,9 @@ def _alive(handle: dict) -> bool:
     return process_start_time(pid) == handle.get("start_time")
 
 
-def _log_tail(path: str, lines: int = 8) -> str:
+def _log_tail(path: str | None, lines: int = 8) -> str:
+    if not path:
+        return ""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -184,9 +186,10 @@ class LocalDriver(Driver):
                 "grace": float(props.get("stop_grace_period") or 5)}
 
     def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
-        proc = self._procs.pop(handle["key"])
+        # No Popen for a process `find` adopted (a crashed build started it): its exit is read from /proc.
+        proc = self._procs.pop(handle["key"], None)
         timeout = min(float(spec.properties.get("start_timeout") or 60), spec.timeout)
-        if handle["one_shot"]:
+        if handle["one_shot"] and proc is not None:
             return self._wait_job(proc, handle, timeout)
         self._wait_healthy(proc, handle, spec.properties.get("health_check"), timeout)
         return handle
@@ -205,7 +208,14 @@ class LocalDriver(Driver):
         handle["result"] = read_attributes(handle.get("attributes_file"), self.name)
         return handle
 
-    def _wait_healthy(self, proc: subprocess.Popen, handle: dict, check: Any, timeout: float) -> None:
+    @staticmethod
+    def _exited(proc: subprocess.Popen | None, handle: dict) -> str | None:
+        """How the process ended, or None while it runs."""
+        if proc is None:
+            return None if _alive(handle) else "exited"
+        return None if proc.poll() is None else f"exited with code {proc.returncode}"
+
+    def _wait_healthy(self, proc: subprocess.Popen | None, handle: dict, check: Any, timeout: float) -> None:
         check = dict(check or {})
         port = handle.get("port")
         http_path = check.get("http")
@@ -214,8 +224,9 @@ class LocalDriver(Driver):
         deadline = time.monotonic() + check_timeout
         settle_until = time.monotonic() + 0.2
         while True:
-            if proc.poll() is not None:
-                raise DriverError(f"process exited with code {proc.returncode} while starting: "
+            exited = self._exited(proc, handle)
+            if exited:
+                raise DriverError(f"process {exited} while starting: "
                                   f"{_log_tail(handle['log'])} (log: {handle['log']})", backend=self.name)
             if http_path and port:
                 if http_ok(f"http://{LOOPBACK}:{port}{http_path}"):

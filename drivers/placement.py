@@ -114,6 +114,14 @@ class PlacementDriver(Driver):
                 return self._wrap(cand, found, [], spec.properties.get("report") or {}, adopted=True)
         return None
 
+    def wait_adopted(self, handle: dict, spec: InstanceSpec) -> dict:
+        """The readiness wait of the backend that holds the found instance."""
+        label = (handle.get("placement") or {}).get("implementation")
+        cand = next((c for c in _candidates(spec) if c["label"] == label), None) \
+            or next(c for c in _candidates(spec) if c["driver"] == handle["backend"])
+        inner = get_driver(handle["backend"]).wait_adopted(handle["handle"], _candidate_spec(spec, cand))
+        return {**handle, "handle": inner}
+
     def update(self, handle: dict, spec: InstanceSpec) -> dict | None:
         """In place only while the backend in use is still the first choice; otherwise replace (None)."""
         first = _candidates(spec)[0]

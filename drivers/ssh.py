@@ -181,7 +181,7 @@ class SshDriver(Driver):
                 "descriptor_dir": spec.descriptor_dir, "work_root": os.path.join(spec.infra_dir, "ansible"),
                 "configured": False, "result": {}}
 
-    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+    def _wait_ssh(self, handle: dict, spec: InstanceSpec) -> None:
         timeout = min(float((handle.get("health_check") or {}).get("timeout") or 60), spec.timeout)
         deadline = time.monotonic() + timeout
         while not ssh_answers(handle["address"], handle["port"]):
@@ -189,6 +189,18 @@ class SshDriver(Driver):
                 raise DriverError(f"node '{spec.node}': host {handle['name']} ({handle['host_id']}) does not answer "
                                   f"SSH within {timeout:g} s", retryable=True, backend=BACKEND)
             time.sleep(0.2)
+
+    def wait_adopted(self, handle: dict, spec: InstanceSpec) -> dict:
+        """A found host the crashed run finished configuring is ready once SSH answers and its health command
+        passes: its playbooks do not run twice (one it did not finish observes failed and is redone)."""
+        if not handle.get("configured"):
+            return self.wait_ready(handle, spec)
+        self._wait_ssh(handle, spec)
+        self._check_command(handle, spec.node)
+        return handle
+
+    def wait_ready(self, handle: dict, spec: InstanceSpec) -> dict:
+        self._wait_ssh(handle, spec)
         ops = playbooks.operations_from(handle["operations"], handle["descriptor_dir"])
         handle["result"] = playbooks.run_lifecycle(ops, ("create", "configure", "start"), self._target(handle),
                                                    handle["log"], spec.timeout, handle["work_root"], spec.node)

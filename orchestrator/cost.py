@@ -142,7 +142,7 @@ def infrastructure_cost(store, name: str) -> dict:
     infra = _require_infra(store, name)
     nodes: dict[str, dict] = {}
     for rec in store.instances(name):
-        if rec.status not in ("ready", "creating", "replacing"):
+        if rec.status not in ("ready", "unknown", "creating", "replacing"):  # unknown: most likely still billed
             continue
         attrs = dict(rec.attributes or {})
         props = {**(rec.handle or {}), **attrs}

@@ -6,6 +6,7 @@ worker threads only talk to backends. A failed node stops only its dependents.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,10 +20,13 @@ from descriptors.template import Template
 from drivers.base import Driver, DriverError, InstanceSpec
 from drivers.providers import get_driver
 from orchestrator import lifecycle, placement
+from orchestrator.observation import OBSERVED, UNKNOWN
+from orchestrator.observation import describe as _describe
 from orchestrator.plan import (CREATE, DELETE, NOOP, REPLACE, Action, AttributeView, Plan, make_resolver,
                                node_properties, spec_hash)
 from orchestrator.state import InfraRecord, StateStore
 
+log = logging.getLogger("strato.executor")
 EventSink = Callable[[dict], None]
 NODE_DRIVER = "strato_driver"  # in a node's stored attributes: the driver that prepared them
 
@@ -44,15 +48,21 @@ class NodeOutcome:
     instances: int = 0
 
 
+def no_work() -> dict[str, int]:
+    """What a run did, per kind of action: counted from results, not from the plan."""
+    return {CREATE: 0, REPLACE: 0, DELETE: 0, NOOP: 0, "failed": 0, "skipped": 0, "adopted": 0, UNKNOWN: 0}
+
+
 @dataclass
 class RunResult:
     ok: bool
     nodes: dict[str, NodeOutcome]
     duration: float
     failures: list[dict] = field(default_factory=list)
+    done: dict[str, int] = field(default_factory=no_work)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "duration_s": round(self.duration, 3), "failures": self.failures,
+        return {"ok": self.ok, "duration_s": round(self.duration, 3), "failures": self.failures, "done": self.done,
                 "nodes": {n: {"status": o.status, "error": o.error, "instances": o.instances}
                           for n, o in self.nodes.items()}}
 
@@ -89,12 +99,9 @@ def _create_instance(driver: Driver, spec: InstanceSpec, prior_handle: dict | No
             return handle, driver.observe(handle).attributes, False
         _with_retries(lambda: driver.delete(prior_handle), options)
     handle = _with_retries(lambda: driver.find(spec.key, spec), options) if adopt else None
-    adopted = handle is not None
     if handle is not None:
-        observed = driver.observe(handle)
-        if not observed.alive:
-            driver.delete(handle)
-            handle, adopted = None, False
+        handle = _adopted_when_ready(driver, spec, handle)
+    adopted = handle is not None
     if handle is None:
         handle = _with_retries(lambda: driver.create(spec), options)
     observed = driver.observe(handle)
@@ -102,6 +109,20 @@ def _create_instance(driver: Driver, spec: InstanceSpec, prior_handle: dict | No
     handle, attributes = lifecycle.after_create(driver, spec, handle,
                                                 {**lifecycle.stored_attributes(handle), **observed.attributes})
     return handle, attributes, adopted
+
+
+def _adopted_when_ready(driver: Driver, spec: InstanceSpec, handle: dict) -> dict | None:
+    """What a crashed run left (found by its key), once it passes the readiness a fresh create waits for; None
+    (and removed) when it is gone or never gets ready, so that a new one is created in its place."""
+    if not driver.observe(handle).alive:
+        driver.delete(handle)
+        return None
+    try:
+        return driver.adopt(handle, spec)
+    except DriverError as exc:
+        log.warning("%s: the instance an interrupted run left did not get ready (%s); creating a new one",
+                    spec.key, exc)
+        return None
 
 
 class BuildRun:
@@ -117,7 +138,7 @@ class BuildRun:
         self.view.node_attrs.update({k: dict(v) for k, v in infra.node_attributes.items()})
         leaving = {a.key for a in plan.actions if a.kind == DELETE}
         for rec in self.records.values():
-            if rec.status == "ready" and rec.key not in leaving:
+            if rec.status in OBSERVED and rec.key not in leaving:
                 self.view.instance_attrs[(rec.node, rec.index)] = rec.attributes
         self.resolver = make_resolver(template, inputs, self.view)
         self.by_node: dict[str, list[Action]] = {}
@@ -130,6 +151,7 @@ class BuildRun:
         self.outcomes = {n: NodeOutcome(n) for n in template.node_templates}
         self.pending: dict[str, int] = {}
         self.failures: list[dict] = []
+        self.done = no_work()
         self.infra_dir = os.path.join(store.home, "infrastructures", infra.name)
 
     # -- events -------------------------------------------------------------
@@ -171,7 +193,9 @@ class BuildRun:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         ok = not self.failures and all(o.status == "done" for o in self.outcomes.values())
-        return RunResult(ok, self.outcomes, time.monotonic() - started, self.failures)
+        counted = sum(v for k, v in self.done.items() if k != "adopted")
+        self.done["skipped"] = max(0, len(self.plan.actions) - counted)  # nodes never started (a dependency failed)
+        return RunResult(ok, self.outcomes, time.monotonic() - started, self.failures, self.done)
 
     def _start_node(self, node: str, pool, futures, ready, dependents, waiting_on) -> None:
         outcome = self.outcomes[node]
@@ -215,8 +239,12 @@ class BuildRun:
         for action in actions:
             rec = self.records.get(action.key)
             kind = action.kind
+            if action.unknown or (kind == NOOP and rec is not None and rec.status == UNKNOWN):
+                self.done[UNKNOWN] += 1  # not observed: neither kept as ready nor touched
+                continue
             if kind == NOOP or (kind == REPLACE and action.maybe):
                 if rec is not None and rec.spec_hash == want_hash:
+                    self.done[NOOP] += 1
                     continue
                 kind = REPLACE
             spec = InstanceSpec(key=action.key, index=action.index, node_attributes=node_attrs, **base_spec)
@@ -242,6 +270,7 @@ class BuildRun:
     def _submit_delete(self, pool, futures, action: Action) -> None:
         rec = self.records.get(action.key)
         if rec is None:
+            self.done[DELETE] += 1  # removed meanwhile: already gone
             return
         self.store.update_instance(action.key, status="deleting", event="delete_started",
                                    event_detail={"reason": action.reason}, infra=self.infra.name)
@@ -255,8 +284,10 @@ class BuildRun:
         if job.kind == DELETE:
             if exc is None:
                 self.store.remove_instance(job.key, self.infra.name, "deleted")
+                self.done[DELETE] += 1
                 self.emit("deleted", job.node, job.index)
             else:
+                self.done["failed"] += 1
                 self.store.update_instance(job.key, status="delete_failed", error=_describe(exc))
                 self.failures.append({"node": job.node, "index": job.index, "action": "delete",
                                       "error": _describe(exc)})
@@ -267,6 +298,8 @@ class BuildRun:
             self._job_failed(job, _describe(exc), ready, dependents, waiting_on)
             return
         handle, attrs, adopted = fut.result()
+        self.done[job.kind] += 1
+        self.done["adopted"] += adopted
         self.store.update_instance(job.key, status="ready", handle=handle, attributes=attrs, error=None,
                                    event="ready", event_detail={"adopted": adopted}, infra=self.infra.name)
         self.view.instance_attrs[(job.node, job.index)] = attrs
@@ -283,6 +316,7 @@ class BuildRun:
                                        error="finished after its timeout")
 
     def _job_failed(self, job: _Job, error: str, ready, dependents, waiting_on) -> None:
+        self.done["failed"] += 1
         if job.timed_out:
             self.store.update_instance(job.key, status="failed", error=error)
         self.store.journal(self.infra.name, "failed", job.key, error=error)
@@ -336,12 +370,6 @@ def release_nodes(node_attributes: dict[str, dict]) -> list[dict]:
         except (DriverError, LookupError) as exc:
             failures.append({"node": node, "index": None, "action": "release", "error": str(exc)})
     return failures
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (DriverError, LookupError, FunctionError, Unresolved, OSError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"  # a driver bug: name the exception type, keep the line short
 
 
 class DestroyRun:

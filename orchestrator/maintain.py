@@ -21,7 +21,6 @@ A driver error, an unreachable metrics source or a broken policy is reported and
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import logging
@@ -37,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from descriptors.diagnostics import DescriptorError
-from drivers.base import Driver
+from drivers.base import Observed
 from drivers.providers import get_driver
+from orchestrator import observation
 from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.metrics import (LoopMetrics, MetricsError, PrometheusSource, ScrapeSource, instance_metrics_url,
                                   is_loopback, write_file_sd)
@@ -49,8 +49,6 @@ log = logging.getLogger("strato.maintain")
 
 ALERT_TYPE = "strato.policies.Alert"
 HOLDER = "strato maintain"
-# Drivers whose observe() is a local lookup; others (cloud APIs) are observed from a thread pool.
-CHEAP_OBSERVE = {"noop", "sleep", "local"}
 
 
 @dataclass
@@ -73,6 +71,7 @@ class PassReport:
     instances: int = 0
     healthy: int = 0
     missing: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)   # not observed: their backend did not answer
     unhealthy: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     decisions: list[dict] = field(default_factory=list)
@@ -345,24 +344,26 @@ class Maintainer:
         now = time.time()
 
         # 1. observe ---------------------------------------------------------
-        live = [r for r in records if r.status == "ready" and r.handle is not None]
+        live = [r for r in records if r.status in observation.OBSERVED and r.handle is not None]
         observed = self._observe(live, report)
         healthy: dict[str, list[InstanceRecord]] = {}
-        vanished: dict[str, InstanceRecord] = {}
+        changed: dict[str, InstanceRecord | None] = {}
         to_check: list[tuple[InstanceRecord, dict]] = []
         for rec in live:
-            obs = observed.get(rec.key)
-            if obs is None:          # the backend could not answer: keep what we knew
-                healthy.setdefault(rec.node, []).append(rec)
+            obs = observed[rec.key]
+            # records may be cached: never modified, copied
+            now_rec = observation.implied(rec, obs) if opts.dry_run else observation.record(store, self.name, rec, obs)
+            if now_rec is not rec:
+                changed[rec.key] = now_rec
+            if now_rec is None or now_rec.status not in observation.OBSERVED:
+                if now_rec is not None and now_rec.status == observation.MISSING:  # not changed by another process
+                    report.missing.append(rec.key)
+                    self.on_event({"event": "missing", "key": rec.key, "detail": obs.detail, "ts": now})
                 continue
-            if not obs.alive:
-                report.missing.append(rec.key)
-                vanished[rec.key] = dataclasses.replace(rec, status="missing")  # records may be cached: copy
-                if not opts.dry_run:
-                    store.update_instance(rec.key, status="missing", error=obs.detail or "gone",
-                                          event="missing", event_detail={"detail": obs.detail}, infra=self.name)
-                self.on_event({"event": "missing", "key": rec.key, "detail": obs.detail, "ts": now})
+            if now_rec.status == observation.UNKNOWN:  # neither healthy nor missing: nothing is done over it
+                report.unknown.append(rec.key)
                 continue
+            rec = now_rec
             check = (template.node_templates[rec.node].properties.get("health_check")
                      if rec.node in template.node_templates else None)
             if isinstance(check, dict) and obs.status == "running":
@@ -370,8 +371,8 @@ class Maintainer:
             else:
                 healthy.setdefault(rec.node, []).append(rec)
 
-        if vanished:
-            records = [vanished.get(r.key, r) for r in records]
+        if changed:
+            records = [r for r in (changed.get(r.key, r) for r in records) if r is not None]
 
         # 2. health checks ------------------------------------------------------
         replace: list[InstanceRecord] = []
@@ -450,44 +451,14 @@ class Maintainer:
                                        states)
 
     # -- pieces of a pass ---------------------------------------------------------------
-    def _drivers(self, names) -> dict[str, Driver | None]:
-        out = {}
-        for name in names:
-            try:
-                out[name] = get_driver(name)
-            except LookupError:
-                out[name] = None
-        return out
-
-    def _observe(self, live: list[InstanceRecord], report: PassReport) -> dict:
-        drivers = self._drivers({r.driver for r in live})
-        results: dict[str, Any] = {}
-        slow: list[InstanceRecord] = []
-
-        def one(rec):
-            driver = drivers.get(rec.driver)
-            if driver is None:
-                return rec, None, f"no driver named '{rec.driver}'"
-            try:
-                return rec, driver.observe(rec.handle), None
-            except Exception as exc:  # a backend error: keep the instance as it was, report, retry next pass
-                return rec, None, f"{type(exc).__name__}: {exc}"
-
-        outcomes = []
+    def _observe(self, live: list[InstanceRecord], report: PassReport) -> dict[str, Observed]:
+        """Every live instance's observation; one whose backend did not answer is `unknown`, and reported."""
+        results = observation.observe_all(live)
         for rec in live:
-            if rec.driver in CHEAP_OBSERVE:
-                outcomes.append(one(rec))
-            else:
-                slow.append(rec)
-        if slow:
-            with ThreadPoolExecutor(max_workers=min(16, len(slow))) as pool:
-                outcomes.extend(pool.map(one, slow))
-        for rec, obs, error in outcomes:
-            if error is not None:
-                report.errors.append(f"observe {rec.key}: {error}")
-                self._event("observe_failed", rec.key, once=f"observe:{rec.key}", error=error)
-            else:
-                results[rec.key] = obs
+            obs = results[rec.key]
+            if obs.status == observation.UNKNOWN:
+                report.errors.append(f"observe {rec.key}: {obs.detail}")
+                self._event("observe_failed", rec.key, once=f"observe:{rec.key}", error=obs.detail)
         return results
 
     @staticmethod
@@ -836,7 +807,7 @@ class Maintainer:
                 report.errors.extend(f"{f['node']}[{f['index']}] {f['action'] if 'action' in f else ''}: {f['error']}"
                                      for f in result.failures)
             self._event("maintain_acted", ok=result.ok, failures=result.failures, summary=plan.summary(),
-                        healed=len(healing))
+                        done=result.done, healed=len(healing))
         finally:
             store.release_lock(self.name)
 

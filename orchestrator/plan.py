@@ -11,6 +11,7 @@ from descriptors.functions import FunctionError, Resolver, Unresolved, template_
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from drivers.common import InstanceKey
+from orchestrator.observation import OBSERVED, UNKNOWN
 from orchestrator.state import InfraRecord, InstanceRecord
 
 if TYPE_CHECKING:
@@ -37,10 +38,11 @@ class Action:
     key: str
     reason: str = ""
     maybe: bool = False  # a replace that happens only if an upstream attribute really changes
+    unknown: bool = False  # a noop because the instance could not be observed (its backend did not answer)
 
     def to_dict(self) -> dict:
         return {"action": self.kind, "node": self.node, "index": self.index, "key": self.key,
-                "reason": self.reason, "conditional": self.maybe}
+                "reason": self.reason, "conditional": self.maybe, "unknown": self.unknown}
 
 
 @dataclass
@@ -132,7 +134,7 @@ def attribute_view(counts: dict[str, int], infra: InfraRecord | None, instances:
     if infra:
         view.node_attrs.update({k: dict(v) for k, v in infra.node_attributes.items()})
     for rec in instances:
-        if rec.status == "ready":
+        if rec.status in OBSERVED:  # an unknown instance keeps its last known attributes
             view.instance_attrs[(rec.node, rec.index)] = rec.attributes
     return view
 
@@ -188,6 +190,8 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
             rec = by_slot.get((node, index))
             if rec is None:
                 action = Action(CREATE, node, index, key, "new instance")
+            elif rec.status == UNKNOWN:  # what cannot be seen is left alone: recreating it could duplicate it
+                action = Action(NOOP, node, index, key, rec.error or "its backend did not answer", unknown=True)
             elif rec.status != "ready":
                 why = {"creating": "resume an interrupted create", "missing": "its process/resource is gone",
                        "failed": f"previous attempt failed: {rec.error or 'unknown error'}"}
@@ -215,12 +219,14 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
 def format_plan(plan: Plan) -> str:
     lines = []
     for a in plan.actions:
-        if a.kind == NOOP:
+        if a.kind == NOOP and not a.unknown:
             continue
-        label = f"{SYMBOL[a.kind]} {a.node}[{a.index}]"
-        verb = "replace?" if a.maybe else a.kind
+        label = f"{'?' if a.unknown else SYMBOL[a.kind]} {a.node}[{a.index}]"
+        verb = "replace?" if a.maybe else UNKNOWN if a.unknown else a.kind
         lines.append(f"{label:<32} {verb:<8} {a.reason}")
     s = plan.summary()
+    unknown = sum(1 for a in plan.actions if a.unknown)
     lines.append(f"Plan for '{plan.infra}': {s[CREATE]} to create, {s[REPLACE]} to replace, "
-                 f"{s[DELETE]} to delete, {s[NOOP]} unchanged.")
+                 f"{s[DELETE]} to delete, {s[NOOP] - unknown} unchanged"
+                 + (f", {unknown} unknown (left as they are)." if unknown else "."))
     return "\n".join(lines)

@@ -6,14 +6,13 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
 from descriptors.loader import load_template, require_topology, resolve_inputs
 from descriptors.template import Template
-from drivers.base import DriverError
-from drivers.providers import get_driver
+from descriptors.yamlpos import to_plain
 from orchestrator import bounds
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
 from orchestrator.state import InfraRecord, StateStore
@@ -23,6 +22,9 @@ if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the function
 
     from orchestrator.executor import RunOptions
 
+# Health checks for (instance, its node's health_check) pairs -> a result with .ok and .detail (or None: nothing
+# to check) per pair; the CLI passes the maintain loop's probes.
+Prober = Callable[[list[tuple[Any, dict]]], list]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -126,20 +128,22 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
 
 
 def _refresh(store: StateStore, name: str, instances, record: bool = True):
-    """Observe ready instances; a vanished one is marked missing so the plan recreates it."""
+    """Observe every instance Strato believes exists; each then reads what its backend says now.
+
+    A vanished one becomes `missing` (the plan recreates it); one whose backend cannot answer becomes
+    `unknown` with the reason (never the stored `ready`, and never recreated over what cannot be seen).
+    record=False (a plan) changes only the returned records, not the state."""
+    from orchestrator import observation
+    targets = [r for r in instances if r.status in observation.OBSERVED and r.handle is not None]
+    seen = observation.observe_all(targets)
+    out = []
     for rec in instances:
-        if rec.status != "ready" or rec.handle is None:
-            continue
-        try:
-            observed = get_driver(rec.driver).observe(rec.handle)
-        except (DriverError, LookupError):
-            continue
-        if not observed.alive:
-            rec.status = "missing"
-            if record:
-                store.update_instance(rec.key, status="missing", error=observed.detail or "gone")
-                store.journal(name, "missing", rec.key, detail=observed.detail)
-    return instances
+        obs = seen.get(rec.key)
+        if obs is not None:
+            rec = observation.record(store, name, rec, obs) if record else observation.implied(rec, obs)
+        if rec is not None:
+            out.append(rec)
+    return out
 
 
 def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, options: RunOptions,
@@ -165,6 +169,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
             on_event({"event": "planned", "node": None, "index": None, "changes": len(the_plan.changes)})
         from orchestrator.executor import BuildRun
         result = BuildRun(template, infra, the_plan, loaded.graph, inputs, counts, store, options, on_event).run()
+        _fail_unobserved(result, store.instances(name))
         for node in set(store.get_infra(name).dependencies) - set(template.node_templates):
             if not any(r.node == node for r in store.instances(name)):
                 store.forget_node(name, node)
@@ -174,6 +179,15 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     report = result.to_dict()
     report.update({"infrastructure": name, "plan": the_plan.summary(), "outputs": outputs})
     return report
+
+
+def _fail_unobserved(result, instances: list) -> None:
+    """A build cannot call an instance ready that it could not observe (its backend did not answer): each is a
+    failure of the build, and the instance is left as it is rather than recreated beside itself."""
+    for rec in instances:
+        if rec.status == "unknown":
+            result.ok = False
+            result.failures.append({"node": rec.node, "index": rec.index, "action": "observe", "error": rec.error})
 
 
 def compute_outputs(template: Template, store: StateStore, name: str, inputs: dict, counts: dict,
@@ -204,25 +218,52 @@ def require_infra(store: StateStore, name: str):
 _require_infra = require_infra  # the name other modules imported before it became public
 
 
-def status(store: StateStore, name: str | None = None, refresh: bool = True) -> dict:
-    """Infrastructures with their instances; a ready one with instances gone or failed is `degraded`."""
+def status(store: StateStore, name: str | None = None, refresh: bool = True, probe: Prober | None = None) -> dict:
+    """Infrastructures with their instances, as observed now (refresh) and, with `probe`, health-checked now.
+
+    A ready infrastructure with an instance that is not ready (gone, failed, unknown, unhealthy) is
+    `degraded` and lists it under `missing`; instances a scale-down is deleting are `leaving`, not missing."""
     infras = [require_infra(store, name)] if name else store.list_infras()
     result = []
     for infra in infras:
         instances = store.instances(infra.name)
         if refresh:
             instances = _refresh(store, infra.name, instances)
-        unhealthy = [r for r in instances if r.status != "ready"]
+        probe_error = _probe(infra, instances, probe) if probe else None
+        leaving = [r for r in instances if r.status == "deleting"]
+        unhealthy = [r for r in instances if r.status not in ("ready", "deleting")]
         state = infra.status
         if state == "ready" and unhealthy:
             state = "degraded"
-        outputs = _live_outputs(store, infra, instances) if unhealthy else infra.outputs
+        outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
         result.append({"name": infra.name, "status": state, "descriptor": infra.descriptor,
                        "outputs": outputs, "instances": [r.to_dict() for r in instances],
-                       "desired": infra.desired, "healthy": state == "ready" and not unhealthy,
-                       "missing": [{"node": r.node, "index": r.index, "status": r.status,
-                                    "error": r.error} for r in unhealthy]})
+                       "desired": infra.desired,
+                       "healthy": state == "ready" and not unhealthy and probe_error is None,
+                       "missing": [_brief(r) for r in unhealthy], "leaving": [_brief(r) for r in leaving],
+                       **({"probe_error": probe_error} if probe_error else {})})
     return {"infrastructures": result}
+
+
+def _brief(rec) -> dict:
+    return {"node": rec.node, "index": rec.index, "status": rec.status, "error": rec.error}
+
+
+def _probe(infra: InfraRecord, instances: list, probe: Prober) -> str | None:
+    """Run each node's health_check on its ready instances; one that fails it becomes `unhealthy` (in the returned
+    view only: the maintain loop owns replacing it after its grace period). Returns why the checks could not
+    run, if they could not."""
+    template = _stored_template(infra)
+    if template is None:
+        return f"health checks not run: the descriptor {infra.descriptor} is gone or no longer valid"
+    checks = {node: tmpl.properties.get("health_check") for node, tmpl in template.node_templates.items()}
+    targets = [(i, rec, checks[rec.node]) for i, rec in enumerate(instances)
+               if rec.status == "ready" and isinstance(checks.get(rec.node), dict)]
+    results = probe([(rec, to_plain(check)) for _, rec, check in targets]) if targets else []
+    for (i, rec, _), result in zip(targets, results):
+        if result is not None and not result.ok:
+            instances[i] = dataclasses.replace(rec, status="unhealthy", error=result.detail)
+    return None
 
 
 def outputs(store: StateStore, name: str, refresh: bool = True) -> dict:

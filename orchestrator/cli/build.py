@@ -9,6 +9,15 @@ from orchestrator.cli.common import Progress, emit_json, handle_errors, json_opt
 from orchestrator.executor import RunOptions
 
 
+def done_summary(done: dict[str, int]) -> str:
+    """What the run did (not what was planned): '1 created, 0 replaced, 0 deleted, 0 unchanged, 2 failed'."""
+    created = f"{done['create']} created" + (f" ({done['adopted']} adopted)" if done.get("adopted") else "")
+    parts = [created, f"{done['replace']} replaced", f"{done['delete']} deleted", f"{done['noop']} unchanged"]
+    parts += [f"{done[k]} {label}" for k, label in (("failed", "failed"), ("skipped", "not started"),
+                                                     ("unknown", "not observed")) if done.get(k)]
+    return ", ".join(parts)
+
+
 @click.command("build")
 @click.argument("file")
 @click.option("--name", "-n", required=True, help="Infrastructure name (one state entry per name).")
@@ -41,9 +50,8 @@ def command(file, name, inputs, parallelism, timeout, retries, json_logs, quiet,
     if as_json:
         emit_json(report)
     else:
-        s = report["plan"]
         click.echo(f"{'Built' if report['ok'] else 'Build FAILED for'} '{name}' in {report['duration_s']:.2f} s "
-                   f"({s['create']} created, {s['replace']} replaced, {s['delete']} deleted, {s['noop']} unchanged)")
+                   f"({done_summary(report['done'])})")
         for f in report["failures"]:
             where = f["node"] + (f"[{f['index']}]" if f.get("index") is not None else "")
             click.echo(f"  {where}: {f['action']} failed: {f['error']}", err=True)

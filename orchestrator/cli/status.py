@@ -7,6 +7,7 @@ import click
 
 from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
+from orchestrator.service import UserError
 
 
 def _render(data: dict, store, events: int) -> list[str]:
@@ -24,11 +25,7 @@ def _render(data: dict, store, events: int) -> list[str]:
             if inst.get("error"):
                 line += f"  error: {inst['error']}"
             lines.append(line)
-        if infra.get("missing"):
-            gone = ", ".join(f"{m['node']}[{m['index']}] ({m['status']})" for m in infra["missing"])
-            advice = ("the maintain loop recreates them" if loop
-                      else f"run `strato maintain {infra['name']} --once` (or `strato build`) to recreate them")
-            lines.append(f"  not healthy: {gone}; {advice}")
+        lines.extend(_hints(infra, loop))
         if events:
             for ev in store.events(infra["name"], limit=events):
                 detail = ev["detail"]
@@ -39,11 +36,51 @@ def _render(data: dict, store, events: int) -> list[str]:
     return lines
 
 
+def _probes(targets: list[tuple]) -> list:
+    """The maintain loop's health checks (HTTP, TCP, command) for (instance, health_check) pairs, concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestrator.maintain import MaintainOptions, run_health_check
+    timeout = MaintainOptions().health_timeout
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        return list(pool.map(lambda t: run_health_check(t[1], t[0], timeout), targets))
+
+
+def _names(entries: list[dict]) -> str:
+    return ", ".join(f"{m['node']}[{m['index']}]" for m in entries)
+
+
+def _hints(infra: dict, loop: dict | None) -> list[str]:
+    """One line per kind of instance that is not ready, each saying what happens to it."""
+    missing = infra.get("missing") or []
+    gone = [m for m in missing if m["status"] not in ("unknown", "unhealthy")]
+    unknown = [m for m in missing if m["status"] == "unknown"]
+    unhealthy = [m for m in missing if m["status"] == "unhealthy"]
+    lines = []
+    if gone:
+        advice = ("the maintain loop recreates them" if loop
+                  else f"run `strato maintain {infra['name']} --once` (or `strato build`) to recreate them")
+        listed = ", ".join(f"{m['node']}[{m['index']}] ({m['status']})" for m in gone)
+        lines.append(f"  not healthy: {listed}; {advice}")
+    if unknown:
+        lines.append(f"  unknown: {_names(unknown)}: their backend did not answer, so they are left as they are "
+                     "until it does")
+    if unhealthy:
+        lines.append(f"  unhealthy: {_names(unhealthy)} fail their health check"
+                     + ("; the maintain loop replaces them after their grace period" if loop else ""))
+    if infra.get("leaving"):
+        lines.append(f"  leaving: {_names(infra['leaving'])} (deleting: the node was scaled down)")
+    if infra.get("probe_error"):
+        lines.append(f"  {infra['probe_error']}")
+    return lines
+
+
 @click.command("status")
 @click.argument("name", required=False)
 @click.option("--no-refresh", is_flag=True, help="Show stored state without asking the backends.")
 @click.option("--check", is_flag=True,
-              help="For scripts: exit 2 unless every instance is observed healthy (0 when all are).")
+              help="For scripts: observe every instance and run its node's health_check; exit 2 unless all are "
+                   "healthy (0 when they are).")
 @click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (or --count refreshes), with recent events.")
 @click.option("--every", default=2.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between refreshes.")
 @click.option("--count", type=click.IntRange(1), default=None, help="With --watch: stop after this many refreshes.")
@@ -60,13 +97,16 @@ def command(name, no_refresh, check, watch, every, count, state_path, as_json):
     With --watch the view is redrawn every --every seconds with the latest events (scaling
     decisions, heals, alerts); with --json it prints one JSON document per refresh.
     """
+    if check and no_refresh:
+        raise UserError("--check observes every instance now; it cannot be combined with --no-refresh")
     store = service.open_store(state_path)
     shown, code = 0, 0
     try:
         while True:
-            # While a maintain loop runs it is the one observing the backends; --watch then only reads state.
-            looped = watch and name is not None and store.lease_holder(name) is not None
-            data = service.status(store, name, refresh=not no_refresh and not looped)
+            # While a maintain loop runs it is the one observing the backends; --watch then only reads state
+            # (--check still observes and probes: its exit code is a promise about now).
+            looped = watch and not check and name is not None and store.lease_holder(name) is not None
+            data = service.status(store, name, refresh=not no_refresh and not looped, probe=_probes if check else None)
             healthy = all(i["healthy"] for i in data["infrastructures"])
             code = 2 if check and not healthy else 0
             if as_json:

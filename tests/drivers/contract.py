@@ -1,5 +1,5 @@
-"""The contract every driver's tests inherit: create / observe / find after a lost handle / delete twice / update /
-prepare and release node-level resources, against the driver's real backend or emulator.
+"""The contract every driver's tests inherit: create / observe / find and adopt after a lost handle / delete twice /
+update / prepare and release node-level resources, against the driver's real backend or emulator.
 
 A backend's test class subclasses DriverContract and provides fixtures `driver` and `spec` (an
 InstanceSpec whose `key` is unique per test) and `exists(handle)`, which asks the backend itself
@@ -58,6 +58,8 @@ class DriverContract:
             assert found is not None
             assert self.exists(found)
             assert driver.observe(found).alive
+            found = driver.adopt(found, spec)  # the readiness wait a resumed build runs before adopting it
+            assert self.exists(found) and driver.observe(found).alive
         finally:
             if found is not None:
                 driver.delete(found)

@@ -144,7 +144,12 @@ def test_driver_error_is_reported_and_the_loop_goes_on(infra, toggle):
     report = Maintainer(store, "app", MaintainOptions()).run_pass()
     assert any("backend API timed out" in e for e in report.errors)
     assert report.missing == [keys[1]] and report.acted  # the other instance was still healed
-    assert store.get_instance(keys[0]).status == "ready"   # unknown is not missing
+    unseen = store.get_instance(keys[0])
+    assert unseen.status == "unknown" and "backend API timed out" in unseen.error  # not missing, and not ready
+    assert report.unknown == [keys[0]] and toggle.created.count(keys[0]) == 1  # not recreated beside itself
+    toggle.broken.clear()
+    Maintainer(store, "app", MaintainOptions()).run_pass()
+    assert store.get_instance(keys[0]).status == "ready"  # observed again
 
 
 def test_dry_run_changes_nothing(infra, toggle):
