@@ -22,23 +22,27 @@ A driver error, an unreachable metrics source or a broken policy is reported and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
+import http.client
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from descriptors.diagnostics import DescriptorError
 from drivers.base import Driver
 from drivers.providers import get_driver
+from orchestrator.bounded import Exceeded, http_get, settle
 from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.metrics import (LoopMetrics, MetricsError, PrometheusSource, ScrapeSource, instance_metrics_url,
                                   is_loopback, write_file_sd)
@@ -123,12 +127,20 @@ def default_policy_factory(template, inputs: dict, errors: list | None = None, *
 
 
 # -- health checks -------------------------------------------------------------
+# A probe of a stopped (SIGSTOP) or wedged replica waits its whole time limit: probes run side by
+# side, each within its own limit, and a pass waits for them no longer than the largest limit.
+
+MAX_PROBE_TIMEOUT = 10.0   # whatever a descriptor asks, one probe never holds a pass longer
+PROBE_WORKERS = 32
+PROBE_SLACK = 0.25         # how long after the largest probe limit the pass stops waiting
+
 
 @dataclass
 class HealthResult:
     ok: bool
     detail: str = ""
     latency_ms: float = 0.0
+    probed: bool = True    # False: no verdict (the pass's probe deadline came before the probe could run)
 
 
 def _instance_host_port(rec: InstanceRecord) -> tuple[str | None, int | None]:
@@ -136,64 +148,146 @@ def _instance_host_port(rec: InstanceRecord) -> tuple[str | None, int | None]:
     return attrs.get("host") or (rec.handle or {}).get("host"), attrs.get("port") or (rec.handle or {}).get("port")
 
 
-def run_health_check(check: dict, rec: InstanceRecord, timeout: float) -> HealthResult | None:
-    """All configured checks of one instance; None when there is nothing the loop may check.
+def probe_timeout(check: dict, default: float) -> float:
+    """A check's own time limit (its `timeout`: seconds or a TOSCA time, else `default`), at most MAX_PROBE_TIMEOUT."""
+    try:
+        seconds = _seconds(check.get("timeout"), default)
+    except (TypeError, ValueError):
+        seconds = default
+    return min(max(float(seconds or default), 0.05), MAX_PROBE_TIMEOUT)
+
+
+def probe_all(targets: Sequence[tuple[InstanceRecord, dict]], timeout: float = 2.0,
+              deadline: float | None = None, workers: int = PROBE_WORKERS) -> dict[str, HealthResult | None]:
+    """Every instance's health check at once: instance key -> HealthResult, or None when its check has
+    nothing the loop may contact (only loopback hosts are probed).
+
+    Each probe keeps its own time limit (the check's `timeout`, else `timeout`; at most 10 s) and
+    this returns within the largest of them plus a moment, or by `deadline` (a time.monotonic()
+    value) when that is sooner. A probe that could not run in full by then has probed=False."""
+    from descriptors.yamlpos import to_plain
+    plain = [(rec, to_plain(check)) for rec, check in targets]
+    limits = [probe_timeout(check, timeout) for _, check in plain]
+    until = time.monotonic() + max(limits, default=0.0) + PROBE_SLACK
+    if deadline is not None:
+        until = min(until, deadline)
+    calls = [functools.partial(run_health_check, check, rec, timeout, until) for rec, check in plain]
+    futures = settle(calls, until, workers, "strato-probe")
+    return {rec.key: _probe_outcome(future, limit) for (rec, _), future, limit in zip(plain, futures, limits)}
+
+
+def _probe_outcome(future, limit: float) -> HealthResult | None:
+    if future.cancelled():
+        return HealthResult(False, "not probed: the pass's probe deadline came first", probed=False)
+    if not future.done():
+        return HealthResult(False, f"no answer within {limit:g} s")
+    error = future.exception()
+    if error is not None:  # e.g. expect_status that is not a number: the check itself is broken
+        return HealthResult(False, f"the check could not run: {type(error).__name__}: {error}")
+    return future.result()
+
+
+def run_health_check(check: dict, rec: InstanceRecord, timeout: float,
+                     deadline: float | None = None) -> HealthResult | None:
+    """All configured checks of one instance, together within the check's one time limit; None when there is
+    nothing the loop may check. `deadline` (time.monotonic()) cuts the limit short: no verdict then.
 
     Only loopback hosts are contacted: an address a cloud (or an emulator) returned is judged by the
     driver's own observe() alone."""
-    host, port = _instance_host_port(rec)
-    timeout = float(check.get("timeout") or timeout)
-    timeout = min(timeout, 10.0)
-    started = time.perf_counter()
-    checked = False
-    local = is_loopback(host)
-    paths = []
-    if check.get("http"):
-        paths.append(str(check["http"]))
-    urls = [str(u) for u in (check.get("urls") or [])]
-    if local and port:
-        urls += [f"http://{host}:{port}{p if p.startswith('/') else '/' + p}" for p in paths]
-    expect = check.get("expect_status")
-    for url in urls:
-        from urllib.parse import urlsplit
-        if not is_loopback(urlsplit(url).hostname):
-            continue
-        checked = True
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                code = resp.status
-        except urllib.error.HTTPError as exc:
-            code = exc.code
-        except (OSError, ValueError) as exc:
-            return HealthResult(False, f"HTTP {url}: {getattr(exc, 'reason', exc)}")
-        good = code == int(expect) if expect is not None else 200 <= code < 400
-        if not good:
-            return HealthResult(False, f"HTTP {url} answered {code}" + (f", expected {expect}" if expect else ""))
-    if check.get("tcp") and local and port:
-        checked = True
-        try:
-            with socket.create_connection((host, int(port)), timeout=timeout):
-                pass
-        except OSError as exc:
-            return HealthResult(False, f"TCP {host}:{port}: {exc.strerror or exc}")
-    command = check.get("command")
-    if command:
-        checked = True
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
-        env = dict(os.environ, STRATO_INSTANCE_KEY=rec.key, STRATO_INSTANCE_HOST=str(host or ""),
-                   STRATO_INSTANCE_PORT=str(port or ""))
-        try:
-            proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return HealthResult(False, f"command timed out after {timeout:g} s")
-        except OSError as exc:
-            return HealthResult(False, f"command could not start: {exc.strerror or exc}")
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-1:]
-            return HealthResult(False, f"command exited {proc.returncode}" + (f": {tail[0]}" if tail else ""))
-    if not checked:
+    limit = probe_timeout(check, timeout)
+    started = time.monotonic()
+    end = started + limit if deadline is None else min(deadline, started + limit)
+    probes = _probes(check, rec)
+    if not probes:
         return None
-    return HealthResult(True, "", 1000.0 * (time.perf_counter() - started))
+    for probe in probes:
+        failure = probe(end, limit)
+        if failure is None:
+            continue
+        if end < started + limit and time.monotonic() >= end:
+            return HealthResult(False, "not probed in full: the pass's probe deadline came first", probed=False)
+        return HealthResult(False, failure)
+    return HealthResult(True, "", 1000.0 * (time.monotonic() - started))
+
+
+def _probes(check: dict, rec: InstanceRecord) -> list[Callable[[float, float], str | None]]:
+    """The probes a check asks for, each called as probe(deadline, limit) -> why it failed, or None."""
+    host, port = _instance_host_port(rec)
+    local = is_loopback(host)
+    urls = [str(u) for u in (check.get("urls") or [])]
+    if check.get("http") and local and port:
+        path = str(check["http"])
+        urls.append(f"http://{host}:{port}{path if path.startswith('/') else '/' + path}")
+    expect = check.get("expect_status")
+    probes: list = [functools.partial(_probe_http, url, expect) for url in urls if _loopback_url(url)]
+    if check.get("tcp") and local and port:
+        probes.append(functools.partial(_probe_tcp, host, int(port)))
+    if check.get("command"):
+        probes.append(functools.partial(_probe_command, check["command"], rec, host, port))
+    return probes
+
+
+def _loopback_url(url: str) -> bool:
+    try:
+        return is_loopback(urllib.parse.urlsplit(url).hostname)
+    except ValueError:
+        return False
+
+
+def _probe_http(url: str, expect, deadline: float, limit: float) -> str | None:
+    try:
+        code, _ = http_get(url, deadline)
+    except Exceeded:
+        return f"HTTP {url}: no answer within {limit:g} s"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return f"HTTP {url}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    good = code == int(expect) if expect is not None else 200 <= code < 400
+    if good:
+        return None
+    return f"HTTP {url} answered {code}" + (f", expected {expect}" if expect else "")
+
+
+def _probe_tcp(host: str, port: int, deadline: float, limit: float) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=max(0.01, deadline - time.monotonic())):
+            return None
+    except OSError as exc:
+        return f"TCP {host}:{port}: {exc.strerror or exc}"
+
+
+def _probe_command(command, rec: InstanceRecord, host, port, deadline: float, limit: float) -> str | None:
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+    env = dict(os.environ, STRATO_INSTANCE_KEY=rec.key, STRATO_INSTANCE_HOST=str(host or ""),
+               STRATO_INSTANCE_PORT=str(port or ""))
+    try:
+        # its own session: on a timeout the whole group goes, not only the shell (a child of the
+        # shell holding the output pipe would otherwise keep the probe waiting)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+    except OSError as exc:
+        return f"command could not start: {exc.strerror or exc}"
+    try:
+        output, _ = proc.communicate(timeout=max(0.01, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return f"command timed out after {limit:g} s"
+    if proc.returncode == 0:
+        return None
+    tail = output.decode(errors="replace").strip().splitlines()[-1:]
+    return f"command exited {proc.returncode}" + (f": {tail[0]}" if tail else "")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if proc.stdout is not None:
+        proc.stdout.close()
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 # -- the loop -------------------------------------------------------------------
@@ -375,10 +469,12 @@ class Maintainer:
         health_latency: dict[str, list[float]] = {}
         if to_check:
             failing = store.failing(self.name)
-            with ThreadPoolExecutor(max_workers=min(16, len(to_check))) as pool:
-                results = list(pool.map(lambda item: run_health_check(self._resolved_check(item[1]), item[0],
-                                                                      opts.health_timeout), to_check))
-            for (rec, check), result in zip(to_check, results):
+            results = probe_all(to_check, opts.health_timeout)
+            for rec, check in to_check:
+                result = results.get(rec.key)
+                if result is not None and not result.probed:   # no verdict this pass: keep what we knew
+                    healthy.setdefault(rec.node, []).append(rec)
+                    continue
                 if result is None or result.ok:
                     healthy.setdefault(rec.node, []).append(rec)
                     if result is not None:
@@ -487,11 +583,6 @@ class Maintainer:
                 results[rec.key] = obs
         return results
 
-    @staticmethod
-    def _resolved_check(check: dict) -> dict:
-        from descriptors.yamlpos import to_plain
-        return to_plain(check)
-
     def _backing_off(self, action, now: float) -> bool:
         """An instance whose create keeps failing is retried with exponential backoff, not every pass."""
         entry = self._create_failures.get(action.key)
@@ -516,12 +607,10 @@ class Maintainer:
             for rec in healthy.get(node, []):
                 url = instance_metrics_url(rec.attributes or {})
                 if url:
-                    targets[rec.key] = url
-        if targets and self.prometheus is None:
-            self.scraper.scrape(targets)
-        elif targets:
+                    targets[rec.key] = (node, url)
+        if targets:
             # with Prometheus in charge the built-in probes still come from the instances themselves
-            self.scraper.scrape(targets)
+            self._scrape(targets)
         for node in template.node_templates:
             keys = [r.key for r in healthy.get(node, [])]
             values: dict[str, float] = {"instances": float(counts.get(node, 0)), "ready": float(len(keys))}
@@ -545,6 +634,17 @@ class Maintainer:
             out[node] = values
         report.metrics = {n: {k: round(v, 6) for k, v in m.items()} for n, m in out.items() if n in scrape_nodes}
         return out
+
+    def _scrape(self, targets: dict[str, tuple[str, str]]) -> None:
+        """Scrape the instances (key -> (node, URL)) at once, within the scraper's deadline; an instance that
+        fails (no answer in time, an answer over the size limit, an error) is an event naming it, once per reason."""
+        self.scraper.scrape({key: url for key, (_, url) in targets.items()})
+        for key, (node, _) in targets.items():
+            error = self.scraper.errors.get(key)
+            if error is None:
+                self._last_error.pop(f"scrape:{key}", None)
+            else:
+                self._event("scrape_failed", key, once=f"scrape:{key}", node=node, error=error)
 
     def _evaluate_alerts(self, template, metrics, report) -> None:
         if not self._alerts:
