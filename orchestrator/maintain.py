@@ -67,6 +67,7 @@ class MaintainOptions:
     health_timeout: float = 2.0
     default_grace: float | None = None  # seconds an instance may fail its checks before it is replaced
     retry_backoff: float = 5.0          # first wait before recreating an instance whose create failed
+    policy_timeout: float = 10.0        # one deadline for all the policies of a pass (a rule also stops at its own)
 
 
 @dataclass
@@ -133,6 +134,8 @@ def default_policy_factory(template, inputs: dict, errors: list | None = None, *
 MAX_PROBE_TIMEOUT = 10.0   # whatever a descriptor asks, one probe never holds a pass longer
 PROBE_WORKERS = 32
 PROBE_SLACK = 0.25         # how long after the largest probe limit the pass stops waiting
+POLICY_WORKERS = 16
+POLICY_SLACK = 0.25        # a rule stopped at the policy deadline still needs a moment to say so
 
 
 @dataclass
@@ -315,6 +318,7 @@ class Maintainer:
         self._last_error: dict[str, str] = {}
         self._predictions: dict[str, float] = {}
         self._last_eval: dict[tuple[str, str], float] = {}   # when each policy last decided (its `period`)
+        self._deciding: dict[tuple[str, str], Any] = {}      # decisions still running past a pass's deadline
         self._create_failures: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
         self._lease = False
         self._records: dict[str, InstanceRecord] = {}   # decoded rows by key, reused while their version holds
@@ -729,14 +733,30 @@ class Maintainer:
                     kind=kind, value=request.get("value"), instance=request.get("instance"), **result)
 
     def _run_policies(self, template, counts, healthy, metrics, records, drop, report) -> None:
-        from policies.base import Observation
+        """Every due policy decides at once, within one deadline for the pass; then each node takes the largest count."""
         controls = self.store.node_controls(self.name)
         now = time.time()
+        deadline = time.monotonic() + self.options.policy_timeout
+        nodes = self._policy_observations(template, counts, healthy, metrics, now, deadline)
+        jobs = [(node, policy, obs) for node, (obs, due) in nodes.items() for policy in due]
+        outcomes = iter(self._decide_all(jobs, deadline))
+        for node, (obs, due) in nodes.items():
+            chosen = None
+            for policy in due:
+                entry = self._take_decision(node, policy, obs, next(outcomes), counts, report)
+                if entry is not None and (chosen is None or entry[0].desired > chosen[1].desired):
+                    chosen = (policy, *entry)  # several policies on one node: the largest count wins (HPA)
+            if chosen is not None:
+                self._apply_decision(node, chosen, obs, counts, controls, records, drop, now, report)
+
+    def _policy_observations(self, template, counts, healthy, metrics, now: float, deadline: float) -> dict:
+        """node -> (its Observation, the policies due this pass); each node's sample is recorded here."""
+        from policies.base import Observation
+        out = {}
         for node, items in self._policies.items():
             if node not in template.node_templates or not items:
                 continue
-            tmpl = template.node_templates[node]
-            low, high = self._bounds(tmpl, self._loaded[1])
+            low, high = self._bounds(template.node_templates[node], self._loaded[1])
             live = sorted(healthy.get(node, []), key=lambda r: r.index)
             values = metrics.get(node, {})
             target = None
@@ -748,91 +768,123 @@ class Maintainer:
                         target = values[name]
             self._prediction_error(node, target)
             obs = Observation(now=now, node=node, instances=counts[node], ready=len(live), metrics=dict(values),
-                              instance_ids=tuple(r.key for r in live),
-                              min_instances=low, max_instances=high,
-                              target=target, extra={"infrastructure": self.name})
+                              instance_ids=tuple(r.key for r in live), min_instances=low, max_instances=high,
+                              target=target, extra={"infrastructure": self.name}, deadline=deadline)
             if not self.options.dry_run:
                 self.store.add_sample(self.name, node, counts[node], target,
                                       {k: v for k, v in values.items() if k not in ("instances",)})
-            chosen = None
-            for policy in items:
-                pid = self._policy_id(policy)
-                period = getattr(policy, "period_s", None) or 0.0
-                last_eval = self._last_eval.get((node, pid))
-                if last_eval is not None and now - last_eval < period - 0.05 * self.options.interval:
-                    continue   # the template asks for this policy less often than the loop passes
-                self._last_eval[(node, pid)] = now
-                try:
-                    decision = policy.decide(obs)
-                except Exception as exc:  # PolicyError or a bug inside the policy: report it as broken
-                    absent = self._absent_metrics(policy, values)
-                    if absent:  # no data yet (a first scrape has no rates, no requests no latency): a wait
-                        reason = f"waiting for metric(s) {', '.join(absent)}"
-                        report.decisions.append({"node": node, "policy": pid, "current": counts[node],
-                                                 "desired": counts[node], "reason": reason})
-                        if self._last_reason.get((node, pid)) != reason:
-                            self._last_reason[(node, pid)] = reason
-                            self._event("decision", node=node, policy=pid, current=counts[node],
-                                        desired=counts[node], action="hold", reason=reason)
-                        continue
-                    self.loop_metrics.policy_errors.labels(self.name, pid).inc() if self.loop_metrics.registry else None
-                    report.decisions.append({"node": node, "policy": pid, "error": str(exc)})
-                    self._event("policy_broken", once=f"decide:{node}:{pid}", node=node, policy=pid,
-                                error=f"{type(exc).__name__}: {exc}")
-                    continue
-                try:
-                    policy.learn(obs)
-                except Exception as exc:
-                    self._event("policy_broken", once=f"learn:{node}:{pid}", node=node, policy=pid,
-                                error=f"learning failed: {type(exc).__name__}: {exc}")
-                self._save_policy_state(policy, node)
-                entry = {"node": node, "policy": pid, "current": counts[node], "desired": int(decision.desired),
-                         "reason": decision.reason, "drop": list(decision.drop)}
-                report.decisions.append(entry)
-                if chosen is None or decision.desired > chosen[1].desired:
-                    chosen = (policy, decision, entry)  # several policies on one node: the largest count wins (HPA)
-            if chosen is None:
+            out[node] = (obs, [policy for policy in items if self._due(node, policy, now)])
+        return out
+
+    def _due(self, node: str, policy, now: float) -> bool:
+        """Whether a policy decides this pass (its `period`); a policy still deciding since an earlier pass does not."""
+        key = (node, self._policy_id(policy))
+        period = getattr(policy, "period_s", None) or 0.0
+        last_eval = self._last_eval.get(key)
+        if last_eval is not None and now - last_eval < period - 0.05 * self.options.interval:
+            return False   # the template asks for this policy less often than the loop passes
+        if key in self._deciding and not self._deciding[key].done():
+            return False   # abandoned at an earlier pass's deadline and not finished yet: never twice at once
+        self._deciding.pop(key, None)
+        self._last_eval[key] = now
+        return True
+
+    def _decide_all(self, jobs: list, deadline: float) -> list:
+        """policy.decide(observation) for every (node, policy, observation) side by side, waiting until `deadline`:
+        one outcome per job, the decision or the exception (a policy with no decision by then gets a PolicyError)."""
+        from policies.base import PolicyError
+        futures = settle([functools.partial(policy.decide, obs) for _, policy, obs in jobs], deadline + POLICY_SLACK,
+                         POLICY_WORKERS, "strato-policy")
+        outcomes = []
+        for (node, policy, _), future in zip(jobs, futures):
+            if future.done() and not future.cancelled():
+                outcomes.append(future.exception() or future.result())
                 continue
-            policy, decision, entry = chosen
-            pid = self._policy_id(policy)
-            desired = min(max(low, int(decision.desired)), high)
-            predicted = (decision.detail or {}).get("predicted_target")
-            if desired == counts[node]:
-                if self._last_reason.get((node, pid)) != decision.reason:
-                    self._last_reason[(node, pid)] = decision.reason
-                    self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
-                                action="hold", reason=decision.reason)
-                if isinstance(predicted, (int, float)):
-                    self._predictions[node] = float(predicted)
-                continue
-            cooldown = float(getattr(policy, "cooldown_s", 0.0) or 0.0)
-            last = controls.get(node, {}).get("last_action")
-            if cooldown and last and now - last < cooldown:
-                reason = f"{decision.reason}; held: cooldown {cooldown:g} s, {now - last:.1f} s since the last action"
-                if self._last_reason.get((node, pid)) != reason.split(";")[0] + "cooldown":
-                    self._last_reason[(node, pid)] = reason.split(";")[0] + "cooldown"
-                    self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
-                                action="cooldown", reason=reason)
-                continue
-            direction = "up" if desired > counts[node] else "down"
-            self._last_reason[(node, pid)] = decision.reason
+            if not future.cancelled():
+                self._deciding[(node, self._policy_id(policy))] = future
+            outcomes.append(PolicyError(f"no decision within the loop's {self.options.policy_timeout:g} s deadline "
+                                        "for all policies of a pass"))
+        return outcomes
+
+    def _take_decision(self, node: str, policy, obs, outcome, counts, report) -> tuple | None:
+        """Report one policy's decision (or why it has none); (decision, report entry) when it has one."""
+        pid = self._policy_id(policy)
+        if isinstance(outcome, BaseException):
+            self._policy_failed(node, policy, outcome, obs.metrics, counts, report)
+            return None
+        decision = outcome
+        try:
+            policy.learn(obs)
+        except Exception as exc:
+            self._event("policy_broken", once=f"learn:{node}:{pid}", node=node, policy=pid,
+                        error=f"learning failed: {type(exc).__name__}: {exc}")
+        self._save_policy_state(policy, node)
+        entry = {"node": node, "policy": pid, "current": counts[node], "desired": int(decision.desired),
+                 "reason": decision.reason, "drop": list(decision.drop)}
+        report.decisions.append(entry)
+        return decision, entry
+
+    def _policy_failed(self, node: str, policy, exc: BaseException, values: dict, counts, report) -> None:
+        pid = self._policy_id(policy)
+        absent = self._absent_metrics(policy, values)
+        if absent:  # no data yet (a first scrape has no rates, no requests no latency): a wait
+            reason = f"waiting for metric(s) {', '.join(absent)}"
+            report.decisions.append({"node": node, "policy": pid, "current": counts[node],
+                                     "desired": counts[node], "reason": reason})
+            if self._last_reason.get((node, pid)) != reason:
+                self._last_reason[(node, pid)] = reason
+                self._event("decision", node=node, policy=pid, current=counts[node],
+                            desired=counts[node], action="hold", reason=reason)
+            return
+        if self.loop_metrics.registry is not None:
+            self.loop_metrics.policy_errors.labels(self.name, pid).inc()
+        report.decisions.append({"node": node, "policy": pid, "error": str(exc)})
+        self._event("policy_broken", once=f"decide:{node}:{pid}", node=node, policy=pid,
+                    error=f"{type(exc).__name__}: {exc}")
+
+    def _apply_decision(self, node: str, chosen: tuple, obs, counts, controls, records, drop, now: float,
+                        report) -> None:
+        """Hold, wait out the cooldown, or scale a node to the count its winning policy chose."""
+        policy, decision, entry = chosen
+        pid = self._policy_id(policy)
+        desired = min(max(obs.min_instances, int(decision.desired)), obs.max_instances)
+        predicted = (decision.detail or {}).get("predicted_target")
+        if desired == counts[node]:
+            if self._last_reason.get((node, pid)) != decision.reason:
+                self._last_reason[(node, pid)] = decision.reason
+                self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
+                            action="hold", reason=decision.reason)
             if isinstance(predicted, (int, float)):
                 self._predictions[node] = float(predicted)
-            if direction == "down":
-                for ident in decision.drop[: counts[node] - desired]:
-                    target_rec = resolve_instance(ident, node, records)
-                    if target_rec is not None:
-                        drop.add(target_rec.key)
-            entry["action"] = direction
-            if not self.options.dry_run:
-                self.store.record_scaling(self.name, node, desired, direction, pid,
-                                          {"from": counts[node], "reason": decision.reason,
-                                           "detail": decision.detail})
-            self.on_event({"event": "scaled", "node": node, "from": counts[node], "desired": desired,
-                           "policy": pid, "reason": decision.reason, "ts": now})
-            if self.loop_metrics.registry is not None:
-                self.loop_metrics.actions.labels(self.name, node, pid, direction).inc()
-            counts[node] = desired
+            return
+        cooldown = float(getattr(policy, "cooldown_s", 0.0) or 0.0)
+        last = controls.get(node, {}).get("last_action")
+        if cooldown and last and now - last < cooldown:
+            reason = f"{decision.reason}; held: cooldown {cooldown:g} s, {now - last:.1f} s since the last action"
+            if self._last_reason.get((node, pid)) != reason.split(";")[0] + "cooldown":
+                self._last_reason[(node, pid)] = reason.split(";")[0] + "cooldown"
+                self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
+                            action="cooldown", reason=reason)
+            return
+        direction = "up" if desired > counts[node] else "down"
+        self._last_reason[(node, pid)] = decision.reason
+        if isinstance(predicted, (int, float)):
+            self._predictions[node] = float(predicted)
+        if direction == "down":
+            for ident in decision.drop[: counts[node] - desired]:
+                target_rec = resolve_instance(ident, node, records)
+                if target_rec is not None:
+                    drop.add(target_rec.key)
+        entry["action"] = direction
+        if not self.options.dry_run:
+            self.store.record_scaling(self.name, node, desired, direction, pid,
+                                      {"from": counts[node], "reason": decision.reason,
+                                       "detail": decision.detail})
+        self.on_event({"event": "scaled", "node": node, "from": counts[node], "desired": desired,
+                       "policy": pid, "reason": decision.reason, "ts": now})
+        if self.loop_metrics.registry is not None:
+            self.loop_metrics.actions.labels(self.name, node, pid, direction).inc()
+        counts[node] = desired
 
     @staticmethod
     def _absent_metrics(policy, values: dict) -> list[str]:
