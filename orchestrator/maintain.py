@@ -469,37 +469,7 @@ class Maintainer:
             records = [vanished.get(r.key, r) for r in records]
 
         # 2. health checks ------------------------------------------------------
-        replace: list[InstanceRecord] = []
-        health_latency: dict[str, list[float]] = {}
-        if to_check:
-            failing = store.failing(self.name)
-            results = probe_all(to_check, opts.health_timeout)
-            for rec, check in to_check:
-                result = results.get(rec.key)
-                if result is not None and not result.probed:   # no verdict this pass: keep what we knew
-                    healthy.setdefault(rec.node, []).append(rec)
-                    continue
-                if result is None or result.ok:
-                    healthy.setdefault(rec.node, []).append(rec)
-                    if result is not None:
-                        health_latency.setdefault(rec.node, []).append(result.latency_ms)
-                    if rec.key in failing and not opts.dry_run:
-                        store.set_failing(self.name, rec.key, None)
-                        self._event("recovered", rec.key, node=rec.node)
-                    continue
-                since = failing.get(rec.key, (now, ""))[0]
-                grace = _seconds(check.get("grace_period"),
-                                 opts.default_grace if opts.default_grace is not None else 2 * opts.interval)
-                if rec.key not in failing:
-                    if not opts.dry_run:
-                        store.set_failing(self.name, rec.key, now, result.detail)
-                    self._event("unhealthy", rec.key, node=rec.node, detail=result.detail, grace_s=grace)
-                if now - since >= grace:
-                    report.failed.append(rec.key)
-                    replace.append(rec)
-                else:
-                    report.unhealthy.append(rec.key)
-                    healthy.setdefault(rec.node, []).append(rec)  # still serving within its grace period
+        replace, health_latency = self._check_health(to_check, healthy, now, report)
         report.healthy = sum(len(v) for v in healthy.values())
 
         # 3. metrics and alerts ---------------------------------------------------
@@ -586,6 +556,46 @@ class Maintainer:
             else:
                 results[rec.key] = obs
         return results
+
+    def _check_health(self, to_check: list, healthy: dict, now: float,
+                      report: PassReport) -> tuple[list[InstanceRecord], dict[str, list[float]]]:
+        """Probe every (record, check) at once (probe_all); a healthy or still-graced instance joins `healthy`.
+
+        Returns the instances failing past their grace period (to replace) and each node's probe latencies."""
+        store, opts = self.store, self.options
+        replace: list[InstanceRecord] = []
+        health_latency: dict[str, list[float]] = {}
+        if not to_check:
+            return replace, health_latency
+        failing = store.failing(self.name)
+        results = probe_all(to_check, opts.health_timeout)
+        for rec, check in to_check:
+            result = results.get(rec.key)
+            if result is not None and not result.probed:   # no verdict this pass: keep what we knew
+                healthy.setdefault(rec.node, []).append(rec)
+                continue
+            if result is None or result.ok:
+                healthy.setdefault(rec.node, []).append(rec)
+                if result is not None:
+                    health_latency.setdefault(rec.node, []).append(result.latency_ms)
+                if rec.key in failing and not opts.dry_run:
+                    store.set_failing(self.name, rec.key, None)
+                    self._event("recovered", rec.key, node=rec.node)
+                continue
+            since = failing.get(rec.key, (now, ""))[0]
+            grace = _seconds(check.get("grace_period"),
+                             opts.default_grace if opts.default_grace is not None else 2 * opts.interval)
+            if rec.key not in failing:
+                if not opts.dry_run:
+                    store.set_failing(self.name, rec.key, now, result.detail)
+                self._event("unhealthy", rec.key, node=rec.node, detail=result.detail, grace_s=grace)
+            if now - since >= grace:
+                report.failed.append(rec.key)
+                replace.append(rec)
+            else:
+                report.unhealthy.append(rec.key)
+                healthy.setdefault(rec.node, []).append(rec)  # still serving within its grace period
+        return replace, health_latency
 
     def _backing_off(self, action, now: float) -> bool:
         """An instance whose create keeps failing is retried with exponential backoff, not every pass."""
@@ -733,7 +743,7 @@ class Maintainer:
                     kind=kind, value=request.get("value"), instance=request.get("instance"), **result)
 
     def _run_policies(self, template, counts, healthy, metrics, records, drop, report) -> None:
-        """Every due policy decides at once, within one deadline for the pass; then each node takes the largest count."""
+        """Every due policy decides at once, within one deadline for the pass; each node takes the largest count."""
         controls = self.store.node_controls(self.name)
         now = time.time()
         deadline = time.monotonic() + self.options.policy_timeout

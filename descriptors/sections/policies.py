@@ -80,19 +80,20 @@ def parse_policies(template: Template, topo: dict, sink: DiagnosticSink) -> None
         props = body.get("properties") or {}
         check_property_map(template, props, pdef.properties, sink, join_path(path, "properties"), pos,
                             f"policy type {pdef.name}")
-        if isinstance(props, dict):
-            check_rules(template, pdef.name, props, join_path(path, "properties"), sink)
+        check_rules(template, pdef.name, props, join_path(path, "properties"), sink)
         triggers = body.get("triggers")
         template.policies[name] = Policy(name, pdef.name, good, props if isinstance(props, dict) else {},
                                          dict(body.get("metadata") or {}),
                                          triggers if isinstance(triggers, dict) else {}, pos, path)
 
 
-def check_rules(template: Template, ptype: str, props: dict, path: str, sink: DiagnosticSink) -> None:
+def check_rules(template: Template, ptype: str, props: Any, path: str, sink: DiagnosticSink) -> None:
     """A scaling rule the loop's sandbox would refuse is a descriptor error here, where it was written.
 
     The same static check the sandbox runs (policies.rulecheck); a rule given through a function
     (get_input) is checked when the loop reads it."""
+    if not isinstance(props, dict):
+        return   # reported as PROPERTIES_NOT_MAPPING
     types = template.types
     names = [n for base, props_ in RULE_PROPERTIES.items() if types.has("policy", base) and
              types.is_a(ptype, base, "policy") for n in props_]

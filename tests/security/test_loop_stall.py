@@ -304,7 +304,8 @@ def test_sigstopped_replicas_are_replaced_without_waiting_out_their_stop_grace(r
     assert report.acted and len(report.failed) == 2, report.to_dict()
     assert report.duration < 6.5, f"the replacing pass took {report.duration:.1f} s"
     for pid in stopped:   # the stopped replicas are gone (or zombies of this process), not left behind
-        assert not os.path.exists(f"/proc/{pid}/stat") or open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] == "Z"
+        stat = f"/proc/{pid}/stat"
+        assert not os.path.exists(stat) or open(stat).read().split(")")[-1].split()[0] == "Z"
     assert sorted(r.status for r in store.instances("web")) == ["ready"] * 3
 
 
