@@ -21,24 +21,27 @@ A driver error, an unreachable metrics source or a broken policy is reported and
 
 from __future__ import annotations
 
+import functools
 import gc
+import http.client
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from descriptors.diagnostics import DescriptorError
 from drivers.base import Observed
 from drivers.providers import get_driver
 from orchestrator import observation
+from orchestrator.bounded import Exceeded, http_get, settle
 from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.metrics import (LoopMetrics, MetricsError, PrometheusSource, ScrapeSource, instance_metrics_url,
                                   is_loopback, write_file_sd)
@@ -61,6 +64,7 @@ class MaintainOptions:
     health_timeout: float = 2.0
     default_grace: float | None = None  # seconds an instance may fail its checks before it is replaced
     retry_backoff: float = 5.0          # first wait before recreating an instance whose create failed
+    policy_timeout: float = 10.0        # one deadline for all the policies of a pass (a rule also stops at its own)
 
 
 @dataclass
@@ -122,12 +126,22 @@ def default_policy_factory(template, inputs: dict, errors: list | None = None, *
 
 
 # -- health checks -------------------------------------------------------------
+# A probe of a stopped (SIGSTOP) or wedged replica waits its whole time limit: probes run side by
+# side, each within its own limit, and a pass waits for them no longer than the largest limit.
+
+MAX_PROBE_TIMEOUT = 10.0   # whatever a descriptor asks, one probe never holds a pass longer
+PROBE_WORKERS = 32
+PROBE_SLACK = 0.25         # how long after the largest probe limit the pass stops waiting
+POLICY_WORKERS = 16
+POLICY_SLACK = 0.25        # a rule stopped at the policy deadline still needs a moment to say so
+
 
 @dataclass
 class HealthResult:
     ok: bool
     detail: str = ""
     latency_ms: float = 0.0
+    probed: bool = True    # False: no verdict (the pass's probe deadline came before the probe could run)
 
 
 def _instance_host_port(rec: InstanceRecord) -> tuple[str | None, int | None]:
@@ -135,64 +149,146 @@ def _instance_host_port(rec: InstanceRecord) -> tuple[str | None, int | None]:
     return attrs.get("host") or (rec.handle or {}).get("host"), attrs.get("port") or (rec.handle or {}).get("port")
 
 
-def run_health_check(check: dict, rec: InstanceRecord, timeout: float) -> HealthResult | None:
-    """All configured checks of one instance; None when there is nothing the loop may check.
+def probe_timeout(check: dict, default: float) -> float:
+    """A check's own time limit (its `timeout`: seconds or a TOSCA time, else `default`), at most MAX_PROBE_TIMEOUT."""
+    try:
+        seconds = _seconds(check.get("timeout"), default)
+    except (TypeError, ValueError):
+        seconds = default
+    return min(max(float(seconds or default), 0.05), MAX_PROBE_TIMEOUT)
+
+
+def probe_all(targets: Sequence[tuple[InstanceRecord, dict]], timeout: float = 2.0,
+              deadline: float | None = None, workers: int = PROBE_WORKERS) -> dict[str, HealthResult | None]:
+    """Every instance's health check at once: instance key -> HealthResult, or None when its check has
+    nothing the loop may contact (only loopback hosts are probed).
+
+    Each probe keeps its own time limit (the check's `timeout`, else `timeout`; at most 10 s) and
+    this returns within the largest of them plus a moment, or by `deadline` (a time.monotonic()
+    value) when that is sooner. A probe that could not run in full by then has probed=False."""
+    from descriptors.yamlpos import to_plain
+    plain = [(rec, to_plain(check)) for rec, check in targets]
+    limits = [probe_timeout(check, timeout) for _, check in plain]
+    until = time.monotonic() + max(limits, default=0.0) + PROBE_SLACK
+    if deadline is not None:
+        until = min(until, deadline)
+    calls = [functools.partial(run_health_check, check, rec, timeout, until) for rec, check in plain]
+    futures = settle(calls, until, workers, "strato-probe")
+    return {rec.key: _probe_outcome(future, limit) for (rec, _), future, limit in zip(plain, futures, limits)}
+
+
+def _probe_outcome(future, limit: float) -> HealthResult | None:
+    if future.cancelled():
+        return HealthResult(False, "not probed: the pass's probe deadline came first", probed=False)
+    if not future.done():
+        return HealthResult(False, f"no answer within {limit:g} s")
+    error = future.exception()
+    if error is not None:  # e.g. expect_status that is not a number: the check itself is broken
+        return HealthResult(False, f"the check could not run: {type(error).__name__}: {error}")
+    return future.result()
+
+
+def run_health_check(check: dict, rec: InstanceRecord, timeout: float,
+                     deadline: float | None = None) -> HealthResult | None:
+    """All configured checks of one instance, together within the check's one time limit; None when there is
+    nothing the loop may check. `deadline` (time.monotonic()) cuts the limit short: no verdict then.
 
     Only loopback hosts are contacted: an address a cloud (or an emulator) returned is judged by the
     driver's own observe() alone."""
-    host, port = _instance_host_port(rec)
-    timeout = float(check.get("timeout") or timeout)
-    timeout = min(timeout, 10.0)
-    started = time.perf_counter()
-    checked = False
-    local = is_loopback(host)
-    paths = []
-    if check.get("http"):
-        paths.append(str(check["http"]))
-    urls = [str(u) for u in (check.get("urls") or [])]
-    if local and port:
-        urls += [f"http://{host}:{port}{p if p.startswith('/') else '/' + p}" for p in paths]
-    expect = check.get("expect_status")
-    for url in urls:
-        from urllib.parse import urlsplit
-        if not is_loopback(urlsplit(url).hostname):
-            continue
-        checked = True
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                code = resp.status
-        except urllib.error.HTTPError as exc:
-            code = exc.code
-        except (OSError, ValueError) as exc:
-            return HealthResult(False, f"HTTP {url}: {getattr(exc, 'reason', exc)}")
-        good = code == int(expect) if expect is not None else 200 <= code < 400
-        if not good:
-            return HealthResult(False, f"HTTP {url} answered {code}" + (f", expected {expect}" if expect else ""))
-    if check.get("tcp") and local and port:
-        checked = True
-        try:
-            with socket.create_connection((host, int(port)), timeout=timeout):
-                pass
-        except OSError as exc:
-            return HealthResult(False, f"TCP {host}:{port}: {exc.strerror or exc}")
-    command = check.get("command")
-    if command:
-        checked = True
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
-        env = dict(os.environ, STRATO_INSTANCE_KEY=rec.key, STRATO_INSTANCE_HOST=str(host or ""),
-                   STRATO_INSTANCE_PORT=str(port or ""))
-        try:
-            proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return HealthResult(False, f"command timed out after {timeout:g} s")
-        except OSError as exc:
-            return HealthResult(False, f"command could not start: {exc.strerror or exc}")
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()[-1:]
-            return HealthResult(False, f"command exited {proc.returncode}" + (f": {tail[0]}" if tail else ""))
-    if not checked:
+    limit = probe_timeout(check, timeout)
+    started = time.monotonic()
+    end = started + limit if deadline is None else min(deadline, started + limit)
+    probes = _probes(check, rec)
+    if not probes:
         return None
-    return HealthResult(True, "", 1000.0 * (time.perf_counter() - started))
+    for probe in probes:
+        failure = probe(end, limit)
+        if failure is None:
+            continue
+        if end < started + limit and time.monotonic() >= end:
+            return HealthResult(False, "not probed in full: the pass's probe deadline came first", probed=False)
+        return HealthResult(False, failure)
+    return HealthResult(True, "", 1000.0 * (time.monotonic() - started))
+
+
+def _probes(check: dict, rec: InstanceRecord) -> list[Callable[[float, float], str | None]]:
+    """The probes a check asks for, each called as probe(deadline, limit) -> why it failed, or None."""
+    host, port = _instance_host_port(rec)
+    local = is_loopback(host)
+    urls = [str(u) for u in (check.get("urls") or [])]
+    if check.get("http") and local and port:
+        path = str(check["http"])
+        urls.append(f"http://{host}:{port}{path if path.startswith('/') else '/' + path}")
+    expect = check.get("expect_status")
+    probes: list = [functools.partial(_probe_http, url, expect) for url in urls if _loopback_url(url)]
+    if check.get("tcp") and local and port:
+        probes.append(functools.partial(_probe_tcp, host, int(port)))
+    if check.get("command"):
+        probes.append(functools.partial(_probe_command, check["command"], rec, host, port))
+    return probes
+
+
+def _loopback_url(url: str) -> bool:
+    try:
+        return is_loopback(urllib.parse.urlsplit(url).hostname)
+    except ValueError:
+        return False
+
+
+def _probe_http(url: str, expect, deadline: float, limit: float) -> str | None:
+    try:
+        code, _ = http_get(url, deadline)
+    except Exceeded:
+        return f"HTTP {url}: no answer within {limit:g} s"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return f"HTTP {url}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    good = code == int(expect) if expect is not None else 200 <= code < 400
+    if good:
+        return None
+    return f"HTTP {url} answered {code}" + (f", expected {expect}" if expect else "")
+
+
+def _probe_tcp(host: str, port: int, deadline: float, limit: float) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=max(0.01, deadline - time.monotonic())):
+            return None
+    except OSError as exc:
+        return f"TCP {host}:{port}: {exc.strerror or exc}"
+
+
+def _probe_command(command, rec: InstanceRecord, host, port, deadline: float, limit: float) -> str | None:
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+    env = dict(os.environ, STRATO_INSTANCE_KEY=rec.key, STRATO_INSTANCE_HOST=str(host or ""),
+               STRATO_INSTANCE_PORT=str(port or ""))
+    try:
+        # its own session: on a timeout the whole group goes, not only the shell (a child of the
+        # shell holding the output pipe would otherwise keep the probe waiting)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+    except OSError as exc:
+        return f"command could not start: {exc.strerror or exc}"
+    try:
+        output, _ = proc.communicate(timeout=max(0.01, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return f"command timed out after {limit:g} s"
+    if proc.returncode == 0:
+        return None
+    tail = output.decode(errors="replace").strip().splitlines()[-1:]
+    return f"command exited {proc.returncode}" + (f": {tail[0]}" if tail else "")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if proc.stdout is not None:
+        proc.stdout.close()
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 # -- the loop -------------------------------------------------------------------
@@ -220,6 +316,7 @@ class Maintainer:
         self._last_error: dict[str, str] = {}
         self._predictions: dict[str, float] = {}
         self._last_eval: dict[tuple[str, str], float] = {}   # when each policy last decided (its `period`)
+        self._deciding: dict[tuple[str, str], Any] = {}      # decisions still running past a pass's deadline
         self._create_failures: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
         self._lease = False
         self._records: dict[str, InstanceRecord] = {}   # decoded rows by key, reused while their version holds
@@ -375,35 +472,7 @@ class Maintainer:
             records = [r for r in (changed.get(r.key, r) for r in records) if r is not None]
 
         # 2. health checks ------------------------------------------------------
-        replace: list[InstanceRecord] = []
-        health_latency: dict[str, list[float]] = {}
-        if to_check:
-            failing = store.failing(self.name)
-            with ThreadPoolExecutor(max_workers=min(16, len(to_check))) as pool:
-                results = list(pool.map(lambda item: run_health_check(self._resolved_check(item[1]), item[0],
-                                                                      opts.health_timeout), to_check))
-            for (rec, check), result in zip(to_check, results):
-                if result is None or result.ok:
-                    healthy.setdefault(rec.node, []).append(rec)
-                    if result is not None:
-                        health_latency.setdefault(rec.node, []).append(result.latency_ms)
-                    if rec.key in failing and not opts.dry_run:
-                        store.set_failing(self.name, rec.key, None)
-                        self._event("recovered", rec.key, node=rec.node)
-                    continue
-                since = failing.get(rec.key, (now, ""))[0]
-                grace = _seconds(check.get("grace_period"),
-                                 opts.default_grace if opts.default_grace is not None else 2 * opts.interval)
-                if rec.key not in failing:
-                    if not opts.dry_run:
-                        store.set_failing(self.name, rec.key, now, result.detail)
-                    self._event("unhealthy", rec.key, node=rec.node, detail=result.detail, grace_s=grace)
-                if now - since >= grace:
-                    report.failed.append(rec.key)
-                    replace.append(rec)
-                else:
-                    report.unhealthy.append(rec.key)
-                    healthy.setdefault(rec.node, []).append(rec)  # still serving within its grace period
+        replace, health_latency = self._check_health(to_check, healthy, now, report)
         report.healthy = sum(len(v) for v in healthy.values())
 
         # 3. metrics and alerts ---------------------------------------------------
@@ -461,10 +530,45 @@ class Maintainer:
                 self._event("observe_failed", rec.key, once=f"observe:{rec.key}", error=obs.detail)
         return results
 
-    @staticmethod
-    def _resolved_check(check: dict) -> dict:
-        from descriptors.yamlpos import to_plain
-        return to_plain(check)
+    def _check_health(self, to_check: list, healthy: dict, now: float,
+                      report: PassReport) -> tuple[list[InstanceRecord], dict[str, list[float]]]:
+        """Probe every (record, check) at once (probe_all); a healthy or still-graced instance joins `healthy`.
+
+        Returns the instances failing past their grace period (to replace) and each node's probe latencies."""
+        store, opts = self.store, self.options
+        replace: list[InstanceRecord] = []
+        health_latency: dict[str, list[float]] = {}
+        if not to_check:
+            return replace, health_latency
+        failing = store.failing(self.name)
+        results = probe_all(to_check, opts.health_timeout)
+        for rec, check in to_check:
+            result = results.get(rec.key)
+            if result is not None and not result.probed:   # no verdict this pass: keep what we knew
+                healthy.setdefault(rec.node, []).append(rec)
+                continue
+            if result is None or result.ok:
+                healthy.setdefault(rec.node, []).append(rec)
+                if result is not None:
+                    health_latency.setdefault(rec.node, []).append(result.latency_ms)
+                if rec.key in failing and not opts.dry_run:
+                    store.set_failing(self.name, rec.key, None)
+                    self._event("recovered", rec.key, node=rec.node)
+                continue
+            since = failing.get(rec.key, (now, ""))[0]
+            grace = _seconds(check.get("grace_period"),
+                             opts.default_grace if opts.default_grace is not None else 2 * opts.interval)
+            if rec.key not in failing:
+                if not opts.dry_run:
+                    store.set_failing(self.name, rec.key, now, result.detail)
+                self._event("unhealthy", rec.key, node=rec.node, detail=result.detail, grace_s=grace)
+            if now - since >= grace:
+                report.failed.append(rec.key)
+                replace.append(rec)
+            else:
+                report.unhealthy.append(rec.key)
+                healthy.setdefault(rec.node, []).append(rec)  # still serving within its grace period
+        return replace, health_latency
 
     def _backing_off(self, action, now: float) -> bool:
         """An instance whose create keeps failing is retried with exponential backoff, not every pass."""
@@ -490,12 +594,10 @@ class Maintainer:
             for rec in healthy.get(node, []):
                 url = instance_metrics_url(rec.attributes or {})
                 if url:
-                    targets[rec.key] = url
-        if targets and self.prometheus is None:
-            self.scraper.scrape(targets)
-        elif targets:
+                    targets[rec.key] = (node, url)
+        if targets:
             # with Prometheus in charge the built-in probes still come from the instances themselves
-            self.scraper.scrape(targets)
+            self._scrape(targets)
         for node in template.node_templates:
             keys = [r.key for r in healthy.get(node, [])]
             values: dict[str, float] = {"instances": float(counts.get(node, 0)), "ready": float(len(keys))}
@@ -519,6 +621,17 @@ class Maintainer:
             out[node] = values
         report.metrics = {n: {k: round(v, 6) for k, v in m.items()} for n, m in out.items() if n in scrape_nodes}
         return out
+
+    def _scrape(self, targets: dict[str, tuple[str, str]]) -> None:
+        """Scrape the instances (key -> (node, URL)) at once, within the scraper's deadline; an instance that
+        fails (no answer in time, an answer over the size limit, an error) is an event naming it, once per reason."""
+        self.scraper.scrape({key: url for key, (_, url) in targets.items()})
+        for key, (node, _) in targets.items():
+            error = self.scraper.errors.get(key)
+            if error is None:
+                self._last_error.pop(f"scrape:{key}", None)
+            else:
+                self._event("scrape_failed", key, once=f"scrape:{key}", node=node, error=error)
 
     def _evaluate_alerts(self, template, metrics, report) -> None:
         if not self._alerts:
@@ -603,14 +716,30 @@ class Maintainer:
                     kind=kind, value=request.get("value"), instance=request.get("instance"), **result)
 
     def _run_policies(self, template, counts, healthy, metrics, records, drop, report) -> None:
-        from policies.base import Observation
+        """Every due policy decides at once, within one deadline for the pass; each node takes the largest count."""
         controls = self.store.node_controls(self.name)
         now = time.time()
+        deadline = time.monotonic() + self.options.policy_timeout
+        nodes = self._policy_observations(template, counts, healthy, metrics, now, deadline)
+        jobs = [(node, policy, obs) for node, (obs, due) in nodes.items() for policy in due]
+        outcomes = iter(self._decide_all(jobs, deadline))
+        for node, (obs, due) in nodes.items():
+            chosen = None
+            for policy in due:
+                entry = self._take_decision(node, policy, obs, next(outcomes), counts, report)
+                if entry is not None and (chosen is None or entry[0].desired > chosen[1].desired):
+                    chosen = (policy, *entry)  # several policies on one node: the largest count wins (HPA)
+            if chosen is not None:
+                self._apply_decision(node, chosen, obs, counts, controls, records, drop, now, report)
+
+    def _policy_observations(self, template, counts, healthy, metrics, now: float, deadline: float) -> dict:
+        """node -> (its Observation, the policies due this pass); each node's sample is recorded here."""
+        from policies.base import Observation
+        out = {}
         for node, items in self._policies.items():
             if node not in template.node_templates or not items:
                 continue
-            tmpl = template.node_templates[node]
-            low, high = self._bounds(tmpl, self._loaded[1])
+            low, high = self._bounds(template.node_templates[node], self._loaded[1])
             live = sorted(healthy.get(node, []), key=lambda r: r.index)
             values = metrics.get(node, {})
             target = None
@@ -622,91 +751,123 @@ class Maintainer:
                         target = values[name]
             self._prediction_error(node, target)
             obs = Observation(now=now, node=node, instances=counts[node], ready=len(live), metrics=dict(values),
-                              instance_ids=tuple(r.key for r in live),
-                              min_instances=low, max_instances=high,
-                              target=target, extra={"infrastructure": self.name})
+                              instance_ids=tuple(r.key for r in live), min_instances=low, max_instances=high,
+                              target=target, extra={"infrastructure": self.name}, deadline=deadline)
             if not self.options.dry_run:
                 self.store.add_sample(self.name, node, counts[node], target,
                                       {k: v for k, v in values.items() if k not in ("instances",)})
-            chosen = None
-            for policy in items:
-                pid = self._policy_id(policy)
-                period = getattr(policy, "period_s", None) or 0.0
-                last_eval = self._last_eval.get((node, pid))
-                if last_eval is not None and now - last_eval < period - 0.05 * self.options.interval:
-                    continue   # the template asks for this policy less often than the loop passes
-                self._last_eval[(node, pid)] = now
-                try:
-                    decision = policy.decide(obs)
-                except Exception as exc:  # PolicyError or a bug inside the policy: report it as broken
-                    absent = self._absent_metrics(policy, values)
-                    if absent:  # no data yet (a first scrape has no rates, no requests no latency): a wait
-                        reason = f"waiting for metric(s) {', '.join(absent)}"
-                        report.decisions.append({"node": node, "policy": pid, "current": counts[node],
-                                                 "desired": counts[node], "reason": reason})
-                        if self._last_reason.get((node, pid)) != reason:
-                            self._last_reason[(node, pid)] = reason
-                            self._event("decision", node=node, policy=pid, current=counts[node],
-                                        desired=counts[node], action="hold", reason=reason)
-                        continue
-                    self.loop_metrics.policy_errors.labels(self.name, pid).inc() if self.loop_metrics.registry else None
-                    report.decisions.append({"node": node, "policy": pid, "error": str(exc)})
-                    self._event("policy_broken", once=f"decide:{node}:{pid}", node=node, policy=pid,
-                                error=f"{type(exc).__name__}: {exc}")
-                    continue
-                try:
-                    policy.learn(obs)
-                except Exception as exc:
-                    self._event("policy_broken", once=f"learn:{node}:{pid}", node=node, policy=pid,
-                                error=f"learning failed: {type(exc).__name__}: {exc}")
-                self._save_policy_state(policy, node)
-                entry = {"node": node, "policy": pid, "current": counts[node], "desired": int(decision.desired),
-                         "reason": decision.reason, "drop": list(decision.drop)}
-                report.decisions.append(entry)
-                if chosen is None or decision.desired > chosen[1].desired:
-                    chosen = (policy, decision, entry)  # several policies on one node: the largest count wins (HPA)
-            if chosen is None:
+            out[node] = (obs, [policy for policy in items if self._due(node, policy, now)])
+        return out
+
+    def _due(self, node: str, policy, now: float) -> bool:
+        """Whether a policy decides this pass (its `period`); a policy still deciding since an earlier pass does not."""
+        key = (node, self._policy_id(policy))
+        period = getattr(policy, "period_s", None) or 0.0
+        last_eval = self._last_eval.get(key)
+        if last_eval is not None and now - last_eval < period - 0.05 * self.options.interval:
+            return False   # the template asks for this policy less often than the loop passes
+        if key in self._deciding and not self._deciding[key].done():
+            return False   # abandoned at an earlier pass's deadline and not finished yet: never twice at once
+        self._deciding.pop(key, None)
+        self._last_eval[key] = now
+        return True
+
+    def _decide_all(self, jobs: list, deadline: float) -> list:
+        """policy.decide(observation) for every (node, policy, observation) side by side, waiting until `deadline`:
+        one outcome per job, the decision or the exception (a policy with no decision by then gets a PolicyError)."""
+        from policies.base import PolicyError
+        futures = settle([functools.partial(policy.decide, obs) for _, policy, obs in jobs], deadline + POLICY_SLACK,
+                         POLICY_WORKERS, "strato-policy")
+        outcomes = []
+        for (node, policy, _), future in zip(jobs, futures):
+            if future.done() and not future.cancelled():
+                outcomes.append(future.exception() or future.result())
                 continue
-            policy, decision, entry = chosen
-            pid = self._policy_id(policy)
-            desired = min(max(low, int(decision.desired)), high)
-            predicted = (decision.detail or {}).get("predicted_target")
-            if desired == counts[node]:
-                if self._last_reason.get((node, pid)) != decision.reason:
-                    self._last_reason[(node, pid)] = decision.reason
-                    self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
-                                action="hold", reason=decision.reason)
-                if isinstance(predicted, (int, float)):
-                    self._predictions[node] = float(predicted)
-                continue
-            cooldown = float(getattr(policy, "cooldown_s", 0.0) or 0.0)
-            last = controls.get(node, {}).get("last_action")
-            if cooldown and last and now - last < cooldown:
-                reason = f"{decision.reason}; held: cooldown {cooldown:g} s, {now - last:.1f} s since the last action"
-                if self._last_reason.get((node, pid)) != reason.split(";")[0] + "cooldown":
-                    self._last_reason[(node, pid)] = reason.split(";")[0] + "cooldown"
-                    self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
-                                action="cooldown", reason=reason)
-                continue
-            direction = "up" if desired > counts[node] else "down"
-            self._last_reason[(node, pid)] = decision.reason
+            if not future.cancelled():
+                self._deciding[(node, self._policy_id(policy))] = future
+            outcomes.append(PolicyError(f"no decision within the loop's {self.options.policy_timeout:g} s deadline "
+                                        "for all policies of a pass"))
+        return outcomes
+
+    def _take_decision(self, node: str, policy, obs, outcome, counts, report) -> tuple | None:
+        """Report one policy's decision (or why it has none); (decision, report entry) when it has one."""
+        pid = self._policy_id(policy)
+        if isinstance(outcome, BaseException):
+            self._policy_failed(node, policy, outcome, obs.metrics, counts, report)
+            return None
+        decision = outcome
+        try:
+            policy.learn(obs)
+        except Exception as exc:
+            self._event("policy_broken", once=f"learn:{node}:{pid}", node=node, policy=pid,
+                        error=f"learning failed: {type(exc).__name__}: {exc}")
+        self._save_policy_state(policy, node)
+        entry = {"node": node, "policy": pid, "current": counts[node], "desired": int(decision.desired),
+                 "reason": decision.reason, "drop": list(decision.drop)}
+        report.decisions.append(entry)
+        return decision, entry
+
+    def _policy_failed(self, node: str, policy, exc: BaseException, values: dict, counts, report) -> None:
+        pid = self._policy_id(policy)
+        absent = self._absent_metrics(policy, values)
+        if absent:  # no data yet (a first scrape has no rates, no requests no latency): a wait
+            reason = f"waiting for metric(s) {', '.join(absent)}"
+            report.decisions.append({"node": node, "policy": pid, "current": counts[node],
+                                     "desired": counts[node], "reason": reason})
+            if self._last_reason.get((node, pid)) != reason:
+                self._last_reason[(node, pid)] = reason
+                self._event("decision", node=node, policy=pid, current=counts[node],
+                            desired=counts[node], action="hold", reason=reason)
+            return
+        if self.loop_metrics.registry is not None:
+            self.loop_metrics.policy_errors.labels(self.name, pid).inc()
+        report.decisions.append({"node": node, "policy": pid, "error": str(exc)})
+        self._event("policy_broken", once=f"decide:{node}:{pid}", node=node, policy=pid,
+                    error=f"{type(exc).__name__}: {exc}")
+
+    def _apply_decision(self, node: str, chosen: tuple, obs, counts, controls, records, drop, now: float,
+                        report) -> None:
+        """Hold, wait out the cooldown, or scale a node to the count its winning policy chose."""
+        policy, decision, entry = chosen
+        pid = self._policy_id(policy)
+        desired = min(max(obs.min_instances, int(decision.desired)), obs.max_instances)
+        predicted = (decision.detail or {}).get("predicted_target")
+        if desired == counts[node]:
+            if self._last_reason.get((node, pid)) != decision.reason:
+                self._last_reason[(node, pid)] = decision.reason
+                self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
+                            action="hold", reason=decision.reason)
             if isinstance(predicted, (int, float)):
                 self._predictions[node] = float(predicted)
-            if direction == "down":
-                for ident in decision.drop[: counts[node] - desired]:
-                    target_rec = resolve_instance(ident, node, records)
-                    if target_rec is not None:
-                        drop.add(target_rec.key)
-            entry["action"] = direction
-            if not self.options.dry_run:
-                self.store.record_scaling(self.name, node, desired, direction, pid,
-                                          {"from": counts[node], "reason": decision.reason,
-                                           "detail": decision.detail})
-            self.on_event({"event": "scaled", "node": node, "from": counts[node], "desired": desired,
-                           "policy": pid, "reason": decision.reason, "ts": now})
-            if self.loop_metrics.registry is not None:
-                self.loop_metrics.actions.labels(self.name, node, pid, direction).inc()
-            counts[node] = desired
+            return
+        cooldown = float(getattr(policy, "cooldown_s", 0.0) or 0.0)
+        last = controls.get(node, {}).get("last_action")
+        if cooldown and last and now - last < cooldown:
+            reason = f"{decision.reason}; held: cooldown {cooldown:g} s, {now - last:.1f} s since the last action"
+            if self._last_reason.get((node, pid)) != reason.split(";")[0] + "cooldown":
+                self._last_reason[(node, pid)] = reason.split(";")[0] + "cooldown"
+                self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
+                            action="cooldown", reason=reason)
+            return
+        direction = "up" if desired > counts[node] else "down"
+        self._last_reason[(node, pid)] = decision.reason
+        if isinstance(predicted, (int, float)):
+            self._predictions[node] = float(predicted)
+        if direction == "down":
+            for ident in decision.drop[: counts[node] - desired]:
+                target_rec = resolve_instance(ident, node, records)
+                if target_rec is not None:
+                    drop.add(target_rec.key)
+        entry["action"] = direction
+        if not self.options.dry_run:
+            self.store.record_scaling(self.name, node, desired, direction, pid,
+                                      {"from": counts[node], "reason": decision.reason,
+                                       "detail": decision.detail})
+        self.on_event({"event": "scaled", "node": node, "from": counts[node], "desired": desired,
+                       "policy": pid, "reason": decision.reason, "ts": now})
+        if self.loop_metrics.registry is not None:
+            self.loop_metrics.actions.labels(self.name, node, pid, direction).inc()
+        counts[node] = desired
 
     @staticmethod
     def _absent_metrics(policy, values: dict) -> list[str]:

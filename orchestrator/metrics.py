@@ -20,17 +20,18 @@ optimizer's prediction error) are in `LoopMetrics`.
 
 from __future__ import annotations
 
+import functools
+import http.client
 import ipaddress
 import json
 import math
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from orchestrator.bounded import Exceeded, http_get, settle
 
 AGGREGATES = {
     "sum": sum,
@@ -48,6 +49,12 @@ _PLAIN_RE = re.compile(rf"^\s*({_NAME})\s*(?:\{{[^}}]*\}})?\s*$")
 
 # node-wide probes computed from merged histograms (not per instance, so not re-aggregated)
 NODE_BUILTINS = ("latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+
+
+# An instance's exposition is a few KiB; a body this large is an attack or a bug, not metrics.
+MAX_SCRAPE_BYTES = 4 * 2 ** 20
+# A PromQL answer of a query that aggregates itself is small; a vector of many series is larger.
+MAX_QUERY_BYTES = 16 * 2 ** 20
 
 
 class MetricsError(Exception):
@@ -144,35 +151,44 @@ class ScrapeSource:
     The previous scrape is kept in memory only: after a restart of the loop the first pass has
     no rates, which costs one interval and nothing else."""
 
-    def __init__(self, timeout: float = 2.0, workers: int = 8):
-        self.timeout, self.workers = timeout, workers
+    def __init__(self, timeout: float = 2.0, workers: int = 16, max_bytes: int = MAX_SCRAPE_BYTES):
+        self.timeout, self.workers, self.max_bytes = timeout, workers, max_bytes
         self.previous: dict[str, Snapshot] = {}
         self.current: dict[str, Snapshot] = {}
         self.errors: dict[str, str] = {}
 
-    def _fetch(self, url: str) -> Snapshot:
-        with urllib.request.urlopen(url, timeout=self.timeout) as resp:
-            return parse_exposition(resp.read().decode("utf-8", "replace"))
+    def _fetch(self, url: str, deadline: float) -> Snapshot:
+        status, body = http_get(url, deadline, self.max_bytes, {"Accept": "text/plain"})
+        if status != 200:
+            raise MetricsError(f"answered HTTP {status}")
+        return parse_exposition(body.decode("utf-8", "replace"))
+
+    def _outcome(self, future, url: str) -> tuple[Snapshot | None, str | None]:
+        """(snapshot, None) or (None, why): a stalled or oversized instance must not stop the pass."""
+        if future.cancelled():
+            return None, f"{url}: not scraped: the scrape's {self.timeout:g} s deadline came first"
+        error = future.exception(timeout=0) if future.done() else None
+        if not future.done() or (isinstance(error, Exceeded) and error.late):
+            return None, f"{url}: no complete answer within the scrape's {self.timeout:g} s deadline"
+        if error is not None:
+            return None, f"{url}: {error}"
+        return future.result(), None
 
     def scrape(self, targets: dict[str, str]) -> None:
-        """targets: instance key -> metrics URL. Failures are remembered per instance, never raised."""
+        """targets: instance key -> metrics URL, all scraped at once; the whole scrape (every request and
+        body) ends within `timeout` seconds. Failures are remembered per instance, never raised."""
         fresh: dict[str, Snapshot] = {}
         errors: dict[str, str] = {}
-
-        def one(item):
-            key, url = item
-            try:
-                return key, self._fetch(url), None
-            except Exception as exc:  # an unreachable or garbled instance must not stop the pass
-                return key, None, f"{url}: {exc}"
-
-        if targets:
-            with ThreadPoolExecutor(max_workers=min(self.workers, len(targets))) as pool:
-                for key, snap, error in pool.map(one, targets.items()):
-                    if snap is not None:
-                        fresh[key] = snap
-                    else:
-                        errors[key] = error
+        deadline = time.monotonic() + self.timeout
+        items = list(targets.items())
+        futures = settle([functools.partial(self._fetch, url, deadline) for _, url in items], deadline,
+                         self.workers, "strato-scrape")
+        for (key, url), future in zip(items, futures):
+            snap, error = self._outcome(future, url)
+            if snap is not None:
+                fresh[key] = snap
+            else:
+                errors[key] = error
         # keep the older snapshot of an instance that failed this time, so its rate resumes later
         self.previous = {k: self.current[k] for k in self.current if k in targets}
         self.current = {**{k: v for k, v in self.previous.items() if k in errors}, **fresh}
@@ -297,16 +313,22 @@ class PrometheusSource:
               quantile: float | None = None) -> float | None:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as resp:
-                body = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("error", "")
-            except ValueError:
-                detail = ""
-            raise MetricsError(f"Prometheus refused '{expr}': {detail or exc}") from None
-        except (OSError, ValueError) as exc:
+            status, raw = http_get(url, time.monotonic() + self.timeout, MAX_QUERY_BYTES,
+                                   {"Accept": "application/json"})
+        except Exceeded as exc:
+            late = f"no complete answer within {self.timeout:g} s"
+            raise MetricsError(f"Prometheus at {self.url}: {late if exc.late else exc}") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             raise MetricsError(f"Prometheus at {self.url} unreachable: {exc}") from None
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if status >= 400:
+            detail = body.get("error", "") if isinstance(body, dict) else ""
+            raise MetricsError(f"Prometheus refused '{expr}': {detail or f'HTTP {status}'}")
+        if not isinstance(body, dict):
+            raise MetricsError(f"Prometheus at {self.url} answered something other than a JSON object")
         data = body.get("data", {})
         result = data.get("result")
         if data.get("resultType") == "scalar":

@@ -27,6 +27,9 @@ class Observation:
     max_instances: int | None = None
     target: float | None = None     # the measured target metric (e.g. p95 latency), when there is one
     extra: dict[str, Any] = field(default_factory=dict)
+    # time.monotonic() by which the decision is due: the live loop's one deadline for all the policies
+    # of a pass (a rule's sandbox stops there); None offline, where only each policy's own limits apply
+    deadline: float | None = None
 
 
 @dataclass

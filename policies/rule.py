@@ -8,14 +8,32 @@ instances as {"ID", "Addr"}), `m_nodes_todrop` (the rule may list instance IDs t
 """
 from __future__ import annotations
 
+import json
 import keyword
 import math
 from typing import Any
 
 from policies.base import MetricSpec, Observation, PolicyError, ScalingDecision, ScalingPolicy
-from policies.sandbox import DEFAULT_TIMEOUT_S, Sandbox, check_rule, shared_sandbox
+from policies.rulecheck import check_rule
+from policies.sandbox import DEFAULT_TIMEOUT_S, Sandbox, SandboxPool, shared_sandbox
 
 OUTPUTS = ["m_node_count", "m_container_count", "m_nodes_todrop", "m_userdata"]
+# m_userdata is stored with the policy's state after every evaluation: a rule that doubles it each
+# time would grow the state database without end.
+MAX_USERDATA_BYTES = 64 * 1024
+
+
+def userdata_size(value: Any) -> int:
+    """The size of m_userdata as stored (compact JSON)."""
+    return len(json.dumps(value, separators=(",", ":"), default=str))
+
+
+def _checked_userdata(value: Any, whose: str, instead: str) -> Any:
+    size = userdata_size(value)
+    if size > MAX_USERDATA_BYTES:
+        raise PolicyError(f"{whose} m_userdata is {size} bytes, over its {MAX_USERDATA_BYTES // 1024} KiB limit; "
+                          f"{instead}")
+    return value
 
 
 def _check_name(name: Any, what: str) -> str:
@@ -34,7 +52,7 @@ class RulePolicy(ScalingPolicy):
     def __init__(self, scaling_rule: str, *, constants: dict[str, Any] | None = None,
                  queries: dict[str, MetricSpec] | None = None, min_instances: int = 1,
                  max_instances: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 sandbox: Sandbox | None = None, node: str = ""):
+                 sandbox: Sandbox | SandboxPool | None = None, node: str = ""):
         check_rule(scaling_rule)  # refuse imports, dunders, open() ... at load time, not first use
         self.rule = scaling_rule
         self.constants = {_check_name(k, "constant"): v for k, v in (constants or {}).items()}
@@ -53,7 +71,7 @@ class RulePolicy(ScalingPolicy):
         self._userdata: Any = None
 
     @property
-    def sandbox(self) -> Sandbox:
+    def sandbox(self) -> Sandbox | SandboxPool:
         return self._sandbox if self._sandbox is not None else shared_sandbox()
 
     def metrics_needed(self) -> list[MetricSpec]:
@@ -85,8 +103,9 @@ class RulePolicy(ScalingPolicy):
 
     def decide(self, observation: Observation) -> ScalingDecision:
         o = observation
-        values = self.sandbox.evaluate(self.rule, self._variables(o), OUTPUTS, self.timeout_s)
-        self._userdata = values.get("m_userdata")
+        values = self.sandbox.evaluate(self.rule, self._variables(o), OUTPUTS, self.timeout_s, o.deadline)
+        self._userdata = _checked_userdata(values.get("m_userdata"), "the scaling rule's",
+                                            "the previous m_userdata is kept")
         node_count = self._count(values.get("m_node_count", o.instances), "m_node_count")
         container_count = self._count(values.get("m_container_count", o.instances), "m_container_count")
         count, by = o.instances, None
@@ -123,7 +142,8 @@ class RulePolicy(ScalingPolicy):
         state = state or {}
         self._last_count = state.get("last_count")
         self._changed_at = state.get("changed_at")
-        self._userdata = state.get("userdata")
+        self._userdata = None   # a state stored before the limit may hold megabytes: not carried on
+        self._userdata = _checked_userdata(state.get("userdata"), "the stored", "the rule starts without it")
 
 
 def _query_spec(name: str, raw: Any) -> MetricSpec:

@@ -8,7 +8,6 @@ a PolicyError saying why; the caller keeps running and the next evaluation gets 
 """
 from __future__ import annotations
 
-import ast
 import atexit
 import json
 import os
@@ -21,43 +20,14 @@ import weakref
 from typing import Any
 
 from policies.base import PolicyError
+from policies.rulecheck import FORBIDDEN_CALLS, MAX_RULE_CHARS, check_rule  # noqa: F401
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
 DEFAULT_MEMORY_MB = 256
 DEFAULT_TIMEOUT_S = 2.0
-MAX_RULE_CHARS = 20000
-# Callables that would read files, evaluate code or reach objects' internals.
-FORBIDDEN_CALLS = frozenset({"open", "eval", "exec", "compile", "__import__", "getattr", "setattr", "delattr",
-                             "globals", "locals", "vars", "input", "breakpoint", "exit", "quit", "help", "dir",
-                             "type", "memoryview", "object", "super", "hasattr"})
+POOL_SIZE = 4               # rules evaluated side by side (one child process each)
+MAX_ANSWER_BYTES = 4 * 2 ** 20  # a rule's outputs are counts, instance IDs and a small m_userdata
 _live: "weakref.WeakSet[Sandbox]" = weakref.WeakSet()
-
-
-def check_rule(rule: str) -> ast.Module:
-    """Parse a rule and refuse what the sandbox never runs; the PolicyError says what and where."""
-    if not isinstance(rule, str) or not rule.strip():
-        raise PolicyError("the scaling rule is empty")
-    if len(rule) > MAX_RULE_CHARS:
-        raise PolicyError(f"the scaling rule is longer than {MAX_RULE_CHARS} characters")
-    try:
-        tree = ast.parse(rule, "<scaling_rule>")
-    except SyntaxError as error:
-        raise PolicyError(f"the scaling rule has a syntax error at line {error.lineno}: {error.msg}") from None
-    for node in ast.walk(tree):
-        line = getattr(node, "lineno", "?")
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            raise PolicyError(f"the scaling rule may not import modules (line {line})")
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            raise PolicyError(f"the scaling rule may not reach the private or dunder attribute "
-                              f"'{node.attr}' (line {line})")
-        if isinstance(node, ast.Name) and node.id.startswith("__"):
-            raise PolicyError(f"the scaling rule may not use the dunder name '{node.id}' (line {line})")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
-            why = "no file access" if node.func.id in ("open", "input") else "no code evaluation or introspection"
-            raise PolicyError(f"the scaling rule may not call {node.func.id}() ({why}; line {line})")
-        if isinstance(node, (ast.Global, ast.Nonlocal, ast.AsyncFunctionDef, ast.Await, ast.Yield, ast.YieldFrom)):
-            raise PolicyError(f"the scaling rule may not use '{type(node).__name__.lower()}' (line {line})")
-    return tree
 
 
 class Sandbox:
@@ -96,15 +66,24 @@ class Sandbox:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def evaluate(self, rule: str, variables: dict[str, Any], outputs: list[str],
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
-        """Run `rule` with `variables` and return the values of `outputs` it left (missing ones absent)."""
+                 timeout_s: float = DEFAULT_TIMEOUT_S, deadline: float | None = None) -> dict[str, Any]:
+        """Run `rule` with `variables` and return the values of `outputs` it left (missing ones absent).
+
+        The run stops at its own `timeout_s` or at `deadline` (time.monotonic(), the loop's one
+        deadline for all its policies), whichever comes first; so does a wait for this sandbox."""
         check_rule(rule)
         try:
             request = json.dumps({"rule": rule, "variables": variables, "outputs": outputs}).encode() + b"\n"
         except (TypeError, ValueError) as error:
             raise PolicyError(f"the rule's variables are not plain data: {error}") from None
-        with self._lock:
-            answer = self._ask(request, timeout_s)
+        wait_end = time.monotonic() + timeout_s if deadline is None else deadline
+        if not self._lock.acquire(timeout=max(0.0, wait_end - time.monotonic())):
+            raise PolicyError("the scaling rule was not run: its sandbox stayed busy with other rules "
+                              "until its deadline")
+        try:
+            answer = self._ask(request, timeout_s, deadline)
+        finally:
+            self._lock.release()
         if not answer.get("ok"):
             if answer.get("kind") == "memory":
                 raise PolicyError(f"the scaling rule tried to use more than its {self.memory_mb} MB memory limit")
@@ -115,7 +94,7 @@ class Sandbox:
                               "numbers, strings, lists or maps")
         return answer.get("values", {})
 
-    def _ask(self, request: bytes, timeout_s: float) -> dict:
+    def _ask(self, request: bytes, timeout_s: float, deadline: float | None) -> dict:
         if self._proc is None or self._proc.poll() is not None:
             self.close()
             self._proc = self._start()
@@ -126,14 +105,27 @@ class Sandbox:
         except OSError:
             self.close()
             raise PolicyError("the rule sandbox process could not be reached (it was restarted)") from None
-        deadline = time.monotonic() + timeout_s
+        own_end = time.monotonic() + timeout_s
+        end = own_end if deadline is None else min(own_end, deadline)
+        line = self._read_line(proc, end)
+        if line is None:
+            self.close()
+            if end < own_end:
+                raise PolicyError("the scaling rule was stopped at the loop's deadline for all policies "
+                                  f"(before its own {timeout_s:g} s limit)")
+            raise PolicyError(f"the scaling rule ran longer than its {timeout_s:g} s limit and was stopped "
+                              "(an endless loop?)")
+        return json.loads(line)
+
+    def _read_line(self, proc: subprocess.Popen, end: float) -> bytes | None:
+        """The child's next answer line, or None when `end` (time.monotonic()) came first."""
         fd = proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
+        buffer = bytearray(self._buffer)
+        newline = buffer.find(b"\n")
+        while newline < 0:
+            left = end - time.monotonic()
             if left <= 0:
-                self.close()
-                raise PolicyError(f"the scaling rule ran longer than its {timeout_s:g} s limit and was stopped "
-                                  "(an endless loop?)")
+                return None
             ready, _, _ = select.select([fd], [], [], left)
             if not ready:
                 continue
@@ -145,21 +137,68 @@ class Sandbox:
                     raise PolicyError(f"the scaling rule's sandbox process was killed by signal {-code} "
                                       "(a CPU or memory limit)")
                 raise PolicyError(f"the scaling rule's sandbox process exited ({code})")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+            found = chunk.find(b"\n")
+            newline = len(buffer) + found if found >= 0 else -1
+            buffer += chunk
+            if newline < 0 and len(buffer) > MAX_ANSWER_BYTES:
+                self.close()
+                raise PolicyError(f"the scaling rule's outputs are larger than {MAX_ANSWER_BYTES // 2 ** 20} MiB "
+                                  "and were refused")
+        self._buffer = bytes(buffer[newline + 1:])
+        return bytes(buffer[:newline])
 
 
-_shared: Sandbox | None = None
+class SandboxPool:
+    """Up to `size` sandboxes, so that rules run side by side: one rule held until its time limit
+    (an endless loop) no longer holds up every other policy of the pass. Same `evaluate` as Sandbox."""
+
+    def __init__(self, size: int = POOL_SIZE, memory_mb: int = DEFAULT_MEMORY_MB, cpu_s: int = 60):
+        self.size, self.memory_mb, self.cpu_s = max(1, int(size)), memory_mb, cpu_s
+        self._idle: list[Sandbox] = []
+        self._made = 0
+        self._free = threading.Condition()
+
+    def evaluate(self, rule: str, variables: dict[str, Any], outputs: list[str],
+                 timeout_s: float = DEFAULT_TIMEOUT_S, deadline: float | None = None) -> dict[str, Any]:
+        check_rule(rule)  # a refused rule waits for nothing
+        box = self._take(time.monotonic() + timeout_s if deadline is None else deadline)
+        try:
+            return box.evaluate(rule, variables, outputs, timeout_s, deadline)
+        finally:
+            with self._free:
+                self._idle.append(box)
+                self._free.notify()
+
+    def _take(self, until: float) -> Sandbox:
+        with self._free:
+            while not self._idle and self._made >= self.size:
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise PolicyError(f"the scaling rule was not run: all {self.size} sandboxes stayed busy with "
+                                      "other rules until its deadline")
+                self._free.wait(left)
+            if self._idle:
+                return self._idle.pop()
+            self._made += 1
+        return Sandbox(self.memory_mb, self.cpu_s)
+
+    def close(self) -> None:
+        with self._free:
+            boxes, self._idle = self._idle, []
+        for box in boxes:
+            box.close()
+
+
+_shared: SandboxPool | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_sandbox() -> Sandbox:
-    """The process-wide sandbox rule policies use unless given their own."""
+def shared_sandbox() -> SandboxPool:
+    """The process-wide sandboxes rule policies use unless given their own."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Sandbox()
+            _shared = SandboxPool()
         return _shared
 
 

@@ -1,7 +1,8 @@
-"""topology_template.policies: typed policies and the node templates or groups they target."""
+"""topology_template.policies: typed policies and the node templates or groups they target, and their scaling rules."""
 
 from __future__ import annotations
 
+import linecache
 from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
@@ -10,6 +11,10 @@ from descriptors.template import Policy, Template
 from descriptors.yamlpos import position_of
 
 POLICY_KEYS = ("type", "description", "metadata", "properties", "targets", "triggers")
+# Policy types whose properties hold a Python scaling rule (property names), checked as the sandbox checks them.
+RULE_PROPERTIES = {"strato.policies.Scaling.Rule": ("scaling_rule",), "strato.policies.Scaling": ("rule",)}
+RULE_HINT = "rules run in Strato's sandbox: no imports (math functions such as ceil and sqrt are built in), " \
+            "no dunder names, no open(), eval() or getattr()"
 
 def parse_policies(template: Template, topo: dict, sink: DiagnosticSink) -> None:
     base = "topology_template.policies"
@@ -75,7 +80,47 @@ def parse_policies(template: Template, topo: dict, sink: DiagnosticSink) -> None
         props = body.get("properties") or {}
         check_property_map(template, props, pdef.properties, sink, join_path(path, "properties"), pos,
                             f"policy type {pdef.name}")
+        check_rules(template, pdef.name, props, join_path(path, "properties"), sink)
         triggers = body.get("triggers")
         template.policies[name] = Policy(name, pdef.name, good, props if isinstance(props, dict) else {},
                                          dict(body.get("metadata") or {}),
                                          triggers if isinstance(triggers, dict) else {}, pos, path)
+
+
+def check_rules(template: Template, ptype: str, props: Any, path: str, sink: DiagnosticSink) -> None:
+    """A scaling rule the loop's sandbox would refuse is a descriptor error here, where it was written.
+
+    The same static check the sandbox runs (policies.rulecheck); a rule given through a function
+    (get_input) is checked when the loop reads it."""
+    if not isinstance(props, dict):
+        return   # reported as PROPERTIES_NOT_MAPPING
+    types = template.types
+    names = [n for base, props_ in RULE_PROPERTIES.items() if types.has("policy", base) and
+             types.is_a(ptype, base, "policy") for n in props_]
+    for name in dict.fromkeys(names):
+        rule = props.get(name)
+        if not isinstance(rule, str):
+            continue
+        from policies.rulecheck import rule_problems  # only descriptors with a rule pay for it
+        for problem in rule_problems(rule):
+            pos, exact = rule_position(props, name, rule, problem.line, problem.col)
+            sink.error(f"POLICY_{problem.code}", problem.reason if exact else problem.sentence(), pos,
+                       join_path(path, name), RULE_HINT if problem.code == "RULE_REFUSED" else "")
+
+
+def rule_position(props: dict, name: str, rule: str, line: int, col: int) -> tuple[Position, bool]:
+    """Where line:col of a rule stands in its file, and whether that is exact (a `|` block, or a rule of one
+    line); otherwise the rule's own position (a folded or multi-line flow scalar moves its lines)."""
+    start = position_of(props, name)
+    linecache.checkcache(start.file)  # a server validates many bundles: never a stale copy of a file
+    text = linecache.getline(start.file, start.line) if start.line and line else ""
+    marker = text[start.col - 1:start.col] if text else ""
+    if marker == "|":
+        block = [linecache.getline(start.file, start.line + i) for i in range(1, rule.count("\n") + 2)]
+        first = next((b for b in block if b.strip()), "")
+        indent = len(first) - len(first.lstrip(" "))
+        return Position(start.file, start.line + line, indent + col), True
+    if marker and marker not in ">" and "\n" not in rule.rstrip("\n") and line == 1:
+        quoted = marker in "'\""
+        return Position(start.file, start.line, start.col + col - (0 if quoted else 1)), True
+    return start, False

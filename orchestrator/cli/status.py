@@ -37,13 +37,11 @@ def _render(data: dict, store, events: int) -> list[str]:
 
 
 def _probes(targets: list[tuple]) -> list:
-    """The maintain loop's health checks (HTTP, TCP, command) for (instance, health_check) pairs, concurrently."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from orchestrator.maintain import MaintainOptions, run_health_check
-    timeout = MaintainOptions().health_timeout
-    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-        return list(pool.map(lambda t: run_health_check(t[1], t[0], timeout), targets))
+    """The maintain loop's health checks (HTTP, TCP, command) for (instance, health_check) pairs, all at once,
+    each within its own time limit (a stopped replica costs one timeout, not one per instance)."""
+    from orchestrator.maintain import MaintainOptions, probe_all
+    results = probe_all(targets, MaintainOptions().health_timeout)
+    return [results.get(rec.key) for rec, _ in targets]
 
 
 def _names(entries: list[dict]) -> str:

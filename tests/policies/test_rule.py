@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from descriptors.diagnostics import DescriptorError
 from descriptors.loader import load_template_text
 from policies import MetricSpec, Observation, PolicyError, scaling_policies
 from policies.rule import RulePolicy
@@ -133,6 +134,8 @@ def test_missing_query_value_and_bad_names():
 TEMPLATE = """
 tosca_definitions_version: tosca_simple_yaml_1_3
 topology_template:
+  inputs:
+    rule: {{type: string, default: "m_node_count = 1"}}
   node_templates:
     web:
       type: strato.nodes.Process
@@ -179,14 +182,22 @@ def test_strato_scaling_rule_property_and_bad_rule_in_template():
         """)
     policy = scaling_policies(t)["web"][0]
     assert isinstance(policy, RulePolicy) and policy.metrics_needed()[0].name == "metric"
+    with pytest.raises(DescriptorError, match=r"r\.yaml:\d+:\d+: POLICY_RULE_REFUSED: .*may not import"):
+        template("""
+            - scale_web:
+                type: strato.policies.Scaling.Rule
+                targets: [web]
+                properties: {scaling_rule: "import os"}
+            """)
+    # through an input the descriptor cannot be checked: the policy refuses it when it is built
     t = template("""
         - scale_web:
             type: strato.policies.Scaling.Rule
             targets: [web]
-            properties: {scaling_rule: "import os"}
+            properties: {scaling_rule: {get_input: rule}}
         """)
     with pytest.raises(PolicyError, match=r"r\.yaml:\d+:\d+: policy 'scale_web': .*may not import"):
-        scaling_policies(t)
+        scaling_policies(t, {"rule": "import os"})
 
 
 def test_readme_policy_example_loads_and_decides(sandbox):
