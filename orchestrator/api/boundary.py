@@ -9,6 +9,7 @@ lookups and local actions, is this machine) and `health_check` commands (the mai
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -70,12 +71,21 @@ def backends(template: Template, node: str, props: dict[str, Any]) -> list[tuple
     return found
 
 
+@functools.lru_cache(maxsize=256)
 def _driver_class(name: str):
     from drivers.providers import UnknownDriver, driver_class
     try:
-        return driver_class(name)
+        return driver_class(name)  # reads the entry-point table: once per name, not once per node
     except (UnknownDriver, ImportError, AttributeError):
         return None  # an unknown backend builds nothing: the build fails naming it
+
+
+def warm_up() -> None:
+    """Import every registered driver class and what the checks use, so no check pays for it."""
+    from drivers import playbooks  # noqa: F401
+    from drivers.providers import known_drivers
+    for name in known_drivers():
+        _driver_class(name)
 
 
 def _playbooks(template: Template, node: str, deleting: bool) -> list[str]:
@@ -95,21 +105,19 @@ def host_code(template: Template, inputs: dict | None = None, deleting: bool = F
     [{"node", "reason"}] in node order, one entry per node."""
     found = []
     for node in template.node_templates:
-        props = node_properties(template, node, inputs)
         reasons = []
-        for driver, backend_props in backends(template, node, props):
-            if driver is None:
-                continue
-            cls = _driver_class(driver) if isinstance(driver, str) else None
-            why = cls.host_code(backend_props, deleting) if cls is not None else \
-                ("" if isinstance(driver, str) else "chooses its backend driver only at build time")
-            check = backend_props.get("health_check")
+        for driver, props in backends(template, node, node_properties(template, node, inputs)):
+            check = props.get("health_check")
             if not deleting and (check is COMPUTED or (isinstance(check, dict) and check.get("command"))):
                 reasons.append("runs its health_check command on this machine")
-            if why:
-                reasons.append(why)
+            if isinstance(driver, str):
+                cls = _driver_class(driver)
+                reasons.append(cls.host_code(props, deleting) if cls is not None else "")
+            elif driver is not None:
+                reasons.append("chooses its backend driver only at build time")
         reasons += [f"runs the Ansible playbook '{p}' with this machine as Ansible's controller"
                     for p in _playbooks(template, node, deleting)]
+        reasons = [r for r in reasons if r]
         if reasons:
             found.append({"node": node, "reason": "; ".join(dict.fromkeys(reasons))})
     return found

@@ -232,9 +232,12 @@ def _worker_init() -> None:
     except (ImportError, ValueError, OSError):
         pass
     # Load the engine and the built-in profiles now, so a check's time limit measures only the check.
+    import networkx  # noqa: F401 - the graph check's library, the slowest import of a first check
     from descriptors.types import builtin_registry
     import orchestrator.service  # noqa: F401
+    from orchestrator.api.boundary import warm_up
     builtin_registry()
+    warm_up()
 
 
 def _ready() -> bool:
@@ -246,7 +249,7 @@ def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inpu
     from descriptors.diagnostics import DescriptorError
     from descriptors.loader import resolve_inputs
     from orchestrator import service
-    from orchestrator.api import boundary
+    from orchestrator.api.boundary import host_code, outside_paths
     try:
         loaded = service.load_checked(os.path.join(directory, entry))
         template = loaded.template
@@ -261,12 +264,12 @@ def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inpu
             merged = {k: v for k, v in (stored_inputs or {}).items() if k in template.inputs}
             merged.update(inputs)
             values = resolve_inputs(template, merged, source="<request inputs>")
-        outside_files = boundary.outside_paths(template, directory, values)
+        outside_files = outside_paths(template, directory, values)
         if outside_files:
             return {"ok": False, "diagnostics": outside_files}
         result = {"ok": True, "nodes": len(template.node_templates),
                   "diagnostics": [d.to_dict() for d in template.warnings],
-                  "host_code": boundary.host_code(template, values)}
+                  "host_code": host_code(template, values)}
         if values is not None:
             result["counts"] = {n: node.instance_count(values) for n, node in template.node_templates.items()}
         return result

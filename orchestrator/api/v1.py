@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import service
-from orchestrator.api import boundary
+from orchestrator.api.boundary import refusal_message, stored_host_code
 from orchestrator.api.errors import ApiError, error_body
 from orchestrator.api.intake import Bundle, relativize
 from orchestrator.api.security import READ, WRITE, authorize, scrub
@@ -95,13 +95,13 @@ def router(ctx) -> APIRouter:
     def refuse_host_code(found: list[dict]) -> None:
         """403 naming each node that would run code on this machine, unless the server allows local processes."""
         if found and not settings.allow_local_processes:
-            raise ApiError(403, "LOCAL_PROCESS_REFUSED", boundary.refusal_message(found), nodes=found)
+            raise ApiError(403, "LOCAL_PROCESS_REFUSED", refusal_message(found), nodes=found)
 
     def refuse_stored_host_code(infra, deleting: bool = False) -> None:
         """The same rule for work on a stored infrastructure (scale, drop, apply, destroy), wherever it was
         built: a scale through the API starts what a CLI user's descriptor says as surely as a create does."""
         if not settings.allow_local_processes:
-            refuse_host_code(boundary.stored_host_code(store, infra, deleting))
+            refuse_host_code(stored_host_code(store, infra, deleting))
 
     def admit(bundle: Bundle, inputs: dict | None, stored_inputs: dict | None = None, desired: dict | None = None,
               runs: bool = True) -> dict:

@@ -103,6 +103,21 @@ def test_playbook_operation_in_the_bundle_is_refused(client):
     assert client.get("/v1/operations", headers=R).json()["operations"] == []
 
 
+def test_operations_smuggled_in_node_metadata_never_run(client, tmp_path):
+    marker = tmp_path / "ran"
+    doc = topology("""\
+        a:
+          type: strato.nodes.Noop
+          metadata: {strato.operations: {create: {implementation: plays/mark.yml}}}
+        """)
+    play = f"- hosts: all\n  gather_facts: false\n  tasks:\n    - copy: {{content: x, dest: '{marker}'}}\n"
+    resp = client.post("/v1/infrastructures", json={"name": "meta", "bundle": zipped(
+        {"app.yaml": doc, "plays/mark.yml": play})}, headers=W)
+    assert resp.status_code == 202, resp.text
+    assert wait_op(client, resp.json()["operation"])["state"] == "succeeded"
+    assert not marker.exists()
+
+
 def test_playbook_at_a_server_path_is_refused_even_with_the_flag(make_client):
     doc = topology("""\
         a:
@@ -208,7 +223,8 @@ def test_every_registered_driver_is_refused_exactly_when_it_declares_code_here(m
         assert _verdict(client, f"d-{name}", node) == (403 if declared else 422), (name, declared)
         seen.append(name)
     assert ALWAYS_HOST_CODE <= set(seen)
-    assert _verdict(client, "d-k8s", "n:\n  type: strato.nodes.kubernetes.Deployment\n  properties: {image: x}\n") == 422
+    plain_k8s = "n:\n  type: strato.nodes.kubernetes.Deployment\n  properties: {image: x}\n"
+    assert _verdict(client, "d-k8s", plain_k8s) == 422
     assert client.get("/v1/operations", headers=R).json()["operations"] == []
 
 
@@ -229,7 +245,8 @@ def test_every_strato_node_type_is_refused_exactly_when_its_driver_declares_code
         with_play = node + "  interfaces: {Standard: {configure: site.yml}}\n"
         assert _verdict(client, f"p{i}", with_play) == 403, type_name
         if "health_check" in types.resolved(type_name).properties:
-            checked = f"n:\n  type: {type_name}\n  properties: {json.dumps({**props, 'health_check': {'command': 'id'}})}\n"
+            checked_props = {**props, "health_check": {"command": "id"}}
+            checked = f"n:\n  type: {type_name}\n  properties: {json.dumps(checked_props)}\n"
             assert _verdict(client, f"h{i}", checked) == 403, type_name
     assert client.get("/v1/operations", headers=R).json()["operations"] == []
 
@@ -301,7 +318,8 @@ def test_destroy_that_would_run_a_delete_playbook_is_refused(make_client, strato
     "h:\n  type: strato.nodes.ssh.Host\n  properties: {inventory: /etc/ansible/hosts}\n",
     "f:\n  type: strato.nodes.aws.LambdaFunction\n  properties: {code: /etc}\n",
     "v:\n  type: strato.nodes.VM\n  properties: {implementations: [{driver: ec2}], cloud_init: /etc/shadow}\n",
-    "l:\n  type: strato.nodes.libcloud.Node\n  properties: {provider: x, size: s, image: i, credentials_file: /etc/creds}\n",
+    "l:\n  type: strato.nodes.libcloud.Node\n  properties: {provider: x, size: s, image: i, "
+    "credentials_file: /etc/creds}\n",
     "k:\n  type: strato.nodes.kubernetes.Deployment\n  properties: {image: x, kubeconfig: file:///root/.kube/config}\n",
 ])
 def test_with_the_flag_paths_still_stay_inside_the_bundle(make_client, node):
@@ -335,7 +353,8 @@ UP = "../" * 40  # from the bundle's directory up to / however deep $STRATO_HOME
 
 NOOP_TOPOLOGY = "topology_template: {node_templates: {a: {type: strato.nodes.Noop}}}\n"
 ORACLE_CASES = {
-    "file-url-repository": HEAD + "repositories: {r: file:///etc}\nimports: [{file: %s, repository: r}]\n" + NOOP_TOPOLOGY,
+    "file-url-repository": HEAD + "repositories: {r: file:///etc}\nimports: [{file: %s, repository: r}]\n"
+    + NOOP_TOPOLOGY,
     "relative-repository": HEAD + "repositories: {r: {url: '" + UP + "etc'}}\nimports: [{file: %s, repository: r}]\n"
     + NOOP_TOPOLOGY,
     "relative-import": HEAD + "imports: ['" + UP + "etc/%s']\n" + NOOP_TOPOLOGY,
