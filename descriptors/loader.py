@@ -79,7 +79,8 @@ def _build(doc: Any, file: str, import_roots: list[str] | None = None, confined:
     metadata = doc.get("metadata")
     template = Template(file=file, version=str(doc.get("tosca_definitions_version")),
                         description=str(doc.get("description") or ""), types=types, document=doc,
-                        imports=list(ld.imported), metadata=dict(metadata) if isinstance(metadata, dict) else {})
+                        imports=list(ld.imported), metadata=dict(metadata) if isinstance(metadata, dict) else {},
+                        confined=confined)
     topo = doc.get("topology_template")
     if topo is None:  # a type library: valid TOSCA; building it is refused (require_topology)
         template.is_library = True

@@ -152,6 +152,7 @@ class Template:
     imports: list[str] = field(default_factory=list)  # absolute paths of every imported file
     metadata: dict = field(default_factory=dict)
     is_library: bool = False  # no topology_template: only types (validates; cannot be built)
+    confined: bool = True     # files it names must lie in its directory tree (a descriptor received over HTTP)
 
     @property
     def directory(self) -> str:

@@ -78,9 +78,28 @@ class Driver:
     """
 
     name = "base"
-    # True when creating an instance runs a command as the user Strato runs as (the REST API refuses such
-    # nodes from HTTP clients unless the server allows local processes).
-    runs_host_commands = False
+    # What building an instance makes THIS machine run, as the user Strato runs as, that the descriptor decides
+    # (one clause, e.g. "starts a process on this machine"); "" when nothing. The REST API refuses nodes that
+    # do, on every route that builds, unless the server was started with --allow-local-processes.
+    runs_on_server_host = ""
+    # Properties naming a file or directory on this machine, relative to the descriptor's directory (a
+    # descriptor received over HTTP may only name files inside its own bundle).
+    path_properties: tuple[str, ...] = ()
+
+    @classmethod
+    def host_code(cls, properties: dict[str, Any], deleting: bool = False) -> str:
+        """What creating (or, with `deleting`, removing) an instance with these properties runs on this machine
+        as Strato's user; "" when nothing. Removing runs nothing unless a backend overrides this."""
+        return "" if deleting else cls.runs_on_server_host
+
+    @classmethod
+    def server_paths(cls, properties: dict[str, Any]) -> list[tuple[str, Any]]:
+        """(property path, value) of each file or directory on this machine an instance would read.
+
+        A value that is a mapping or holds a line break is content, not a path."""
+        return [(name, properties[name]) for name in cls.path_properties
+                if properties.get(name) is not None and not isinstance(properties[name], dict)
+                and "\n" not in str(properties[name])]
 
     # -- the contract -------------------------------------------------------------
     def create(self, spec: InstanceSpec) -> dict:

@@ -151,7 +151,21 @@ def _fingerprint(props: dict, image: str, exclude: tuple = ()) -> str:
 
 class DockerDriver(Driver):
     name = BACKEND
-    runs_host_commands = True  # a container on this machine's engine can mount and run what it asks
+    # The engine (DOCKER_HOST) is this machine's: a container can mount its files and share its network.
+    runs_on_server_host = "starts a container on this machine's container engine"
+
+    @classmethod
+    def server_paths(cls, properties: dict[str, Any]) -> list[tuple[str, Any]]:
+        """The build context and every bind-mounted host directory (named volumes are not paths)."""
+        build = properties.get("build")
+        found = [("build.context", (build.get("context") or ".") if isinstance(build, dict) else build)] \
+            if build else []
+        for i, item in enumerate(properties.get("volumes") or []):
+            source = item.split(":")[0] if isinstance(item, str) else (item or {}).get("source") \
+                if isinstance(item, dict) else None
+            if isinstance(source, str) and source.startswith((".", "/", "~")):
+                found.append((f"volumes[{i}]", source))
+        return found
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}

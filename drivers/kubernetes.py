@@ -17,8 +17,9 @@ Labels carry the key: label values cannot hold '/' or '@', so the labels carry a
 node key (`strato.io/node`) or instance key (`strato.io/instance`, Jobs) and annotations carry
 the keys themselves; `find` lists by label and checks the annotation.
 
-Cluster: the node's `kubeconfig` and `context`, else KUBECONFIG / ~/.kube/config, else the
-in-cluster service account. Namespace: the node's `namespace`, else the context's, else default.
+Cluster: the node's `kubeconfig` (relative to the descriptor) and `context`, else KUBECONFIG /
+~/.kube/config, else the in-cluster service account. Namespace: the node's `namespace`, else the
+context's, else default.
 """
 
 from __future__ import annotations
@@ -75,10 +76,13 @@ def _missing(exc: BaseException) -> bool:
     return getattr(exc, "status", None) == 404
 
 
-def cluster_settings(props: dict) -> dict[str, Any]:
+def cluster_settings(props: dict, descriptor_dir: str | None = None) -> dict[str, Any]:
     """Where the cluster is, JSON-serialisable so handles carry it to later processes."""
     out: dict[str, Any] = {}
-    kubeconfig = props.get("kubeconfig") or os.environ.get("KUBECONFIG")
+    kubeconfig = props.get("kubeconfig")
+    if kubeconfig and descriptor_dir:  # the node's own file: relative to its descriptor, like every path property
+        kubeconfig = os.path.join(descriptor_dir, os.path.expanduser(str(kubeconfig)))
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG")
     if kubeconfig:
         out["kubeconfig"] = str(kubeconfig)
     if props.get("context"):
@@ -152,6 +156,13 @@ def pod_spec(spec: InstanceSpec, name: str, restart: str) -> dict:
 
 class KubernetesDriver(Driver):
     name = BACKEND
+    path_properties = ("kubeconfig",)
+
+    @classmethod
+    def host_code(cls, properties: dict, deleting: bool = False) -> str:
+        # A kubeconfig's credential plugins (users[].user.exec) run a command here whenever the cluster is called.
+        return "reads the kubeconfig it names, whose credential plugins run commands on this machine" \
+            if properties.get("kubeconfig") else ""
 
     def __init__(self) -> None:
         self._apis: dict[str, Any] = {}
@@ -202,7 +213,7 @@ class KubernetesDriver(Driver):
 
     # -- creating -------------------------------------------------------------------
     def start(self, spec: InstanceSpec) -> dict:
-        settings = cluster_settings(spec.properties)
+        settings = cluster_settings(spec.properties, spec.descriptor_dir)
         handle = {"key": spec.key, "settings": settings, "namespace": self.namespace(spec.properties, settings),
                   "slot": spec.index}
         if spec.metadata.get("strato.one_shot"):
@@ -467,7 +478,7 @@ class KubernetesDriver(Driver):
     # -- adopting and updating -------------------------------------------------------
     def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         props = spec.properties if spec else {}
-        settings = cluster_settings(props)
+        settings = cluster_settings(props, spec.descriptor_dir if spec else None)
         ns = self.namespace(props, settings)
         parsed = InstanceKey.parse(key)
         node = node_of_key(key)
@@ -499,7 +510,7 @@ class KubernetesDriver(Driver):
 
     def update(self, handle: dict, spec: InstanceSpec) -> dict | None:
         """A Deployment's pod template is patched in place (Kubernetes rolls the pods); a Job is replaced."""
-        if handle.get("job") or cluster_settings(spec.properties) != handle.get("settings"):
+        if handle.get("job") or cluster_settings(spec.properties, spec.descriptor_dir) != handle.get("settings"):
             return None
         if self.namespace(spec.properties, handle["settings"]) != handle["namespace"]:
             return None

@@ -173,6 +173,7 @@ def _read_marker(key: str) -> dict | None:
 
 class LibcloudDriver(Driver):
     name = BACKEND
+    path_properties = ("credentials_file", "cloud_init")  # a one-line cloud_init names a file
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -110,7 +110,8 @@ def _log_tail(path: str | None, lines: int = 8) -> str:
 
 class LocalDriver(Driver):
     name = "local"
-    runs_host_commands = True
+    runs_on_server_host = "starts a process on this machine"
+    path_properties = ("cwd",)
 
     def __init__(self) -> None:
         # Popen objects of processes started by this driver object, until wait_ready collects them

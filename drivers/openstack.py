@@ -109,6 +109,7 @@ def _addresses(server) -> tuple[str | None, str | None]:
 
 class OpenStackDriver(Driver):
     name = BACKEND
+    path_properties = ("cloud_init",)  # a one-line cloud_init names a file beside the descriptor
 
     def __init__(self) -> None:
         self._conns: dict[str, Any] = {}

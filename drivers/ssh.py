@@ -146,6 +146,15 @@ def run_command(handle: dict, command: str, timeout: float = 30.0) -> tuple[int,
 class SshDriver(Driver):
     name = BACKEND
     runs_operations = True  # Standard operations run on the claimed host itself (not on this machine)
+    path_properties = ("inventory",)
+
+    @classmethod
+    def server_paths(cls, properties: dict) -> list[tuple[str, object]]:
+        """The inventory file and every host's private key file."""
+        hosts = properties.get("hosts")
+        keys = [(f"hosts[{i}].key_file", h["key_file"]) for i, h in enumerate(hosts if isinstance(hosts, list) else [])
+                if isinstance(h, dict) and h.get("key_file") is not None]
+        return super().server_paths(properties) + keys
 
     # -- create = start (claim) + wait_ready (reachable, configured) ------------------------------------------
     def start(self, spec: InstanceSpec) -> dict:

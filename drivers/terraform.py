@@ -59,6 +59,14 @@ def work_dir_for(spec: InstanceSpec) -> str:
 
 class TerraformDriver(Driver):
     name = BACKEND
+    # A configuration is code: local-exec provisioners, external data sources, file() and module sources all
+    # run or read on this machine, at apply and (destroy-time provisioners) at destroy alike.
+    runs_on_server_host = "runs Terraform on this machine (local-exec, file() and modules run and read here)"
+    path_properties = ("module",)
+
+    @classmethod
+    def host_code(cls, properties: dict, deleting: bool = False) -> str:
+        return cls.runs_on_server_host
 
     def _run(self, work_dir: str, log_path: str, command: str, *args, timeout: float, **flags) -> str:
         """One terraform sub-command (non-interactive, no colour); its output goes to the instance log."""

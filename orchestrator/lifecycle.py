@@ -39,7 +39,9 @@ def spec_metadata(metadata: dict, operations: dict, dependencies: dict[str, list
     """The node's metadata plus what its drivers may need: resolved operations, and its dependencies' instance
     attributes (cloud-init templates ask for their addresses: Occopus's getip/getprivip)."""
     from drivers.common import DEPENDENCIES_META
-    out = dict(metadata)
+    # These keys are Strato's to fill: a descriptor's own `metadata: {strato.operations: ...}` would have playbooks
+    # run that its interfaces do not show (and that the REST API's check never sees).
+    out = {k: v for k, v in metadata.items() if k not in (OPERATIONS_META, DEPENDENCIES_META)}
     if operations:
         out[OPERATIONS_META] = operations
     if dependencies:

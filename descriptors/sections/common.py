@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from descriptors.checks import validate_value
@@ -20,6 +21,18 @@ def unknown_keys(mapping: dict, allowed, sink: DiagnosticSink, path: str, what: 
             pos = mapping.key_position(key) if isinstance(mapping, YMap) else Position("<unknown>")
             sink.error("UNKNOWN_KEY", f"unknown key '{key}' in {what}", pos, join_path(path, key),
                        did_you_mean(key, allowed) or f"allowed keys: {', '.join(allowed)}")
+
+def path_inside(value: str, base: str, roots: list[str]) -> str | None:
+    """The absolute path `value` names (relative to `base`) when it lies under one of `roots`, else None.
+
+    Worked out from the text alone, never by looking at the file system, so the answer is the same whether
+    or not such a file exists (a confined descriptor must not learn which of the server's files do). `base`
+    and `roots` are directories Strato chose (already real paths); `~` and URLs name nothing inside them."""
+    if not value or "://" in value or value.startswith("~") or "\0" in value:
+        return None
+    full = os.path.normpath(os.path.join(base, value))
+    return full if any(full == r or full.startswith(r.rstrip(os.sep) + os.sep) for r in roots) else None
+
 
 def section(parent: dict, key: str, sink: DiagnosticSink, path: str, code: str = "SECTION_NOT_MAPPING",
             message: str | None = None) -> dict:

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from descriptors.diagnostics import DescriptorError, DiagnosticSink, Position, did_you_mean
-from descriptors.sections.common import unknown_keys
+from descriptors.sections.common import path_inside, unknown_keys
 from descriptors.types import TypeRegistry, builtin_registry
 from descriptors.yamlpos import load_yaml_file, position_of
 
@@ -109,7 +109,7 @@ class DocumentLoader:
         """The real path of an import: relative to the importing file, then to the root template's directory
         (as other TOSCA tools do); a repository given as a local directory is searched first."""
         sink = self.sink
-        bases = [base, self.root_dir]
+        bases = [os.path.realpath(base), os.path.realpath(self.root_dir)]  # Strato's own directories
         if repository is not None and not isinstance(repository, str):
             sink.error("IMPORT_BAD", "'repository' must name a repository of 'repositories'", pos, path)
             return None
@@ -124,7 +124,7 @@ class DocumentLoader:
             if isinstance(url, str) and url.startswith("file://"):
                 url = url[len("file://"):]
             if isinstance(url, str) and "://" not in url:
-                bases.insert(0, os.path.join(base, url))
+                bases.insert(0, os.path.join(bases[0], url))
         elif "://" in target:  # Strato downloads nothing; a copy saved beside the descriptor stands in
             name = target.rstrip("/").rsplit("/", 1)[-1]
             if not any(os.path.isfile(os.path.join(b, name)) for b in bases):
@@ -136,7 +136,13 @@ class DocumentLoader:
             target = name
         if "://" in target:
             target = target.split("://", 1)[1].lstrip("/")
-        candidates = [os.path.realpath(os.path.join(b, target)) for b in dict.fromkeys(bases)]
+        if self.confined:  # decided from the names alone: whether a file outside exists must not show
+            inside = [path_inside(target, b, self.roots) for b in dict.fromkeys(bases)]
+            if not any(inside) or (repository is not None and inside[0] is None):
+                return self._outside(target, pos, path)
+            candidates = [os.path.realpath(c) for c in inside if c]
+        else:
+            candidates = [os.path.realpath(os.path.join(b, target)) for b in dict.fromkeys(bases)]
         full = next((c for c in candidates if os.path.isfile(c)), candidates[0])
         if repository is not None and not os.path.isfile(full):
             sink.error("IMPORT_REMOTE", f"import '{target}' comes from repository '{repository}', which is not a "
@@ -144,10 +150,12 @@ class DocumentLoader:
                        "download the repository's file next to the descriptor")
             return None
         if self.confined and not any(full == r or full.startswith(r + os.sep) for r in self.roots):
-            sink.error("IMPORT_OUTSIDE", f"import '{target}' lies outside the descriptor's directory tree", pos,
-                       path, f"move it under {self.roots[0]} or allow its directory in ${ALLOW_IMPORTS_ENV}")
-            return None
+            return self._outside(target, pos, path)  # a link inside the tree that leads out of it
         return full
+
+    def _outside(self, target: str, pos: Position, path: str) -> None:
+        self.sink.error("IMPORT_OUTSIDE", f"import '{target}' lies outside the descriptor's directory tree", pos,
+                        path, f"move it under {self.roots[0]} or allow its directory in ${ALLOW_IMPORTS_ENV}")
 
 
 IMPORT_KEYS = ("file", "repository", "namespace_prefix", "namespace_uri")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean, join_path
-from descriptors.sections.common import section
+from descriptors.sections.common import path_inside, section
 from descriptors.template import NodeTemplate, Operation, Template
 from descriptors.types import parse_operation
 from descriptors.yamlpos import YMap
@@ -17,7 +17,6 @@ def parse_interfaces(template: Template, node: NodeTemplate, ntype, body: dict, 
         node.interfaces = {}
         return
     types = template.types
-    base_dir = template.directory
     for iname, ibody in ifaces.items():
         path = join_path(ipath, iname)
         ipos = ifaces.key_position(iname)
@@ -51,9 +50,22 @@ def parse_interfaces(template: Template, node: NodeTemplate, ntype, body: dict, 
                                   op.dependencies or defined.dependencies, inputs,
                                   op.outputs or defined.outputs, opos, opath)
             node.operations[(iname, oname)] = operation
-            impl = operation.implementation
-            if isinstance(impl, str) and impl not in node.artifacts and impl not in (body.get("artifacts") or {}) \
-                    and "://" not in impl and not os.path.isabs(impl) and os.path.isdir(base_dir) \
-                    and not os.path.exists(os.path.join(base_dir, impl)):
-                sink.warning("ARTIFACT_NOT_FOUND", f"the implementation '{impl}' of {iname}.{oname} does not exist "
-                             "beside the descriptor", opos, opath)
+            _check_implementation(template, node, body, operation, sink)
+
+
+def _check_implementation(template: Template, node: NodeTemplate, body: dict, op: Operation,
+                          sink: DiagnosticSink) -> None:
+    """A missing implementation file is a warning; in a confined descriptor one outside its directory tree is an
+    error, decided from the name alone (whether a file outside exists must not show)."""
+    impl = op.implementation
+    if not isinstance(impl, str) or impl in node.artifacts or impl in (body.get("artifacts") or {}) or "://" in impl:
+        return
+    base_dir = os.path.realpath(template.directory)
+    inside = path_inside(impl, base_dir, [base_dir])
+    if inside is None and template.confined:
+        sink.error("IMPLEMENTATION_OUTSIDE", f"the implementation '{impl}' of {op.interface}.{op.name} lies "
+                   "outside the descriptor's directory tree", op.position, op.path,
+                   "put the file beside the descriptor (in its bundle)")
+    elif not os.path.isabs(impl) and os.path.isdir(base_dir) and not os.path.exists(os.path.join(base_dir, impl)):
+        sink.warning("ARTIFACT_NOT_FOUND", f"the implementation '{impl}' of {op.interface}.{op.name} does not "
+                     "exist beside the descriptor", op.position, op.path)

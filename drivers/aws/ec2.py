@@ -43,6 +43,7 @@ def _port_rules(ports: Any, node: str) -> list[dict]:
 
 class Ec2Driver(Driver):
     name = BACKEND
+    path_properties = ("cloud_init",)  # a one-line cloud_init names a file beside the descriptor
 
     def __init__(self) -> None:
         self._known_images: set[tuple[int, str]] = set()

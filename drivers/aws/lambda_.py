@@ -45,6 +45,7 @@ def package_code(path: str, node: str) -> bytes:
 
 class LambdaDriver(ServiceRoleNode, Driver):
     name = BACKEND
+    path_properties = ("code",)
 
     BACKEND = BACKEND
     ROLE_SERVICE = "lambda.amazonaws.com"

@@ -19,6 +19,7 @@ from orchestrator import __version__, service
 from orchestrator.api import errors
 from orchestrator.api.intake import BundleStore, shared_pool
 from orchestrator.api.operations import Operations
+from orchestrator.api.paths import HideServerPaths, path_rewriter
 from orchestrator.api.security import Tokens, load_tokens
 from orchestrator.state import StateStore, strato_home
 
@@ -30,7 +31,7 @@ class ApiSettings:
     """What the server accepts; the defaults are the safe ones."""
 
     auth: bool = True                      # False only with --insecure-no-auth on a loopback bind
-    allow_local_processes: bool = False    # local-process nodes run commands as the server's user
+    allow_local_processes: bool = False    # nodes that run code on this machine (orchestrator/api/boundary.py)
     max_body_bytes: int = 10 * 2 ** 20
     max_nodes: int = 1000
     max_instances: int = 5000
@@ -97,6 +98,7 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
     from orchestrator.api import dashboard, metrics, optimizer_routes, v1
     registry = metrics.install(app, ctx)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HideServerPaths, rewrite=path_rewriter(ctx.store.home, ctx.store.path))
     app.include_router(v1.router(ctx))
     app.include_router(optimizer_routes.router(ctx))
     dashboard.install(app)

@@ -15,7 +15,6 @@ import tarfile
 import tempfile
 import threading
 import zipfile
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,8 @@ from orchestrator.api.errors import ApiError
 
 DEFAULT_ENTRY = "descriptor.yaml"
 MAX_MEMBERS = 1000
+MAX_NAME_BYTES = 1024      # a member's path inside the bundle
+MAX_COMPONENT_BYTES = 255  # one file or directory name (NAME_MAX of the file systems Strato runs on)
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 WORKER_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -44,13 +45,36 @@ class Bundle:
 
 
 def _member_name(name: str) -> str:
-    """A safe relative path inside the bundle, or a 400 naming the offending member."""
+    """A safe relative path inside the bundle that this machine can store, or a 400 naming the offending member."""
     raw = name.replace("\\", "/")
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if raw.startswith("/") or not parts or ".." in parts or ":" in parts[0] or "\0" in raw:
         raise ApiError(400, "BUNDLE_MEMBER_REFUSED", f"bundle member '{_printable(name)}' is not a relative "
                                                      "path inside the bundle")
+    try:
+        sizes = [len(p.encode("utf-8")) for p in parts]
+    except UnicodeEncodeError:  # a tar name in another encoding comes back with lone surrogates
+        raise ApiError(400, "BUNDLE_MEMBER_REFUSED", f"bundle member '{_printable(name)}' is not named in "
+                                                     "UTF-8") from None
+    if max(sizes) > MAX_COMPONENT_BYTES or sum(sizes) + len(sizes) > MAX_NAME_BYTES:
+        raise ApiError(400, "BUNDLE_MEMBER_REFUSED", f"bundle member '{_printable(name)}' has a name longer than "
+                                                     f"{MAX_COMPONENT_BYTES} bytes or a path longer than "
+                                                     f"{MAX_NAME_BYTES} bytes")
     return "/".join(parts)
+
+
+def _check_tree(names) -> None:
+    """400 when one member is a file and also a directory of others ('x' and 'x/y.txt')."""
+    directories = {name.rsplit("/", i)[0] for name in names for i in range(1, name.count("/") + 1)}
+    both = sorted(directories.intersection(names))
+    if both:
+        raise ApiError(400, "BUNDLE_MEMBER_REFUSED", f"bundle member '{_printable(both[0])}' is both a file and a "
+                                                     "directory of other members")
+
+
+def _unreadable(what: str) -> ApiError:
+    return ApiError(400, "BUNDLE_UNREADABLE", f"{what} cannot be read: the archive is damaged, encrypted or uses "
+                                              "a compression method Strato does not read")
 
 
 def _printable(text: str) -> str:
@@ -70,7 +94,7 @@ def _members(data: bytes):
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile:
+        except Exception:  # noqa: BLE001 - zipfile's many ways of saying the directory is damaged
             raise ApiError(400, "BUNDLE_UNREADABLE", "the bundle is not a readable zip archive") from None
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -86,7 +110,11 @@ def _members(data: bytes):
             if total > MAX_UNPACKED_BYTES:
                 raise ApiError(413, "BUNDLE_TOO_LARGE", f"the bundle unpacks to more than "
                                                         f"{MAX_UNPACKED_BYTES // 2**20} MiB")
-            yield info.filename, archive.read(info)
+            try:
+                content = archive.read(info)
+            except Exception:  # noqa: BLE001 - bad CRC, a size that lies, an unknown method, a password
+                raise _unreadable(f"bundle member '{_printable(info.filename)}'") from None
+            yield info.filename, content
         return
     try:
         archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
@@ -109,8 +137,10 @@ def _members(data: bytes):
                     raise ApiError(413, "BUNDLE_TOO_LARGE", f"the bundle unpacks to more than "
                                                             f"{MAX_UNPACKED_BYTES // 2**20} MiB")
                 yield member.name, archive.extractfile(member).read()
-        except (tarfile.TarError, EOFError, zlib.error):
-            raise ApiError(400, "BUNDLE_UNREADABLE", "the tar archive is damaged") from None
+        except ApiError:
+            raise
+        except Exception:  # noqa: BLE001 - tarfile's and the decompressors' many ways of saying it is damaged
+            raise _unreadable("the tar archive") from None
 
 
 class BundleStore:
@@ -136,6 +166,7 @@ class BundleStore:
                 files = {}
                 for name, content in _members(archive or b""):
                     files[_member_name(name)] = content
+                _check_tree(files)
                 entry = self._entry(files, entry)
             for name in sorted(files):
                 digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
@@ -201,42 +232,16 @@ def _worker_init() -> None:
     except (ImportError, ValueError, OSError):
         pass
     # Load the engine and the built-in profiles now, so a check's time limit measures only the check.
+    import networkx  # noqa: F401 - the graph check's library, the slowest import of a first check
     from descriptors.types import builtin_registry
     import orchestrator.service  # noqa: F401
+    from orchestrator.api.boundary import warm_up
     builtin_registry()
+    warm_up()
 
 
 def _ready() -> bool:
     return True
-
-
-def _node_drivers(template) -> dict[str, list[str]]:
-    """Every backend a node could be created on: its own driver and those its `implementations` list."""
-    drivers = {}
-    for name, node in template.node_templates.items():
-        names = [template.driver_name(name) or ""]
-        impls = node.properties.get("implementations")
-        if isinstance(impls, list):
-            for impl in impls:
-                names.append(impl.get("driver") if isinstance(impl, dict) and isinstance(impl.get("driver"), str)
-                              else "?")
-        drivers[name] = [n for n in names if n]
-    return drivers
-
-
-# Container engines on this machine run what a client asks as well (bind mounts reach the server's files),
-# even before their driver declares it.
-HOST_DRIVERS = {"local", "docker", "podman"}
-
-
-def runs_host_commands(driver: str) -> bool:
-    if driver == "?" or driver in HOST_DRIVERS:
-        return True  # "?": chosen at build time, assume the worst
-    from drivers.providers import UnknownDriver, driver_class
-    try:
-        return bool(driver_class(driver).runs_host_commands)
-    except (UnknownDriver, ImportError, AttributeError):
-        return False  # the build fails on an unknown backend anyway
 
 
 def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inputs: dict | None = None) -> dict:
@@ -244,6 +249,7 @@ def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inpu
     from descriptors.diagnostics import DescriptorError
     from descriptors.loader import resolve_inputs
     from orchestrator import service
+    from orchestrator.api.boundary import host_code, outside_paths
     try:
         loaded = service.load_checked(os.path.join(directory, entry))
         template = loaded.template
@@ -253,13 +259,18 @@ def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inpu
             return {"ok": False, "diagnostics": [{"code": "IMPORT_OUTSIDE", "severity": "error", "file": entry,
                                                   "line": 0, "col": 0, "path": "imports", "hint": "",
                                                   "message": "an import lies outside the bundle"}]}
-        result = {"ok": True, "nodes": len(template.node_templates),
-                  "diagnostics": [d.to_dict() for d in template.warnings], "drivers": _node_drivers(template)}
-        result["host_nodes"] = sorted(n for n, ds in result["drivers"].items() if any(map(runs_host_commands, ds)))
+        values = None
         if inputs is not None:
             merged = {k: v for k, v in (stored_inputs or {}).items() if k in template.inputs}
             merged.update(inputs)
             values = resolve_inputs(template, merged, source="<request inputs>")
+        outside_files = outside_paths(template, directory, values)
+        if outside_files:
+            return {"ok": False, "diagnostics": outside_files}
+        result = {"ok": True, "nodes": len(template.node_templates),
+                  "diagnostics": [d.to_dict() for d in template.warnings],
+                  "host_code": host_code(template, values)}
+        if values is not None:
             result["counts"] = {n: node.instance_count(values) for n, node in template.node_templates.items()}
         return result
     except DescriptorError as exc:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import os
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import service
+from orchestrator.api.boundary import refusal_message, stored_host_code
 from orchestrator.api.errors import ApiError, error_body
 from orchestrator.api.intake import Bundle, relativize
 from orchestrator.api.security import READ, WRITE, authorize, scrub
@@ -26,6 +28,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MAX_COUNT = 10 ** 6
 # An operation waits this long for the infrastructure's lock: a maintain loop holds it only while one pass acts.
 API_LOCK_WAIT = 120.0
+MAX_EVENT_ID = 2 ** 63 - 1  # SQLite's largest integer
+log = logging.getLogger("strato.api")
 _bearer = HTTPBearer(auto_error=False, description="A read or write token (see `strato serve --help`)")
 
 
@@ -90,9 +94,20 @@ def router(ctx) -> APIRouter:
             raise ApiError(400, "BUNDLE_NOT_BASE64", "'bundle' must be base64 of a tar or zip archive") from None
         return ctx.bundles.unpack(archive=data, entry=body.entry, keep=keep)
 
+    def refuse_host_code(found: list[dict]) -> None:
+        """403 naming each node that would run code on this machine, unless the server allows local processes."""
+        if found and not settings.allow_local_processes:
+            raise ApiError(403, "LOCAL_PROCESS_REFUSED", refusal_message(found), nodes=found)
+
+    def refuse_stored_host_code(infra, deleting: bool = False) -> None:
+        """The same rule for work on a stored infrastructure (scale, drop, apply, destroy), wherever it was
+        built: a scale through the API starts what a CLI user's descriptor says as surely as a create does."""
+        if not settings.allow_local_processes:
+            refuse_host_code(stored_host_code(store, infra, deleting))
+
     def admit(bundle: Bundle, inputs: dict | None, stored_inputs: dict | None = None, desired: dict | None = None,
               runs: bool = True) -> dict:
-        """Check a bundle in a worker process; apply the size limits and the local-process rule."""
+        """Check a bundle in a worker process; apply the host-code rule and the size limits."""
         result = ctx.checks.run(bundle.directory, bundle.entry, inputs, stored_inputs,
                                 settings.validation_timeout)
         diags = relativize(result["diagnostics"], bundle.directory)
@@ -101,6 +116,8 @@ def router(ctx) -> APIRouter:
             raise ApiError(422, errs[0]["code"] if errs else "DESCRIPTOR_INVALID",
                            (errs[0]["message"] if errs else "the descriptor is invalid"), diagnostics=diags)
         result["diagnostics"] = diags
+        if runs:
+            refuse_host_code(result["host_code"])
         if result["nodes"] > settings.max_nodes:
             raise ApiError(422, "LIMIT_NODES", f"the descriptor has {result['nodes']} nodes; this server accepts "
                                                f"at most {settings.max_nodes}")
@@ -109,10 +126,6 @@ def router(ctx) -> APIRouter:
         if sum(counts.values()) > settings.max_instances:
             raise ApiError(422, "LIMIT_INSTANCES", f"the descriptor asks for {sum(counts.values())} instances; this "
                                                    f"server accepts at most {settings.max_instances}")
-        if runs and result["host_nodes"] and not settings.allow_local_processes:
-            raise ApiError(403, "LOCAL_PROCESS_REFUSED",
-                           f"node(s) {', '.join(result['host_nodes'])} would run commands on the server as its user; "
-                           "the server refuses them unless started with --allow-local-processes")
         return result
 
     accepted = accepted_response
@@ -187,6 +200,8 @@ def router(ctx) -> APIRouter:
         ctx.ops.busy(name)
         bundle = bundle_from(body, keep=True)
         infra = store.get_infra(name)
+        if infra is not None:  # what the new version replaces or drops is removed first
+            refuse_stored_host_code(infra, deleting=True)
         result = admit(bundle, body.inputs, infra.inputs if infra else None, infra.desired if infra else None)
         options = RunOptions(parallelism=body.parallelism, lock_wait=API_LOCK_WAIT)
         op_id = ctx.ops.submit(name, kind, lambda on_event: service.build(
@@ -255,9 +270,12 @@ def router(ctx) -> APIRouter:
     @api.delete("/infrastructures/{name}", tags=["infrastructures"], dependencies=[write], status_code=202,
                 response_model=Accepted, summary="Destroy everything (202 with an operation)")
     def destroy(name: str = Path(..., max_length=63)) -> JSONResponse:
-        if store.get_infra(name) is None:
+        infra = store.get_infra(name)
+        if infra is None:
             raise service.NotFound(f"no infrastructure named '{name}'")
-        op_id = ctx.ops.submit(name, "destroy", lambda on_event: service.destroy(store, name, RunOptions(lock_wait=API_LOCK_WAIT),
+        refuse_stored_host_code(infra, deleting=True)
+        op_id = ctx.ops.submit(name, "destroy", lambda on_event: service.destroy(store, name,
+                                                                                  RunOptions(lock_wait=API_LOCK_WAIT),
                                                                                  on_event=on_event))
         return accepted(name, op_id)
 
@@ -272,7 +290,9 @@ def router(ctx) -> APIRouter:
             raise service.NotFound(f"no infrastructure named '{name}'")
         if infra.dependencies and node not in infra.dependencies:
             raise service.NotFound(f"infrastructure '{name}' has no node '{node}'")
+        refuse_stored_host_code(infra)
         bundle_path = infra.descriptor
+        confined = ctx.bundles.find(bundle_path) is not None  # read as it was accepted: a CLI file unconfined
         if body.drop is not None:
             return drop_instance(name, node, infra, body)
         current = infra.desired.get(node)
@@ -286,8 +306,8 @@ def router(ctx) -> APIRouter:
             raise ApiError(422, "LIMIT_INSTANCES", f"this server accepts at most {settings.max_instances} instances")
         op_id = ctx.ops.submit(
             name, "scale",
-            lambda on_event: service.build(bundle_path, name, {}, store, RunOptions(lock_wait=API_LOCK_WAIT), on_event=on_event,
-                                           holder="strato api"),
+            lambda on_event: service.build(bundle_path, name, {}, store, RunOptions(lock_wait=API_LOCK_WAIT),
+                                           on_event=on_event, holder="strato api", confined=confined),
             prepare=lambda: service.scale(store, name, node, target, force=body.force))
         return accepted(name, op_id, node=node, desired=target, previous=current)
 
@@ -335,12 +355,8 @@ def router(ctx) -> APIRouter:
                      follow: bool = Query(True, description="Keep the stream open for new events"),
                      after: int | None = Query(None, ge=0, le=2 ** 62, description="Start after this event id"),
                      last: int = Query(200, ge=0, le=10000, description="Without a cursor: the last N events"),
-                     last_event_id: str | None = Header(None, max_length=20)) -> StreamingResponse:
-        cursor = after
-        if last_event_id is not None:
-            if not last_event_id.isdigit():
-                raise ApiError(400, "BAD_LAST_EVENT_ID", "Last-Event-ID must be an event id (a number)")
-            cursor = int(last_event_id)
+                     last_event_id: str | None = Header(None)) -> StreamingResponse:
+        cursor = after if last_event_id is None else event_id(last_event_id)
         newest = await run_in_threadpool(store.last_event_id, name)
         if newest is None and store.get_infra(name) is None and not store.operations(name, limit=1):
             raise service.NotFound(f"no infrastructure named '{name}'")
@@ -353,7 +369,14 @@ def router(ctx) -> APIRouter:
             deadline = time.monotonic() + 3600
             yield "retry: 1000\n\n"
             while time.monotonic() < deadline:
-                rows = await run_in_threadpool(store.events_after, name, position, 500)
+                try:
+                    rows = await run_in_threadpool(store.events_after, name, position, 500)
+                except Exception as exc:  # noqa: BLE001 - the response has started: end it with an event, not a cut
+                    log.exception("reading events of %s failed", name)
+                    problem = error_body(500, "INTERNAL", f"reading the events failed ({type(exc).__name__}); "
+                                                          "see the server log")
+                    yield f"event: error\ndata: {json.dumps(problem)}\n\n"
+                    return
                 for row in rows:
                     position = row["id"]
                     data = json.dumps(scrub({"id": row["id"], "ts": row["ts"], "key": row["key"],
@@ -378,6 +401,15 @@ def router(ctx) -> APIRouter:
 def accepted_response(name: str, op_id: str, **extra) -> JSONResponse:
     return JSONResponse({"operation": op_id, "infrastructure": name, "href": f"/v1/operations/{op_id}", **extra},
                         status_code=202, headers={"Location": f"/v1/operations/{op_id}"})
+
+
+def event_id(text: str) -> int:
+    """A Last-Event-ID header as a cursor: a whole number SQLite can compare with, else 400."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_EVENT_ID)) or int(text) > MAX_EVENT_ID:
+        raise ApiError(400, "BAD_LAST_EVENT_ID", f"Last-Event-ID must be an event id: a whole number from 0 to "
+                                                 f"{MAX_EVENT_ID}")
+    return int(text)
 
 
 def _first_problem(exc: ValueError) -> str:

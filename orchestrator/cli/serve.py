@@ -43,7 +43,8 @@ def start_maintain_thread(state_path, interval: float, app=None):
 @click.option("--insecure-no-auth", is_flag=True,
               help="Answer without a token. Refused unless --host is a loopback address.")
 @click.option("--allow-local-processes", is_flag=True,
-              help="Accept descriptors whose nodes run local processes: they run commands as this server's user.")
+              help="Accept descriptors whose nodes run code on this machine as this server's user (local "
+                   "processes, containers, Terraform, Ansible playbooks, health_check commands).")
 @click.option("--max-body-mb", default=10.0, show_default=True, type=click.FloatRange(0.001, 1024),
               help="Largest request body (413 beyond it).")
 @click.option("--max-nodes", default=1000, show_default=True, type=click.IntRange(1, 10 ** 6))
@@ -99,7 +100,7 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
         where = ", ".join(f"{scope}: {path}" for scope, path in files.items()) or "from the environment"
         click.echo(f"API tokens ({where}); send 'Authorization: Bearer <token>'", err=True)
     if allow_local_processes:
-        click.secho("local-process nodes are accepted over HTTP: they run commands as this server's user",
+        click.secho("nodes that run code on this machine are accepted over HTTP: they run as this server's user",
                     fg="yellow", err=True)
     stop = None
     if run_maintain:
