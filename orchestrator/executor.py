@@ -15,6 +15,7 @@ from typing import Any, Callable
 import networkx as nx
 
 from descriptors.functions import FunctionError, Unresolved
+from descriptors.secrets import redactor, redactor_for
 from descriptors.template import Template
 from drivers.base import Driver, DriverError, InstanceSpec
 from drivers.providers import get_driver
@@ -119,6 +120,8 @@ class BuildRun:
             if rec.status == "ready" and rec.key not in leaving:
                 self.view.instance_attrs[(rec.node, rec.index)] = rec.attributes
         self.resolver = make_resolver(template, inputs, self.view)
+        # errors are stored, journaled and shown: a backend's message may quote a secret input (a command line)
+        self.redact = redactor_for(template, inputs)
         self.by_node: dict[str, list[Action]] = {}
         self.deletes: list[Action] = []
         for action in plan.actions:
@@ -256,14 +259,14 @@ class BuildRun:
                 self.store.remove_instance(job.key, self.infra.name, "deleted")
                 self.emit("deleted", job.node, job.index)
             else:
-                self.store.update_instance(job.key, status="delete_failed", error=_describe(exc))
+                self.store.update_instance(job.key, status="delete_failed", error=self._describe(exc))
                 self.failures.append({"node": job.node, "index": job.index, "action": "delete",
-                                      "error": _describe(exc)})
-                self.emit("delete_failed", job.node, job.index, error=_describe(exc))
+                                      "error": self._describe(exc)})
+                self.emit("delete_failed", job.node, job.index, error=self._describe(exc))
             return
         if exc is not None:
-            self.store.update_instance(job.key, status="failed", error=_describe(exc))
-            self._job_failed(job, _describe(exc), ready, dependents, waiting_on)
+            self.store.update_instance(job.key, status="failed", error=self._describe(exc))
+            self._job_failed(job, self._describe(exc), ready, dependents, waiting_on)
             return
         handle, attrs, adopted = fut.result()
         self.store.update_instance(job.key, status="ready", handle=handle, attributes=attrs, error=None,
@@ -281,7 +284,11 @@ class BuildRun:
             self.store.update_instance(job.key, status="failed", handle=handle, attributes=attrs,
                                        error="finished after its timeout")
 
+    def _describe(self, exc: BaseException) -> str:
+        return self.redact.text(_describe(exc))
+
     def _job_failed(self, job: _Job, error: str, ready, dependents, waiting_on) -> None:
+        error = self.redact.text(error)
         if job.timed_out:
             self.store.update_instance(job.key, status="failed", error=error)
         self.store.journal(self.infra.name, "failed", job.key, error=error)
@@ -301,6 +308,7 @@ class BuildRun:
                 ready.append(dep)
 
     def _node_failed(self, node: str, error: str, ready, dependents, waiting_on, record: bool = True) -> None:
+        error = self.redact.text(error)
         outcome = self.outcomes[node]
         outcome.status, outcome.error = "failed", error
         if record:
@@ -351,6 +359,7 @@ class DestroyRun:
         self.infra, self.store, self.options = infra, store, options
         self.dependencies = dependencies
         self.on_event = on_event or (lambda e: None)
+        self.redact = redactor(infra.inputs, infra.secret_inputs)
 
     def run(self) -> RunResult:
         started = time.monotonic()
@@ -409,7 +418,7 @@ class DestroyRun:
                         self.store.remove_instance(rec.key, self.infra.name, "deleted")
                         self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
                     else:
-                        error = _describe(exc)
+                        error = self.redact.text(_describe(exc))
                         self.store.update_instance(rec.key, status="delete_failed", error=error)
                         failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
                         outcomes[rec.node].status = "failed"
