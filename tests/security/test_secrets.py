@@ -145,8 +145,7 @@ def test_a_bad_secret_input_is_refused_without_echoing_it():
 @pytest.fixture
 def built(strato, tmp_path):
     name = unique("sec")
-    doc = NOOP_DOC + "    shown:\n      value: {get_input: db_user}\n      secret: false\n"
-    path = write(tmp_path, doc)
+    path = write(tmp_path, NOOP_DOC)
     strato("build", path, "--name", name, "-i", f"db_password={SECRET}", check=True)
     yield name, path
     strato("destroy", name, "--yes")
