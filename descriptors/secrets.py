@@ -88,7 +88,7 @@ def output_value(output, resolver, redactor: Redactor, reveal: bool = False) -> 
     secret's text, as an attribute an instance copied from a secret property does), or is marked `secret: true`.
     `secret: false` on the output shows it; `reveal` shows every value (for an explicit request)."""
     value, used = resolver.resolve_traced(output.value, "")
-    if reveal or output.secret is False:
+    if reveal or output.secret is False or value is None:
         return value
     if output.secret or used or redactor.found_in(value):
         return MASK

@@ -17,8 +17,10 @@ from descriptors.secrets import Unreadable
 
 KEY_FILE = "secret.key"
 SEALED = "$strato_sealed"
+# named, not given as a path: these reasons reach API responses, which show no server paths
+_KEY_NAMED = f"{KEY_FILE} beside the state database"
 _INSTALL_HINT = "Strato needs the cryptography package to store secret inputs: pip install 'cryptography>=41'"
-_boxes: dict[tuple[str, int], Any] = {}
+_boxes: dict[bytes, Any] = {}
 _lock = threading.Lock()
 
 
@@ -52,16 +54,16 @@ def open_inputs(stored: dict, home: str) -> tuple[dict, frozenset[str]]:
         box, reason = None, str(exc)
     opened = dict(stored)
     for name in sealed:
-        opened[name] = Unreadable(reason) if box is None else _open(box, stored[name][SEALED], home)
+        opened[name] = Unreadable(reason) if box is None else _open(box, stored[name][SEALED])
     return opened, frozenset(sealed)
 
 
-def _open(box, token: str, home: str) -> Any:
+def _open(box, token: str) -> Any:
     from cryptography.fernet import InvalidToken
     try:
         return json.loads(box.decrypt(str(token).encode()))
     except (InvalidToken, ValueError):
-        return Unreadable(f"the key in {key_path(home)} is not the one it was sealed with")
+        return Unreadable(f"the key in {_KEY_NAMED} is not the one it was sealed with")
 
 
 def _fernet(home: str, create: bool):
@@ -72,21 +74,24 @@ def _fernet(home: str, create: bool):
     path = key_path(home)
     with _lock:
         try:
-            ident = os.stat(path).st_ino
+            key = _read_key(path)
         except FileNotFoundError:
             if not create:
-                raise SealError(f"its key file {path} is missing") from None
+                raise SealError(f"its key file ({_KEY_NAMED}) is missing") from None
             _create_key(path, Fernet.generate_key())
-            ident = os.stat(path).st_ino
-        box = _boxes.get((path, ident))
+            key = _read_key(path)
+        box = _boxes.get(key)  # by the key itself: a key file replaced meanwhile is never served from the cache
         if box is None:
-            with open(path, "rb") as fh:
-                try:
-                    box = Fernet(fh.read().strip())
-                except ValueError:
-                    raise SealError(f"its key file {path} does not hold a key") from None
-            _boxes[(path, ident)] = box
+            try:
+                box = _boxes[key] = Fernet(key)
+            except ValueError:
+                raise SealError(f"its key file ({_KEY_NAMED}) does not hold a key") from None
         return box
+
+
+def _read_key(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read().strip()
 
 
 def _create_key(path: str, key: bytes) -> None:

@@ -184,11 +184,11 @@ def compute_outputs(template: Template, store: StateStore, name: str, inputs: di
     infra = store.get_infra(name)
     view = attribute_view(counts, infra, store.instances(name) if instances is None else instances)
     resolver = make_resolver(template, inputs, view)
-    redactor = redactor_for(template, inputs)
+    hide = redactor_for(template, inputs)
     values = {}
     for out in template.outputs.values():
         try:
-            values[out.name] = output_value(out, resolver, redactor, reveal)
+            values[out.name] = output_value(out, resolver, hide, reveal)
         except (Unresolved, FunctionError):
             values[out.name] = None
     return values

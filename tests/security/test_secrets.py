@@ -295,6 +295,16 @@ def test_key_file_is_private_even_under_a_lax_umask(strato_home):
     assert not [f for f in os.listdir(strato_home) if f.endswith(".tmp")]
 
 
+def test_another_key_opens_nothing(tmp_path):
+    from orchestrator import sealing
+    sealed = sealing.seal_inputs({"db_password": SECRET}, {"db_password"}, str(tmp_path))
+    os.unlink(sealing.key_path(str(tmp_path)))
+    sealing.seal_inputs({"x": "other"}, {"x"}, str(tmp_path))     # a new key in its place
+    opened, names = sealing.open_inputs(sealed, str(tmp_path))
+    assert isinstance(opened["db_password"], Unreadable) and names == {"db_password"}
+    assert "not the one" in opened["db_password"].reason and str(tmp_path) not in opened["db_password"].reason
+
+
 def _seal_in_child(home: str, queue) -> None:
     from orchestrator import sealing
     queue.put(sealing.seal_inputs({"p": SECRET}, {"p"}, home)["p"])
