@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any, Callable, Iterator
+
+from descriptors.secrets import secret_input_names
 
 FUNCTION_NAMES = frozenset({"get_input", "get_property", "get_attribute", "get_operation_output", "concat", "join",
                             "token", "get_artifact", "get_nodes_of_type"})
@@ -92,14 +95,19 @@ class Resolver:
     KeyError when the node has no such capability property; `operation_output_lookup(node,
     interface, operation, output)` -> value or Unresolved (default: the node's attribute
     named like the output, which is how Strato's jobs report what their operations produced).
+    `secret_inputs` names the inputs whose use `resolve_traced` reports.
     """
+
+    _secrets_used: set | None = None  # set only on the copy resolve_traced works with
 
     def __init__(self, inputs: dict[str, Any], property_lookup: Callable[[str, str], Any],
                  attribute_lookup: Callable[[str, str], Any], host_lookup: Callable[[str], str | None] = None,
                  requirement_lookup: Callable[[str, str], str | None] = None,
                  capability_lookup: Callable[[str, str, str], Any] = None,
-                 operation_output_lookup: Callable[[str, str, str, str], Any] = None):
+                 operation_output_lookup: Callable[[str, str, str, str], Any] = None,
+                 secret_inputs: frozenset[str] = frozenset()):
         self.inputs = inputs
+        self.secret_inputs = secret_inputs
         self.property_lookup = property_lookup
         self.attribute_lookup = attribute_lookup
         self.host_lookup = host_lookup or (lambda node: None)
@@ -122,6 +130,14 @@ class Resolver:
         if isinstance(value, list):
             return [self.resolve(v, self_node, depth, source, target) for v in value]
         return value
+
+    def resolve_traced(self, value: Any, self_node: str) -> tuple[Any, frozenset[str]]:
+        """(value resolved, the secret inputs it was computed from): through get_input, concat, join, token and
+        get_property of properties that take a secret input, at any depth."""
+        tracer = copy.copy(self)  # its own record, so resolvers shared between threads stay correct
+        tracer._secrets_used = set()
+        value = tracer.resolve(value, self_node)
+        return value, frozenset(tracer._secrets_used)
 
     def _node(self, ref: Any, self_node: str, source: str | None = None, target: str | None = None) -> str:
         if ref == "SELF":
@@ -179,8 +195,9 @@ class Resolver:
         return node, self._plain(name, node, key, depth), 2
 
     def _plain(self, name: str, node: str, key: Any, depth: int) -> Any:
+        """A property as written (the caller resolves the part it asks for), or an attribute's value."""
         if name == "get_property":
-            return self.resolve(self.property_lookup(node, key), node, depth + 1)
+            return self.property_lookup(node, key)
         return self.attribute_lookup(node, key)
 
     def _call(self, name: str, args: Any, self_node: str, depth: int, source=None, target=None) -> Any:
@@ -189,6 +206,8 @@ class Resolver:
             if not isinstance(key, str) or key not in self.inputs:
                 raise FunctionError(f"get_input names unknown input '{key}'")
             value = self.inputs[key]
+            if self._secrets_used is not None and key in self.secret_inputs:
+                self._secrets_used.add(key)
             for step in (args[1:] if isinstance(args, list) else []):
                 value = _step(value, step, f"input '{key}'")
             return value
@@ -196,7 +215,13 @@ class Resolver:
             if not isinstance(args, list) or len(args) < 2:
                 raise FunctionError(f"{name} needs a list: [node, name, ...]")
             node, value, first = self._entity_value(name, args, self_node, depth, source, target)
-            for step in args[first:]:
+            steps = list(args[first:])
+            if name == "get_property":
+                # step into the property as written first: only the part asked for is evaluated (and traced)
+                while steps and isinstance(value, (dict, list)) and function_call(value) is None:
+                    value = _step(value, steps.pop(0), f"{name} of '{node}'")
+                value = self.resolve(value, node, depth + 1)
+            for step in steps:
                 value = _step(value, step, f"{name} of '{node}'")
             return value
         if name == "get_operation_output":
@@ -273,7 +298,8 @@ def template_resolver(template, inputs: dict[str, Any], attribute_lookup: Callab
             return pdef.default
         raise FunctionError(f"capability '{cap}' of node '{node}' has no value for '{name}'")
 
-    return Resolver(inputs, prop, attribute_lookup, host, requirement, capability)
+    return Resolver(inputs, prop, attribute_lookup, host, requirement, capability,
+                    secret_inputs=secret_input_names(template))
 
 
 def _flatten(items):

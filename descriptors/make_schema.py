@@ -60,7 +60,8 @@ def build_schema() -> dict:
     topology = _obj(TOPOLOGY_KEYS, {
         "inputs": _map_of("#/$defs/input"),
         "node_templates": {"type": "object", "additionalProperties": {"$ref": "#/$defs/node_template"}},
-        "outputs": {"type": ["object", "null"], "additionalProperties": _obj(OUTPUT_KEYS, required=["value"])},
+        "outputs": {"type": ["object", "null"],
+                    "additionalProperties": _obj(OUTPUT_KEYS, {"secret": {"type": "boolean"}}, required=["value"])},
         "groups": {"type": ["object", "null"], "additionalProperties": _obj(GROUP_KEYS, {
             "members": {"type": "array", "items": {"type": "string"}}}, required=["type"])},
         "policies": {"type": ["array", "object", "null"],
@@ -85,6 +86,7 @@ def build_schema() -> dict:
             "constraint": constraint,
             "property_definition": prop_def,
             "input": _obj(INPUT_KEYS, {"type": {"type": "string"}, "required": {"type": "boolean"},
+                                       "secret": {"type": "boolean"},
                                        "constraints": {"type": "array", "items": {"$ref": "#/$defs/constraint"}}}),
             "requirement": requirement,
             "type_definition": type_def,

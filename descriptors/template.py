@@ -21,6 +21,7 @@ class InputDef:
     path: str = ""
     constraints: list = field(default_factory=list)
     entry_schema: Any = None
+    secret: bool | None = None  # None: decided by descriptors.secrets.is_secret_input (its name and type)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class OutputDef:
     description: str = ""
     position: Position | None = None
     path: str = ""
+    secret: bool | None = None  # None: masked when its value derives from a secret input; False: never masked
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import networkx as nx
 
 from descriptors.functions import FunctionError, Unresolved
+from descriptors.secrets import redactor, redactor_for
 from descriptors.template import Template
 from drivers.base import Driver, DriverError, InstanceSpec
 from drivers.providers import get_driver
@@ -141,6 +142,8 @@ class BuildRun:
             if rec.status in OBSERVED and rec.key not in leaving:
                 self.view.instance_attrs[(rec.node, rec.index)] = rec.attributes
         self.resolver = make_resolver(template, inputs, self.view)
+        # errors are stored, journaled and shown: a backend's message may quote a secret input (a command line)
+        self.redact = redactor_for(template, inputs)
         self.by_node: dict[str, list[Action]] = {}
         self.deletes: list[Action] = []
         for action in plan.actions:
@@ -288,14 +291,14 @@ class BuildRun:
                 self.emit("deleted", job.node, job.index)
             else:
                 self.done["failed"] += 1
-                self.store.update_instance(job.key, status="delete_failed", error=_describe(exc))
+                self.store.update_instance(job.key, status="delete_failed", error=self._describe(exc))
                 self.failures.append({"node": job.node, "index": job.index, "action": "delete",
-                                      "error": _describe(exc)})
-                self.emit("delete_failed", job.node, job.index, error=_describe(exc))
+                                      "error": self._describe(exc)})
+                self.emit("delete_failed", job.node, job.index, error=self._describe(exc))
             return
         if exc is not None:
-            self.store.update_instance(job.key, status="failed", error=_describe(exc))
-            self._job_failed(job, _describe(exc), ready, dependents, waiting_on)
+            self.store.update_instance(job.key, status="failed", error=self._describe(exc))
+            self._job_failed(job, self._describe(exc), ready, dependents, waiting_on)
             return
         handle, attrs, adopted = fut.result()
         self.done[job.kind] += 1
@@ -315,8 +318,12 @@ class BuildRun:
             self.store.update_instance(job.key, status="failed", handle=handle, attributes=attrs,
                                        error="finished after its timeout")
 
+    def _describe(self, exc: BaseException) -> str:
+        return self.redact.text(_describe(exc))
+
     def _job_failed(self, job: _Job, error: str, ready, dependents, waiting_on) -> None:
         self.done["failed"] += 1
+        error = self.redact.text(error)
         if job.timed_out:
             self.store.update_instance(job.key, status="failed", error=error)
         self.store.journal(self.infra.name, "failed", job.key, error=error)
@@ -336,6 +343,7 @@ class BuildRun:
                 ready.append(dep)
 
     def _node_failed(self, node: str, error: str, ready, dependents, waiting_on, record: bool = True) -> None:
+        error = self.redact.text(error)
         outcome = self.outcomes[node]
         outcome.status, outcome.error = "failed", error
         if record:
@@ -380,6 +388,7 @@ class DestroyRun:
         self.infra, self.store, self.options = infra, store, options
         self.dependencies = dependencies
         self.on_event = on_event or (lambda e: None)
+        self.redact = redactor(infra.inputs, infra.secret_inputs)
 
     def run(self) -> RunResult:
         started = time.monotonic()
@@ -438,7 +447,7 @@ class DestroyRun:
                         self.store.remove_instance(rec.key, self.infra.name, "deleted")
                         self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
                     else:
-                        error = _describe(exc)
+                        error = self.redact.text(_describe(exc))
                         self.store.update_instance(rec.key, status="delete_failed", error=error)
                         failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
                         outcomes[rec.node].status = "failed"

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from descriptors.diagnostics import DescriptorError
+from descriptors.secrets import Redactor, redactor_for
 from drivers.base import Observed
 from drivers.providers import get_driver
 from orchestrator import observation
@@ -308,6 +309,7 @@ class Maintainer:
         self.prometheus = PrometheusSource(self.options.prometheus_url) if self.options.prometheus_url else None
         self._template_key: tuple | None = None
         self._loaded = None
+        self._redact = Redactor([])  # masks the secret inputs' text in journaled events (a probe's error)
         self._policies: dict[str, list] = {}
         self._policy_error: str | None = None
         self._alerts: list = []
@@ -329,6 +331,7 @@ class Maintainer:
             if self._last_error.get(once) == text:
                 return
             self._last_error[once] = text
+        detail = self._redact.value(detail)
         if not self.options.dry_run:
             self.store.journal(self.name, kind, key, **detail)
         self.on_event({"event": kind, "key": key, "ts": time.time(), **detail})
@@ -347,6 +350,7 @@ class Maintainer:
             resolved = service.resolve_inputs(loaded.template, {k: v for k, v in inputs.items()
                                                                 if k in loaded.template.inputs})
             self._loaded = (loaded, resolved)
+            self._redact = redactor_for(loaded.template, resolved)
             self._template_key = key
             self._build_policies(loaded.template, resolved)
         return self._loaded

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
 from descriptors.loader import load_template, require_topology, resolve_inputs
+from descriptors.secrets import Redactor, output_value, redactor, redactor_for, secret_input_names
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from orchestrator import bounds
@@ -157,7 +158,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     bounds.check_counts(template, inputs, desired_counts(template, stored, inputs),
                         stored.desired if stored else {}, given_inputs)
     with store.locked(name, holder, options.lock_wait):
-        infra = store.ensure_infra(name, os.path.abspath(path), inputs)
+        infra = store.ensure_infra(name, os.path.abspath(path), inputs, secret=secret_input_names(template))
         store.set_node_dependencies(name, {n: list(loaded.graph.successors(n)) for n in template.node_templates})
         infra = store.get_infra(name)
         instances = _refresh(store, name, store.instances(name))
@@ -191,14 +192,17 @@ def _fail_unobserved(result, instances: list) -> None:
 
 
 def compute_outputs(template: Template, store: StateStore, name: str, inputs: dict, counts: dict,
-                    instances: list | None = None) -> dict:
+                    instances: list | None = None, reveal: bool = False) -> dict:
+    """The outputs' values; one that derives from a secret input reads MASK unless `reveal` (so what is stored
+    and shown anywhere holds no secret)."""
     infra = store.get_infra(name)
     view = attribute_view(counts, infra, store.instances(name) if instances is None else instances)
     resolver = make_resolver(template, inputs, view)
+    hide = redactor_for(template, inputs)
     values = {}
     for out in template.outputs.values():
         try:
-            values[out.name] = resolver.resolve(out.value, "")
+            values[out.name] = output_value(out, resolver, hide, reveal)
         except (Unresolved, FunctionError):
             values[out.name] = None
     return values
@@ -236,11 +240,13 @@ def status(store: StateStore, name: str | None = None, refresh: bool = True, pro
         if state == "ready" and unhealthy:
             state = "degraded"
         outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
+        hide = stored_redactor(infra)  # an instance may have copied a secret into its attributes or error
         result.append({"name": infra.name, "status": state, "descriptor": infra.descriptor,
-                       "outputs": outputs, "instances": [r.to_dict() for r in instances],
+                       "outputs": outputs, "instances": [hide.value(r.to_dict()) for r in instances],
                        "desired": infra.desired,
                        "healthy": state == "ready" and not unhealthy and probe_error is None,
-                       "missing": [_brief(r) for r in unhealthy], "leaving": [_brief(r) for r in leaving],
+                       "missing": [hide.value(_brief(r)) for r in unhealthy],
+                       "leaving": [hide.value(_brief(r)) for r in leaving],
                        **({"probe_error": probe_error} if probe_error else {})})
     return {"infrastructures": result}
 
@@ -281,8 +287,24 @@ def outputs(store: StateStore, name: str, refresh: bool = True) -> dict:
     return _live_outputs(store, infra, instances)
 
 
-def _live_outputs(store: StateStore, infra: InfraRecord, instances: list) -> dict:
+def stored_redactor(infra: InfraRecord) -> Redactor:
+    """Masks the text of an infrastructure's secret inputs (those stored sealed) wherever it appears."""
+    return redactor(infra.inputs, infra.secret_inputs)
+
+
+def reveal_outputs(store: StateStore, name: str) -> dict:
+    """Every output in plain, secret ones too, computed again from the descriptor and the live instances
+    (the stored outputs hold secret ones masked). For an explicit request only (`outputs --show-secrets`)."""
+    infra = require_infra(store, name)
+    instances = _refresh(store, name, store.instances(name))
+    return _live_outputs(store, infra, instances, reveal=True)
+
+
+def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal: bool = False) -> dict:
     template = _stored_template(infra)
+    if template is None and reveal:
+        raise UserError(f"the descriptor '{infra.name}' was built from ({infra.descriptor}) is gone or no longer "
+                        "valid, so its secret outputs cannot be computed again")
     if template is None:  # the descriptor is gone: no way to recompute, so withhold every value
         return {k: None for k in infra.outputs}
     live: list = []
@@ -292,7 +314,8 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list) -> dic
             # renumber the live instances so get_attribute lists exactly them
             live.append(dataclasses.replace(rec, index=counts[rec.node]))
             counts[rec.node] += 1
-    return compute_outputs(template, store, infra.name, _stored_inputs(template, infra), counts, live)
+    inputs = _stored_inputs(template, infra, strict=reveal)
+    return compute_outputs(template, store, infra.name, inputs, counts, live, reveal)
 
 
 def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) -> dict:
@@ -362,10 +385,14 @@ def _stored_template(infra: InfraRecord) -> Template | None:
         return None
 
 
-def _stored_inputs(template: Template, infra: InfraRecord) -> dict:
+def _stored_inputs(template: Template, infra: InfraRecord, strict: bool = False) -> dict:
+    """The inputs an infrastructure was built with; `strict`: raise what is wrong with them (a secret input
+    whose sealed value cannot be opened) rather than take them as stored."""
     try:
         return resolve_inputs(template, {k: v for k, v in infra.inputs.items() if k in template.inputs})
     except DescriptorError:
+        if strict:
+            raise
         return dict(infra.inputs)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 # State holds inputs (maybe secrets) and handles: owner only (the helpers live with the drivers, which
 # make their logs private the same way).
 from drivers.common import make_private_dir, make_private_file, process_start_time
+from orchestrator import sealing
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS infrastructures (
@@ -273,6 +274,7 @@ class InfraRecord:
     desired: dict[str, int | None] = field(default_factory=dict)
     node_attributes: dict[str, dict] = field(default_factory=dict)
     dependencies: dict[str, list[str]] = field(default_factory=dict)
+    secret_inputs: frozenset[str] = frozenset()  # the inputs stored sealed (orchestrator.sealing)
 
 
 # (state file, table, infrastructure) -> the thread of this process that holds that lock or lease
@@ -347,8 +349,9 @@ class StateStore:
         if row is None:
             return None
         where = f"infrastructure '{name}'"
-        rec = InfraRecord(row[0], row[1], row[2], self._json(row[3], f"the inputs of {where}"), row[4],
-                          self._json(row[5], f"the outputs of {where}"), row[6], row[7])
+        inputs, sealed = sealing.open_inputs(self._json(row[3], f"the inputs of {where}"), self.home)
+        rec = InfraRecord(row[0], row[1], row[2], inputs, row[4], self._json(row[5], f"the outputs of {where}"),
+                          row[6], row[7], secret_inputs=sealed)
         for node, count, attrs, deps in self._exec(
                 "SELECT node, desired_count, attributes, dependencies FROM nodes WHERE infra=?", (name,)):
             rec.desired[node] = count
@@ -360,16 +363,21 @@ class StateStore:
         names = [r[0] for r in self._exec("SELECT name FROM infrastructures ORDER BY name")]
         return [self.get_infra(n) for n in names]
 
-    def ensure_infra(self, name: str, descriptor: str | None, inputs: dict) -> InfraRecord:
+    def ensure_infra(self, name: str, descriptor: str | None, inputs: dict, secret=frozenset()) -> InfraRecord:
+        """Create or update an infrastructure's row; the inputs named in `secret` are stored sealed."""
         now = time.time()
+        try:
+            stored = json.dumps(sealing.seal_inputs(inputs, secret, self.home))
+        except sealing.SealError as exc:
+            raise StateError(str(exc)) from None
         with self._lock:
             if self.get_infra(name) is None:
                 self._exec("INSERT INTO infrastructures (name, uid, descriptor, inputs, status, created, updated) "
                            "VALUES (?,?,?,?,?,?,?)",
-                           (name, uuid.uuid4().hex[:8], descriptor, json.dumps(inputs), "new", now, now))
+                           (name, uuid.uuid4().hex[:8], descriptor, stored, "new", now, now))
             else:
                 self._exec("UPDATE infrastructures SET descriptor=?, inputs=?, updated=? WHERE name=?",
-                           (descriptor, json.dumps(inputs), now, name))
+                           (descriptor, stored, now, name))
         return self.get_infra(name)
 
     def set_infra_status(self, name: str, status: str, outputs: dict | None = None) -> None:

@@ -34,6 +34,16 @@ def path_inside(value: str, base: str, roots: list[str]) -> str | None:
     return full if any(full == r or full.startswith(r.rstrip(os.sep) + os.sep) for r in roots) else None
 
 
+def secret_flag(body: dict, sink: DiagnosticSink, path: str, what: str) -> bool | None:
+    """The `secret:` of an input or output definition: true, false, or None when not given."""
+    value = body.get("secret")
+    if value is None or isinstance(value, bool):
+        return value
+    sink.error("SECRET_NOT_BOOLEAN", f"'secret' of {what} must be true or false", body.position_of("secret"),
+               join_path(path, "secret"))
+    return None
+
+
 def section(parent: dict, key: str, sink: DiagnosticSink, path: str, code: str = "SECTION_NOT_MAPPING",
             message: str | None = None) -> dict:
     """parent[key] when it is a mapping; {} when absent, and {} with a diagnostic when it is something else."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from descriptors.checks import validate_value
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
-from descriptors.sections.common import section, unknown_keys
+from descriptors.secrets import MASK, Unreadable, is_secret_input
+from descriptors.sections.common import secret_flag, section, unknown_keys
 from descriptors.template import InputDef, Template
 from descriptors.types import SCALAR_TYPES, Schema, parse_constraints, parse_schema
 from descriptors.values import check_value, value_type_name
 
 INPUT_KEYS = ("type", "description", "required", "default", "constraints", "entry_schema", "status",
-              "metadata", "key_schema", "value")
+              "metadata", "key_schema", "value", "secret")
 
 def parse_inputs(template: Template, topo: dict, sink: DiagnosticSink) -> None:
     base = "topology_template.inputs"
@@ -39,7 +41,8 @@ def parse_inputs(template: Template, topo: dict, sink: DiagnosticSink) -> None:
                         constraints=parse_constraints(body.get("constraints"), itype, sink,
                                                       join_path(path, "constraints"), pos),
                         entry_schema=parse_schema(body.get("entry_schema"), sink, join_path(path, "entry_schema"),
-                                                  pos))
+                                                  pos),
+                        secret=secret_flag(body, sink, path, f"input '{name}'"))
         if idef.has_default and idef.default is not None:
             for subpath, problem in validate_value(idef.default, input_schema(idef), types):
                 sink.error("INPUT_BAD_DEFAULT", f"default of input '{name}{subpath}' {problem}",
@@ -81,6 +84,11 @@ def resolve_inputs(template: Template, given: dict[str, Any], source: str = "<co
             sink.error("INPUT_UNKNOWN", f"the descriptor declares no input '{name}'", cli_pos,
                        f"topology_template.inputs.{name}", did_you_mean(name, template.inputs))
             continue
+        if isinstance(raw, Unreadable):
+            sink.error("INPUT_SECRET_UNREADABLE", f"secret input '{name}' was stored encrypted and {raw.reason}; "
+                       f"give it again with --input {name}=VALUE", cli_pos, idef.path)
+            continue
+        secret = is_secret_input(idef)
         value = raw
         itype = idef.type
         if types is not None and types.has("data", itype):
@@ -91,14 +99,16 @@ def resolve_inputs(template: Template, given: dict[str, Any], source: str = "<co
             try:
                 value = parse_input_value(raw, itype)
             except (ValueError, TypeError):
-                sink.error("INPUT_TYPE", f"input '{name}' must be of type {idef.type}, got '{raw}'",
+                got = MASK if secret else raw
+                sink.error("INPUT_TYPE", f"input '{name}' must be of type {idef.type}, got '{got}'",
                            idef.position or cli_pos, idef.path)
                 continue
         problems = validate_value(value, input_schema(idef), types) if types is not None else \
             [("", p) for p in [check_value(value, idef.type)] if p]
         if problems:
             for subpath, problem in problems:
-                sink.error("INPUT_TYPE", f"input '{name}'{subpath} {problem}", idef.position or cli_pos, idef.path)
+                told = _hidden(problem) if secret else problem
+                sink.error("INPUT_TYPE", f"input '{name}'{subpath} {told}", idef.position or cli_pos, idef.path)
             continue
         values[name] = value
     for name, idef in template.inputs.items():
@@ -113,3 +123,8 @@ def resolve_inputs(template: Template, given: dict[str, Any], source: str = "<co
             values[name] = None
     sink.raise_if_errors()
     return values
+
+
+def _hidden(problem: str) -> str:
+    """A problem with a secret value, told without the value (which the checks quote)."""
+    return re.sub(r"'[^']*'", f"'{MASK}'", problem)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from descriptors.diagnostics import DiagnosticSink, join_path
-from descriptors.sections.common import section, unknown_keys
+from descriptors.sections.common import secret_flag, section, unknown_keys
 from descriptors.template import OutputDef, Template
 
-OUTPUT_KEYS = ("value", "description", "type", "required", "status", "metadata", "constraints", "entry_schema")
+OUTPUT_KEYS = ("value", "description", "type", "required", "status", "metadata", "constraints", "entry_schema",
+               "secret")
 
 def parse_outputs(template: Template, topo: dict, sink: DiagnosticSink) -> None:
     base = "topology_template.outputs"
@@ -19,4 +20,5 @@ def parse_outputs(template: Template, topo: dict, sink: DiagnosticSink) -> None:
             continue
         unknown_keys(body, OUTPUT_KEYS, sink, path, f"output '{name}'")
         template.outputs[name] = OutputDef(name=name, value=body["value"],
-                                           description=str(body.get("description") or ""), position=pos, path=path)
+                                           description=str(body.get("description") or ""), position=pos, path=path,
+                                           secret=secret_flag(body, sink, path, f"output '{name}'"))

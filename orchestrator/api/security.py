@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hmac
 import os
-import re
 import secrets
 from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from descriptors.secrets import MASK, SECRET_NAME
 from orchestrator.api.errors import ApiError
 
 READ, WRITE = "read", "write"
@@ -17,7 +17,7 @@ SCOPES = {READ: {READ}, WRITE: {READ, WRITE}}   # a write token may also read
 TOKEN_ENV = {WRITE: "STRATO_API_TOKEN", READ: "STRATO_API_READ_TOKEN"}
 TOKEN_FILE = {WRITE: "api-token", READ: "api-token.read"}
 MIN_TOKEN_LENGTH = 16
-_SECRET_KEY = re.compile(r"(password|passwd|secret|token|credential|private_key|access_key|api_key)", re.I)
+_SECRET_KEY = SECRET_NAME  # the names a descriptor's inputs are secret by, too
 
 
 @dataclass
@@ -93,7 +93,7 @@ def authorize(request: Request, tokens: Tokens | None, needed: str) -> str:
 def scrub(value):
     """Credentials never leave the server: values under secret-looking keys are masked."""
     if isinstance(value, dict):
-        return {k: ("***" if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "") else scrub(v))
+        return {k: (MASK if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "") else scrub(v))
                 for k, v in value.items()}
     if isinstance(value, list):
         return [scrub(v) for v in value]

@@ -167,11 +167,12 @@ def router(ctx) -> APIRouter:
         if infra is None:
             raise service.NotFound(f"no infrastructure named '{name}'")
         bundle = ctx.bundles.find(infra.descriptor)
+        hide = service.stored_redactor(infra)  # an instance may have copied a secret input into its attributes
         return {"name": infra.name, "status": infra.status,
                 "descriptor": bundle.public() if bundle else {"file": os.path.basename(infra.descriptor or "")},
                 "outputs": scrub(infra.outputs), "desired": infra.desired, "dependencies": infra.dependencies,
                 "operation": ctx.ops.running.get(name), "created": infra.created, "updated": infra.updated,
-                "instances": [scrub(r.to_dict()) for r in store.instances(name)]}
+                "instances": [scrub(hide.value(r.to_dict())) for r in store.instances(name)]}
 
     @api.get("/infrastructures", tags=["infrastructures"], dependencies=[read])
     def list_infrastructures() -> Response:

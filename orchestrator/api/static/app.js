@@ -114,10 +114,18 @@ function drawInstances(instances) {
   }
 }
 
+const SECRET_MASK = "***";
+
 function drawOutputs(outputs) {
   const list = $("outputs");
   list.replaceChildren();
-  for (const [k, v] of Object.entries(outputs || {})) list.append(el("dt", {}, k), el("dd", {}, JSON.stringify(v)));
+  for (const [k, v] of Object.entries(outputs || {})) {
+    // the server masks an output derived from a secret input as "***": say so rather than print the mask
+    const hint = `derived from a secret input; strato outputs NAME --get ${k} --show-secrets prints it`;
+    const value = v === SECRET_MASK ? el("dd", { class: "secret", title: hint }, "secret (hidden)")
+                                    : el("dd", {}, JSON.stringify(v));
+    list.append(el("dt", {}, k), value);
+  }
 }
 
 function fillScaleNodes(graph) {
