@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
 import stat
 import textwrap
 import time
@@ -48,13 +49,13 @@ def write(tmp_path, text: str, name: str = "d.yaml") -> str:
 
 
 def state_bytes(home) -> bytes:
-    """The state database as it lies on disk, write-ahead log included."""
+    """The state database as it lies on disk, write-ahead log included (read by another process: an open() and
+    close() here would drop this process's SQLite locks on the file, see orchestrator.state.open_in_this_process)."""
     data = b""
     for suffix in ("", "-wal"):
         path = os.path.join(str(home), "state.db" + suffix)
         if os.path.exists(path):
-            with open(path, "rb") as fh:
-                data += fh.read()
+            data += subprocess.run(["cat", path], capture_output=True, check=True).stdout
     return data
 
 

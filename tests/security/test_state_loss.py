@@ -26,14 +26,15 @@ def other_process_lists(path) -> set[str]:
     return set(filter(None, out.split(",")))
 
 
-def deleted_state_files() -> list[str]:
+def deleted_state_files(under) -> list[str]:
+    """This process's descriptors of state files under `under` whose file was deleted (other tests' are theirs)."""
     out = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if "state.db" in target and target.endswith("(deleted)"):
+        if target.startswith(str(under)) and "state.db" in target and target.endswith("(deleted)"):
             out.append(target)
     return out
 
@@ -48,7 +49,7 @@ def test_a_second_store_in_the_process_keeps_the_wal_alive(tmp_path):
     assert other_process_lists(path) == {"e1"}   # `strato status` from the CLI
     api.ensure_infra("e2", None, {})
     loop.ensure_infra("e3", None, {})
-    assert deleted_state_files() == []
+    assert deleted_state_files(tmp_path) == []
     assert other_process_lists(path) == {"e1", "e2", "e3"}
     api.close()
     loop.close()
