@@ -361,7 +361,8 @@ class StateStore:
 
     def list_infras(self) -> list[InfraRecord]:
         names = [r[0] for r in self._exec("SELECT name FROM infrastructures ORDER BY name")]
-        return [self.get_infra(n) for n in names]
+        # one destroyed by another process between the two reads is simply no longer listed
+        return [infra for infra in map(self.get_infra, names) if infra is not None]
 
     def ensure_infra(self, name: str, descriptor: str | None, inputs: dict, secret=frozenset()) -> InfraRecord:
         """Create or update an infrastructure's row; the inputs named in `secret` are stored sealed."""

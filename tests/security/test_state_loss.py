@@ -171,3 +171,21 @@ def test_a_refused_scale_writes_nothing(tmp_path, strato_home, args):
         db.commit()
         db.close()
         run_strato("destroy", name, "--yes", home=strato_home, check=True)
+
+
+def test_an_infrastructure_destroyed_while_listing_is_not_listed(tmp_path):
+    """Found by benchmarks/soak.py: `strato status` raced an API DELETE and died with a traceback."""
+    path = str(tmp_path / "state.db")
+    store = StateStore(path)
+    for name in ("a", "b", "c"):
+        store.ensure_infra(name, None, {})
+    other = StateStore(path)   # another process's view, deleting `b` just after `store` read the names
+    read = store.get_infra
+
+    def get_infra(name):
+        if name == "b":
+            other.delete_infra("b")
+        return read(name)
+
+    store.get_infra = get_infra
+    assert [i.name for i in store.list_infras()] == ["a", "c"]
