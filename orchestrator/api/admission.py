@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.api.boundary import refusal_message, stored_host_code
 from orchestrator.api.context import ApiContext
 from orchestrator.api.errors import ApiError
+from orchestrator.api.handover import thaw
 from orchestrator.api.intake import Bundle, relativize
 from orchestrator.api.routing import NAME_PATTERN
 
@@ -58,10 +59,14 @@ def refuse_stored_host_code(ctx: ApiContext, infra, deleting: bool = False) -> N
 
 
 def admit(ctx: ApiContext, bundle: Bundle, inputs: dict | None, stored_inputs: dict | None = None,
-          desired: dict | None = None, runs: bool = True) -> dict:
-    """Check a bundle in a worker process; apply the host-code rule and the size limits."""
+          desired: dict | None = None, runs: bool = True, keep_loaded: bool = False) -> dict:
+    """Check a bundle in a worker process; apply the host-code rule and the size limits.
+
+    keep_loaded: the result's "loaded" is what the worker loaded (service.Loaded), for service.build or
+    service.plan to use rather than parse the descriptor a second time."""
     settings = ctx.settings
-    result = ctx.checks.run(bundle.directory, bundle.entry, inputs, stored_inputs, settings.validation_timeout)
+    result = ctx.checks.run(bundle.directory, bundle.entry, inputs, stored_inputs, settings.validation_timeout,
+                            keep_loaded)
     diags = relativize(result["diagnostics"], bundle.directory)
     if not result["ok"]:
         errs = [d for d in diags if d.get("severity") == "error"] or diags
@@ -78,4 +83,6 @@ def admit(ctx: ApiContext, bundle: Bundle, inputs: dict | None, stored_inputs: d
     if sum(counts.values()) > settings.max_instances:
         raise ApiError(422, "LIMIT_INSTANCES", f"the descriptor asks for {sum(counts.values())} instances; this "
                                                f"server accepts at most {settings.max_instances}")
+    if keep_loaded:
+        result["loaded"] = thaw(result["loaded"])
     return result

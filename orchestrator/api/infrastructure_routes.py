@@ -67,10 +67,12 @@ def apply_version(ctx: ApiContext, name: str, body: DescriptorIn, kind: str) -> 
     infra = store.get_infra(name)
     if infra is not None:  # what the new version replaces or drops is removed first
         refuse_stored_host_code(ctx, infra, deleting=True)
-    result = admit(ctx, bundle, body.inputs, infra.inputs if infra else None, infra.desired if infra else None)
+    result = admit(ctx, bundle, body.inputs, infra.inputs if infra else None, infra.desired if infra else None,
+                   keep_loaded=True)
     options = RunOptions(parallelism=body.parallelism, lock_wait=API_LOCK_WAIT)
     op_id = ctx.ops.submit(name, kind, lambda on_event: service.build(
-        bundle.path, name, body.inputs, store, options, on_event=on_event, holder="strato api"))
+        bundle.path, name, body.inputs, store, options, on_event=on_event, holder="strato api",
+        loaded=result["loaded"]))
     return accepted_response(name, op_id, descriptor=bundle.public(), warnings=result["diagnostics"])
 
 
@@ -125,8 +127,9 @@ def plan(ctx: Ctx, name: str = Path(..., pattern=NAME_PATTERN), body: Descriptor
     else:
         bundle = scratch = bundle_from(ctx, body, keep=False)
     try:
-        admit(ctx, bundle, body.inputs if body else {}, infra.inputs if infra else None, runs=False)
-        result = service.plan(bundle.path, name, body.inputs if body else {}, store).to_dict()
+        loaded = admit(ctx, bundle, body.inputs if body else {}, infra.inputs if infra else None, runs=False,
+                       keep_loaded=True)["loaded"]
+        result = service.plan(bundle.path, name, body.inputs if body else {}, store, loaded=loaded).to_dict()
     finally:
         if scratch is not None:
             ctx.bundles.discard(scratch)
