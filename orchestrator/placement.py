@@ -24,6 +24,7 @@ from typing import Any
 from drivers.base import DriverError
 from orchestrator import cost
 
+DRIVER = "placement"  # the composite driver (drivers/placement.py) that builds a node with implementations
 POLICIES = ("order", "cost", "inference")
 RESERVED = ("implementations", "placement")
 
@@ -166,4 +167,4 @@ def route(node: str, driver: str | None, props: dict[str, Any]) -> tuple[str | N
         return driver, props
     candidates = [{"label": c.label, "driver": c.driver, "properties": c.properties,
                    "cost_per_hour": c.cost_per_hour} for c in choice.ordered]
-    return "placement", {"candidates": candidates, "report": choice.report()}
+    return DRIVER, {"candidates": candidates, "report": choice.report()}

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 from descriptors.functions import FunctionError, Resolver, Unresolved, template_resolver
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
+from drivers.base import DriverError
 from drivers.common import InstanceKey
+from orchestrator import placement
 from orchestrator.observation import OBSERVED, UNKNOWN
 from orchestrator.state import InfraRecord, InstanceRecord
 
@@ -39,10 +41,21 @@ class Action:
     reason: str = ""
     maybe: bool = False  # a replace that happens only if an upstream attribute really changes
     unknown: bool = False  # a noop because the instance could not be observed (its backend did not answer)
+    driver: str | None = None   # the driver the instance is (or will be) built with, e.g. `local` or `placement`
+    backend: str | None = None  # the backend it runs on: the driver, or the one `placement` chooses (None: unknown)
 
     def to_dict(self) -> dict:
         return {"action": self.kind, "node": self.node, "index": self.index, "key": self.key,
-                "reason": self.reason, "conditional": self.maybe, "unknown": self.unknown}
+                "reason": self.reason, "conditional": self.maybe, "unknown": self.unknown,
+                "driver": self.driver, "backend": self.backend}
+
+    def where(self) -> str:
+        """The backend as shown in a plan: `local`, `placement: aws` (or `placement: ?` when not known yet)."""
+        if self.driver is None:
+            return "?"
+        if self.driver == self.backend:
+            return self.driver
+        return f"{self.driver}: {self.backend or '?'}"
 
 
 @dataclass
@@ -184,36 +197,73 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
             props = node_properties(template, node, resolver)
             want_hash = spec_hash(template, node, props, driver)
         except (Unresolved, FunctionError):
-            want_hash = None
+            props, want_hash = None, None
+        target = planned_backend(template, node, props, infra.node_attributes.get(node) or {})
         for index in slots[node]:
-            key = instance_key(infra, node, index)
             rec = by_slot.get((node, index))
-            if rec is None:
-                action = Action(CREATE, node, index, key, "new instance")
-            elif rec.status == UNKNOWN:  # what cannot be seen is left alone: recreating it could duplicate it
-                action = Action(NOOP, node, index, key, rec.error or "its backend did not answer", unknown=True)
-            elif rec.status != "ready":
-                why = {"creating": "resume an interrupted create", "missing": "its process/resource is gone",
-                       "failed": f"previous attempt failed: {rec.error or 'unknown error'}"}
-                action = Action(CREATE, node, index, key, why.get(rec.status, f"status was {rec.status}"))
-            elif want_hash is not None and rec.spec_hash != want_hash:
-                action = Action(REPLACE, node, index, key, "its definition changed")
-            elif upstream_changing:
-                action = Action(REPLACE, node, index, key, "if attributes of " + ", ".join(upstream_changing)
-                                + " change", maybe=True)
-            else:
-                action = Action(NOOP, node, index, key)
+            action = _instance_action(node, index, instance_key(infra, node, index), rec, want_hash,
+                                      upstream_changing)
+            action.driver, action.backend = target if action.kind in (CREATE, REPLACE) else backend_of(rec)
             if action.kind != NOOP:
                 changing.add(node)
             plan.actions.append(action)
     wanted = {node: set(indices) for node, indices in slots.items()}
     for rec in instances:
         if rec.node not in template.node_templates:
-            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, "node removed from the descriptor"))
+            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, "node removed from the descriptor",
+                                       driver=rec.driver, backend=backend_of(rec)[1]))
         elif rec.index not in wanted[rec.node]:
             why = "dropped on request" if rec.key in drop else f"scaled to {counts[rec.node]} instance(s)"
-            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, why))
+            plan.actions.append(Action(DELETE, rec.node, rec.index, rec.key, why, driver=rec.driver,
+                                       backend=backend_of(rec)[1]))
     return plan
+
+
+def _instance_action(node: str, index: int, key: str, rec: InstanceRecord | None, want_hash: str | None,
+                     upstream_changing: list[str]) -> Action:
+    """What one instance slot needs: its stored record against the node's wanted definition."""
+    if rec is None:
+        return Action(CREATE, node, index, key, "new instance")
+    if rec.status == UNKNOWN:  # what cannot be seen is left alone: recreating it could duplicate it
+        return Action(NOOP, node, index, key, rec.error or "its backend did not answer", unknown=True)
+    if rec.status != "ready":
+        why = {"creating": "resume an interrupted create", "missing": "its process/resource is gone",
+               "failed": f"previous attempt failed: {rec.error or 'unknown error'}"}
+        return Action(CREATE, node, index, key, why.get(rec.status, f"status was {rec.status}"))
+    if want_hash is not None and rec.spec_hash != want_hash:
+        return Action(REPLACE, node, index, key, "its definition changed")
+    if upstream_changing:
+        return Action(REPLACE, node, index, key, "if attributes of " + ", ".join(upstream_changing) + " change",
+                      maybe=True)
+    return Action(NOOP, node, index, key)
+
+
+def backend_of(rec: InstanceRecord | None) -> tuple[str | None, str | None]:
+    """(driver, backend) an existing instance was built with: the placement composite's handle names its backend."""
+    if rec is None:
+        return None, None
+    backend = (rec.handle or {}).get("backend") if rec.driver == placement.DRIVER else rec.driver
+    return rec.driver, backend
+
+
+def planned_backend(template: Template, node: str, props: dict | None,
+                    node_attributes: dict) -> tuple[str | None, str | None]:
+    """(driver, backend) a new instance of the node goes to, decided as the executor will, without asking any
+    cloud: the node's driver, or for a node with `implementations` the first candidate in the placement
+    policy's order whose backend was not already found unusable when the node was prepared."""
+    driver = template.driver_name(node)
+    if props is None:  # depends on attributes not known before the build
+        has_choices = "implementations" in (template.node_templates[node].properties or {})
+        return (placement.DRIVER, None) if has_choices else (driver, driver)
+    try:
+        routed, routed_props = placement.route(node, driver, props)
+    except DriverError:
+        return placement.DRIVER, None  # the build reports what is wrong with the implementations
+    if routed != placement.DRIVER:
+        return routed, routed
+    prepared = node_attributes.get("placement") or {}
+    usable = [c for c in routed_props["candidates"] if "error" not in (prepared.get(c["label"]) or {})]
+    return placement.DRIVER, usable[0]["driver"] if usable else None
 
 
 def format_plan(plan: Plan) -> str:
@@ -221,7 +271,7 @@ def format_plan(plan: Plan) -> str:
     for a in plan.actions:
         if a.kind == NOOP and not a.unknown:
             continue
-        label = f"{'?' if a.unknown else SYMBOL[a.kind]} {a.node}[{a.index}]"
+        label = f"{'?' if a.unknown else SYMBOL[a.kind]} {a.node}[{a.index}] ({a.where()})"
         verb = "replace?" if a.maybe else UNKNOWN if a.unknown else a.kind
         lines.append(f"{label:<32} {verb:<8} {a.reason}")
     s = plan.summary()

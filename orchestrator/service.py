@@ -113,9 +113,10 @@ def _inputs_for(template: Template, store: StateStore, name: str, given: dict[st
 
 
 def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, refresh: bool = True,
-         confined: bool = True) -> Plan:
+         confined: bool = True, loaded: Loaded | None = None) -> Plan:
+    """What a build would do; `loaded`: the descriptor at `path` already loaded and checked (not parsed again)."""
     check_name(name)
-    loaded = load_checked(path, confined)
+    loaded = loaded or load_checked(path, confined)
     inputs = _inputs_for(loaded.template, store, name, given_inputs)
     infra = store.get_infra(name)
     if infra is None:
@@ -148,10 +149,12 @@ def _refresh(store: StateStore, name: str, instances, record: bool = True):
 
 
 def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, options: RunOptions,
-          on_event=None, holder: str = "strato build", confined: bool = True) -> dict:
-    """Bring an infrastructure to what the descriptor says; resumable after a crash or failure."""
+          on_event=None, holder: str = "strato build", confined: bool = True, loaded: Loaded | None = None) -> dict:
+    """Bring an infrastructure to what the descriptor says; resumable after a crash or failure.
+
+    loaded: the descriptor at `path` already loaded and checked (the API's check worker did), not parsed again."""
     check_name(name)
-    loaded = load_checked(path, confined)
+    loaded = loaded or load_checked(path, confined)
     template = loaded.template
     inputs = _inputs_for(template, store, name, given_inputs)
     stored = store.get_infra(name)

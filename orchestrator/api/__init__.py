@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
@@ -17,57 +13,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from drivers.base import private_umask
 from orchestrator import __version__, service
 from orchestrator.api import errors
-from orchestrator.api.intake import BundleStore, shared_pool
-from orchestrator.api.operations import Operations
+from orchestrator.api.context import ApiContext, ApiSettings
 from orchestrator.api.paths import HideServerPaths, path_rewriter
 from orchestrator.api.security import Tokens, load_tokens
-from orchestrator.state import StateStore, strato_home
+from orchestrator.state import strato_home
 
 log = logging.getLogger("strato.api")
-
-
-@dataclass
-class ApiSettings:
-    """What the server accepts; the defaults are the safe ones."""
-
-    auth: bool = True                      # False only with --insecure-no-auth on a loopback bind
-    allow_local_processes: bool = False    # nodes that run code on this machine (orchestrator/api/boundary.py)
-    max_body_bytes: int = 10 * 2 ** 20
-    max_nodes: int = 1000
-    max_instances: int = 5000
-    validation_timeout: float = 10.0
-    workers: int = 4                       # operations running at once (each on its own infrastructure)
-    check_processes: int = 2               # worker processes that load and check received descriptors
-
-
-class ApiContext:
-    """Everything a request handler needs: the store, settings, tokens, bundles, operations and checks."""
-
-    def __init__(self, store: StateStore, settings: ApiSettings, tokens: Tokens | None):
-        self.store, self.settings, self.tokens = store, settings, tokens
-        self.bundles = BundleStore(os.path.join(store.home, "api", "bundles"))
-        self.ops = Operations(store, settings.workers)
-        self.checks = shared_pool(settings.check_processes)
-        self.started = time.time()
-        # other Prometheus registries served on the same authenticated /metrics (e.g. the maintain loop's)
-        self.extra_registries: list = []
-        self._doc_cache: dict[Any, bytes] = {}
-
-    def cached_now(self, key: Any) -> bytes | None:
-        """The cached document if nothing changed, without waiting for the database (for the event loop)."""
-        stamp = self.store.change_stamp(blocking=False)
-        return None if stamp is None else self._doc_cache.get((key, stamp))
-
-    def cached(self, key: Any, build) -> bytes:
-        """A JSON document cached until anything is written to the state database."""
-        stamp = (key, self.store.change_stamp())
-        body = self._doc_cache.get(stamp)
-        if body is None:
-            body = json.dumps(build(), default=str, separators=(",", ":")).encode()
-            if len(self._doc_cache) > 256:
-                self._doc_cache.clear()
-            self._doc_cache[stamp] = body
-        return body
+__all__ = ["ApiContext", "ApiSettings", "create_app"]
 
 
 def create_app(state_path: str | None = None, settings: ApiSettings | None = None,
@@ -95,12 +47,12 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return errors.error_response(500, "INTERNAL", f"internal error ({type(exc).__name__}); see the server log")
 
-    from orchestrator.api import dashboard, metrics, optimizer_routes, v1
+    from orchestrator.api import dashboard, metrics, v1
+    from orchestrator.api.routing import READ_TOKEN
     registry = metrics.install(app, ctx)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HideServerPaths, rewrite=path_rewriter(ctx.store.home, ctx.store.path))
-    app.include_router(v1.router(ctx))
-    app.include_router(optimizer_routes.router(ctx))
+    v1.install(app)
     dashboard.install(app)
 
     @app.get("/healthz", tags=["operational"], summary="Liveness (no token needed)")
@@ -108,7 +60,7 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
         return {"ok": True, "version": __version__}
 
     @app.get("/metrics", tags=["operational"], summary="Prometheus metrics", response_class=Response,
-             dependencies=[v1.need(ctx, "read")])
+             dependencies=[READ_TOKEN])
     def prometheus_metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         body = b"".join(generate_latest(r) for r in [registry, *ctx.extra_registries])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.api.errors import ApiError
+from orchestrator.api.handover import freeze
 
 DEFAULT_ENTRY = "descriptor.yaml"
 MAX_MEMBERS = 1000
@@ -244,8 +245,10 @@ def _ready() -> bool:
     return True
 
 
-def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inputs: dict | None = None) -> dict:
-    """Load, validate and graph-check a bundle's descriptor; with inputs, also the instance counts."""
+def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inputs: dict | None = None,
+          keep_loaded: bool = False) -> dict:
+    """Load, validate and graph-check a bundle's descriptor; with inputs, also the instance counts; with
+    keep_loaded, also what was loaded (handover.freeze), so the server does not parse it again."""
     from descriptors.diagnostics import DescriptorError
     from descriptors.loader import resolve_inputs
     from orchestrator import service
@@ -272,6 +275,8 @@ def check(directory: str, entry: str, inputs: dict[str, Any] | None, stored_inpu
                   "host_code": host_code(template, values)}
         if values is not None:
             result["counts"] = {n: node.instance_count(values) for n, node in template.node_templates.items()}
+        if keep_loaded:
+            result["loaded"] = freeze(loaded)
         return result
     except DescriptorError as exc:
         return {"ok": False, "diagnostics": [d.to_dict() for d in exc.diagnostics]}
@@ -286,14 +291,14 @@ class CheckPool:
         self._lock = threading.Lock()
 
     def run(self, directory: str, entry: str, inputs: dict | None, stored_inputs: dict | None,
-            timeout: float) -> dict:
+            timeout: float, keep_loaded: bool = False) -> dict:
         with self._lock:
             if self._pool is None:
                 ctx = multiprocessing.get_context("forkserver")
                 self._pool = ctx.Pool(self.processes, initializer=_worker_init)
                 self._pool.apply(_ready)  # started and initialised: not counted against a check's time
             pool = self._pool
-        pending = pool.apply_async(check, (directory, entry, inputs, stored_inputs))
+        pending = pool.apply_async(check, (directory, entry, inputs, stored_inputs, keep_loaded))
         try:
             return pending.get(timeout)
         except multiprocessing.TimeoutError:

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.api.context import ApiContext
 from orchestrator.api.errors import ApiError
-from orchestrator.api.security import READ, WRITE
+from orchestrator.api.routing import ERRORS, READ_TOKEN, WRITE_TOKEN, Ctx, accepted_response
 
 SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -34,108 +35,111 @@ class AdviceIn(BaseModel):
     min_samples: int = Field(100, ge=1, le=10 ** 7)
 
 
-def router(ctx) -> APIRouter:
-    from orchestrator.api.v1 import ERRORS, need
-    api = APIRouter(prefix="/v1/optimizer", tags=["optimizer"], responses=ERRORS)
-    read, write = need(ctx, READ), need(ctx, WRITE)
-    state_path = ctx.store.path
+router = APIRouter(prefix="/v1/optimizer", tags=["optimizer"], responses=ERRORS)
 
-    def model_path(infra: str, node: str) -> str:
-        return os.path.join(ctx.store.home, "models", infra, f"{node}.pkl")
 
-    def optimizer_call(fn, *args):
-        try:
-            from optimizer.errors import OptimizerInputError
-        except ImportError:
-            raise ApiError(400, "OPTIMIZER_MISSING", "the optimizer needs numpy, scipy and scikit-learn: "
-                                                     "pip install 'strato[optimizer]'") from None
-        try:
-            return fn(*args)
-        except OptimizerInputError as exc:
-            raise ApiError(422, "OPTIMIZER_INPUT", str(exc).replace(str(state_path), "the state store")) from None
+def model_path(ctx: ApiContext, infra: str, node: str) -> str:
+    return os.path.join(ctx.store.home, "models", infra, f"{node}.pkl")
 
-    @api.get("/samples", dependencies=[read], summary="Sample series stored per infrastructure and node")
-    def series() -> dict:
-        from optimizer.samples import SampleStore
 
-        def run():
-            with SampleStore(state_path) as samples:
-                return [{"infrastructure": i, "node": n, "samples": c} for i, n, c in samples.series()]
-        return {"series": optimizer_call(run)}
+def optimizer_call(ctx: ApiContext, fn, *args):
+    try:
+        from optimizer.errors import OptimizerInputError
+    except ImportError:
+        raise ApiError(400, "OPTIMIZER_MISSING", "the optimizer needs numpy, scipy and scikit-learn: "
+                                                 "pip install 'strato[optimizer]'") from None
+    try:
+        return fn(*args)
+    except OptimizerInputError as exc:
+        raise ApiError(422, "OPTIMIZER_INPUT", str(exc).replace(str(ctx.store.path), "the state store")) from None
 
-    @api.get("/samples/{infra}/{node}", dependencies=[read], summary="The latest samples of one node")
-    def get_samples(infra: str = Path(..., pattern=SEGMENT), node: str = Path(..., pattern=SEGMENT),
-                    limit: int = Query(500, ge=1, le=100000)) -> dict:
-        from optimizer.cli import load_samples
 
-        def run():
-            s = load_samples(None, str(state_path), infra, node)
-            start = max(0, len(s) - limit)
-            rows = [{"timestamp": float(s.timestamps[i]), "instances": float(s.instances[i]),
-                     "target": float(s.target[i]), **{m: _finite(s.metrics[i][j]) for j, m in enumerate(s.metric_names)}}
-                    for i in range(start, len(s))]
-            return {"metrics": list(s.metric_names), "target_name": s.target_name, "rows": rows}
-        return optimizer_call(run)
+@router.get("/samples", dependencies=[READ_TOKEN], summary="Sample series stored per infrastructure and node")
+def series(ctx: Ctx) -> dict:
+    from optimizer.samples import SampleStore
 
-    @api.post("/samples/{infra}/{node}", dependencies=[write], summary="Store samples (e.g. from a monitoring hook)")
-    def add_samples(body: SamplesIn, infra: str = Path(..., pattern=SEGMENT),
-                    node: str = Path(..., pattern=SEGMENT)) -> dict:
-        from optimizer.samples import SampleStore, from_rows
+    def run():
+        with SampleStore(ctx.store.path) as samples:
+            return [{"infrastructure": i, "node": n, "samples": c} for i, n, c in samples.series()]
+    return {"series": optimizer_call(ctx, run)}
 
-        def run():
-            samples = from_rows(body.rows, body.metrics)
-            with SampleStore(state_path) as store:
-                return {"stored": store.add(infra, node, samples)}
-        return optimizer_call(run)
 
-    @api.get("/models/{infra}/{node}", dependencies=[read], summary="Whether a model is trained, and its report")
-    def model_status(infra: str = Path(..., pattern=SEGMENT), node: str = Path(..., pattern=SEGMENT)) -> dict:
-        path = model_path(infra, node)
-        if not os.path.isfile(path):
-            return {"trained": False}
-        from optimizer.cli import load_model
-        model = optimizer_call(load_model, path)
-        report = getattr(model, "report", None)
-        return {"trained": True, "trained_at": os.path.getmtime(path),
-                "report": _finite_tree(report.as_dict()) if report is not None else None}
+@router.get("/samples/{infra}/{node}", dependencies=[READ_TOKEN], summary="The latest samples of one node")
+def get_samples(ctx: Ctx, infra: str = Path(..., pattern=SEGMENT), node: str = Path(..., pattern=SEGMENT),
+                limit: int = Query(500, ge=1, le=100000)) -> dict:
+    from optimizer.cli import load_samples
 
-    @api.post("/models/{infra}/{node}/train", dependencies=[write], status_code=202,
-              summary="Train the node's model on its stored samples (202 with an operation)")
-    def train(infra: str = Path(..., pattern=SEGMENT), node: str = Path(..., pattern=SEGMENT)):
-        from orchestrator.api.v1 import accepted_response
-        from optimizer.cli import load_samples, train_model
-        path = model_path(infra, node)
+    def run():
+        s = load_samples(None, str(ctx.store.path), infra, node)
+        start = max(0, len(s) - limit)
+        rows = [{"timestamp": float(s.timestamps[i]), "instances": float(s.instances[i]),
+                 "target": float(s.target[i]), **{m: _finite(s.metrics[i][j]) for j, m in enumerate(s.metric_names)}}
+                for i in range(start, len(s))]
+        return {"metrics": list(s.metric_names), "target_name": s.target_name, "rows": rows}
+    return optimizer_call(ctx, run)
 
-        def work(on_event):
-            samples = optimizer_call(load_samples, None, str(state_path), infra, node)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            return {"ok": True, "report": _finite_tree(optimizer_call(train_model, samples, path))}
-        op_id = ctx.ops.submit(f"optimizer:{infra}/{node}", "train", work)
-        return accepted_response(f"{infra}", op_id)
 
-    @api.post("/advice/{infra}/{node}", dependencies=[read], summary="Advised instance count for the latest sample")
-    async def advice(body: AdviceIn, infra: str = Path(..., pattern=SEGMENT),
-                     node: str = Path(..., pattern=SEGMENT)) -> dict:
-        if body.low >= body.high or not (math.isfinite(body.low) and math.isfinite(body.high)):
-            raise ApiError(422, "ADVICE_THRESHOLDS", "'low' must be a finite number below 'high'")
-        if body.min_instances > body.max_instances:
-            raise ApiError(422, "ADVICE_BOUNDS", "'min_instances' must not exceed 'max_instances'")
-        path = model_path(infra, node)
-        if not os.path.isfile(path):
-            raise ApiError(404, "NOT_FOUND", f"no trained model for {infra}/{node}; POST "
-                                             f"/v1/optimizer/models/{infra}/{node}/train first")
+@router.post("/samples/{infra}/{node}", dependencies=[WRITE_TOKEN],
+             summary="Store samples (e.g. from a monitoring hook)")
+def add_samples(ctx: Ctx, body: SamplesIn, infra: str = Path(..., pattern=SEGMENT),
+                node: str = Path(..., pattern=SEGMENT)) -> dict:
+    from optimizer.samples import SampleStore, from_rows
 
-        def run():
-            from optimizer.advisor import AdvisorConfig
-            from optimizer.cli import advise_latest, load_model, load_samples
-            samples = load_samples(None, str(state_path), infra, node)
-            config = AdvisorConfig(target_low=body.low, target_high=body.high, min_instances=body.min_instances,
-                                   max_instances=body.max_instances, max_up=body.max_up, max_down=body.max_down,
-                                   min_samples=body.min_samples)
-            return _finite_tree(advise_latest(samples, load_model(path), config))
-        return await run_in_threadpool(optimizer_call, run)
+    def run():
+        samples = from_rows(body.rows, body.metrics)
+        with SampleStore(ctx.store.path) as store:
+            return {"stored": store.add(infra, node, samples)}
+    return optimizer_call(ctx, run)
 
-    return api
+
+@router.get("/models/{infra}/{node}", dependencies=[READ_TOKEN], summary="Whether a model is trained, and its report")
+def model_status(ctx: Ctx, infra: str = Path(..., pattern=SEGMENT), node: str = Path(..., pattern=SEGMENT)) -> dict:
+    path = model_path(ctx, infra, node)
+    if not os.path.isfile(path):
+        return {"trained": False}
+    from optimizer.cli import load_model
+    model = optimizer_call(ctx, load_model, path)
+    report = getattr(model, "report", None)
+    return {"trained": True, "trained_at": os.path.getmtime(path),
+            "report": _finite_tree(report.as_dict()) if report is not None else None}
+
+
+@router.post("/models/{infra}/{node}/train", dependencies=[WRITE_TOKEN], status_code=202,
+             summary="Train the node's model on its stored samples (202 with an operation)")
+def train(ctx: Ctx, infra: str = Path(..., pattern=SEGMENT), node: str = Path(..., pattern=SEGMENT)):
+    from optimizer.cli import load_samples, train_model
+    path = model_path(ctx, infra, node)
+
+    def work(on_event):
+        samples = optimizer_call(ctx, load_samples, None, str(ctx.store.path), infra, node)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return {"ok": True, "report": _finite_tree(optimizer_call(ctx, train_model, samples, path))}
+    op_id = ctx.ops.submit(f"optimizer:{infra}/{node}", "train", work)
+    return accepted_response(f"{infra}", op_id)
+
+
+@router.post("/advice/{infra}/{node}", dependencies=[READ_TOKEN],
+             summary="Advised instance count for the latest sample")
+async def advice(ctx: Ctx, body: AdviceIn, infra: str = Path(..., pattern=SEGMENT),
+                 node: str = Path(..., pattern=SEGMENT)) -> dict:
+    if body.low >= body.high or not (math.isfinite(body.low) and math.isfinite(body.high)):
+        raise ApiError(422, "ADVICE_THRESHOLDS", "'low' must be a finite number below 'high'")
+    if body.min_instances > body.max_instances:
+        raise ApiError(422, "ADVICE_BOUNDS", "'min_instances' must not exceed 'max_instances'")
+    path = model_path(ctx, infra, node)
+    if not os.path.isfile(path):
+        raise ApiError(404, "NOT_FOUND", f"no trained model for {infra}/{node}; POST "
+                                         f"/v1/optimizer/models/{infra}/{node}/train first")
+
+    def run():
+        from optimizer.advisor import AdvisorConfig
+        from optimizer.cli import advise_latest, load_model, load_samples
+        samples = load_samples(None, str(ctx.store.path), infra, node)
+        config = AdvisorConfig(target_low=body.low, target_high=body.high, min_instances=body.min_instances,
+                               max_instances=body.max_instances, max_up=body.max_up, max_down=body.max_down,
+                               min_samples=body.min_samples)
+        return _finite_tree(advise_latest(samples, load_model(path), config))
+    return await run_in_threadpool(optimizer_call, ctx, run)
 
 
 def _finite(value: Any) -> Any:
