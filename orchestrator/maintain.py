@@ -46,7 +46,9 @@ from orchestrator.bounded import Exceeded, http_get, settle
 from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.metrics import (LoopMetrics, MetricsError, PrometheusSource, ScrapeSource, instance_metrics_url,
                                   is_loopback, write_file_sd)
-from orchestrator.plan import CREATE, NOOP, desired_counts, plan_changes
+from orchestrator import scaling
+from orchestrator.plan import CREATE, NOOP, plan_changes
+from orchestrator.scaling import desired_counts, resolve_instance
 from orchestrator.state import InstanceRecord, LockHeld, StateDamaged, StateStore
 
 log = logging.getLogger("strato.maintain")
@@ -299,8 +301,10 @@ class Maintainer:
 
     def __init__(self, store: StateStore, name: str, options: MaintainOptions | None = None,
                  policy_factory: Callable[..., dict[str, list]] | None = None,
-                 loop_metrics: LoopMetrics | None = None, on_event: Callable[[dict], None] | None = None):
+                 loop_metrics: LoopMetrics | None = None, on_event: Callable[[dict], None] | None = None,
+                 template=None):
         self.store, self.name = store, name
+        self._read = template   # the stored descriptor when the caller has read it already (not read again)
         self.options = options or MaintainOptions()
         self.policy_factory = policy_factory or default_policy_factory
         self.loop_metrics = loop_metrics or LoopMetrics()
@@ -346,7 +350,8 @@ class Maintainer:
         key = (path, stamp, json.dumps(inputs, sort_keys=True, default=str))
         if key != self._template_key:
             # the descriptor was accepted when it was built; imports are read as the CLI reads them
-            loaded = service.load_checked(path, confined=False)
+            loaded = service.load_checked(path, confined=False, template=self._read)
+            self._read = None
             resolved = service.resolve_inputs(loaded.template, {k: v for k, v in inputs.items()
                                                                 if k in loaded.template.inputs})
             self._loaded = (loaded, resolved)
@@ -387,14 +392,6 @@ class Maintainer:
                     except Exception as exc:
                         self._event("policy_broken", once=f"restore:{node}", node=node,
                                     policy=self._policy_id(policy), error=f"could not restore its state: {exc}")
-
-    @staticmethod
-    def _bounds(tmpl, inputs: dict) -> tuple[int, int]:
-        """A node's (min, max) instances, inputs applied, max capped by Strato's per-node ceiling."""
-        from orchestrator import bounds
-        low, high = bounds.node_bounds(tmpl, inputs)
-        ceiling = bounds.ceiling()
-        return int(low or 0), min(high, ceiling) if high is not None else ceiling
 
     @staticmethod
     def _policy_id(policy) -> str:
@@ -496,7 +493,7 @@ class Maintainer:
 
         # 6. min/max, then one plan ---------------------------------------------------------
         for node, tmpl in template.node_templates.items():
-            low, high = self._bounds(tmpl, inputs)
+            low, high = scaling.node_limits(tmpl, inputs)
             bounded = min(max(low, counts[node]), high)
             if bounded != counts[node]:
                 self._event("bounded", node=node, desired=bounded,
@@ -677,44 +674,22 @@ class Maintainer:
 
     def _apply_request(self, request, template, counts, records, drop, drop_requests, report) -> None:
         node, kind = request["node"], request["kind"]
-        result: dict[str, Any]
         tmpl = template.node_templates.get(node)
-        if tmpl is None:
-            result = {"ok": False, "error": f"no node '{node}' in the descriptor"}
-        else:
-            current = counts[node]
-            if kind == "to":
-                wanted = int(request["value"])
-            elif kind == "by":
-                wanted = current + int(request["value"])
-            else:
-                target = resolve_instance(request["instance"], node, records)
-                if target is None or target.key in drop:
-                    wanted = None
-                    result = {"ok": False, "error": f"node '{node}' has no instance '{request['instance']}'"}
-                else:
-                    wanted = current - 1
-                    drop.add(target.key)
-            if wanted is not None:
-                low, high = self._bounds(tmpl, self._loaded[1])
-                if wanted < low or wanted > high:
-                    if kind == "drop":
-                        drop.discard(target.key)
-                    result = {"ok": False, "error": f"{node} would have {wanted} instance(s), outside its "
-                                                    f"min {low} / max {high}"}
-                else:
-                    counts[node] = wanted
-                    result = {"ok": True, "desired": wanted}
+        result, dropped = scaling.requested_count(request, tmpl, counts.get(node, 0), self._loaded[1], records, drop)
+        if result["ok"]:
+            counts[node] = result["desired"]
+            if dropped is not None:
+                drop.add(dropped)
         entry = {**request, **result}
         report.requests.append(entry)
         if self.options.dry_run:
             return
-        if result.get("ok") and kind == "drop":
+        if result["ok"]:
+            self.store.set_desired_count(self.name, node, counts[node])
+            self._event("scaled", node=node, count=counts[node], request=request["id"], kind=kind)
+        if result["ok"] and kind == scaling.ScaleKind.DROP:
             drop_requests.append(entry)   # finished once the instance is really gone
-            self.store.set_desired_count(self.name, node, counts[node])
             return
-        if result.get("ok"):
-            self.store.set_desired_count(self.name, node, counts[node])
         self.store.finish_scale_request(request["id"], result)
         self._event("scale_request_applied" if result.get("ok") else "scale_request_refused", node=node,
                     kind=kind, value=request.get("value"), instance=request.get("instance"), **result)
@@ -743,7 +718,7 @@ class Maintainer:
         for node, items in self._policies.items():
             if node not in template.node_templates or not items:
                 continue
-            low, high = self._bounds(template.node_templates[node], self._loaded[1])
+            low, high = scaling.node_limits(template.node_templates[node], self._loaded[1])
             live = sorted(healthy.get(node, []), key=lambda r: r.index)
             values = metrics.get(node, {})
             target = None
@@ -1019,66 +994,49 @@ class _AlertMetric:
         self.quantile = props.get("quantile")
 
 
-def resolve_instance(ident: str, node: str, records: list[InstanceRecord]) -> InstanceRecord | None:
-    """An instance named by its key, `node[i]`, `node/i` or its index alone."""
-    ident = str(ident).strip()
-    for rec in records:
-        if rec.node != node:
-            continue
-        if ident in (rec.key, f"{node}[{rec.index}]", f"{node}/{rec.index}", str(rec.index)):
-            return rec
-    return None
-
-
 def prometheus_targets_path(store: StateStore, name: str) -> str:
     """Where the loop lists an infrastructure's scrape targets for Prometheus (file_sd_configs:
     files: [$STRATO_HOME/prometheus/*.json])."""
     return os.path.join(store.home, "prometheus", f"{name}.json")
 
 
-def current_count(infra, node: str) -> int:
-    """A node's desired count now: set by scale/a policy, else the descriptor's (with the stored inputs)."""
-    if infra.desired.get(node) is not None:
-        return int(infra.desired[node])
-    from orchestrator import service
-    template = service._stored_template(infra)
-    if template is None or node not in template.node_templates:
-        return 0
-    return template.node_templates[node].instance_count(service._stored_inputs(template, infra))
-
-
 def request_scale(store: StateStore, name: str, node: str, kind: str, value: int | None = None,
-                  instance: str | None = None, wait: float = 0.0) -> dict:
-    """Record a scale request; a running loop applies it on its next pass, otherwise this call runs one pass.
+                  instance: str | None = None, wait: float = 0.0, template=None) -> dict:
+    """Record a scale request (checked first with scaling.check_scale) and see it applied: by the running loop
+    on its next pass (waiting up to `wait` seconds), otherwise by one pass run here.
 
-    Returns {request, applied_by, result}."""
-    from orchestrator.service import UserError, require_infra
-    infra = require_infra(store, name)
-    if infra.dependencies and node not in infra.dependencies:
-        raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
-    if kind == "to" and (value is None or value < 0):
-        raise UserError("an instance count cannot be negative")
-    request_id = store.add_scale_request(name, node, kind, value, instance)
-    holder = store.lease_holder(name)
+    `template`: the stored descriptor when the caller has read it already. Returns {request, applied_by, result}."""
+    request_id = scaling.record_request(store, name, node, kind, value, instance)
+    return apply_request(store, name, node, request_id, wait, template)
+
+
+def apply_request(store: StateStore, name: str, node: str, request_id: int, wait: float = 0.0,
+                  template=None) -> dict:
+    """See a recorded request applied (request_scale); what the pass did, when this call ran one, is under `pass`."""
     out: dict[str, Any] = {"infrastructure": name, "node": node, "request": request_id}
-    if holder is not None:
-        out["applied_by"] = f"{holder['holder']} on {holder['host']}"
+    holder = store.lease_holder(name)
+    if holder is None:
+        maintainer = Maintainer(store, name, MaintainOptions(policies=False), template=template)
+        try:
+            maintainer.acquire()
+        except LockHeld:   # a loop started meanwhile: it applies the request
+            holder = store.lease_holder(name)
+        else:
+            try:
+                report = maintainer.run_pass()
+            finally:
+                maintainer.release()
+            out["applied_by"] = "this command"
+            out["pass"] = {"acted": report.acted, "plan": report.plan, "errors": report.errors,
+                           "deferred": report.deferred}
+    if "pass" not in out:
+        out["applied_by"] = f"{holder['holder']} on {holder['host']}" if holder else "a maintain loop"
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             done = store.scale_request(request_id)
             if done and done["applied"] is not None:
                 break
             time.sleep(0.1)
-    else:
-        out["applied_by"] = "this command"
-        maintainer = Maintainer(store, name, MaintainOptions(policies=False))
-        maintainer.acquire()
-        try:
-            report = maintainer.run_pass()
-        finally:
-            maintainer.release()
-        out["pass"] = {"acted": report.acted, "plan": report.plan, "errors": report.errors,
-                       "deferred": report.deferred}
     done = store.scale_request(request_id)
     out["applied"] = bool(done and done["applied"])
     out["result"] = done["result"] if done else None

@@ -19,7 +19,8 @@ from drivers.base import DriverError, Observed
 from drivers.noop import NoopDriver
 from orchestrator import service
 from orchestrator.executor import RunOptions
-from orchestrator.maintain import Maintainer, MaintainOptions, resolve_instance
+from orchestrator.maintain import Maintainer, MaintainOptions
+from orchestrator.scaling import resolve_instance
 from orchestrator.state import LockHeld, StateStore
 from policies.base import Observation, PolicyError, ScalingDecision, ScalingPolicy
 from tests.conftest import REPO
