@@ -8,6 +8,7 @@ manual scale changes an infrastructure.
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from typing import Any
 
@@ -123,6 +124,26 @@ def record_request(store: StateStore, name: str, node: str, kind: ScaleKind | st
     return store.add_scale_request(name, node, ScaleKind(kind).value, value, instance)
 
 
+def wait_applied(store: StateStore, request_id: int, wait: float) -> None:
+    """Wait up to `wait` seconds for a running maintain loop to apply a request."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        done = store.scale_request(request_id)
+        if done and done["applied"] is not None:
+            return
+        time.sleep(0.1)
+
+
+def request_outcome(store: StateStore, request_id: int, out: dict) -> dict:
+    """`out` with whether the request was applied, its result and the count it set (`desired`)."""
+    done = store.scale_request(request_id)
+    out["applied"] = bool(done and done["applied"])
+    out["result"] = done["result"] if done else None
+    if out["result"] and out["result"].get("desired") is not None:
+        out["desired"] = out["result"]["desired"]
+    return out
+
+
 def resolve_instance(ident: str, node: str, records: list[InstanceRecord]) -> InstanceRecord | None:
     """An instance named by its key, `node[i]`, `node/i` or its index alone."""
     ident = str(ident).strip()
@@ -155,3 +176,20 @@ def requested_count(request: dict, tmpl, current: int, inputs: dict, records: li
     if wanted < low or wanted > high:
         return {"ok": False, "error": outside_bounds(node, wanted, low, high)}, None
     return {"ok": True, "desired": wanted}, target.key if target is not None else None
+
+
+def resolve_requests(pending: list[dict], template, inputs: dict, counts: dict, records: list[InstanceRecord],
+                     drop: set[str]) -> list[tuple[dict, dict]]:
+    """The pending requests in order, each resolved (requested_count) against the counts so far: (request,
+    result) pairs; `counts` and `drop` become what the accepted ones ask."""
+    resolved = []
+    for request in pending:
+        node = request["node"]
+        result, dropped = requested_count(request, template.node_templates.get(node), counts.get(node, 0),
+                                          inputs, records, drop)
+        if result["ok"]:
+            counts[node] = result["desired"]
+            if dropped is not None:
+                drop.add(dropped)
+        resolved.append((request, result))
+    return resolved

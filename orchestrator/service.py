@@ -15,7 +15,7 @@ from descriptors.secrets import Redactor, output_value, redactor, redactor_for, 
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from orchestrator import bounds
-from orchestrator.errors import NotFound, UserError
+from orchestrator.errors import NotFound, UserError  # noqa: F401 - NotFound: callers catch service.NotFound
 from orchestrator.plan import Plan, attribute_view, make_resolver, plan_changes
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, StateStore
