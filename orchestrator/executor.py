@@ -442,18 +442,7 @@ class DestroyRun:
                     break
                 for fut in done:
                     rec = futures.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        self.store.remove_instance(rec.key, self.infra.name, "deleted")
-                        self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
-                    else:
-                        error = self.redact.text(_describe(exc))
-                        self.store.update_instance(rec.key, status="delete_failed", error=error)
-                        failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
-                        outcomes[rec.node].status = "failed"
-                        outcomes[rec.node].error = error
-                        self.on_event({"event": "delete_failed", "node": rec.node, "index": rec.index,
-                                       "error": error, "ts": time.time()})
+                    self._record_delete(rec, fut.exception(), failures, outcomes)
                     remaining[rec.node] -= 1
                     if remaining[rec.node] == 0:
                         finish(rec.node)
@@ -466,3 +455,17 @@ class DestroyRun:
                 o.status, o.error = "skipped", "a node that depends on it could not be deleted"
         ok = not failures and all(o.status == "done" for o in outcomes.values())
         return RunResult(ok, outcomes, time.monotonic() - started, failures)
+
+    def _record_delete(self, rec, exc: BaseException | None, failures: list[dict], outcomes: dict) -> None:
+        """How one instance's delete ended: the instance removed, or marked delete_failed with the reason."""
+        if exc is None:
+            self.store.remove_instance(rec.key, self.infra.name, "deleted")
+            self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
+            return
+        error = self.redact.text(_describe(exc))
+        self.store.update_instance(rec.key, status="delete_failed", error=error)
+        failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
+        outcomes[rec.node].status = "failed"
+        outcomes[rec.node].error = error
+        self.on_event({"event": "delete_failed", "node": rec.node, "index": rec.index,
+                       "error": error, "ts": time.time()})

@@ -177,6 +177,30 @@ def _offered(segments: list[Segment], a: float, b: float) -> float:
     return total / max(b - a, 1e-9)
 
 
+def _intervals(segments: list[Segment], duration_s: float, interval_s: float) -> list[Interval]:
+    """The report's intervals over `duration_s`, each with the rate the schedule offers in it."""
+    count = max(1, math.ceil(duration_s / interval_s - 1e-9))
+    intervals = [Interval(k * interval_s, min((k + 1) * interval_s, duration_s)) for k in range(count)]
+    for i in intervals:
+        i.offered_rate = _offered(segments, i.start_s, i.end_s)
+    return intervals
+
+
+def _request(url: str, data: bytes | None, method: str, headers: dict[str, str] | None,
+             timeout_s: float) -> str | None:
+    """One request: None when it succeeded, else the kind of failure (http_503, timeout, ConnectionRefusedError)."""
+    try:
+        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+            return f"http_{response.status}" if response.status >= 400 else None
+    except urllib.error.HTTPError as error:
+        return f"http_{error.code}"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else type(reason).__name__
+
+
 def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: float = 5.0, seed: int = 0,
         timeout_s: float = 10.0, max_inflight: int = 256, method: str = "GET", data: bytes | None = None,
         headers: dict[str, str] | None = None, allow_remote: bool = False,
@@ -187,10 +211,7 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
     if not duration_s > 0 or not interval_s > 0 or not timeout_s > 0 or max_inflight < 1:
         raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
     duration_s = min(duration_s, sum(s.seconds for s in segments))
-    count = max(1, math.ceil(duration_s / interval_s - 1e-9))
-    intervals = [Interval(k * interval_s, min((k + 1) * interval_s, duration_s)) for k in range(count)]
-    for i in intervals:
-        i.offered_rate = _offered(segments, i.start_s, i.end_s)
+    intervals = _intervals(segments, duration_s, interval_s)
     lock = threading.Lock()
     slots = threading.BoundedSemaphore(max_inflight)
     stop = stop or threading.Event()
@@ -200,18 +221,8 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
         return intervals[min(len(intervals) - 1, max(0, int(at // interval_s)))]
 
     def one(scheduled: float) -> None:
-        kind = None
         try:
-            request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                response.read()
-                if response.status >= 400:
-                    kind = f"http_{response.status}"
-        except urllib.error.HTTPError as error:
-            kind = f"http_{error.code}"
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
-            kind = "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else type(reason).__name__
+            kind = _request(url, data, method, headers, timeout_s)
         finally:
             slots.release()
         done = time.monotonic() - started
@@ -224,7 +235,7 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
                 target.errors += 1
                 target.error_kinds[kind] = target.error_kinds.get(kind, 0) + 1
 
-    reported = 0
+    reported = 0  # intervals handed to on_interval so far
 
     def flush(now: float) -> None:
         """Hand over every interval that has closed (completions are counted when they happen)."""
@@ -244,9 +255,8 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
                 return
             stop.wait(min(at - now, 0.05))
 
-    rng = random.Random(seed)
     with ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="loadgen") as pool:
-        for at in arrivals(segments, duration_s, rng):
+        for at in arrivals(segments, duration_s, random.Random(seed)):
             wait_until(at)
             if stop.is_set():
                 break

@@ -1,57 +1,44 @@
-"""The maintain loop: a level-triggered reconcile (observe every instance, compare with the desired state, act).
+"""The maintain loop: a level-triggered reconcile of one infrastructure, pass by pass.
 
-Each pass re-derives everything from the descriptor, the state store and what the backends say
-now, like a Kubernetes controller; what must survive a restart of the loop (scale requests,
-each node's last scaling action for cooldowns, policy state, health-failure start times,
-samples, the loop's lease) lives in the state store. Acting reuses `plan_changes` and the
-executor (`BuildRun`), holding the infrastructure's lock only while it acts, so a `strato build`
-is never blocked for longer than one action.
-
-A pass, in order:
- 1. observe every ready instance through its driver; a vanished one is marked missing;
- 2. health checks (HTTP with expected status, TCP, a command; loopback addresses only, never an
-    address a cloud or emulator returned); failing longer than the grace period -> failed;
- 3. metrics (instances scraped directly, or PromQL over Prometheus) and alerts;
- 4. pending manual scale requests (`strato scale --to/--by/--drop`);
- 5. the node's scaling policies, with cooldowns; every decision is an event with its reason;
- 6. min/max of each node; then one plan, acted on under the lock: failed instances replaced,
-    missing ones recreated, counts changed.
+Each pass re-derives everything from the descriptor, the state store and what the backends say now,
+like controller-runtime's Reconcile(request) -> Result with a requeue time; what must survive a
+restart (scale requests, cooldowns, policy state, health-failure start times, samples, the loop's
+lease) lives in the state store. A pass computes first and commits after (Nomad's reconcile.Compute()):
+ 1. observe every instance and probe its health checks (orchestrator/health.py);
+ 2. decide, writing nothing: metrics, alerts and policies (orchestrator/autoscale.py), manual scale
+    requests (orchestrator/scaling.py), each node's min/max;
+ 3. write the decisions once, each an event with its reason;
+ 4. one plan, acted on under the infrastructure's lock (held only while acting): failed instances
+    replaced, missing ones recreated, counts changed.
 A driver error, an unreachable metrics source or a broken policy is reported and the loop goes on.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
-import http.client
 import json
 import logging
 import os
-import signal
-import socket
-import subprocess
 import threading
 import time
-import urllib.parse
-import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from descriptors.diagnostics import DescriptorError
 from descriptors.secrets import Redactor, redactor_for
-from drivers.base import Observed
 from drivers.providers import get_driver
-from orchestrator import observation
-from orchestrator.bounded import Exceeded, http_get, settle
+from orchestrator import health, scaling, service
+from orchestrator.autoscale import Autoscaler, Decisions, file_sd_targets, notify, prometheus_targets_path
 from orchestrator.executor import BuildRun, RunOptions
-from orchestrator.metrics import (LoopMetrics, MetricsError, PrometheusSource, ScrapeSource, instance_metrics_url,
-                                  is_loopback, write_file_sd)
-from orchestrator.plan import CREATE, NOOP, desired_counts, plan_changes
+from orchestrator.health import Seen
+from orchestrator.metrics import LoopMetrics, write_file_sd
+from orchestrator.plan import CREATE, NOOP, plan_changes
+from orchestrator.scaling import desired_counts
 from orchestrator.state import InstanceRecord, LockHeld, StateDamaged, StateStore
 
 log = logging.getLogger("strato.maintain")
 
-ALERT_TYPE = "strato.policies.Alert"
 HOLDER = "strato maintain"
 
 
@@ -89,236 +76,29 @@ class PassReport:
     deferred: str | None = None
     errors: list[str] = field(default_factory=list)
     gone: bool = False
+    requeue_after: float = 0.0   # seconds until the next pass is due (the loop's interval, counted from the start)
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if k == "duration" else v) for k, v in self.__dict__.items()}
 
-
-def _seconds(value: Any, default: float | None) -> float | None:
-    """A duration from a descriptor: a number of seconds or a TOSCA time ('30 s')."""
-    if value is None:
-        return default
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    from descriptors.values import scalar_unit
-    seconds = scalar_unit(value, "scalar-unit.time")
-    return default if seconds is None else seconds
-
-
-def default_policy_factory(template, inputs: dict, errors: list | None = None, **options) -> dict[str, list]:
-    """node -> scaling policy objects, read from `template.policies` by policies/ (the same objects the simulator runs).
-
-    A policy that cannot be built (a bad setting, a rule the sandbox refuses) goes to `errors` as
-    (policy name, message) and the others still steer their nodes."""
-    from policies.factory import build_policy
-    out: dict[str, list] = {}
-    for policy in template.policies.values():
-        for node in policy.target_nodes(template):
-            try:
-                built = build_policy(template, policy, node, inputs, **options)
-            except Exception as exc:
-                if errors is None:
-                    raise
-                errors.append((policy.name, f"{type(exc).__name__}: {exc}"))
-                break
-            if built is not None:
-                out.setdefault(node, []).append(built)
-    return out
-
-
-# -- health checks -------------------------------------------------------------
-# A probe of a stopped (SIGSTOP) or wedged replica waits its whole time limit: probes run side by
-# side, each within its own limit, and a pass waits for them no longer than the largest limit.
-
-MAX_PROBE_TIMEOUT = 10.0   # whatever a descriptor asks, one probe never holds a pass longer
-PROBE_WORKERS = 32
-PROBE_SLACK = 0.25         # how long after the largest probe limit the pass stops waiting
-POLICY_WORKERS = 16
-POLICY_SLACK = 0.25        # a rule stopped at the policy deadline still needs a moment to say so
-
-
-@dataclass
-class HealthResult:
-    ok: bool
-    detail: str = ""
-    latency_ms: float = 0.0
-    probed: bool = True    # False: no verdict (the pass's probe deadline came before the probe could run)
-
-
-def _instance_host_port(rec: InstanceRecord) -> tuple[str | None, int | None]:
-    attrs = rec.attributes or {}
-    return attrs.get("host") or (rec.handle or {}).get("host"), attrs.get("port") or (rec.handle or {}).get("port")
-
-
-def probe_timeout(check: dict, default: float) -> float:
-    """A check's own time limit (its `timeout`: seconds or a TOSCA time, else `default`), at most MAX_PROBE_TIMEOUT."""
-    try:
-        seconds = _seconds(check.get("timeout"), default)
-    except (TypeError, ValueError):
-        seconds = default
-    return min(max(float(seconds or default), 0.05), MAX_PROBE_TIMEOUT)
-
-
-def probe_all(targets: Sequence[tuple[InstanceRecord, dict]], timeout: float = 2.0,
-              deadline: float | None = None, workers: int = PROBE_WORKERS) -> dict[str, HealthResult | None]:
-    """Every instance's health check at once: instance key -> HealthResult, or None when its check has
-    nothing the loop may contact (only loopback hosts are probed).
-
-    Each probe keeps its own time limit (the check's `timeout`, else `timeout`; at most 10 s) and
-    this returns within the largest of them plus a moment, or by `deadline` (a time.monotonic()
-    value) when that is sooner. A probe that could not run in full by then has probed=False."""
-    from descriptors.yamlpos import to_plain
-    plain = [(rec, to_plain(check)) for rec, check in targets]
-    limits = [probe_timeout(check, timeout) for _, check in plain]
-    until = time.monotonic() + max(limits, default=0.0) + PROBE_SLACK
-    if deadline is not None:
-        until = min(until, deadline)
-    calls = [functools.partial(run_health_check, check, rec, timeout, until) for rec, check in plain]
-    futures = settle(calls, until, workers, "strato-probe")
-    return {rec.key: _probe_outcome(future, limit) for (rec, _), future, limit in zip(plain, futures, limits)}
-
-
-def _probe_outcome(future, limit: float) -> HealthResult | None:
-    if future.cancelled():
-        return HealthResult(False, "not probed: the pass's probe deadline came first", probed=False)
-    if not future.done():
-        return HealthResult(False, f"no answer within {limit:g} s")
-    error = future.exception()
-    if error is not None:  # e.g. expect_status that is not a number: the check itself is broken
-        return HealthResult(False, f"the check could not run: {type(error).__name__}: {error}")
-    return future.result()
-
-
-def run_health_check(check: dict, rec: InstanceRecord, timeout: float,
-                     deadline: float | None = None) -> HealthResult | None:
-    """All configured checks of one instance, together within the check's one time limit; None when there is
-    nothing the loop may check. `deadline` (time.monotonic()) cuts the limit short: no verdict then.
-
-    Only loopback hosts are contacted: an address a cloud (or an emulator) returned is judged by the
-    driver's own observe() alone."""
-    limit = probe_timeout(check, timeout)
-    started = time.monotonic()
-    end = started + limit if deadline is None else min(deadline, started + limit)
-    probes = _probes(check, rec)
-    if not probes:
-        return None
-    for probe in probes:
-        failure = probe(end, limit)
-        if failure is None:
-            continue
-        if end < started + limit and time.monotonic() >= end:
-            return HealthResult(False, "not probed in full: the pass's probe deadline came first", probed=False)
-        return HealthResult(False, failure)
-    return HealthResult(True, "", 1000.0 * (time.monotonic() - started))
-
-
-def _probes(check: dict, rec: InstanceRecord) -> list[Callable[[float, float], str | None]]:
-    """The probes a check asks for, each called as probe(deadline, limit) -> why it failed, or None."""
-    host, port = _instance_host_port(rec)
-    local = is_loopback(host)
-    urls = [str(u) for u in (check.get("urls") or [])]
-    if check.get("http") and local and port:
-        path = str(check["http"])
-        urls.append(f"http://{host}:{port}{path if path.startswith('/') else '/' + path}")
-    expect = check.get("expect_status")
-    probes: list = [functools.partial(_probe_http, url, expect) for url in urls if _loopback_url(url)]
-    if check.get("tcp") and local and port:
-        probes.append(functools.partial(_probe_tcp, host, int(port)))
-    if check.get("command"):
-        probes.append(functools.partial(_probe_command, check["command"], rec, host, port))
-    return probes
-
-
-def _loopback_url(url: str) -> bool:
-    try:
-        return is_loopback(urllib.parse.urlsplit(url).hostname)
-    except ValueError:
-        return False
-
-
-def _probe_http(url: str, expect, deadline: float, limit: float) -> str | None:
-    try:
-        code, _ = http_get(url, deadline)
-    except Exceeded:
-        return f"HTTP {url}: no answer within {limit:g} s"
-    except (OSError, ValueError, http.client.HTTPException) as exc:
-        return f"HTTP {url}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
-    good = code == int(expect) if expect is not None else 200 <= code < 400
-    if good:
-        return None
-    return f"HTTP {url} answered {code}" + (f", expected {expect}" if expect else "")
-
-
-def _probe_tcp(host: str, port: int, deadline: float, limit: float) -> str | None:
-    try:
-        with socket.create_connection((host, port), timeout=max(0.01, deadline - time.monotonic())):
-            return None
-    except OSError as exc:
-        return f"TCP {host}:{port}: {exc.strerror or exc}"
-
-
-def _probe_command(command, rec: InstanceRecord, host, port, deadline: float, limit: float) -> str | None:
-    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
-    env = dict(os.environ, STRATO_INSTANCE_KEY=rec.key, STRATO_INSTANCE_HOST=str(host or ""),
-               STRATO_INSTANCE_PORT=str(port or ""))
-    try:
-        # its own session: on a timeout the whole group goes, not only the shell (a child of the
-        # shell holding the output pipe would otherwise keep the probe waiting)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
-    except OSError as exc:
-        return f"command could not start: {exc.strerror or exc}"
-    try:
-        output, _ = proc.communicate(timeout=max(0.01, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        return f"command timed out after {limit:g} s"
-    if proc.returncode == 0:
-        return None
-    tail = output.decode(errors="replace").strip().splitlines()[-1:]
-    return f"command exited {proc.returncode}" + (f": {tail[0]}" if tail else "")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    if proc.stdout is not None:
-        proc.stdout.close()
-    try:
-        proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-# -- the loop -------------------------------------------------------------------
 
 class Maintainer:
     """Reconciles one infrastructure, one pass at a time (`run_pass`), or for as long as asked (`run`)."""
 
     def __init__(self, store: StateStore, name: str, options: MaintainOptions | None = None,
                  policy_factory: Callable[..., dict[str, list]] | None = None,
-                 loop_metrics: LoopMetrics | None = None, on_event: Callable[[dict], None] | None = None):
+                 loop_metrics: LoopMetrics | None = None, on_event: Callable[[dict], None] | None = None,
+                 template=None):
         self.store, self.name = store, name
         self.options = options or MaintainOptions()
-        self.policy_factory = policy_factory or default_policy_factory
         self.loop_metrics = loop_metrics or LoopMetrics()
         self.on_event = on_event or (lambda e: None)
-        self.scraper = ScrapeSource()
-        self.prometheus = PrometheusSource(self.options.prometheus_url) if self.options.prometheus_url else None
+        self.autoscaler = Autoscaler(store, name, self.options, policy_factory, self.loop_metrics)
+        self._read = template   # the stored descriptor when the caller has read it already (not read again)
         self._template_key: tuple | None = None
         self._loaded = None
         self._redact = Redactor([])  # masks the secret inputs' text in journaled events (a probe's error)
-        self._policies: dict[str, list] = {}
-        self._policy_error: str | None = None
-        self._alerts: list = []
-        self._saved_policy_state: dict[tuple[str, str], str] = {}
-        self._last_reason: dict[tuple[str, str], str] = {}
         self._last_error: dict[str, str] = {}
-        self._predictions: dict[str, float] = {}
-        self._last_eval: dict[tuple[str, str], float] = {}   # when each policy last decided (its `period`)
-        self._deciding: dict[tuple[str, str], Any] = {}      # decisions still running past a pass's deadline
         self._create_failures: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
         self._lease = False
         self._records: dict[str, InstanceRecord] = {}   # decoded rows by key, reused while their version holds
@@ -337,71 +117,39 @@ class Maintainer:
         self.on_event({"event": kind, "key": key, "ts": time.time(), **detail})
 
     # -- the descriptor, re-read when it changes -------------------------------
-    def _template(self, path: str, inputs: dict):
-        from orchestrator import service
+    def _load(self, report: PassReport) -> tuple | None:
+        """(infrastructure record, loaded descriptor, inputs), or None when there is nothing to reconcile."""
+        infra = self.store.get_infra(self.name)
+        if infra is None or not infra.descriptor:
+            report.gone = infra is None
+            report.errors.extend([] if infra is None else ["no stored descriptor; run strato build first"])
+            return None
         try:
-            stamp = os.stat(path).st_mtime_ns
+            stamp = os.stat(infra.descriptor).st_mtime_ns
         except OSError:
             stamp = None
-        key = (path, stamp, json.dumps(inputs, sort_keys=True, default=str))
-        if key != self._template_key:
-            # the descriptor was accepted when it was built; imports are read as the CLI reads them
-            loaded = service.load_checked(path, confined=False)
-            resolved = service.resolve_inputs(loaded.template, {k: v for k, v in inputs.items()
-                                                                if k in loaded.template.inputs})
-            self._loaded = (loaded, resolved)
-            self._redact = redactor_for(loaded.template, resolved)
-            self._template_key = key
-            self._build_policies(loaded.template, resolved)
-        return self._loaded
-
-    def _build_policies(self, template, inputs: dict) -> None:
-        self._policies, self._policy_error = {}, None
-        errors: list = []
-        self._alerts = [p for p in template.policies.values()
-                        if template.types is not None and template.types.has("policy", p.type)
-                        and template.types.is_a(p.type, ALERT_TYPE, "policy")]
-        if not self.options.policies or (not template.policies and self.policy_factory is default_policy_factory):
-            return
+        key = (infra.descriptor, stamp, json.dumps(infra.inputs, sort_keys=True, default=str))
         try:
-            # the optimizer policy keeps its training samples in this state DB (optimizer.samples.SampleStore)
-            errors: list = []
-            self._policies = self.policy_factory(template, inputs, errors=errors, infrastructure=self.name,
-                                                 state_path=self.store.path) or {}
-            for name, error in errors:
-                self._event("policy_broken", once=f"build:{name}", policy=name, error=error)
-            self._policy_error = "; ".join(f"{n}: {e}" for n, e in errors) or None
-        except ImportError as exc:
-            self._policy_error = f"scaling policies unavailable: {exc}"
-        except Exception as exc:  # a bad policy setting: report it, keep healing
-            self._policy_error = str(exc)
-        if self._policy_error and not errors:
-            self._event("policy_broken", once="policy_build", error=self._policy_error)
-        stored = self.store.policy_states(self.name)
-        for node, items in self._policies.items():
-            for policy in items:
-                saved = stored.get((self._policy_id(policy), node))
-                if saved:
-                    try:
-                        policy.restore(saved)
-                    except Exception as exc:
-                        self._event("policy_broken", once=f"restore:{node}", node=node,
-                                    policy=self._policy_id(policy), error=f"could not restore its state: {exc}")
-
-    @staticmethod
-    def _bounds(tmpl, inputs: dict) -> tuple[int, int]:
-        """A node's (min, max) instances, inputs applied, max capped by Strato's per-node ceiling."""
-        from orchestrator import bounds
-        low, high = bounds.node_bounds(tmpl, inputs)
-        ceiling = bounds.ceiling()
-        return int(low or 0), min(high, ceiling) if high is not None else ceiling
-
-    @staticmethod
-    def _policy_id(policy) -> str:
-        return getattr(policy, "source", "") or getattr(policy, "name", "policy")
+            if key != self._template_key:
+                # the descriptor was accepted when it was built; imports are read as the CLI reads them
+                loaded = service.load_checked(infra.descriptor, confined=False, template=self._read)
+                self._read = None
+                inputs = service.resolve_inputs(loaded.template, {k: v for k, v in infra.inputs.items()
+                                                                  if k in loaded.template.inputs})
+                self._loaded, self._template_key = (loaded, inputs), key
+                self._redact = redactor_for(loaded.template, inputs)
+                for event in self.autoscaler.build(loaded.template, inputs):
+                    self._event(event.kind, event.key, once=event.once, **event.detail)
+        except (DescriptorError, OSError) as exc:
+            text = "; ".join(d.format() for d in exc.diagnostics) if isinstance(exc, DescriptorError) else str(exc)
+            report.errors.append(f"descriptor: {text}")
+            self._event("maintain_error", once="descriptor", error=f"descriptor: {text}")
+            return None
+        return (infra, *self._loaded)
 
     # -- one pass --------------------------------------------------------------
     def run_pass(self) -> PassReport:
+        """Reconcile once; the report says what was seen, decided and done, and when the next pass is due."""
         report = PassReport(self.name, time.time())
         started = time.perf_counter()
         # A pass allocates one record per instance and frees them all at the end: the cyclic collector
@@ -421,497 +169,169 @@ class Maintainer:
             if collecting:
                 gc.enable()
         report.duration = time.perf_counter() - started
+        report.requeue_after = max(0.0, self.options.interval - report.duration)
         return report
 
     def _pass(self, report: PassReport) -> None:
-        store, opts = self.store, self.options
-        infra = store.get_infra(self.name)
-        if infra is None:
-            report.gone = True
+        loaded = self._load(report)
+        if loaded is None:
             return
-        if not infra.descriptor:
-            report.errors.append("no stored descriptor; run strato build first")
-            return
-        try:
-            loaded, inputs = self._template(infra.descriptor, infra.inputs)
-        except (DescriptorError, OSError) as exc:
-            text = "; ".join(d.format() for d in exc.diagnostics) if isinstance(exc, DescriptorError) else str(exc)
-            report.errors.append(f"descriptor: {text}")
-            self._event("maintain_error", once="descriptor", error=f"descriptor: {text}")
-            return
-        template, graph = loaded.template, loaded.graph
-        records = store.instances(self.name, self._records)
+        infra, (template, graph), inputs = loaded[0], (loaded[1].template, loaded[1].graph), loaded[2]
+        records = self.store.instances(self.name, self._records)
         report.instances = len(records)
         now = time.time()
-
-        # 1. observe ---------------------------------------------------------
-        live = [r for r in records if r.status in observation.OBSERVED and r.handle is not None]
-        observed = self._observe(live, report)
-        healthy: dict[str, list[InstanceRecord]] = {}
-        changed: dict[str, InstanceRecord | None] = {}
-        to_check: list[tuple[InstanceRecord, dict]] = []
-        for rec in live:
-            obs = observed[rec.key]
-            # records may be cached: never modified, copied
-            now_rec = observation.implied(rec, obs) if opts.dry_run else observation.record(store, self.name, rec, obs)
-            if now_rec is not rec:
-                changed[rec.key] = now_rec
-            if now_rec is None or now_rec.status not in observation.OBSERVED:
-                if now_rec is not None and now_rec.status == observation.MISSING:  # not changed by another process
-                    report.missing.append(rec.key)
-                    self.on_event({"event": "missing", "key": rec.key, "detail": obs.detail, "ts": now})
-                continue
-            if now_rec.status == observation.UNKNOWN:  # neither healthy nor missing: nothing is done over it
-                report.unknown.append(rec.key)
-                continue
-            rec = now_rec
-            check = (template.node_templates[rec.node].properties.get("health_check")
-                     if rec.node in template.node_templates else None)
-            if isinstance(check, dict) and obs.status == "running":
-                to_check.append((rec, check))
-            else:
-                healthy.setdefault(rec.node, []).append(rec)
-
-        if changed:
-            records = [r for r in (changed.get(r.key, r) for r in records) if r is not None]
-
-        # 2. health checks ------------------------------------------------------
-        replace, health_latency = self._check_health(to_check, healthy, now, report)
-        report.healthy = sum(len(v) for v in healthy.values())
-
-        # 3. metrics and alerts ---------------------------------------------------
+        # 1. observe
+        seen = self._observe(template, records, report, now)
+        verdicts = self._check_health(seen, now, report)
+        report.healthy = sum(len(v) for v in seen.healthy.values())
+        # 2. decide (nothing is written yet)
         counts = desired_counts(template, infra, inputs)
-        metrics = self._collect_metrics(template, healthy, counts, health_latency, report)
-        self._evaluate_alerts(template, metrics, report)
+        decided, drop = Decisions(), set()
+        metrics = self.autoscaler.collect(template, seen.healthy, counts, verdicts.latency, decided)
+        self.autoscaler.evaluate_alerts(template, metrics, decided)
+        requests = scaling.resolve_requests(self.store.pending_scale_requests(self.name), template, inputs, counts,
+                                            seen.records, drop)
+        report.requests = [{**request, **result} for request, result in requests]
+        if self.options.policies:
+            self.autoscaler.decide(template, inputs, counts, seen.healthy, metrics, seen.records, drop, now,
+                                   decided)
+        bounded = self._bound(template, inputs, counts, decided)
+        # 3. write the decisions once
+        drop_requests = self._commit(decided, requests, bounded, counts, report)
+        # 4. plan and act
+        self._reconcile(infra, template, graph, inputs, seen.records, counts, frozenset(drop), verdicts.failed,
+                        drop_requests, now, report)
 
-        # 4. manual scale requests --------------------------------------------------
-        drop: set[str] = set()
-        drop_requests: list[dict] = []
-        for request in store.pending_scale_requests(self.name):
-            self._apply_request(request, template, counts, records, drop, drop_requests, report)
+    # -- 1. observe ---------------------------------------------------------------------------------
+    def _observe(self, template, records: list[InstanceRecord], report: PassReport, now: float) -> Seen:
+        """Observe every instance (health.observe), reporting what went wrong."""
+        def unknown(rec: InstanceRecord, detail: str) -> None:
+            report.errors.append(f"observe {rec.key}: {detail}")
+            self._event("observe_failed", rec.key, once=f"observe:{rec.key}", error=detail)
 
-        # 5. policies -----------------------------------------------------------------
-        if opts.policies:
-            self._run_policies(template, counts, healthy, metrics, records, drop, report)
+        seen = health.observe(self.store, self.name, template, records, not self.options.dry_run, unknown)
+        for key, detail in seen.missing:
+            report.missing.append(key)
+            self.on_event({"event": "missing", "key": key, "detail": detail, "ts": now})
+        report.unknown.extend(seen.unknown)
+        return seen
 
-        # 6. min/max, then one plan ---------------------------------------------------------
-        for node, tmpl in template.node_templates.items():
-            low, high = self._bounds(tmpl, inputs)
-            bounded = min(max(low, counts[node]), high)
-            if bounded != counts[node]:
-                self._event("bounded", node=node, desired=bounded,
-                            reason=f"{counts[node]} is outside min {low} / max {high}")
+    def _check_health(self, seen: Seen, now: float, report: PassReport) -> health.Verdicts:
+        """Judge the health checks (health.judge) and record who started failing and who recovered."""
+        opts = self.options
+        failing = self.store.failing(self.name) if seen.to_check else {}
+        grace = opts.default_grace if opts.default_grace is not None else 2 * opts.interval
+        verdicts = health.judge(seen, failing, opts.health_timeout, now, grace)
+        for change in verdicts.changes:
+            rec = change[1]
+            if change[0] == "recovered" and not opts.dry_run:
+                self.store.set_failing(self.name, rec.key, None)
+                self._event("recovered", rec.key, node=rec.node)
+            elif change[0] == "unhealthy":
                 if not opts.dry_run:
-                    store.set_desired_count(self.name, node, bounded)
-                counts[node] = bounded
-        self._write_prometheus_targets(records)
-        states: dict[tuple[str, str], int] = {}
-        for rec in records:
-            states[(rec.node, rec.status)] = states.get((rec.node, rec.status), 0) + 1
-        plan = plan_changes(template, infra, records, inputs, graph, counts, frozenset(drop))
-        changes = [a for a in plan.changes if not self._backing_off(a, now)]
-        report.plan = plan.summary()
-        report.planned = [a.to_dict() for a in changes]
-        if infra.status in ("destroying", "destroy_failed"):
-            if changes or replace:   # never rebuild what a destroy is taking down
-                report.deferred = f"infrastructure is {infra.status.replace('_', ' ')}; run strato destroy again"
-        elif (changes or replace) and not opts.dry_run:
-            self._act(template, graph, inputs, counts, frozenset(drop), replace, drop_requests, report)
-        elif not opts.dry_run:
-            for request in drop_requests:  # already carried out (e.g. the instance was gone)
-                store.finish_scale_request(request["id"], {"ok": True})
-        self.loop_metrics.observe_pass(self.name, 0.0 if not report.started else time.time() - report.started,
-                                       states)
-
-    # -- pieces of a pass ---------------------------------------------------------------
-    def _observe(self, live: list[InstanceRecord], report: PassReport) -> dict[str, Observed]:
-        """Every live instance's observation; one whose backend did not answer is `unknown`, and reported."""
-        results = observation.observe_all(live)
-        for rec in live:
-            obs = results[rec.key]
-            if obs.status == observation.UNKNOWN:
-                report.errors.append(f"observe {rec.key}: {obs.detail}")
-                self._event("observe_failed", rec.key, once=f"observe:{rec.key}", error=obs.detail)
-        return results
-
-    def _check_health(self, to_check: list, healthy: dict, now: float,
-                      report: PassReport) -> tuple[list[InstanceRecord], dict[str, list[float]]]:
-        """Probe every (record, check) at once (probe_all); a healthy or still-graced instance joins `healthy`.
-
-        Returns the instances failing past their grace period (to replace) and each node's probe latencies."""
-        store, opts = self.store, self.options
-        replace: list[InstanceRecord] = []
-        health_latency: dict[str, list[float]] = {}
-        if not to_check:
-            return replace, health_latency
-        failing = store.failing(self.name)
-        results = probe_all(to_check, opts.health_timeout)
-        for rec, check in to_check:
-            result = results.get(rec.key)
-            if result is not None and not result.probed:   # no verdict this pass: keep what we knew
-                healthy.setdefault(rec.node, []).append(rec)
-                continue
-            if result is None or result.ok:
-                healthy.setdefault(rec.node, []).append(rec)
-                if result is not None:
-                    health_latency.setdefault(rec.node, []).append(result.latency_ms)
-                if rec.key in failing and not opts.dry_run:
-                    store.set_failing(self.name, rec.key, None)
-                    self._event("recovered", rec.key, node=rec.node)
-                continue
-            since = failing.get(rec.key, (now, ""))[0]
-            grace = _seconds(check.get("grace_period"),
-                             opts.default_grace if opts.default_grace is not None else 2 * opts.interval)
-            if rec.key not in failing:
-                if not opts.dry_run:
-                    store.set_failing(self.name, rec.key, now, result.detail)
-                self._event("unhealthy", rec.key, node=rec.node, detail=result.detail, grace_s=grace)
-            if now - since >= grace:
-                report.failed.append(rec.key)
-                replace.append(rec)
-            else:
-                report.unhealthy.append(rec.key)
-                healthy.setdefault(rec.node, []).append(rec)  # still serving within its grace period
-        return replace, health_latency
+                    self.store.set_failing(self.name, rec.key, now, change[2])
+                self._event("unhealthy", rec.key, node=rec.node, detail=change[2], grace_s=change[3])
+        report.failed.extend(r.key for r in verdicts.failed)
+        report.unhealthy.extend(r.key for r in verdicts.unhealthy)
+        return verdicts
 
     def _backing_off(self, action, now: float) -> bool:
         """An instance whose create keeps failing is retried with exponential backoff, not every pass."""
         entry = self._create_failures.get(action.key)
         return bool(entry) and action.kind == CREATE and now < entry[1]
 
-    def _collect_metrics(self, template, healthy, counts, health_latency, report) -> dict[str, dict]:
-        """Per node: built-in probes plus every metric its policies and alerts ask for."""
-        wanted: dict[str, list] = {}
-        for node, items in self._policies.items():
-            for policy in items:
-                try:
-                    wanted.setdefault(node, []).extend(policy.metrics_needed())
-                except Exception as exc:
-                    self._event("policy_broken", once=f"metrics:{node}", node=node, error=str(exc))
-        for alert in self._alerts:
-            for node in alert.target_nodes(template):
-                wanted.setdefault(node, []).append(_AlertMetric(alert))
-        out: dict[str, dict] = {}
-        scrape_nodes = set(wanted)
-        targets = {}
-        for node in scrape_nodes:
-            for rec in healthy.get(node, []):
-                url = instance_metrics_url(rec.attributes or {})
-                if url:
-                    targets[rec.key] = (node, url)
-        if targets:
-            # with Prometheus in charge the built-in probes still come from the instances themselves
-            self._scrape(targets)
-        for node in template.node_templates:
-            keys = [r.key for r in healthy.get(node, [])]
-            values: dict[str, float] = {"instances": float(counts.get(node, 0)), "ready": float(len(keys))}
-            if node in scrape_nodes:
-                values.update(self.scraper.builtins(keys))
-                if node in health_latency:
-                    values["health_latency_ms"] = sum(health_latency[node]) / len(health_latency[node])
-                for spec in wanted[node]:
-                    if spec.name in values and spec.query == spec.name and spec.name in ("instances", "ready"):
-                        continue
-                    try:
-                        source = self.prometheus or self.scraper
-                        value = source.evaluate(spec.query, keys, spec.aggregation, spec.quantile)
-                    except MetricsError as exc:
-                        report.errors.append(f"metrics {node}: {exc}")
-                        self._event("metrics_unavailable", once=f"metrics:{node}:{spec.name}", node=node,
-                                    error=str(exc))
-                        continue
-                    if value is not None:
-                        values[spec.name] = value
-            out[node] = values
-        report.metrics = {n: {k: round(v, 6) for k, v in m.items()} for n, m in out.items() if n in scrape_nodes}
-        return out
+    # -- 2. decide -------------------------------------------------------------------------------------
+    def _bound(self, template, inputs: dict, counts: dict, decided: Decisions) -> dict[str, int]:
+        """Each node's count within its min/max (and Strato's ceiling): node -> the count it was brought to."""
+        bounded = {}
+        for node, tmpl in template.node_templates.items():
+            low, high = scaling.node_limits(tmpl, inputs)
+            count = min(max(low, counts[node]), high)
+            if count != counts[node]:
+                decided.event("bounded", node=node, desired=count, reason=f"{counts[node]} is outside min {low} / max {high}")
+                bounded[node] = counts[node] = count
+        return bounded
 
-    def _scrape(self, targets: dict[str, tuple[str, str]]) -> None:
-        """Scrape the instances (key -> (node, URL)) at once, within the scraper's deadline; an instance that
-        fails (no answer in time, an answer over the size limit, an error) is an event naming it, once per reason."""
-        self.scraper.scrape({key: url for key, (_, url) in targets.items()})
-        for key, (node, _) in targets.items():
-            error = self.scraper.errors.get(key)
-            if error is None:
-                self._last_error.pop(f"scrape:{key}", None)
-            else:
-                self._event("scrape_failed", key, once=f"scrape:{key}", node=node, error=error)
-
-    def _evaluate_alerts(self, template, metrics, report) -> None:
-        if not self._alerts:
-            return
-        stored = self.store.policy_states(self.name)
-        for alert in self._alerts:
-            props = alert.properties or {}
-            for node in alert.target_nodes(template):
-                spec = _AlertMetric(alert)
-                value = metrics.get(node, {}).get(spec.name)
-                if value is None:
-                    continue
-                above, below = props.get("above"), props.get("below")
-                breach = ((above is not None and value > float(above)) or
-                          (below is not None and value < float(below)))
-                firing = bool(stored.get((alert.name, node), {}).get("firing"))
-                if breach == firing:
-                    continue
-                kind = "alert_firing" if breach else "alert_resolved"
-                detail = {"alert": alert.name, "node": node, "metric": spec.query, "value": value,
-                          "above": above, "below": below, "infrastructure": self.name}
-                report.alerts.append({"event": kind, **detail})
-                self._event(kind, **detail)
-                if not self.options.dry_run:
-                    self.store.save_policy_state(self.name, alert.name, node, {"firing": breach, "since": time.time()})
-                    webhook = props.get("webhook")
-                    if webhook:
-                        threading.Thread(target=self._post_webhook, args=(str(webhook), {"event": kind, **detail}),
-                                         daemon=True).start()
-
-    def _post_webhook(self, url: str, payload: dict) -> None:
-        try:
-            req = urllib.request.Request(url, data=json.dumps(payload, default=str).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=5):
-                pass
-        except Exception as exc:  # an unreachable webhook is reported, never fatal
-            self._event("webhook_failed", once=f"webhook:{url}", url=url, error=str(exc))
-
-    def _apply_request(self, request, template, counts, records, drop, drop_requests, report) -> None:
-        node, kind = request["node"], request["kind"]
-        result: dict[str, Any]
-        tmpl = template.node_templates.get(node)
-        if tmpl is None:
-            result = {"ok": False, "error": f"no node '{node}' in the descriptor"}
-        else:
-            current = counts[node]
-            if kind == "to":
-                wanted = int(request["value"])
-            elif kind == "by":
-                wanted = current + int(request["value"])
-            else:
-                target = resolve_instance(request["instance"], node, records)
-                if target is None or target.key in drop:
-                    wanted = None
-                    result = {"ok": False, "error": f"node '{node}' has no instance '{request['instance']}'"}
-                else:
-                    wanted = current - 1
-                    drop.add(target.key)
-            if wanted is not None:
-                low, high = self._bounds(tmpl, self._loaded[1])
-                if wanted < low or wanted > high:
-                    if kind == "drop":
-                        drop.discard(target.key)
-                    result = {"ok": False, "error": f"{node} would have {wanted} instance(s), outside its "
-                                                    f"min {low} / max {high}"}
-                else:
-                    counts[node] = wanted
-                    result = {"ok": True, "desired": wanted}
-        entry = {**request, **result}
-        report.requests.append(entry)
-        if self.options.dry_run:
-            return
-        if result.get("ok") and kind == "drop":
-            drop_requests.append(entry)   # finished once the instance is really gone
-            self.store.set_desired_count(self.name, node, counts[node])
-            return
-        if result.get("ok"):
-            self.store.set_desired_count(self.name, node, counts[node])
-        self.store.finish_scale_request(request["id"], result)
-        self._event("scale_request_applied" if result.get("ok") else "scale_request_refused", node=node,
-                    kind=kind, value=request.get("value"), instance=request.get("instance"), **result)
-
-    def _run_policies(self, template, counts, healthy, metrics, records, drop, report) -> None:
-        """Every due policy decides at once, within one deadline for the pass; each node takes the largest count."""
-        controls = self.store.node_controls(self.name)
-        now = time.time()
-        deadline = time.monotonic() + self.options.policy_timeout
-        nodes = self._policy_observations(template, counts, healthy, metrics, now, deadline)
-        jobs = [(node, policy, obs) for node, (obs, due) in nodes.items() for policy in due]
-        outcomes = iter(self._decide_all(jobs, deadline))
-        for node, (obs, due) in nodes.items():
-            chosen = None
-            for policy in due:
-                entry = self._take_decision(node, policy, obs, next(outcomes), counts, report)
-                if entry is not None and (chosen is None or entry[0].desired > chosen[1].desired):
-                    chosen = (policy, *entry)  # several policies on one node: the largest count wins (HPA)
-            if chosen is not None:
-                self._apply_decision(node, chosen, obs, counts, controls, records, drop, now, report)
-
-    def _policy_observations(self, template, counts, healthy, metrics, now: float, deadline: float) -> dict:
-        """node -> (its Observation, the policies due this pass); each node's sample is recorded here."""
-        from policies.base import Observation
-        out = {}
-        for node, items in self._policies.items():
-            if node not in template.node_templates or not items:
-                continue
-            low, high = self._bounds(template.node_templates[node], self._loaded[1])
-            live = sorted(healthy.get(node, []), key=lambda r: r.index)
-            values = metrics.get(node, {})
-            target = None
-            for policy in items:
-                if policy.needs_target():
-                    spec = getattr(policy, "target", None) or getattr(policy, "target_metric", None)
-                    name = getattr(spec, "name", None)
-                    if name and name in values:
-                        target = values[name]
-            self._prediction_error(node, target)
-            obs = Observation(now=now, node=node, instances=counts[node], ready=len(live), metrics=dict(values),
-                              instance_ids=tuple(r.key for r in live), min_instances=low, max_instances=high,
-                              target=target, extra={"infrastructure": self.name}, deadline=deadline)
-            if not self.options.dry_run:
-                self.store.add_sample(self.name, node, counts[node], target,
-                                      {k: v for k, v in values.items() if k not in ("instances",)})
-            out[node] = (obs, [policy for policy in items if self._due(node, policy, now)])
-        return out
-
-    def _due(self, node: str, policy, now: float) -> bool:
-        """Whether a policy decides this pass (its `period`); a policy still deciding since an earlier pass does not."""
-        key = (node, self._policy_id(policy))
-        period = getattr(policy, "period_s", None) or 0.0
-        last_eval = self._last_eval.get(key)
-        if last_eval is not None and now - last_eval < period - 0.05 * self.options.interval:
-            return False   # the template asks for this policy less often than the loop passes
-        if key in self._deciding and not self._deciding[key].done():
-            return False   # abandoned at an earlier pass's deadline and not finished yet: never twice at once
-        self._deciding.pop(key, None)
-        self._last_eval[key] = now
-        return True
-
-    def _decide_all(self, jobs: list, deadline: float) -> list:
-        """policy.decide(observation) for every (node, policy, observation) side by side, waiting until `deadline`:
-        one outcome per job, the decision or the exception (a policy with no decision by then gets a PolicyError)."""
-        from policies.base import PolicyError
-        futures = settle([functools.partial(policy.decide, obs) for _, policy, obs in jobs], deadline + POLICY_SLACK,
-                         POLICY_WORKERS, "strato-policy")
-        outcomes = []
-        for (node, policy, _), future in zip(jobs, futures):
-            if future.done() and not future.cancelled():
-                outcomes.append(future.exception() or future.result())
-                continue
-            if not future.cancelled():
-                self._deciding[(node, self._policy_id(policy))] = future
-            outcomes.append(PolicyError(f"no decision within the loop's {self.options.policy_timeout:g} s deadline "
-                                        "for all policies of a pass"))
-        return outcomes
-
-    def _take_decision(self, node: str, policy, obs, outcome, counts, report) -> tuple | None:
-        """Report one policy's decision (or why it has none); (decision, report entry) when it has one."""
-        pid = self._policy_id(policy)
-        if isinstance(outcome, BaseException):
-            self._policy_failed(node, policy, outcome, obs.metrics, counts, report)
-            return None
-        decision = outcome
-        try:
-            policy.learn(obs)
-        except Exception as exc:
-            self._event("policy_broken", once=f"learn:{node}:{pid}", node=node, policy=pid,
-                        error=f"learning failed: {type(exc).__name__}: {exc}")
-        self._save_policy_state(policy, node)
-        entry = {"node": node, "policy": pid, "current": counts[node], "desired": int(decision.desired),
-                 "reason": decision.reason, "drop": list(decision.drop)}
-        report.decisions.append(entry)
-        return decision, entry
-
-    def _policy_failed(self, node: str, policy, exc: BaseException, values: dict, counts, report) -> None:
-        pid = self._policy_id(policy)
-        absent = self._absent_metrics(policy, values)
-        if absent:  # no data yet (a first scrape has no rates, no requests no latency): a wait
-            reason = f"waiting for metric(s) {', '.join(absent)}"
-            report.decisions.append({"node": node, "policy": pid, "current": counts[node],
-                                     "desired": counts[node], "reason": reason})
-            if self._last_reason.get((node, pid)) != reason:
-                self._last_reason[(node, pid)] = reason
-                self._event("decision", node=node, policy=pid, current=counts[node],
-                            desired=counts[node], action="hold", reason=reason)
-            return
-        if self.loop_metrics.registry is not None:
-            self.loop_metrics.policy_errors.labels(self.name, pid).inc()
-        report.decisions.append({"node": node, "policy": pid, "error": str(exc)})
-        self._event("policy_broken", once=f"decide:{node}:{pid}", node=node, policy=pid,
-                    error=f"{type(exc).__name__}: {exc}")
-
-    def _apply_decision(self, node: str, chosen: tuple, obs, counts, controls, records, drop, now: float,
-                        report) -> None:
-        """Hold, wait out the cooldown, or scale a node to the count its winning policy chose."""
-        policy, decision, entry = chosen
-        pid = self._policy_id(policy)
-        desired = min(max(obs.min_instances, int(decision.desired)), obs.max_instances)
-        predicted = (decision.detail or {}).get("predicted_target")
-        if desired == counts[node]:
-            if self._last_reason.get((node, pid)) != decision.reason:
-                self._last_reason[(node, pid)] = decision.reason
-                self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
-                            action="hold", reason=decision.reason)
-            if isinstance(predicted, (int, float)):
-                self._predictions[node] = float(predicted)
-            return
-        cooldown = float(getattr(policy, "cooldown_s", 0.0) or 0.0)
-        last = controls.get(node, {}).get("last_action")
-        if cooldown and last and now - last < cooldown:
-            reason = f"{decision.reason}; held: cooldown {cooldown:g} s, {now - last:.1f} s since the last action"
-            if self._last_reason.get((node, pid)) != reason.split(";")[0] + "cooldown":
-                self._last_reason[(node, pid)] = reason.split(";")[0] + "cooldown"
-                self._event("decision", node=node, policy=pid, current=counts[node], desired=desired,
-                            action="cooldown", reason=reason)
-            return
-        direction = "up" if desired > counts[node] else "down"
-        self._last_reason[(node, pid)] = decision.reason
-        if isinstance(predicted, (int, float)):
-            self._predictions[node] = float(predicted)
-        if direction == "down":
-            for ident in decision.drop[: counts[node] - desired]:
-                target_rec = resolve_instance(ident, node, records)
-                if target_rec is not None:
-                    drop.add(target_rec.key)
-        entry["action"] = direction
+    # -- 3. write ----------------------------------------------------------------------------------------
+    def _commit(self, decided: Decisions, requests: list[tuple[dict, dict]], bounded: dict[str, int],
+                counts: dict, report: PassReport) -> list[dict]:
+        """Write what the pass decided, once (a dry run only reports it); returns the drop requests that finish
+        when their instance is gone."""
+        for once in decided.forget:
+            self._last_error.pop(once, None)
+        for event in decided.events:
+            self._event(event.kind, event.key, once=event.once, **event.detail)
+        self._write_alerts(decided.alerts, report)
+        drop_requests = self._write_requests(requests, counts)
+        report.decisions, report.metrics = decided.decisions, decided.metrics
+        report.errors.extend(decided.errors)
         if not self.options.dry_run:
-            self.store.record_scaling(self.name, node, desired, direction, pid,
-                                      {"from": counts[node], "reason": decision.reason,
-                                       "detail": decision.detail})
-        self.on_event({"event": "scaled", "node": node, "from": counts[node], "desired": desired,
-                       "policy": pid, "reason": decision.reason, "ts": now})
-        if self.loop_metrics.registry is not None:
-            self.loop_metrics.actions.labels(self.name, node, pid, direction).inc()
-        counts[node] = desired
+            for node, count, target, values in decided.samples:
+                self.store.add_sample(self.name, node, count, target, values)
+            for policy, node, state in decided.states:
+                self.store.save_policy_state(self.name, policy, node, state)
+        for action in decided.scaled:
+            if not self.options.dry_run:
+                self.store.record_scaling(self.name, action["node"], action["desired"], action["direction"],
+                                          action["policy"], {"from": action["from"], "reason": action["reason"],
+                                                             "detail": action["detail"]})
+            self.on_event({"event": "scaled", **{k: action[k] for k in ("node", "from", "desired", "policy",
+                                                                         "reason", "ts")}})
+        for node, count in bounded.items() if not self.options.dry_run else ():
+            self.store.set_desired_count(self.name, node, count)
+        return drop_requests
 
-    @staticmethod
-    def _absent_metrics(policy, values: dict) -> list[str]:
-        try:
-            return sorted({spec.name for spec in policy.metrics_needed()} - set(values))
-        except Exception:  # reported by _collect_metrics already
-            return []
+    def _write_alerts(self, alerts: list[dict], report: PassReport) -> None:
+        for alert in alerts:
+            firing, webhook = alert.pop("firing"), alert.pop("webhook")
+            report.alerts.append(dict(alert))
+            detail = {k: v for k, v in alert.items() if k != "event"}
+            self._event(alert["event"], **detail)
+            if self.options.dry_run:
+                continue
+            self.store.save_policy_state(self.name, alert["alert"], alert["node"],
+                                         {"firing": firing, "since": time.time()})
+            if webhook:
+                notify(str(webhook), dict(alert), lambda url, error: self._event(
+                    "webhook_failed", once=f"webhook:{url}", url=url, error=error))
 
-    def _prediction_error(self, node: str, measured: float | None) -> None:
-        predicted = self._predictions.pop(node, None)
-        if predicted is None or measured is None or measured <= 0 or self.loop_metrics.registry is None:
-            return
-        self.loop_metrics.prediction_error.labels(self.name, node).set(abs(predicted - measured) / measured)
+    def _write_requests(self, requests: list[tuple[dict, dict]], counts: dict) -> list[dict]:
+        """Each request's new count and its outcome; a drop finishes only once its instance is gone."""
+        drop_requests = []
+        for request, result in requests if not self.options.dry_run else ():
+            node, kind = request["node"], request["kind"]
+            if result["ok"]:
+                self.store.set_desired_count(self.name, node, result["desired"])
+                self._event("scaled", node=node, count=result["desired"], request=request["id"], kind=kind)
+            if result["ok"] and kind == scaling.ScaleKind.DROP:
+                drop_requests.append({**request, **result})
+                continue
+            self.store.finish_scale_request(request["id"], result)
+            self._event("scale_request_applied" if result["ok"] else "scale_request_refused", node=node,
+                        kind=kind, value=request.get("value"), instance=request.get("instance"), **result)
+        return drop_requests
 
-    def _save_policy_state(self, policy, node: str) -> None:
-        if self.options.dry_run:
-            return
-        try:
-            state = policy.state()
-        except Exception:
-            return
-        text = json.dumps(state, sort_keys=True, default=str)
-        key = (self._policy_id(policy), node)
-        if self._saved_policy_state.get(key) != text:
-            self.store.save_policy_state(self.name, key[0], node, state)
-            self._saved_policy_state[key] = text
-
-    def _write_prometheus_targets(self, records: list[InstanceRecord]) -> None:
-        """Tell a configured Prometheus (file_sd) which instances to scrape."""
-        if self.prometheus is None or self.options.dry_run:
-            return
-        from urllib.parse import urlsplit
-        targets = []
-        for rec in records:
-            url = instance_metrics_url(rec.attributes or {}) if rec.status == "ready" else None
-            if url:
-                parts = urlsplit(url)
-                targets.append({"targets": [parts.netloc], "labels": {"infrastructure": self.name, "node": rec.node,
-                                                                        "strato_instance": rec.key}})
-        write_file_sd(prometheus_targets_path(self.store, self.name), targets)
+    # -- 4. plan and act ---------------------------------------------------------------------------------
+    def _reconcile(self, infra, template, graph, inputs, records, counts, drop: frozenset, replace,
+                   drop_requests: list[dict], now: float, report: PassReport) -> None:
+        """One plan for what the decisions asked; acted on unless a destroy is under way (or this is a dry run)."""
+        if self.autoscaler.prometheus is not None and not self.options.dry_run:  # Prometheus's file_sd targets
+            write_file_sd(prometheus_targets_path(self.store, self.name), file_sd_targets(self.name, records))
+        states = Counter((rec.node, rec.status) for rec in records)
+        plan = plan_changes(template, infra, records, inputs, graph, counts, drop)
+        changes = [a for a in plan.changes if not self._backing_off(a, now)]
+        report.plan = plan.summary()
+        report.planned = [a.to_dict() for a in changes]
+        if infra.status in ("destroying", "destroy_failed"):
+            if changes or replace:   # never rebuild what a destroy is taking down
+                report.deferred = f"infrastructure is {infra.status.replace('_', ' ')}; run strato destroy again"
+        elif (changes or replace) and not self.options.dry_run:
+            self._act(template, graph, inputs, counts, drop, replace, drop_requests, report)
+        elif not self.options.dry_run:
+            for request in drop_requests:  # already carried out (e.g. the instance was gone)
+                self.store.finish_scale_request(request["id"], {"ok": True})
+        self.loop_metrics.observe_pass(self.name, 0.0 if not report.started else time.time() - report.started,
+                                       states)
 
     def _act(self, template, graph, inputs, counts, drop, replace, drop_requests, report) -> None:
         """Take the infrastructure lock (skip this pass if a build holds it), replace failed instances, run the plan."""
@@ -965,8 +385,7 @@ class Maintainer:
             for request in drop_requests:
                 gone = all(key not in after for key in drop)
                 store.finish_scale_request(request["id"], {"ok": gone, "desired": request.get("desired")})
-            from orchestrator.service import compute_outputs
-            outputs = compute_outputs(template, store, self.name, inputs, counts)
+            outputs = service.compute_outputs(template, store, self.name, inputs, counts)
             store.set_infra_status(self.name, "ready" if result.ok else "failed", outputs)
             if not result.ok:
                 report.errors.extend(f"{f['node']}[{f['index']}] {f['action'] if 'action' in f else ''}: {f['error']}"
@@ -1002,89 +421,45 @@ class Maintainer:
                     on_report(report)
                 if report.gone or (passes is not None and done >= passes):
                     break
-                stop.wait(max(0.0, self.options.interval - (time.monotonic() - started)))
+                stop.wait(max(0.0, report.requeue_after - (time.monotonic() - started) + report.duration))
         finally:
             self.release()
         return done
 
 
-class _AlertMetric:
-    """The metric an alert policy watches, shaped like a policy's MetricSpec."""
-
-    def __init__(self, alert):
-        props = alert.properties or {}
-        self.query = str(props.get("metric") or "")
-        self.name = self.query
-        self.aggregation = str(props.get("aggregation") or "mean")
-        self.quantile = props.get("quantile")
-
-
-def resolve_instance(ident: str, node: str, records: list[InstanceRecord]) -> InstanceRecord | None:
-    """An instance named by its key, `node[i]`, `node/i` or its index alone."""
-    ident = str(ident).strip()
-    for rec in records:
-        if rec.node != node:
-            continue
-        if ident in (rec.key, f"{node}[{rec.index}]", f"{node}/{rec.index}", str(rec.index)):
-            return rec
-    return None
-
-
-def prometheus_targets_path(store: StateStore, name: str) -> str:
-    """Where the loop lists an infrastructure's scrape targets for Prometheus (file_sd_configs:
-    files: [$STRATO_HOME/prometheus/*.json])."""
-    return os.path.join(store.home, "prometheus", f"{name}.json")
-
-
-def current_count(infra, node: str) -> int:
-    """A node's desired count now: set by scale/a policy, else the descriptor's (with the stored inputs)."""
-    if infra.desired.get(node) is not None:
-        return int(infra.desired[node])
-    from orchestrator import service
-    template = service._stored_template(infra)
-    if template is None or node not in template.node_templates:
-        return 0
-    return template.node_templates[node].instance_count(service._stored_inputs(template, infra))
-
 
 def request_scale(store: StateStore, name: str, node: str, kind: str, value: int | None = None,
-                  instance: str | None = None, wait: float = 0.0) -> dict:
-    """Record a scale request; a running loop applies it on its next pass, otherwise this call runs one pass.
+                  instance: str | None = None, wait: float = 0.0, template=None) -> dict:
+    """Record a scale request (checked first with scaling.check_scale) and see it applied: by the running loop
+    on its next pass (waiting up to `wait` seconds), otherwise by one pass run here.
 
-    Returns {request, applied_by, result}."""
-    from orchestrator.service import UserError, require_infra
-    infra = require_infra(store, name)
-    if infra.dependencies and node not in infra.dependencies:
-        raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
-    if kind == "to" and (value is None or value < 0):
-        raise UserError("an instance count cannot be negative")
-    request_id = store.add_scale_request(name, node, kind, value, instance)
-    holder = store.lease_holder(name)
+    `template`: the stored descriptor when the caller has read it already. Returns {request, applied_by, result}."""
+    request_id = scaling.record_request(store, name, node, kind, value, instance)
+    return apply_request(store, name, node, request_id, wait, template)
+
+
+def apply_request(store: StateStore, name: str, node: str, request_id: int, wait: float = 0.0,
+                  template=None) -> dict:
+    """See a recorded request applied (request_scale); what the pass did, when this call ran one, is under `pass`."""
     out: dict[str, Any] = {"infrastructure": name, "node": node, "request": request_id}
-    if holder is not None:
-        out["applied_by"] = f"{holder['holder']} on {holder['host']}"
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            done = store.scale_request(request_id)
-            if done and done["applied"] is not None:
-                break
-            time.sleep(0.1)
-    else:
-        out["applied_by"] = "this command"
-        maintainer = Maintainer(store, name, MaintainOptions(policies=False))
-        maintainer.acquire()
+    holder = store.lease_holder(name)
+    if holder is None:
+        maintainer = Maintainer(store, name, MaintainOptions(policies=False), template=template)
         try:
-            report = maintainer.run_pass()
-        finally:
-            maintainer.release()
-        out["pass"] = {"acted": report.acted, "plan": report.plan, "errors": report.errors,
-                       "deferred": report.deferred}
-    done = store.scale_request(request_id)
-    out["applied"] = bool(done and done["applied"])
-    out["result"] = done["result"] if done else None
-    if out["result"] and out["result"].get("desired") is not None:
-        out["desired"] = out["result"]["desired"]
-    return out
+            maintainer.acquire()
+        except LockHeld:   # a loop started meanwhile: it applies the request
+            holder = store.lease_holder(name)
+        else:
+            try:
+                report = maintainer.run_pass()
+            finally:
+                maintainer.release()
+            return scaling.request_outcome(store, request_id, {
+                **out, "applied_by": "this command", "pass": {"acted": report.acted, "plan": report.plan,
+                                                              "errors": report.errors, "deferred": report.deferred}})
+    scaling.wait_applied(store, request_id, wait)
+    by = f"{holder['holder']} on {holder['host']}" if holder else "a maintain loop"
+    return scaling.request_outcome(store, request_id, {**out, "applied_by": by})
 
 
 def maintain_all(store: StateStore, options: MaintainOptions, stop: threading.Event,

@@ -14,6 +14,7 @@ from drivers.base import DriverError
 from drivers.common import InstanceKey
 from orchestrator import placement
 from orchestrator.observation import OBSERVED, UNKNOWN
+from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, InstanceRecord
 
 if TYPE_CHECKING:
@@ -131,15 +132,6 @@ def spec_hash(template: Template, node: str, properties: dict, driver: str) -> s
     blob = json.dumps({"type": template.node_templates[node].type, "driver": driver, "properties": properties},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def desired_counts(template: Template, infra: InfraRecord | None, inputs: dict) -> dict[str, int]:
-    """Instances wanted per node: a count set by `scale` wins over the descriptor's default."""
-    counts = {}
-    for name, node in template.node_templates.items():
-        stored = infra.desired.get(name) if infra else None
-        counts[name] = stored if stored is not None else node.instance_count(inputs)
-    return counts
 
 
 def attribute_view(counts: dict[str, int], infra: InfraRecord | None, instances: list[InstanceRecord]) -> AttributeView:

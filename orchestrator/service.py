@@ -15,8 +15,11 @@ from descriptors.secrets import Redactor, output_value, redactor, redactor_for, 
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from orchestrator import bounds
-from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
+from orchestrator.errors import NotFound, UserError  # noqa: F401 - NotFound: callers catch service.NotFound
+from orchestrator.plan import Plan, attribute_view, make_resolver, plan_changes
+from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, StateStore
+from orchestrator.stored import require_infra, stored_inputs, stored_template
 
 if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the functions that run it: `status` stays light
     import networkx as nx
@@ -29,37 +32,29 @@ Prober = Callable[[list[tuple[Any, dict]]], list]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
-class UserError(Exception):
-    """A refusal caused by the user's request (not a descriptor diagnostic): printed as one line, exit 1."""
-
-    code = "REFUSED"
-
-
-class NotFound(UserError):
-    """The named infrastructure (or node, operation) does not exist: the API answers 404."""
-
-
 @dataclass
 class Loaded:
     template: Template
     graph: nx.DiGraph
 
 
-def load_checked(path: str, confined: bool = True, library: bool = False) -> Loaded:
+def load_checked(path: str, confined: bool = True, library: bool = False,
+                 template: Template | None = None) -> Loaded:
     """Load, validate and check the dependency graph of one descriptor.
 
     confined: imports stay inside the descriptor's directory tree (the REST API's setting; the
     CLI passes False). library: a type library without topology_template is accepted (validate).
+    template: the descriptor already read from `path` (checked here, not read again).
     """
     from orchestrator.graph import check_acyclic, dependency_graph
-    template = _load_bounded(path, confined, library)
+    template = _load_bounded(path, confined, library, template)
     graph = dependency_graph(template)
     check_acyclic(template, graph)
     return Loaded(template, graph)
 
 
-def _load_bounded(path: str, confined: bool, library: bool) -> Template:
-    template = load_template(path, confined=confined)
+def _load_bounded(path: str, confined: bool, library: bool, template: Template | None = None) -> Template:
+    template = template or load_template(path, confined=confined)
     if not library:
         require_topology(template)
     bounds.check_template(template)
@@ -211,17 +206,6 @@ def compute_outputs(template: Template, store: StateStore, name: str, inputs: di
     return values
 
 
-def require_infra(store: StateStore, name: str):
-    """The infrastructure's record, with every row of it readable: a command that would write refuses damaged
-    state (StateDamaged naming the row) before it writes anything."""
-    infra = store.get_infra(name)
-    if infra is None:
-        known = ", ".join(i.name for i in store.list_infras()) or "none"
-        raise NotFound(f"no infrastructure named '{name}' in {store.path} (known: {known})")
-    store.instances(name)
-    return infra
-
-
 _require_infra = require_infra  # the name other modules imported before it became public
 
 
@@ -262,7 +246,7 @@ def _probe(infra: InfraRecord, instances: list, probe: Prober) -> str | None:
     """Run each node's health_check on its ready instances; one that fails it becomes `unhealthy` (in the returned
     view only: the maintain loop owns replacing it after its grace period). Returns why the checks could not
     run, if they could not."""
-    template = _stored_template(infra)
+    template = stored_template(infra)
     if template is None:
         return f"health checks not run: the descriptor {infra.descriptor} is gone or no longer valid"
     checks = {node: tmpl.properties.get("health_check") for node, tmpl in template.node_templates.items()}
@@ -304,7 +288,7 @@ def reveal_outputs(store: StateStore, name: str) -> dict:
 
 
 def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal: bool = False) -> dict:
-    template = _stored_template(infra)
+    template = stored_template(infra)
     if template is None and reveal:
         raise UserError(f"the descriptor '{infra.name}' was built from ({infra.descriptor}) is gone or no longer "
                         "valid, so its secret outputs cannot be computed again")
@@ -317,7 +301,7 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal
             # renumber the live instances so get_attribute lists exactly them
             live.append(dataclasses.replace(rec, index=counts[rec.node]))
             counts[rec.node] += 1
-    inputs = _stored_inputs(template, infra, strict=reveal)
+    inputs = stored_inputs(template, infra, strict=reveal)
     return compute_outputs(template, store, infra.name, inputs, counts, live, reveal)
 
 
@@ -336,76 +320,6 @@ def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) ->
     report = result.to_dict()
     report["infrastructure"] = name
     return report
-
-
-def scale(store: StateStore, name: str, node: str, count: int, force: bool = False) -> dict:
-    """Record a new desired instance count; the next build (or maintain) carries it out.
-
-    The count must lie within the node's min/max_instances (from the descriptor the infrastructure
-    was built from, with its stored inputs) and Strato's per-node ceiling. Scaling a node to 0 while
-    other nodes depend on it is refused unless `force` is given.
-    """
-    check_scale(store, name, node, count, force)
-    store.set_desired_count(name, node, count)
-    store.journal(name, "scaled", None, node=node, count=count, force=force)
-    return {"infrastructure": name, "node": node, "desired": count}
-
-
-def check_scale(store: StateStore, name: str, node: str, count: int, force: bool = False,
-                source: str | None = None) -> InfraRecord:
-    """Refuse a count outside the node's bounds, or 0 for a node others depend on (unless `force`)."""
-    infra = require_infra(store, name)
-    source = source or f"strato scale {name} {node} {count}"
-    if count < 0:
-        raise UserError("an instance count cannot be negative")
-    if infra.dependencies and node not in infra.dependencies:
-        raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
-    template = _stored_template(infra)
-    if template is not None and node in template.node_templates:
-        problem = bounds.count_problem(template, node, count, _stored_inputs(template, infra), source)
-        if problem:
-            raise DescriptorError([problem])
-    elif count > bounds.ceiling():
-        raise UserError(f"{source}: above Strato's per-node ceiling of "
-                        f"{bounds.ceiling()} (${bounds.CEILING_ENV})")
-    if count == 0 and not force:
-        needing = [d for d in bounds.dependents(infra.dependencies, node) if _wanted(infra, template, d) != 0]
-        if needing:
-            raise UserError(f"refusing to scale '{node}' to 0: {', '.join(needing)} depend(s) on it and would "
-                            f"fail; scale them first, or pass --force to do it anyway")
-    return infra
-
-
-def _stored_template(infra: InfraRecord) -> Template | None:
-    """The descriptor an infrastructure was built from, when it is still there and valid."""
-    if not infra.descriptor or not os.path.isfile(infra.descriptor):
-        return None
-    try:
-        # Strato accepted this descriptor when it was built (confined then if it came over HTTP), so
-        # its `../` imports from a CLI build are read again as they were then.
-        return load_template(infra.descriptor, confined=False)
-    except DescriptorError:
-        return None
-
-
-def _stored_inputs(template: Template, infra: InfraRecord, strict: bool = False) -> dict:
-    """The inputs an infrastructure was built with; `strict`: raise what is wrong with them (a secret input
-    whose sealed value cannot be opened) rather than take them as stored."""
-    try:
-        return resolve_inputs(template, {k: v for k, v in infra.inputs.items() if k in template.inputs})
-    except DescriptorError:
-        if strict:
-            raise
-        return dict(infra.inputs)
-
-
-def _wanted(infra: InfraRecord, template: Template | None, node: str) -> int | None:
-    """A node's desired count as far as it is known (None: unknown, assume some)."""
-    if infra.desired.get(node) is not None:
-        return infra.desired[node]
-    if template is not None and node in template.node_templates:
-        return template.node_templates[node].instance_count(_stored_inputs(template, infra))
-    return None
 
 
 def graph(path: str, fmt: str = "dot", confined: bool = True) -> str | dict | bytes:

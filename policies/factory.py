@@ -168,14 +168,23 @@ def build_policy(template, policy, node: str, inputs: dict[str, Any] | None = No
     return built
 
 
-def scaling_policies(template, inputs: dict[str, Any] | None = None, **options) -> dict[str, list[ScalingPolicy]]:
+def scaling_policies(template, inputs: dict[str, Any] | None = None, errors: list | None = None,
+                     **options) -> dict[str, list[ScalingPolicy]]:
     """node name -> the scaling policy objects steering it, in template order (groups expanded).
 
-    Raises PolicyError naming the policy, its position and the bad setting."""
+    Raises PolicyError naming the policy, its position and the bad setting; with `errors`, a policy that
+    cannot be built (a bad setting, a rule the sandbox refuses) goes there as (policy name, message)
+    instead, and the others still steer their nodes (what the maintain loop wants)."""
     out: dict[str, list[ScalingPolicy]] = {}
     for policy in template.policies.values():
         for node in policy.target_nodes(template):
-            built = build_policy(template, policy, node, inputs, **options)
+            try:
+                built = build_policy(template, policy, node, inputs, **options)
+            except Exception as exc:
+                if errors is None:
+                    raise
+                errors.append((policy.name, f"{type(exc).__name__}: {exc}"))
+                break
             if built is not None:
                 out.setdefault(node, []).append(built)
     return out

@@ -41,7 +41,9 @@ def command(name, node, count, to, by, drop, force, no_apply, wait, quiet, state
     where it is set. Scaling to 0 a node that others depend on is refused, naming them, unless
     --force is given.
     """
-    from orchestrator.maintain import current_count, request_scale
+    from orchestrator import scaling
+    from orchestrator.maintain import request_scale
+    from orchestrator.stored import stored_template
 
     given = [x for x in (count, to, by, drop) if x is not None]
     if len(given) != 1:
@@ -50,16 +52,20 @@ def command(name, node, count, to, by, drop, force, no_apply, wait, quiet, state
                              else ("by", by, None) if by is not None else ("drop", None, drop))
     store = service.open_store(state_path)
     infra = service.require_infra(store, name)
-    after = value if kind == "to" else current_count(infra, node) + (value if kind == "by" else -1)
+    template = stored_template(infra)   # read once: the count, the checks and the pass all use it
+    current = scaling.desired_count(infra, node, template) or 0
+    after = value if kind == "to" else current + (value if kind == "by" else -1)
     what = {"to": f"to {value}", "by": f"by {value:+d}" if value is not None else "", "drop": f"--drop {instance}"}[kind]
-    service.check_scale(store, name, node, after, force, source=f"strato scale {name} {node} {what}")
+    scaling.check_scale(store, name, node, after, force, source=f"strato scale {name} {node} {what}",
+                        template=template)
     if no_apply and kind == "to":  # the desired count itself: the next build or maintain pass applies it
-        result = {**service.scale(store, name, node, value, force=force), "request": None, "applied": False}
+        result = {**scaling.set_desired(store, name, node, value, force=force, template=template),
+                  "request": None, "applied": False}
     elif no_apply:
-        request = store.add_scale_request(name, node, kind, value, instance)
+        request = scaling.record_request(store, name, node, kind, value, instance)
         result = {"infrastructure": name, "node": node, "request": request, "applied": False}
     else:
-        result = request_scale(store, name, node, kind, value, instance, wait=wait)
+        result = request_scale(store, name, node, kind, value, instance, wait=wait, template=template)
     outcome = result.get("result") or {}
     if as_json:
         emit_json(result)

@@ -39,7 +39,8 @@ def _render(data: dict, store, events: int) -> list[str]:
 def _probes(targets: list[tuple]) -> list:
     """The maintain loop's health checks (HTTP, TCP, command) for (instance, health_check) pairs, all at once,
     each within its own time limit (a stopped replica costs one timeout, not one per instance)."""
-    from orchestrator.maintain import MaintainOptions, probe_all
+    from orchestrator.health import probe_all
+    from orchestrator.maintain import MaintainOptions
     results = probe_all(targets, MaintainOptions().health_timeout)
     return [results.get(rec.key) for rec, _ in targets]
 

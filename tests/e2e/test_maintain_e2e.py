@@ -21,6 +21,9 @@ from tests.e2e.test_local_e2e import EXAMPLE, post, unique
 pytest.importorskip("sklearn", reason="the ai-inference example needs scikit-learn (pip install '.[test]')")
 pytest.importorskip("prometheus_client", reason="the ai-inference example needs prometheus-client")
 
+import policies.factory  # noqa: E402, F401 - the policies these tests run: a broken import fails, never skips
+import policies.optimizer  # noqa: E402, F401
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROWS = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 
@@ -191,7 +194,6 @@ def replicas(store, name: str) -> int:
 
 def run_load_step(strato, strato_home, descriptor: str, metric: str, *loop_args: str) -> list[int]:
     """Build, start the loop, load, unload: the desired replica counts seen over time."""
-    pytest.importorskip("policies.factory", reason="the target-tracking policy (policies/) has not landed")
     name = unique("tt")
     proc = strato("build", descriptor, "--name", name, "-q", timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -307,7 +309,6 @@ OPTIMIZER_POLICY = """
 
 
 def test_optimizer_policy_drives_the_example_under_a_ramp_and_its_samples_accumulate(strato, strato_home, tmp_path):
-    pytest.importorskip("policies.optimizer", reason="the optimizer policy (policies/optimizer.py) has not landed")
     descriptor = example_with_policy(tmp_path, "request_rate", 12)
     text = open(descriptor).read()
     text = text[:text.index("\n  policies:")] + OPTIMIZER_POLICY + text[text.index("\n  outputs:"):]

@@ -63,9 +63,9 @@ def test_submit_follow_scale_destroy_over_http(strato_home):
             os.kill(pid, 0)                                   # a real process runs
             resp = client.post(f"/v1/infrastructures/{name}/nodes/worker/scale", json={"to": 2})
             assert resp.status_code == 202
-            more = sse_until(client, name, "build_finished", last_id=events[-1][0])
+            more = sse_until(client, name, "maintain_acted", last_id=events[-1][0])  # one pass applies it
             assert more[0][0] > events[-1][0]                 # resumed after the last seen id, nothing repeated
-            assert [d["kind"] for _, d in more][:1] == ["scaled"]
+            assert [d["kind"] for _, d in more][:2] == ["scale_requested", "scaled"]
             info = client.get(f"/v1/infrastructures/{name}").json()
             assert [i["status"] for i in info["instances"]] == ["ready", "ready"]
             with server.client(READ_TOKEN) as reader:

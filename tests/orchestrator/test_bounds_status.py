@@ -10,7 +10,7 @@ import time
 import pytest
 
 from descriptors.diagnostics import DescriptorError
-from orchestrator import service
+from orchestrator import scaling, service
 from orchestrator.executor import RunOptions
 from orchestrator.service import UserError
 
@@ -62,24 +62,24 @@ def test_input_above_max_is_refused_naming_the_bound(strato_home, doc):
 
 def test_scale_enforces_min_max_and_ceiling(built, monkeypatch):
     with pytest.raises(DescriptorError) as err:
-        service.scale(built, "b1", "server", 25)
+        scaling.set_desired(built, "b1", "server", 25)
     assert err.value.diagnostics[0].code == "INSTANCES_ABOVE_MAX"
     assert ":14:" in err.value.diagnostics[0].message  # where max_instances is written
     with pytest.raises(DescriptorError) as err:
-        service.scale(built, "b1", "server", 0)
+        scaling.set_desired(built, "b1", "server", 0)
     assert err.value.diagnostics[0].code == "INSTANCES_BELOW_MIN"
     monkeypatch.setenv("STRATO_MAX_INSTANCES_PER_NODE", "3")
     with pytest.raises(DescriptorError) as err:
-        service.scale(built, "b1", "trainer", 4)
+        scaling.set_desired(built, "b1", "trainer", 4)
     assert err.value.diagnostics[0].code == "INSTANCES_OVER_CEILING"
-    assert service.scale(built, "b1", "server", 3)["desired"] == 3
+    assert scaling.set_desired(built, "b1", "server", 3)["desired"] == 3
 
 
 def test_scale_to_zero_with_dependents_needs_force(built):
     with pytest.raises(UserError, match="server depend"):
-        service.scale(built, "b1", "trainer", 0)
+        scaling.set_desired(built, "b1", "trainer", 0)
     assert built.get_infra("b1").desired.get("trainer") is None
-    assert service.scale(built, "b1", "trainer", 0, force=True)["desired"] == 0
+    assert scaling.set_desired(built, "b1", "trainer", 0, force=True)["desired"] == 0
 
 
 def test_huge_default_instances_fails_validate_and_plan_without_allocating(strato, tmp_path):

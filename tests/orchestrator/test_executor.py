@@ -11,7 +11,7 @@ import pytest
 from drivers import providers
 from drivers.base import DriverError, Observed
 from drivers.noop import NoopDriver
-from orchestrator import service
+from orchestrator import scaling, service
 from orchestrator.executor import RunOptions
 from orchestrator.state import StateStore
 
@@ -194,7 +194,7 @@ def test_plan_actions_and_exit_semantics(tmp_path, strato_home, flaky):
     changed = service.plan(path, "t", {}, store)
     assert [(a.node, a.kind) for a in changed.changes] == [("b", "replace")]
     # scaling down deletes the highest indexes
-    service.scale(store, "t", "a", 1)
+    scaling.set_desired(store, "t", "a", 1)
     scaled = service.plan(path, "t", {}, store)
     assert ("a", 1, "delete") in [(x.node, x.index, x.kind) for x in scaled.changes]
     assert build(path, store)["ok"]

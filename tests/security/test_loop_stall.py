@@ -21,7 +21,8 @@ import pytest
 
 from orchestrator import service
 from orchestrator.executor import RunOptions
-from orchestrator.maintain import Maintainer, MaintainOptions, probe_all
+from orchestrator.health import probe_all
+from orchestrator.maintain import Maintainer, MaintainOptions
 from orchestrator.metrics import ScrapeSource
 from orchestrator.state import InstanceRecord, StateStore
 from policies.base import Observation, PolicyError
