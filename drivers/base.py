@@ -52,6 +52,27 @@ class InstanceSpec:
     timeout: float = 300.0
 
 
+@dataclass(frozen=True)
+class Pricing:
+    """How an instance of a backend is priced from the price tables (orchestrator/cost.py reads it).
+
+    `table` names the section of the price file; `size` the properties naming the priced size, the
+    first one set wins (else `default`); `count` a property multiplying the price; `regional`: the
+    section holds one table per region. `free`: running it costs nothing; `per_use`: billed per
+    request on top (its hourly price is 0)."""
+
+    table: str = ""
+    size: tuple[str, ...] = ()
+    default: str = ""
+    count: str = ""
+    regional: bool = True
+    free: bool = False
+    per_use: bool = False
+
+
+FREE = Pricing(free=True)
+
+
 @dataclass
 class Observed:
     """What a backend reports about an instance now."""
@@ -85,6 +106,8 @@ class Driver:
     # Properties naming a file or directory on this machine, relative to the descriptor's directory (a
     # descriptor received over HTTP may only name files inside its own bundle).
     path_properties: tuple[str, ...] = ()
+    # How the price tables price an instance (None: no known price unless the node gives cost_per_hour).
+    pricing: Pricing | None = None
 
     @classmethod
     def host_code(cls, properties: dict[str, Any], deleting: bool = False) -> str:

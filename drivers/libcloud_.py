@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import DEPENDENCIES_META, node_of_key, optional_module, render_user_data
+from drivers.common import DEPENDENCIES_META, node_of_key, optional_module, render_user_data, strato_home
 
 BACKEND = "libcloud"
 META_KEY = "strato_key"
@@ -158,7 +158,6 @@ def _write_marker(spec: InstanceSpec, handle: dict) -> None:
 
 
 def _read_marker(key: str) -> dict | None:
-    from orchestrator.state import strato_home
     name = os.path.basename(_marker_path(".", key))
     for path in glob.glob(os.path.join(strato_home(), "infrastructures", "*", "libcloud", name)):
         try:

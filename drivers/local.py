@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed, user_umask
+from drivers.base import FREE, Driver, DriverError, InstanceSpec, Observed, user_umask
 from drivers.common import (http_ok, make_private_dir, make_private_file, process_start_time, read_attributes,
                             tcp_ok)
 
@@ -110,6 +110,7 @@ def _log_tail(path: str | None, lines: int = 8) -> str:
 
 class LocalDriver(Driver):
     name = "local"
+    pricing = FREE
     runs_on_server_host = "starts a process on this machine"
     path_properties = ("cwd",)
 

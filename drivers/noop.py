@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 import time
 
-from drivers.base import Driver, InstanceSpec, Observed
+from drivers.base import FREE, Driver, InstanceSpec, Observed
 
 
 class NoopDriver(Driver):
     name = "noop"
+    pricing = FREE
 
     def __init__(self) -> None:
         self._live: dict[str, dict] = {}

@@ -14,7 +14,7 @@ import re
 import threading
 from typing import Any
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, Pricing
 from drivers.common import DEPENDENCIES_META, node_of_key, poll, render_user_data
 
 try:
@@ -109,6 +109,7 @@ def _addresses(server) -> tuple[str | None, str | None]:
 
 class OpenStackDriver(Driver):
     name = BACKEND
+    pricing = Pricing(table="openstack", size=("flavor_name", "flavor"), regional=False)  # the user's prices
     path_properties = ("cloud_init",)  # a one-line cloud_init names a file beside the descriptor
 
     def __init__(self) -> None:

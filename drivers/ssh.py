@@ -19,7 +19,7 @@ import yaml
 
 from drivers import playbooks
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import optional_module
+from drivers.common import ClaimStore, open_claim_store, optional_module, strato_home
 
 BACKEND = "ssh"
 POOL = "ssh"  # one claim space for every pool: a machine listed by two descriptors is still one machine
@@ -32,18 +32,16 @@ def state_path_for(infra_dir: str | None) -> str:
         return os.environ["STRATO_STATE"]
     if infra_dir and os.path.basename(os.path.dirname(os.path.abspath(infra_dir))) == "infrastructures":
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(infra_dir))), "state.db")
-    from orchestrator.state import default_state_path
-    return default_state_path()
+    return os.path.join(strato_home(), "state.db")
 
 
-_claims: dict = {}
+_claims: dict[str, ClaimStore] = {}
 
 
-def claims_at(path: str):
-    """The host_claims table of the state database at `path` (its interface lives with the state store)."""
+def claims_at(path: str) -> ClaimStore:
+    """The host_claims table of the state database at `path` (the orchestrator's state store provides it)."""
     if path not in _claims:
-        from orchestrator.state import HostClaims
-        _claims[path] = HostClaims(path)
+        _claims[path] = open_claim_store(path, BACKEND)
     return _claims[path]
 
 

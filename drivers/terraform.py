@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import optional_module
+from drivers.common import optional_module, strato_home
 
 BACKEND = "terraform"
 MARKER = "strato.json"
@@ -171,7 +171,6 @@ class TerraformDriver(Driver):
         if spec is not None:
             dirs = [work_dir_for(spec)]
         else:  # only the key is known (a destroy): look through this state home's working directories
-            from orchestrator.state import strato_home
             dirs = glob.glob(os.path.join(strato_home(), "infrastructures", "*", "terraform", "*"))
         for work_dir in dirs:
             try:

@@ -14,7 +14,7 @@ from descriptors.loader import load_template, require_topology, resolve_inputs
 from descriptors.secrets import Redactor, output_value, redactor, redactor_for, secret_input_names
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
-from orchestrator import bounds
+from orchestrator import bounds, cost
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
 from orchestrator.state import InfraRecord, StateStore
 
@@ -446,3 +446,40 @@ def _graph_png(loaded: Loaded) -> bytes:
     fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def infrastructure_cost(store: StateStore, name: str) -> dict:
+    """Hourly cost per node and in total of what an infrastructure runs now, priced from its instances' attributes."""
+    infra = require_infra(store, name)
+    nodes: dict[str, dict] = {}
+    for rec in store.instances(name):
+        if rec.status not in ("ready", "unknown", "creating", "replacing"):  # unknown: most likely still billed
+            continue
+        attrs = dict(rec.attributes or {})
+        props = {**(rec.handle or {}), **attrs}
+        placed = attrs.get("placement") or {}
+        if placed.get("cost_per_hour") is not None:
+            props["cost_per_hour"] = placed["cost_per_hour"]
+        hourly = cost.instance_hourly(rec.driver, props, props.get("region"))
+        row = nodes.setdefault(rec.node, {"node": rec.node, "instances": 0, "drivers": [], "usd_per_hour": 0.0,
+                                          "unpriced": 0, "pay_per_use": False})
+        row["instances"] += 1
+        if rec.driver not in row["drivers"]:
+            row["drivers"].append(rec.driver)
+        if getattr(cost.pricing_of(rec.driver), "per_use", False):
+            row["pay_per_use"] = True
+        if hourly is None:
+            row["unpriced"] += 1
+        else:
+            row["usd_per_hour"] += hourly
+    rows = sorted(nodes.values(), key=lambda r: r["node"])
+    for r in rows:
+        r["usd_per_hour"] = round(r["usd_per_hour"], 4)
+    total = round(sum(r["usd_per_hour"] for r in rows), 4)
+    table = cost.prices()
+    return {"infrastructure": infra.name, "nodes": rows, "usd_per_hour": total,
+            "usd_per_month": round(total * cost.HOURS_PER_MONTH, 2),
+            "prices": {"source": table.get("source"), "retrieved": table.get("retrieved"),
+                       "user_file": cost.user_price_file() if os.path.exists(cost.user_price_file()) else None},
+            "notes": ["Lambda nodes cost per request and GB-second on top (pay per use)"]
+            if any(r["pay_per_use"] for r in rows) else []}

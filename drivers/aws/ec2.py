@@ -14,7 +14,7 @@ from typing import Any
 
 from drivers.aws.common import (TAG_INFRA, TAG_KEY, TAG_NODE, AwsSettings, client, error_code, resource_name,
                                 strato_tags, translate)
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, Pricing
 from drivers.common import DEPENDENCIES_META, node_of_key, poll, render_user_data
 
 BACKEND = "ec2"
@@ -43,6 +43,7 @@ def _port_rules(ports: Any, node: str) -> list[dict]:
 
 class Ec2Driver(Driver):
     name = BACKEND
+    pricing = Pricing(table="ec2", size=("instance_type",), default="t3.micro")
     path_properties = ("cloud_init",)  # a one-line cloud_init names a file beside the descriptor
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ import zipfile
 from typing import Any
 
 from drivers.aws.common import TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, resource_name, translate
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, Pricing
 from drivers.common import node_of_key, poll
 
 BACKEND = "lambda"
@@ -48,6 +48,7 @@ class LambdaDriver(ServiceRoleNode, Driver):
     path_properties = ("code",)
 
     BACKEND = BACKEND
+    pricing = Pricing(per_use=True)  # 0 per hour when idle: see cost.lambda_monthly
     ROLE_SERVICE = "lambda.amazonaws.com"
     ROLE_SUFFIX = "fn"
 

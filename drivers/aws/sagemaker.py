@@ -13,7 +13,7 @@ from typing import Any
 
 from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, resource_name,
                                 strato_tags, translate)
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, Pricing
 from drivers.common import node_of_key, poll
 
 BACKEND = "sagemaker"
@@ -29,6 +29,7 @@ class SageMakerDriver(ServiceRoleNode, Driver):
     name = BACKEND
 
     BACKEND = BACKEND
+    pricing = Pricing(table="sagemaker", size=("instance_type",), default="ml.m5.large", count="instance_count")
     ROLE_SERVICE = "sagemaker.amazonaws.com"
     ROLE_SUFFIX = "sm"
 
