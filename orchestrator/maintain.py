@@ -1041,10 +1041,10 @@ def current_count(infra, node: str) -> int:
     if infra.desired.get(node) is not None:
         return int(infra.desired[node])
     from orchestrator import service
-    template = service._stored_template(infra)
+    template = service.stored_template(infra)
     if template is None or node not in template.node_templates:
         return 0
-    return template.node_templates[node].instance_count(service._stored_inputs(template, infra))
+    return template.node_templates[node].instance_count(service.stored_inputs(template, infra))
 
 
 def request_scale(store: StateStore, name: str, node: str, kind: str, value: int | None = None,

@@ -259,7 +259,7 @@ def _probe(infra: InfraRecord, instances: list, probe: Prober) -> str | None:
     """Run each node's health_check on its ready instances; one that fails it becomes `unhealthy` (in the returned
     view only: the maintain loop owns replacing it after its grace period). Returns why the checks could not
     run, if they could not."""
-    template = _stored_template(infra)
+    template = stored_template(infra)
     if template is None:
         return f"health checks not run: the descriptor {infra.descriptor} is gone or no longer valid"
     checks = {node: tmpl.properties.get("health_check") for node, tmpl in template.node_templates.items()}
@@ -301,7 +301,7 @@ def reveal_outputs(store: StateStore, name: str) -> dict:
 
 
 def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal: bool = False) -> dict:
-    template = _stored_template(infra)
+    template = stored_template(infra)
     if template is None and reveal:
         raise UserError(f"the descriptor '{infra.name}' was built from ({infra.descriptor}) is gone or no longer "
                         "valid, so its secret outputs cannot be computed again")
@@ -314,7 +314,7 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal
             # renumber the live instances so get_attribute lists exactly them
             live.append(dataclasses.replace(rec, index=counts[rec.node]))
             counts[rec.node] += 1
-    inputs = _stored_inputs(template, infra, strict=reveal)
+    inputs = stored_inputs(template, infra, strict=reveal)
     return compute_outputs(template, store, infra.name, inputs, counts, live, reveal)
 
 
@@ -357,9 +357,9 @@ def check_scale(store: StateStore, name: str, node: str, count: int, force: bool
         raise UserError("an instance count cannot be negative")
     if infra.dependencies and node not in infra.dependencies:
         raise UserError(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(infra.dependencies))})")
-    template = _stored_template(infra)
+    template = stored_template(infra)
     if template is not None and node in template.node_templates:
-        problem = bounds.count_problem(template, node, count, _stored_inputs(template, infra), source)
+        problem = bounds.count_problem(template, node, count, stored_inputs(template, infra), source)
         if problem:
             raise DescriptorError([problem])
     elif count > bounds.ceiling():
@@ -373,7 +373,7 @@ def check_scale(store: StateStore, name: str, node: str, count: int, force: bool
     return infra
 
 
-def _stored_template(infra: InfraRecord) -> Template | None:
+def stored_template(infra: InfraRecord) -> Template | None:
     """The descriptor an infrastructure was built from, when it is still there and valid."""
     if not infra.descriptor or not os.path.isfile(infra.descriptor):
         return None
@@ -385,7 +385,7 @@ def _stored_template(infra: InfraRecord) -> Template | None:
         return None
 
 
-def _stored_inputs(template: Template, infra: InfraRecord, strict: bool = False) -> dict:
+def stored_inputs(template: Template, infra: InfraRecord, strict: bool = False) -> dict:
     """The inputs an infrastructure was built with; `strict`: raise what is wrong with them (a secret input
     whose sealed value cannot be opened) rather than take them as stored."""
     try:
@@ -396,12 +396,16 @@ def _stored_inputs(template: Template, infra: InfraRecord, strict: bool = False)
         return dict(infra.inputs)
 
 
+# the names callers used before these became public (issue 18): new code uses the public ones
+_stored_template, _stored_inputs = stored_template, stored_inputs
+
+
 def _wanted(infra: InfraRecord, template: Template | None, node: str) -> int | None:
     """A node's desired count as far as it is known (None: unknown, assume some)."""
     if infra.desired.get(node) is not None:
         return infra.desired[node]
     if template is not None and node in template.node_templates:
-        return template.node_templates[node].instance_count(_stored_inputs(template, infra))
+        return template.node_templates[node].instance_count(stored_inputs(template, infra))
     return None
 
 
