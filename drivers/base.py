@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 # Everything Strato writes under $STRATO_HOME is private to its user, whatever writes it (SQLite's -wal,
@@ -73,17 +74,30 @@ class Pricing:
 FREE = Pricing(free=True)
 
 
+class ObservedStatus(StrEnum):
+    """What a backend says an instance is doing now (a str: drivers may pass the plain string)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"  # a job that ran to its end: alive, nothing to replace
+    MISSING = "missing"
+    FAILED = "failed"
+    UNKNOWN = "unknown"      # the backend could not be asked; detail says why
+
+
 @dataclass
 class Observed:
     """What a backend reports about an instance now."""
 
-    status: str  # running | completed | missing | failed | unknown (the backend could not be asked; detail says why)
+    status: ObservedStatus
     attributes: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        self.status = ObservedStatus(self.status)  # a status no observer knows is a driver bug: fail here
+
     @property
     def alive(self) -> bool:
-        return self.status in ("running", "completed")
+        return self.status in (ObservedStatus.RUNNING, ObservedStatus.COMPLETED)
 
 
 class Driver:
@@ -108,6 +122,8 @@ class Driver:
     path_properties: tuple[str, ...] = ()
     # How the price tables price an instance (None: no known price unless the node gives cost_per_hour).
     pricing: Pricing | None = None
+    # observe() is a local lookup (a process table, memory): observed inline, not from the thread pool.
+    cheap_observe = False
 
     @classmethod
     def host_code(cls, properties: dict[str, Any], deleting: bool = False) -> str:

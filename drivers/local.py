@@ -111,6 +111,7 @@ def _log_tail(path: str | None, lines: int = 8) -> str:
 class LocalDriver(Driver):
     name = "local"
     pricing = FREE
+    cheap_observe = True
     runs_on_server_host = "starts a process on this machine"
     path_properties = ("cwd",)
 

@@ -15,6 +15,7 @@ from drivers.base import FREE, Driver, InstanceSpec, Observed
 class NoopDriver(Driver):
     name = "noop"
     pricing = FREE
+    cheap_observe = True
 
     def __init__(self) -> None:
         self._live: dict[str, dict] = {}

@@ -11,13 +11,13 @@ from descriptors.functions import FunctionError, Resolver, Unresolved, template_
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from drivers.common import InstanceKey
-from orchestrator.observation import OBSERVED, UNKNOWN
 from orchestrator.state import InfraRecord, InstanceRecord
+from orchestrator.states import OBSERVED, InstanceStatus, PlanAction
 
 if TYPE_CHECKING:
     import networkx as nx
 
-CREATE, REPLACE, DELETE, NOOP = "create", "replace", "delete", "noop"
+CREATE, REPLACE, DELETE, NOOP = PlanAction.CREATE, PlanAction.REPLACE, PlanAction.DELETE, PlanAction.NOOP
 SYMBOL = {CREATE: "+", REPLACE: "~", DELETE: "-", NOOP: " "}
 
 
@@ -32,7 +32,7 @@ def instance_key(infra: InfraRecord | str, node: str, index: int, uid: str | Non
 
 @dataclass
 class Action:
-    kind: str
+    kind: PlanAction
     node: str
     index: int
     key: str
@@ -190,11 +190,12 @@ def plan_changes(template: Template, infra: InfraRecord, instances: list[Instanc
             rec = by_slot.get((node, index))
             if rec is None:
                 action = Action(CREATE, node, index, key, "new instance")
-            elif rec.status == UNKNOWN:  # what cannot be seen is left alone: recreating it could duplicate it
+            elif rec.status == InstanceStatus.UNKNOWN:  # left alone: recreating what cannot be seen could duplicate it
                 action = Action(NOOP, node, index, key, rec.error or "its backend did not answer", unknown=True)
-            elif rec.status != "ready":
-                why = {"creating": "resume an interrupted create", "missing": "its process/resource is gone",
-                       "failed": f"previous attempt failed: {rec.error or 'unknown error'}"}
+            elif rec.status != InstanceStatus.READY:
+                why = {InstanceStatus.CREATING: "resume an interrupted create",
+                       InstanceStatus.MISSING: "its process/resource is gone",
+                       InstanceStatus.FAILED: f"previous attempt failed: {rec.error or 'unknown error'}"}
                 action = Action(CREATE, node, index, key, why.get(rec.status, f"status was {rec.status}"))
             elif want_hash is not None and rec.spec_hash != want_hash:
                 action = Action(REPLACE, node, index, key, "its definition changed")
@@ -222,7 +223,7 @@ def format_plan(plan: Plan) -> str:
         if a.kind == NOOP and not a.unknown:
             continue
         label = f"{'?' if a.unknown else SYMBOL[a.kind]} {a.node}[{a.index}]"
-        verb = "replace?" if a.maybe else UNKNOWN if a.unknown else a.kind
+        verb = "replace?" if a.maybe else InstanceStatus.UNKNOWN if a.unknown else a.kind
         lines.append(f"{label:<32} {verb:<8} {a.reason}")
     s = plan.summary()
     unknown = sum(1 for a in plan.actions if a.unknown)

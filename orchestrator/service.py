@@ -17,6 +17,7 @@ from descriptors.yamlpos import to_plain
 from orchestrator import bounds, cost
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
 from orchestrator.state import InfraRecord, StateStore
+from orchestrator.states import BILLED, InfraStatus, InstanceStatus
 
 if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the functions that run it: `status` stays light
     import networkx as nx
@@ -119,7 +120,7 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
     inputs = _inputs_for(loaded.template, store, name, given_inputs)
     infra = store.get_infra(name)
     if infra is None:
-        infra = InfraRecord(name, "new", path, inputs, "new", {}, 0, 0)
+        infra = InfraRecord(name, "new", path, inputs, InfraStatus.NEW, {}, 0, 0)
     instances = store.instances(name) if infra.uid != "new" else []
     counts = desired_counts(loaded.template, infra, inputs)
     bounds.check_counts(loaded.template, inputs, counts, infra.desired, given_inputs)
@@ -164,7 +165,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         instances = _refresh(store, name, store.instances(name))
         counts = desired_counts(template, infra, inputs)
         the_plan = plan_changes(template, infra, instances, inputs, loaded.graph, counts)
-        store.set_infra_status(name, "building")
+        store.set_infra_status(name, InfraStatus.BUILDING)
         store.journal(name, "build_started", None, changes=len(the_plan.changes))
         if on_event:
             on_event({"event": "planned", "node": None, "index": None, "changes": len(the_plan.changes)})
@@ -175,7 +176,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
             if not any(r.node == node for r in store.instances(name)):
                 store.forget_node(name, node)
         outputs = compute_outputs(template, store, name, inputs, counts)
-        store.set_infra_status(name, "ready" if result.ok else "failed", outputs)
+        store.set_infra_status(name, InfraStatus.READY if result.ok else InfraStatus.FAILED, outputs)
         store.journal(name, "build_finished", None, ok=result.ok, failures=result.failures)
     report = result.to_dict()
     report.update({"infrastructure": name, "plan": the_plan.summary(), "outputs": outputs})
@@ -186,7 +187,7 @@ def _fail_unobserved(result, instances: list) -> None:
     """A build cannot call an instance ready that it could not observe (its backend did not answer): each is a
     failure of the build, and the instance is left as it is rather than recreated beside itself."""
     for rec in instances:
-        if rec.status == "unknown":
+        if rec.status == InstanceStatus.UNKNOWN:
             result.ok = False
             result.failures.append({"node": rec.node, "index": rec.index, "action": "observe", "error": rec.error})
 
@@ -234,17 +235,17 @@ def status(store: StateStore, name: str | None = None, refresh: bool = True, pro
         if refresh:
             instances = _refresh(store, infra.name, instances)
         probe_error = _probe(infra, instances, probe) if probe else None
-        leaving = [r for r in instances if r.status == "deleting"]
-        unhealthy = [r for r in instances if r.status not in ("ready", "deleting")]
+        leaving = [r for r in instances if r.status == InstanceStatus.DELETING]
+        unhealthy = [r for r in instances if r.status not in (InstanceStatus.READY, InstanceStatus.DELETING)]
         state = infra.status
-        if state == "ready" and unhealthy:
-            state = "degraded"
+        if state == InfraStatus.READY and unhealthy:
+            state = InfraStatus.DEGRADED
         outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
         hide = stored_redactor(infra)  # an instance may have copied a secret into its attributes or error
         result.append({"name": infra.name, "status": state, "descriptor": infra.descriptor,
                        "outputs": outputs, "instances": [hide.value(r.to_dict()) for r in instances],
                        "desired": infra.desired,
-                       "healthy": state == "ready" and not unhealthy and probe_error is None,
+                       "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
                        "missing": [hide.value(_brief(r)) for r in unhealthy],
                        "leaving": [hide.value(_brief(r)) for r in leaving],
                        **({"probe_error": probe_error} if probe_error else {})})
@@ -264,11 +265,11 @@ def _probe(infra: InfraRecord, instances: list, probe: Prober) -> str | None:
         return f"health checks not run: the descriptor {infra.descriptor} is gone or no longer valid"
     checks = {node: tmpl.properties.get("health_check") for node, tmpl in template.node_templates.items()}
     targets = [(i, rec, checks[rec.node]) for i, rec in enumerate(instances)
-               if rec.status == "ready" and isinstance(checks.get(rec.node), dict)]
+               if rec.status == InstanceStatus.READY and isinstance(checks.get(rec.node), dict)]
     results = probe([(rec, to_plain(check)) for _, rec, check in targets]) if targets else []
     for (i, rec, _), result in zip(targets, results):
         if result is not None and not result.ok:
-            instances[i] = dataclasses.replace(rec, status="unhealthy", error=result.detail)
+            instances[i] = dataclasses.replace(rec, status=InstanceStatus.UNHEALTHY, error=result.detail)
     return None
 
 
@@ -282,7 +283,7 @@ def outputs(store: StateStore, name: str, refresh: bool = True) -> dict:
     if not refresh:
         return infra.outputs
     instances = _refresh(store, name, store.instances(name))
-    if all(r.status == "ready" for r in instances):
+    if all(r.status == InstanceStatus.READY for r in instances):
         return infra.outputs
     return _live_outputs(store, infra, instances)
 
@@ -310,7 +311,7 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal
     live: list = []
     counts = {n: 0 for n in template.node_templates}
     for rec in instances:
-        if rec.status == "ready" and rec.node in counts:
+        if rec.status == InstanceStatus.READY and rec.node in counts:
             # renumber the live instances so get_attribute lists exactly them
             live.append(dataclasses.replace(rec, index=counts[rec.node]))
             counts[rec.node] += 1
@@ -321,7 +322,7 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal
 def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) -> dict:
     infra = require_infra(store, name)
     with store.locked(name, "strato destroy", options.lock_wait):
-        store.set_infra_status(name, "destroying")
+        store.set_infra_status(name, InfraStatus.DESTROYING)
         store.journal(name, "destroy_started", None)
         from orchestrator.executor import DestroyRun
         result = DestroyRun(infra, store, infra.dependencies, options, on_event).run()
@@ -329,7 +330,7 @@ def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) ->
             store.journal(name, "destroyed", None)
             store.delete_infra(name)
         else:
-            store.set_infra_status(name, "destroy_failed")
+            store.set_infra_status(name, InfraStatus.DESTROY_FAILED)
     report = result.to_dict()
     report["infrastructure"] = name
     return report
@@ -457,7 +458,7 @@ def infrastructure_cost(store: StateStore, name: str) -> dict:
     infra = require_infra(store, name)
     nodes: dict[str, dict] = {}
     for rec in store.instances(name):
-        if rec.status not in ("ready", "unknown", "creating", "replacing"):  # unknown: most likely still billed
+        if rec.status not in BILLED:
             continue
         attrs = dict(rec.attributes or {})
         props = {**(rec.handle or {}), **attrs}
