@@ -14,7 +14,7 @@ from descriptors.loader import load_template, require_topology, resolve_inputs
 from descriptors.secrets import Redactor, output_value, redactor, redactor_for, secret_input_names
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
-from orchestrator import bounds, cost
+from orchestrator import bounds, cost, observation
 from orchestrator.plan import Plan, attribute_view, desired_counts, make_resolver, plan_changes
 from orchestrator.state import InfraRecord, StateStore
 from orchestrator.states import BILLED, InfraStatus, InstanceStatus
@@ -135,7 +135,6 @@ def _refresh(store: StateStore, name: str, instances, record: bool = True):
     A vanished one becomes `missing` (the plan recreates it); one whose backend cannot answer becomes
     `unknown` with the reason (never the stored `ready`, and never recreated over what cannot be seen).
     record=False (a plan) changes only the returned records, not the state."""
-    from orchestrator import observation
     targets = [r for r in instances if r.status in observation.OBSERVED and r.handle is not None]
     seen = observation.observe_all(targets)
     out = []
