@@ -443,18 +443,7 @@ class DestroyRun:
                     break
                 for fut in done:
                     rec = futures.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        self.store.remove_instance(rec.key, self.infra.name, "deleted")
-                        self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
-                    else:
-                        error = self.redact.text(_describe(exc))
-                        self.store.update_instance(rec.key, status=InstanceStatus.DELETE_FAILED, error=error)
-                        failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
-                        outcomes[rec.node].status = "failed"
-                        outcomes[rec.node].error = error
-                        self.on_event({"event": "delete_failed", "node": rec.node, "index": rec.index,
-                                       "error": error, "ts": time.time()})
+                    self._delete_finished(rec, fut.exception(), outcomes[rec.node], failures)
                     remaining[rec.node] -= 1
                     if remaining[rec.node] == 0:
                         finish(rec.node)
@@ -467,3 +456,16 @@ class DestroyRun:
                 o.status, o.error = "skipped", "a node that depends on it could not be deleted"
         ok = not failures and all(o.status == "done" for o in outcomes.values())
         return RunResult(ok, outcomes, time.monotonic() - started, failures)
+
+    def _delete_finished(self, rec, exc: BaseException | None, outcome: NodeOutcome, failures: list[dict]) -> None:
+        """Record one instance's delete: its row removed, or delete_failed with the (redacted) error."""
+        if exc is None:
+            self.store.remove_instance(rec.key, self.infra.name, "deleted")
+            self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
+            return
+        error = self.redact.text(_describe(exc))
+        self.store.update_instance(rec.key, status=InstanceStatus.DELETE_FAILED, error=error)
+        failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
+        outcome.status, outcome.error = "failed", error
+        self.on_event({"event": "delete_failed", "node": rec.node, "index": rec.index, "error": error,
+                       "ts": time.time()})

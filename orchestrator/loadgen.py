@@ -177,6 +177,32 @@ def _offered(segments: list[Segment], a: float, b: float) -> float:
     return total / max(b - a, 1e-9)
 
 
+def _intervals(segments: list[Segment], duration_s: float, interval_s: float) -> tuple[float, list[Interval]]:
+    """The duration actually played (no longer than the trace) and its intervals, each with its offered rate."""
+    if not duration_s > 0 or not interval_s > 0:
+        raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
+    duration_s = min(duration_s, sum(s.seconds for s in segments))
+    count = max(1, math.ceil(duration_s / interval_s - 1e-9))
+    intervals = [Interval(k * interval_s, min((k + 1) * interval_s, duration_s)) for k in range(count)]
+    for i in intervals:
+        i.offered_rate = _offered(segments, i.start_s, i.end_s)
+    return duration_s, intervals
+
+
+def _request(url: str, method: str, data: bytes | None, headers: dict[str, str] | None, timeout_s: float) -> str | None:
+    """Send one request; None when it succeeded, else what went wrong (http_503, timeout, ConnectionRefusedError)."""
+    try:
+        request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+            return f"http_{response.status}" if response.status >= 400 else None
+    except urllib.error.HTTPError as error:
+        return f"http_{error.code}"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else type(reason).__name__
+
+
 def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: float = 5.0, seed: int = 0,
         timeout_s: float = 10.0, max_inflight: int = 256, method: str = "GET", data: bytes | None = None,
         headers: dict[str, str] | None = None, allow_remote: bool = False,
@@ -184,13 +210,9 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
     """Play the schedule for at most duration_s seconds (and no longer than the trace); results by completion
     interval. `on_interval` gets each interval's summary as soon as it closes."""
     check_loopback(url, allow_remote)
-    if not duration_s > 0 or not interval_s > 0 or not timeout_s > 0 or max_inflight < 1:
+    if not timeout_s > 0 or max_inflight < 1:
         raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
-    duration_s = min(duration_s, sum(s.seconds for s in segments))
-    count = max(1, math.ceil(duration_s / interval_s - 1e-9))
-    intervals = [Interval(k * interval_s, min((k + 1) * interval_s, duration_s)) for k in range(count)]
-    for i in intervals:
-        i.offered_rate = _offered(segments, i.start_s, i.end_s)
+    duration_s, intervals = _intervals(segments, duration_s, interval_s)
     lock = threading.Lock()
     slots = threading.BoundedSemaphore(max_inflight)
     stop = stop or threading.Event()
@@ -200,18 +222,8 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
         return intervals[min(len(intervals) - 1, max(0, int(at // interval_s)))]
 
     def one(scheduled: float) -> None:
-        kind = None
         try:
-            request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                response.read()
-                if response.status >= 400:
-                    kind = f"http_{response.status}"
-        except urllib.error.HTTPError as error:
-            kind = f"http_{error.code}"
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
-            kind = "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else type(reason).__name__
+            kind = _request(url, method, data, headers, timeout_s)
         finally:
             slots.release()
         done = time.monotonic() - started
