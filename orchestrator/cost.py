@@ -58,6 +58,7 @@ def _region(region: str | None) -> str:
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
+@lru_cache(maxsize=128)  # reading the driver table takes milliseconds; a class's pricing never changes
 def pricing_of(driver: str) -> Pricing | None:
     """How the driver registered under this name says its instances are priced (None: unknown driver or no price)."""
     try:
