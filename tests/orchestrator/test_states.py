@@ -131,3 +131,26 @@ def test_build_scale_replace_destroy_follow_the_transition_table(tmp_path, strat
     wrong = [(old, new, key) for old, new, key in transitions if not may_follow(old, new)]
     assert not wrong, f"status writes outside orchestrator/states.py's table: {wrong}"
     assert infra_states == [InfraStatus.READY]
+
+
+def test_infrastructure_cost_prices_each_instance_by_its_drivers_pricing(strato_home):
+    """The per-infrastructure report (service.py) over cost.py's pure pricing: each driver's declared Pricing."""
+    store = StateStore()
+    store.ensure_infra("c", None, {})
+    rows = [("web", 0, "ec2", {"instance_type": "t3.small", "region": "us-east-1"}, "ready"),
+            ("web", 1, "ec2", {"instance_type": "t3.small", "region": "us-east-1"}, "unknown"),
+            ("fn", 0, "lambda", {}, "ready"), ("job", 0, "local", {}, "creating"),
+            ("gone", 0, "ec2", {"instance_type": "t3.small"}, "failed"), ("odd", 0, "no-such-driver", {}, "ready")]
+    for node, index, driver, attrs, status in rows:
+        key = f"c/{node}/{index}@x"
+        store.record_intent("c", node, index, key, driver, InstanceStatus.CREATING)
+        store.update_instance(key, status=status, attributes=attrs)
+    report = service.infrastructure_cost(store, "c")
+    by_node = {r["node"]: r for r in report["nodes"]}
+    assert set(by_node) == {"web", "fn", "job", "odd"}  # a failed instance is not billed
+    assert by_node["web"]["usd_per_hour"] == pytest.approx(2 * 0.0208) and by_node["web"]["instances"] == 2
+    assert by_node["fn"]["pay_per_use"] and by_node["fn"]["usd_per_hour"] == 0.0
+    assert by_node["job"]["usd_per_hour"] == 0.0 and by_node["odd"]["unpriced"] == 1
+    assert report["usd_per_hour"] == pytest.approx(0.0416) and report["notes"]
+    with pytest.raises(service.NotFound):
+        service.infrastructure_cost(store, "nope")
