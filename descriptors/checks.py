@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from descriptors.diagnostics import did_you_mean
 from descriptors.functions import function_call
+from descriptors.schema import Schema
 from descriptors.values import PRIMITIVE_TYPES, check_value, describe
 
 MAX_VALUE_DEPTH = 60
@@ -41,7 +43,6 @@ def validate_value(value: Any, schema, registry, subpath: str = "", depth: int =
                 pdef = dtype.properties.get(key)
                 if pdef is None:
                     if dtype.properties:
-                        from descriptors.diagnostics import did_you_mean
                         hint = did_you_mean(key, dtype.properties)
                         problems.append((f"{subpath}.{key}", f"is not a field of data type {vtype}"
                                          + (f"; {hint}" if hint else "")))
@@ -51,7 +52,6 @@ def validate_value(value: Any, schema, registry, subpath: str = "", depth: int =
                 if pdef.required and not pdef.has_default and pname not in value:
                     problems.append((subpath, f"lacks the required field '{pname}' of data type {vtype}"))
         if dtype.entry_schema is not None and schema.entry_schema is None:
-            from descriptors.types import Schema
             schema = Schema(vtype, schema.constraints, dtype.entry_schema, dtype.key_schema)
             vtype = "map" if isinstance(value, dict) else "list"
     else:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from descriptors.checks import validate_value
 from descriptors.diagnostics import DescriptorError, DiagnosticSink, Position, did_you_mean, join_path
+from descriptors.schema import Schema
 from descriptors.values import (PRIMITIVE_TYPES, UNBOUNDED, Constraint, is_integer, parse_constraint,
                                value_type_name)
 from descriptors.yamlpos import YMap, load_yaml_file, position_of
@@ -54,16 +56,6 @@ TYPE_KEYS = {
 PROPERTY_KEYS = ("type", "description", "required", "default", "status", "constraints", "key_schema",
                  "entry_schema", "metadata", "external-schema", "value")
 STANDARD_OPERATIONS = ("create", "configure", "start", "stop", "delete")
-
-
-@dataclass
-class Schema:
-    """The type of a value with its constraints; entry_schema/key_schema for lists and maps."""
-
-    type: str = "any"
-    constraints: list[Constraint] = field(default_factory=list)
-    entry_schema: "Schema | None" = None
-    key_schema: "Schema | None" = None
 
 
 @dataclass
@@ -410,7 +402,6 @@ class TypeRegistry:
                            pdef.path + where + ".type",
                            did_you_mean(schema.type, list(PRIMITIVE_TYPES) + list(self.kinds["data"])))
         if pdef.has_default and pdef.default is not None and self.is_value_type(pdef.type):
-            from descriptors.checks import validate_value
             for subpath, problem in validate_value(pdef.default, pdef.schema, self):
                 sink.error("TYPE_BAD_DEFAULT", f"default of '{pdef.name}'{subpath} {problem}", pos,
                            pdef.path + ".default")

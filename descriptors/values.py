@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from descriptors.diagnostics import did_you_mean
+
 _NUMBER_UNIT = re.compile(r"^\s*([-+]?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
 _VERSION = re.compile(r"^(\d+)(?:\.(\d+)(?:\.(\d+)(?:\.([A-Za-z0-9_]+)(?:-(\d+))?)?)?)?$")
 
@@ -196,7 +198,6 @@ def parse_constraint(item: Any, vtype: str) -> tuple[Constraint | None, str | No
         return None, "a constraint must be a one-key mapping like '- greater_than: 0'"
     op, raw = next(iter(item.items()))
     if op not in CONSTRAINT_OPERATORS:
-        from descriptors.diagnostics import did_you_mean
         hint = did_you_mean(op, CONSTRAINT_OPERATORS)
         return None, f"unknown constraint operator '{op}'" + (f"; {hint}" if hint else "")
     if op in ("length", "min_length", "max_length"):

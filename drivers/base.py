@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 # Everything Strato writes under $STRATO_HOME is private to its user, whatever writes it (SQLite's -wal,
@@ -52,17 +53,51 @@ class InstanceSpec:
     timeout: float = 300.0
 
 
+@dataclass(frozen=True)
+class Pricing:
+    """How an instance of a backend is priced from the price tables (orchestrator/cost.py reads it).
+
+    `table` names the section of the price file; `size` the properties naming the priced size, the
+    first one set wins (else `default`); `count` a property multiplying the price; `regional`: the
+    section holds one table per region. `free`: running it costs nothing; `per_use`: billed per
+    request on top (its hourly price is 0)."""
+
+    table: str = ""
+    size: tuple[str, ...] = ()
+    default: str = ""
+    count: str = ""
+    regional: bool = True
+    free: bool = False
+    per_use: bool = False
+
+
+FREE = Pricing(free=True)
+
+
+class ObservedStatus(StrEnum):
+    """What a backend says an instance is doing now (a str: drivers may pass the plain string)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"  # a job that ran to its end: alive, nothing to replace
+    MISSING = "missing"
+    FAILED = "failed"
+    UNKNOWN = "unknown"      # the backend could not be asked; detail says why
+
+
 @dataclass
 class Observed:
     """What a backend reports about an instance now."""
 
-    status: str  # running | completed | missing | failed | unknown (the backend could not be asked; detail says why)
+    status: ObservedStatus
     attributes: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        self.status = ObservedStatus(self.status)  # a status no observer knows is a driver bug: fail here
+
     @property
     def alive(self) -> bool:
-        return self.status in ("running", "completed")
+        return self.status in (ObservedStatus.RUNNING, ObservedStatus.COMPLETED)
 
 
 class Driver:
@@ -85,6 +120,10 @@ class Driver:
     # Properties naming a file or directory on this machine, relative to the descriptor's directory (a
     # descriptor received over HTTP may only name files inside its own bundle).
     path_properties: tuple[str, ...] = ()
+    # How the price tables price an instance (None: no known price unless the node gives cost_per_hour).
+    pricing: Pricing | None = None
+    # observe() is a local lookup (a process table, memory): observed inline, not from the thread pool.
+    cheap_observe = False
 
     @classmethod
     def host_code(cls, properties: dict[str, Any], deleting: bool = False) -> str:

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 import yaml
 
@@ -108,6 +108,39 @@ def _tighten(path: str, mode: int) -> None:
 
 
 # -- cloud-init contextualisation --------------------------------------------------------------------------
+# -- what drivers need from the orchestrator's store, handed to them: drivers never import orchestrator/ ------
+def strato_home() -> str:
+    """The directory Strato keeps its state and infrastructures in: $STRATO_HOME, else ~/.strato."""
+    return os.environ.get("STRATO_HOME") or os.path.join(os.path.expanduser("~"), ".strato")
+
+
+class ClaimStore(Protocol):
+    """Claims on pooled hosts (the `ssh` driver's): which instance holds which host; atomic across processes."""
+
+    def claim(self, pool: str, candidates: list[str], key: str, infra: str) -> str | None: ...
+    def held_by(self, pool: str, key: str) -> str | None: ...
+    def readiness(self, pool: str, key: str) -> tuple[bool, dict]: ...
+    def mark_ready(self, pool: str, host: str, key: str, attributes: dict | None = None) -> None: ...
+    def release(self, pool: str, host: str, key: str) -> None: ...
+    def claims(self, pool: str | None = None) -> list[dict]: ...
+
+
+_claim_store_factory: list[Callable[[str], ClaimStore]] = []
+
+
+def provide_claim_store(factory: Callable[[str], ClaimStore]) -> None:
+    """The orchestrator hands drivers its claims table: `factory(state database path)` opens it."""
+    _claim_store_factory[:] = [factory]
+
+
+def open_claim_store(path: str, backend: str) -> ClaimStore:
+    """The claims table of the state database at `path`, from the factory the orchestrator provided."""
+    if not _claim_store_factory:
+        raise DriverError("no host claim store was provided (the orchestrator provides it when its state "
+                          "module loads)", backend=backend)
+    return _claim_store_factory[0](path)
+
+
 DEPENDENCIES_META = "strato.dependencies"  # in spec.metadata: {node: [attributes of each instance]} of what it needs
 # The most user data each provider accepts (bytes), and whether that counts the base64 form sent on the wire.
 USER_DATA_LIMITS = {

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
 from drivers.common import http_ok, node_of_key, optional_module, poll, read_attributes, tcp_ok
 
 BACKEND = "docker"
@@ -393,7 +393,7 @@ class DockerDriver(Driver):
         node = node_of_key(handle.get("key", "?"))
         container = self._container(self.client(handle.get("docker_host"), node), handle, node)
         if container is None:
-            return Observed("missing", {"container_id": handle.get("container_id")}, "container not found")
+            return Observed(ObservedStatus.MISSING, {"container_id": handle.get("container_id")}, "container not found")
         info = container.attrs.get("State", {})
         ports = {port: int(binds[0]["HostPort"]) for port, binds in
                  (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).items() if binds}
@@ -405,15 +405,16 @@ class DockerDriver(Driver):
             attrs.update({"host": endpoint[0], "port": endpoint[1], "url": f"http://{endpoint[0]}:{endpoint[1]}"})
         if handle.get("one_shot") and handle.get("completed"):
             attrs.update(handle.get("result") or {})
-            return Observed("completed", attrs)
+            return Observed(ObservedStatus.COMPLETED, attrs)
         if info.get("Status") in ("running", "created", "restarting"):
             health = (info.get("Health") or {}).get("Status")
             if health == "unhealthy":
-                return Observed("failed", attrs, "container reports unhealthy")
-            return Observed("running", attrs)
+                return Observed(ObservedStatus.FAILED, attrs, "container reports unhealthy")
+            return Observed(ObservedStatus.RUNNING, attrs)
         if handle.get("one_shot") and info.get("ExitCode") == 0:
-            return Observed("completed", attrs)
-        return Observed("failed", attrs, f"container {info.get('Status')} (exit code {info.get('ExitCode')})")
+            return Observed(ObservedStatus.COMPLETED, attrs)
+        return Observed(ObservedStatus.FAILED, attrs,
+                        f"container {info.get('Status')} (exit code {info.get('ExitCode')})")
 
     def delete(self, handle: dict) -> None:
         node = node_of_key(handle.get("key", "?"))

@@ -31,7 +31,7 @@ import re
 import threading
 from typing import Any
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
 from drivers.common import InstanceKey, node_of_key, optional_module, poll
 
 BACKEND = "kubernetes"
@@ -371,10 +371,10 @@ class KubernetesDriver(Driver):
         base = {"namespace": ns, "deployment": name, "service": handle.get("service"), "slot": handle["slot"],
                 "backend": BACKEND}
         if dep is None:
-            return Observed("missing", base, "deployment not found")
+            return Observed(ObservedStatus.MISSING, base, "deployment not found")
         slots = self._slots(dep)
         if slots.get(str(handle["slot"])) != handle["key"]:
-            return Observed("missing", base, f"slot {handle['slot']} is not this instance's")
+            return Observed(ObservedStatus.MISSING, base, f"slot {handle['slot']} is not this instance's")
         rank = sorted(slots, key=int).index(str(handle["slot"]))
         status = dep.status
         ready = (status.ready_replicas or 0) if status else 0
@@ -389,9 +389,9 @@ class KubernetesDriver(Driver):
             attrs.update(pod)
         for cond in (status.conditions or []) if status else []:
             if cond.type == "Progressing" and cond.status == "False":
-                return Observed("failed", attrs, f"{cond.reason}: {cond.message}")
+                return Observed(ObservedStatus.FAILED, attrs, f"{cond.reason}: {cond.message}")
         detail = f"{ready}/{dep.spec.replicas} replicas ready"
-        return Observed("running", attrs, detail)
+        return Observed(ObservedStatus.RUNNING, attrs, detail)
 
     def _pod_for(self, handle: dict, rank: int) -> dict | None:
         """The rank-th ready pod of the Deployment by name, if the cluster lists any."""
@@ -416,21 +416,21 @@ class KubernetesDriver(Driver):
             job = self._batch(handle["settings"], node).read_namespaced_job(name, ns)
         except Exception as exc:  # noqa: BLE001
             if _missing(exc):
-                return Observed("missing", attrs, "job not found")
+                return Observed(ObservedStatus.MISSING, attrs, "job not found")
             raise translate(exc, node, f"read job {ns}/{name}") from None
         status = job.status
         attrs.update({"succeeded": (status.succeeded or 0) if status else 0,
                       "failed": (status.failed or 0) if status else 0})
         for cond in (status.conditions or []) if status else []:
             if cond.type == "Complete" and cond.status == "True":
-                return Observed("completed", attrs)
+                return Observed(ObservedStatus.COMPLETED, attrs)
             if cond.type == "Failed" and cond.status == "True":
-                return Observed("failed", attrs, f"{cond.reason}: {cond.message}")
+                return Observed(ObservedStatus.FAILED, attrs, f"{cond.reason}: {cond.message}")
         if attrs["succeeded"] >= 1:
-            return Observed("completed", attrs)
+            return Observed(ObservedStatus.COMPLETED, attrs)
         if attrs["failed"] > int(handle.get("backoff_limit") or 0):
-            return Observed("failed", attrs, f"{attrs['failed']} pod(s) failed")
-        return Observed("running", attrs, "job running")
+            return Observed(ObservedStatus.FAILED, attrs, f"{attrs['failed']} pod(s) failed")
+        return Observed(ObservedStatus.RUNNING, attrs, "job running")
 
     # -- deleting ---------------------------------------------------------------------
     def delete(self, handle: dict) -> None:

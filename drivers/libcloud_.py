@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import DEPENDENCIES_META, node_of_key, optional_module, render_user_data
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
+from drivers.common import DEPENDENCIES_META, node_of_key, optional_module, render_user_data, strato_home
 
 BACKEND = "libcloud"
 META_KEY = "strato_key"
@@ -158,7 +158,6 @@ def _write_marker(spec: InstanceSpec, handle: dict) -> None:
 
 
 def _read_marker(key: str) -> dict | None:
-    from orchestrator.state import strato_home
     name = os.path.basename(_marker_path(".", key))
     for path in glob.glob(os.path.join(strato_home(), "infrastructures", "*", "libcloud", name)):
         try:
@@ -310,14 +309,14 @@ class LibcloudDriver(Driver):
     def observe(self, handle: dict) -> Observed:
         node = self._get(handle)
         if node is None:
-            return Observed("missing", {"node_id": handle.get("node_id")}, "node not found")
+            return Observed(ObservedStatus.MISSING, {"node_id": handle.get("node_id")}, "node not found")
         state = str(node.state).lower()
         attrs = {"node_id": str(node.id), "name": node.name, "state": state, "provider": handle["provider"],
                  "private_address": (node.private_ips or [None])[0], "public_address": (node.public_ips or [None])[0],
                  "backend": BACKEND}
         if state in RUNNING_STATES:
-            return Observed("running", attrs)
-        return Observed("missing" if state == "terminated" else "failed", attrs, f"node is {state}")
+            return Observed(ObservedStatus.RUNNING, attrs)
+        return Observed(ObservedStatus.MISSING if state == "terminated" else "failed", attrs, f"node is {state}")
 
     def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
         if spec is not None and spec.properties.get("provider"):

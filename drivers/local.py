@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed, user_umask
+from drivers.base import FREE, Driver, DriverError, InstanceSpec, Observed, ObservedStatus, user_umask
 from drivers.common import (http_ok, make_private_dir, make_private_file, process_start_time, read_attributes,
                             tcp_ok)
 
@@ -110,6 +110,8 @@ def _log_tail(path: str | None, lines: int = 8) -> str:
 
 class LocalDriver(Driver):
     name = "local"
+    pricing = FREE
+    cheap_observe = True
     runs_on_server_host = "starts a process on this machine"
     path_properties = ("cwd",)
 
@@ -253,11 +255,11 @@ class LocalDriver(Driver):
         if handle.get("one_shot"):
             if handle.get("completed"):
                 attrs.update(handle.get("result") or {})
-                return Observed("completed", attrs)
-            return Observed("running" if _alive(handle) else "missing", attrs)
+                return Observed(ObservedStatus.COMPLETED, attrs)
+            return Observed(ObservedStatus.RUNNING if _alive(handle) else "missing", attrs)
         if _alive(handle):
-            return Observed("running", attrs)
-        return Observed("missing", attrs, f"process {handle.get('pid')} is gone")
+            return Observed(ObservedStatus.RUNNING, attrs)
+        return Observed(ObservedStatus.MISSING, attrs, f"process {handle.get('pid')} is gone")
 
     def find(self, key: str, spec: InstanceSpec | None) -> dict | None:
         for pid in processes_with_key(key):

@@ -9,11 +9,13 @@ from __future__ import annotations
 import threading
 import time
 
-from drivers.base import Driver, InstanceSpec, Observed
+from drivers.base import FREE, Driver, InstanceSpec, Observed, ObservedStatus
 
 
 class NoopDriver(Driver):
     name = "noop"
+    pricing = FREE
+    cheap_observe = True
 
     def __init__(self) -> None:
         self._live: dict[str, dict] = {}
@@ -31,7 +33,7 @@ class NoopDriver(Driver):
         # A handle from another process (a later CLI run) is unknown here: taken as running.
         with self._lock:
             gone = handle.get("key") in self._deleted and handle.get("key") not in self._live
-        return Observed("missing" if gone else "running", {"key": handle.get("key")})
+        return Observed(ObservedStatus.MISSING if gone else "running", {"key": handle.get("key")})
 
     def delete(self, handle: dict) -> None:
         with self._lock:

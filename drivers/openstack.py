@@ -14,7 +14,7 @@ import re
 import threading
 from typing import Any
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus, Pricing
 from drivers.common import DEPENDENCIES_META, node_of_key, poll, render_user_data
 
 try:
@@ -109,6 +109,7 @@ def _addresses(server) -> tuple[str | None, str | None]:
 
 class OpenStackDriver(Driver):
     name = BACKEND
+    pricing = Pricing(table="openstack", size=("flavor_name", "flavor"), regional=False)  # the user's prices
     path_properties = ("cloud_init",)  # a one-line cloud_init names a file beside the descriptor
 
     def __init__(self) -> None:
@@ -233,7 +234,7 @@ class OpenStackDriver(Driver):
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, node, f"read server {handle['server_id']}") from None
         if server is None or server.status in ("DELETED", "SOFT_DELETED"):
-            return Observed("missing", {"server_id": handle["server_id"]}, "server not found")
+            return Observed(ObservedStatus.MISSING, {"server_id": handle["server_id"]}, "server not found")
         private, public = _addresses(server)
         flavor = server.flavor.get("id") if isinstance(server.flavor, dict) else getattr(server.flavor, "id", None)
         attrs = {"server_id": server.id, "name": server.name, "status": server.status, "private_address": private,
@@ -241,8 +242,8 @@ class OpenStackDriver(Driver):
                  "flavor_name": handle.get("flavor_name"), "region": handle["settings"].get("region_name"),
                  "backend": BACKEND}
         if server.status in ("ACTIVE", "BUILD", "REBOOT", "HARD_REBOOT"):
-            return Observed("running", attrs)
-        return Observed("failed", attrs, f"server is {server.status}")
+            return Observed(ObservedStatus.RUNNING, attrs)
+        return Observed(ObservedStatus.FAILED, attrs, f"server is {server.status}")
 
     def delete(self, handle: dict) -> None:
         node = node_of_key(handle.get("key", "?"))

@@ -7,7 +7,7 @@ what to add (an implementation on a cloud Strato has a driver for).
 
 from __future__ import annotations
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
 
 
 class PlaceholderDriver(Driver):
@@ -20,7 +20,7 @@ class PlaceholderDriver(Driver):
                           f"{todo}", retryable=False, backend=self.name)
 
     def observe(self, handle: dict) -> Observed:
-        return Observed("missing", detail="placeholders are never built")
+        return Observed(ObservedStatus.MISSING, detail="placeholders are never built")
 
     def delete(self, handle: dict) -> None:
         return None

@@ -18,8 +18,8 @@ import time
 import yaml
 
 from drivers import playbooks
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import optional_module
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
+from drivers.common import ClaimStore, open_claim_store, optional_module, strato_home
 
 BACKEND = "ssh"
 POOL = "ssh"  # one claim space for every pool: a machine listed by two descriptors is still one machine
@@ -32,18 +32,16 @@ def state_path_for(infra_dir: str | None) -> str:
         return os.environ["STRATO_STATE"]
     if infra_dir and os.path.basename(os.path.dirname(os.path.abspath(infra_dir))) == "infrastructures":
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(infra_dir))), "state.db")
-    from orchestrator.state import default_state_path
-    return default_state_path()
+    return os.path.join(strato_home(), "state.db")
 
 
-_claims: dict = {}
+_claims: dict[str, ClaimStore] = {}
 
 
-def claims_at(path: str):
-    """The host_claims table of the state database at `path` (its interface lives with the state store)."""
+def claims_at(path: str) -> ClaimStore:
+    """The host_claims table of the state database at `path` (the orchestrator's state store provides it)."""
     if path not in _claims:
-        from orchestrator.state import HostClaims
-        _claims[path] = HostClaims(path)
+        _claims[path] = open_claim_store(path, BACKEND)
     return _claims[path]
 
 
@@ -245,17 +243,19 @@ class SshDriver(Driver):
                  **(handle.get("result") or {})}
         holder = claims_at(handle["claims_db"]).held_by(POOL, handle["key"])
         if holder != handle["host_id"]:
-            return Observed("missing", attrs, f"host {handle['name']} is no longer claimed by this instance")
+            return Observed(ObservedStatus.MISSING, attrs,
+                            f"host {handle['name']} is no longer claimed by this instance")
         if not handle.get("configured"):
-            return Observed("failed", attrs, "its create/configure/start did not finish")
+            return Observed(ObservedStatus.FAILED, attrs, "its create/configure/start did not finish")
         if not ssh_answers(handle["address"], handle["port"]):
-            return Observed("failed", attrs, f"SSH on {handle['host_id']} does not answer")
+            return Observed(ObservedStatus.FAILED, attrs, f"SSH on {handle['host_id']} does not answer")
         command = (handle.get("health_check") or {}).get("command")
         if command and (handle.get("health_check") or {}).get("observe", True):
             code, out = run_command(handle, str(command))
             if code != 0:
-                return Observed("failed", attrs, f"health command exited {code}: {' '.join(out.split())[:200]}")
-        return Observed("running", attrs)
+                return Observed(ObservedStatus.FAILED, attrs,
+                                f"health command exited {code}: {' '.join(out.split())[:200]}")
+        return Observed(ObservedStatus.RUNNING, attrs)
 
     def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
         """The host this key holds. A claim whose configuration never finished (a crash mid-playbook) comes back

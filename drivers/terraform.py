@@ -17,8 +17,8 @@ import shutil
 import subprocess
 import time
 
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
-from drivers.common import optional_module
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
+from drivers.common import optional_module, strato_home
 
 BACKEND = "terraform"
 MARKER = "strato.json"
@@ -158,20 +158,19 @@ class TerraformDriver(Driver):
     def observe(self, handle: dict) -> Observed:
         state = self._state(handle["work_dir"])
         if state is None:
-            return Observed("missing", {}, f"no Terraform state in {handle['work_dir']}")
+            return Observed(ObservedStatus.MISSING, {}, f"no Terraform state in {handle['work_dir']}")
         outputs = {name: out.get("value") for name, out in (state.get("outputs") or {}).items()
                    if not out.get("sensitive")}
         resources = [r for r in state.get("resources") or [] if r.get("mode") == "managed"]
         attrs = {**outputs, "work_dir": handle["work_dir"], "resources": len(resources), "backend": BACKEND}
         if not resources and not outputs:
-            return Observed("missing", attrs, "the Terraform state holds no resources")
-        return Observed("running", attrs)
+            return Observed(ObservedStatus.MISSING, attrs, "the Terraform state holds no resources")
+        return Observed(ObservedStatus.RUNNING, attrs)
 
     def find(self, key: str, spec: InstanceSpec | None = None) -> dict | None:
         if spec is not None:
             dirs = [work_dir_for(spec)]
         else:  # only the key is known (a destroy): look through this state home's working directories
-            from orchestrator.state import strato_home
             dirs = glob.glob(os.path.join(strato_home(), "infrastructures", "*", "terraform", "*"))
         for work_dir in dirs:
             try:

@@ -1,8 +1,9 @@
-"""Cost: price tables (data files with source and date), hourly cost per instance/node, Lambda-vs-endpoint crossover.
+"""Cost, pure pricing: price tables (data files with source and date), hourly cost per instance, Lambda-vs-endpoint crossover.
 
 Shipped AWS prices live in orchestrator/prices/aws.yaml. OpenStack prices are the user's: give
 `cost_per_hour` on an implementation, or a `$STRATO_HOME/prices.yaml` (or $STRATO_PRICES) with
-`openstack: {FLAVOR: price}` (and any AWS overrides in the shipped file's shape).
+`openstack: {FLAVOR: price}` (and any AWS overrides in the shipped file's shape). Each driver says
+how its instances are priced (`Driver.pricing`). What an infrastructure costs now is service.infrastructure_cost.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from functools import lru_cache
 from typing import Any
 
 import yaml
+
+from drivers.base import Pricing
+from drivers.providers import UnknownDriver, driver_class
+from orchestrator.state import strato_home
 
 PRICE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prices")
 HOURS_PER_MONTH = 730.0
@@ -30,7 +35,6 @@ def _merge(base: dict, extra: dict) -> dict:
 def user_price_file() -> str:
     if os.environ.get("STRATO_PRICES"):
         return os.environ["STRATO_PRICES"]
-    from orchestrator.state import strato_home
     return os.path.join(strato_home(), "prices.yaml")
 
 
@@ -54,8 +58,18 @@ def _region(region: str | None) -> str:
     return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
+@lru_cache(maxsize=128)  # reading the driver table takes milliseconds; a class's pricing never changes
+def pricing_of(driver: str) -> Pricing | None:
+    """How the driver registered under this name says its instances are priced (None: unknown driver or no price)."""
+    try:
+        return driver_class(driver).pricing
+    except UnknownDriver:
+        return None
+
+
 def gpus_of(driver: str, instance_type: str | None) -> int | None:
-    table = prices().get({"ec2": "ec2", "sagemaker": "sagemaker"}.get(driver, ""), {})
+    pricing = pricing_of(driver)
+    table = (prices().get(pricing.table) or {}) if pricing and pricing.table else {}
     info = table.get("instance_types", {}).get(instance_type or "")
     return None if info is None else int(info.get("gpu", 0))
 
@@ -64,23 +78,19 @@ def instance_hourly(driver: str, props: dict[str, Any], region: str | None = Non
     """Hourly price of one Strato instance on a backend, or None when no price is known (Lambda: 0 when idle)."""
     if props.get("cost_per_hour") is not None:
         return float(props["cost_per_hour"])
-    table = prices()
-    if driver == "ec2":
-        return table.get("ec2", {}).get(_region(region or props.get("region")), {}).get(
-            str(props.get("instance_type") or "t3.micro"))
-    if driver == "sagemaker":
-        price = table.get("sagemaker", {}).get(_region(region or props.get("region")), {}).get(
-            str(props.get("instance_type") or "ml.m5.large"))
-        return None if price is None else price * int(props.get("instance_count") or 1)
-    if driver == "lambda":
+    pricing = pricing_of(driver)
+    if pricing is None:
+        return None
+    if pricing.free or pricing.per_use:
         return 0.0  # pay per use: see lambda_monthly
-    if driver == "openstack":
-        flavor = props.get("flavor_name") or props.get("flavor")
-        price = (table.get("openstack") or {}).get(str(flavor))
-        return None if price is None else float(price)
-    if driver in ("local", "noop", "sleep"):
-        return 0.0
-    return None
+    table = prices().get(pricing.table) or {}
+    if pricing.regional:
+        table = table.get(_region(region or props.get("region")), {})
+    size = next((props[k] for k in pricing.size if props.get(k)), None) or pricing.default
+    price = table.get(str(size))
+    if price is None:
+        return None
+    return float(price) * (int(props.get(pricing.count) or 1) if pricing.count else 1)
 
 
 def lambda_monthly(requests_per_month: float, duration_ms: float, memory_mb: float, region: str | None = None) -> float:
@@ -128,47 +138,10 @@ def inference_estimates(requests_per_month: float, duration_ms: float, lambda_me
     return {"requests_per_month": requests_per_month, "duration_ms": duration_ms,
             "lambda_usd_month": round(lam, 2), "endpoint_usd_month": None if ep is None else round(ep, 2),
             "cheaper": cheaper,
-            "crossover_requests_per_month": _round(crossover_requests(duration_ms, lambda_memory_mb, endpoint_type,
+            "crossover_requests_per_month": round_count(crossover_requests(duration_ms, lambda_memory_mb, endpoint_type,
                                                                       endpoint_count, region))}
 
 
-def _round(x):
+def round_count(x: float | None) -> float | int | None:
+    """A count rounded to a whole number; None and infinity stay as they are."""
     return None if x is None else (x if math.isinf(x) else round(x))
-
-
-def infrastructure_cost(store, name: str) -> dict:
-    """Hourly cost per node and in total of what an infrastructure runs now, priced from its instances' attributes."""
-    from orchestrator.service import _require_infra
-    infra = _require_infra(store, name)
-    nodes: dict[str, dict] = {}
-    for rec in store.instances(name):
-        if rec.status not in ("ready", "unknown", "creating", "replacing"):  # unknown: most likely still billed
-            continue
-        attrs = dict(rec.attributes or {})
-        props = {**(rec.handle or {}), **attrs}
-        placed = attrs.get("placement") or {}
-        if placed.get("cost_per_hour") is not None:
-            props["cost_per_hour"] = placed["cost_per_hour"]
-        hourly = instance_hourly(rec.driver, props, props.get("region"))
-        row = nodes.setdefault(rec.node, {"node": rec.node, "instances": 0, "drivers": [], "usd_per_hour": 0.0,
-                                          "unpriced": 0, "pay_per_use": False})
-        row["instances"] += 1
-        if rec.driver not in row["drivers"]:
-            row["drivers"].append(rec.driver)
-        if rec.driver == "lambda":
-            row["pay_per_use"] = True
-        if hourly is None:
-            row["unpriced"] += 1
-        else:
-            row["usd_per_hour"] += hourly
-    rows = sorted(nodes.values(), key=lambda r: r["node"])
-    for r in rows:
-        r["usd_per_hour"] = round(r["usd_per_hour"], 4)
-    total = round(sum(r["usd_per_hour"] for r in rows), 4)
-    table = prices()
-    return {"infrastructure": infra.name, "nodes": rows, "usd_per_hour": total,
-            "usd_per_month": round(total * HOURS_PER_MONTH, 2),
-            "prices": {"source": table.get("source"), "retrieved": table.get("retrieved"),
-                       "user_file": user_price_file() if os.path.exists(user_price_file()) else None},
-            "notes": ["Lambda nodes cost per request and GB-second on top (pay per use)"]
-            if any(r["pay_per_use"] for r in rows) else []}

@@ -21,11 +21,11 @@ from descriptors.template import Template
 from drivers.base import Driver, DriverError, InstanceSpec
 from drivers.providers import get_driver
 from orchestrator import lifecycle, placement
-from orchestrator.observation import OBSERVED, UNKNOWN
 from orchestrator.observation import describe as _describe
 from orchestrator.plan import (CREATE, DELETE, NOOP, REPLACE, Action, AttributeView, Plan, make_resolver,
                                node_properties, spec_hash)
 from orchestrator.state import InfraRecord, StateStore
+from orchestrator.states import OBSERVED, InstanceStatus
 
 log = logging.getLogger("strato.executor")
 EventSink = Callable[[dict], None]
@@ -51,7 +51,8 @@ class NodeOutcome:
 
 def no_work() -> dict[str, int]:
     """What a run did, per kind of action: counted from results, not from the plan."""
-    return {CREATE: 0, REPLACE: 0, DELETE: 0, NOOP: 0, "failed": 0, "skipped": 0, "adopted": 0, UNKNOWN: 0}
+    return {CREATE: 0, REPLACE: 0, DELETE: 0, NOOP: 0, "failed": 0, "skipped": 0, "adopted": 0,
+            InstanceStatus.UNKNOWN: 0}
 
 
 @dataclass
@@ -242,8 +243,8 @@ class BuildRun:
         for action in actions:
             rec = self.records.get(action.key)
             kind = action.kind
-            if action.unknown or (kind == NOOP and rec is not None and rec.status == UNKNOWN):
-                self.done[UNKNOWN] += 1  # not observed: neither kept as ready nor touched
+            if action.unknown or (kind == NOOP and rec is not None and rec.status == InstanceStatus.UNKNOWN):
+                self.done[InstanceStatus.UNKNOWN] += 1  # not observed: neither kept as ready nor touched
                 continue
             if kind == NOOP or (kind == REPLACE and action.maybe):
                 if rec is not None and rec.spec_hash == want_hash:
@@ -252,13 +253,13 @@ class BuildRun:
                 kind = REPLACE
             spec = InstanceSpec(key=action.key, index=action.index, node_attributes=node_attrs, **base_spec)
             prior = rec.handle if (kind == REPLACE and rec is not None) else None
-            if kind == CREATE and rec is not None and rec.status == "replacing" and rec.handle:
+            if kind == CREATE and rec is not None and rec.status == InstanceStatus.REPLACING and rec.handle:
                 # A replace was interrupted: the old instance may still run under the same key, and
                 # `find` would adopt it as the new one. Remove it first, then adopt only what remains.
                 prior = rec.handle
             adopt = rec is not None and kind == CREATE
-            self.store.record_intent(self.infra.name, node, action.index, action.key, driver_name,
-                                     "replacing" if kind == REPLACE else "creating", want_hash,
+            intent = InstanceStatus.REPLACING if kind == REPLACE else InstanceStatus.CREATING
+            self.store.record_intent(self.infra.name, node, action.index, action.key, driver_name, intent, want_hash,
                                      event=f"{kind}_started", reason=action.reason)
             self.emit(f"{kind}_started", node, action.index)
             job = _Job(node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
@@ -275,7 +276,7 @@ class BuildRun:
         if rec is None:
             self.done[DELETE] += 1  # removed meanwhile: already gone
             return
-        self.store.update_instance(action.key, status="deleting", event="delete_started",
+        self.store.update_instance(action.key, status=InstanceStatus.DELETING, event="delete_started",
                                    event_detail={"reason": action.reason}, infra=self.infra.name)
         self.emit("delete_started", action.node, action.index)
         job = _Job(action.node, action.index, action.key, DELETE, time.monotonic() + self.options.timeout,
@@ -291,19 +292,19 @@ class BuildRun:
                 self.emit("deleted", job.node, job.index)
             else:
                 self.done["failed"] += 1
-                self.store.update_instance(job.key, status="delete_failed", error=self._describe(exc))
+                self.store.update_instance(job.key, status=InstanceStatus.DELETE_FAILED, error=self._describe(exc))
                 self.failures.append({"node": job.node, "index": job.index, "action": "delete",
                                       "error": self._describe(exc)})
                 self.emit("delete_failed", job.node, job.index, error=self._describe(exc))
             return
         if exc is not None:
-            self.store.update_instance(job.key, status="failed", error=self._describe(exc))
+            self.store.update_instance(job.key, status=InstanceStatus.FAILED, error=self._describe(exc))
             self._job_failed(job, self._describe(exc), ready, dependents, waiting_on)
             return
         handle, attrs, adopted = fut.result()
         self.done[job.kind] += 1
         self.done["adopted"] += adopted
-        self.store.update_instance(job.key, status="ready", handle=handle, attributes=attrs, error=None,
+        self.store.update_instance(job.key, status=InstanceStatus.READY, handle=handle, attributes=attrs, error=None,
                                    event="ready", event_detail={"adopted": adopted}, infra=self.infra.name)
         self.view.instance_attrs[(job.node, job.index)] = attrs
         self.emit("ready", job.node, job.index, adopted=adopted, seconds=round(time.monotonic() - job.started, 3))
@@ -315,7 +316,7 @@ class BuildRun:
         # Runs on a worker thread after a timeout: keep the handle so destroy/retry can find it.
         if fut.exception() is None:
             handle, attrs, _ = fut.result()
-            self.store.update_instance(job.key, status="failed", handle=handle, attributes=attrs,
+            self.store.update_instance(job.key, status=InstanceStatus.FAILED, handle=handle, attributes=attrs,
                                        error="finished after its timeout")
 
     def _describe(self, exc: BaseException) -> str:
@@ -325,7 +326,7 @@ class BuildRun:
         self.done["failed"] += 1
         error = self.redact.text(error)
         if job.timed_out:
-            self.store.update_instance(job.key, status="failed", error=error)
+            self.store.update_instance(job.key, status=InstanceStatus.FAILED, error=error)
         self.store.journal(self.infra.name, "failed", job.key, error=error)
         self.failures.append({"node": job.node, "index": job.index, "action": job.kind, "error": error})
         self.emit("failed", job.node, job.index, error=error)
@@ -411,7 +412,7 @@ class DestroyRun:
                 finish(node)
                 return
             for rec in by_node[node]:
-                self.store.update_instance(rec.key, status="deleting", event="delete_started",
+                self.store.update_instance(rec.key, status=InstanceStatus.DELETING, event="delete_started",
                                            infra=self.infra.name)
                 self.on_event({"event": "delete_started", "node": node, "index": rec.index, "ts": time.time()})
                 futures[pool.submit(_delete_instance, rec.driver, rec.handle, rec.key, self.options)] = rec
@@ -442,7 +443,7 @@ class DestroyRun:
                     break
                 for fut in done:
                     rec = futures.pop(fut)
-                    self._record_delete(rec, fut.exception(), failures, outcomes)
+                    self._delete_finished(rec, fut.exception(), outcomes[rec.node], failures)
                     remaining[rec.node] -= 1
                     if remaining[rec.node] == 0:
                         finish(rec.node)
@@ -456,16 +457,15 @@ class DestroyRun:
         ok = not failures and all(o.status == "done" for o in outcomes.values())
         return RunResult(ok, outcomes, time.monotonic() - started, failures)
 
-    def _record_delete(self, rec, exc: BaseException | None, failures: list[dict], outcomes: dict) -> None:
-        """How one instance's delete ended: the instance removed, or marked delete_failed with the reason."""
+    def _delete_finished(self, rec, exc: BaseException | None, outcome: NodeOutcome, failures: list[dict]) -> None:
+        """Record one instance's delete: its row removed, or delete_failed with the (redacted) error."""
         if exc is None:
             self.store.remove_instance(rec.key, self.infra.name, "deleted")
             self.on_event({"event": "deleted", "node": rec.node, "index": rec.index, "ts": time.time()})
             return
         error = self.redact.text(_describe(exc))
-        self.store.update_instance(rec.key, status="delete_failed", error=error)
+        self.store.update_instance(rec.key, status=InstanceStatus.DELETE_FAILED, error=error)
         failures.append({"node": rec.node, "index": rec.index, "action": "delete", "error": error})
-        outcomes[rec.node].status = "failed"
-        outcomes[rec.node].error = error
-        self.on_event({"event": "delete_failed", "node": rec.node, "index": rec.index,
-                       "error": error, "ts": time.time()})
+        outcome.status, outcome.error = "failed", error
+        self.on_event({"event": "delete_failed", "node": rec.node, "index": rec.index, "error": error,
+                       "ts": time.time()})

@@ -9,9 +9,12 @@ attributes (a local connection unless the attributes name an SSH login).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from descriptors.yamlpos import to_plain
+from drivers import playbooks
+from drivers.common import DEPENDENCIES_META
 
 OPERATIONS_META = "strato.operations"
 HANDLE_KEY = "strato_operations"  # in a handle: what stop/delete need later, in another process
@@ -38,7 +41,6 @@ def resolved_operations(template, node: str, resolver) -> dict[str, dict]:
 def spec_metadata(metadata: dict, operations: dict, dependencies: dict[str, list[dict]]) -> dict:
     """The node's metadata plus what its drivers may need: resolved operations, and its dependencies' instance
     attributes (cloud-init templates ask for their addresses: Occopus's getip/getprivip)."""
-    from drivers.common import DEPENDENCIES_META
     # These keys are Strato's to fill: a descriptor's own `metadata: {strato.operations: ...}` would have playbooks
     # run that its interfaces do not show (and that the REST API's check never sees).
     out = {k: v for k, v in metadata.items() if k not in (OPERATIONS_META, DEPENDENCIES_META)}
@@ -54,9 +56,6 @@ def after_create(driver, spec, handle: dict, attributes: dict) -> tuple[dict, di
     ops_value = (spec.metadata or {}).get(OPERATIONS_META)
     if not ops_value or getattr(driver, "runs_operations", False):
         return handle, attributes
-    import os
-
-    from drivers import playbooks
     ops = playbooks.operations_from(ops_value, spec.descriptor_dir)
     if not ops:
         return handle, attributes
@@ -77,7 +76,6 @@ def before_delete(handle: dict | None) -> None:
     saved: dict[str, Any] = (handle or {}).get(HANDLE_KEY) or {}
     if not saved.get("operations"):
         return
-    from drivers import playbooks
     ops = {name: playbooks.Operation(name, body["implementation"], body.get("inputs") or {})
            for name, body in saved["operations"].items()}
     playbooks.run_lifecycle(ops, ("stop", "delete"), playbooks.Target(**saved["target"]), saved["log"], 300,

@@ -177,18 +177,20 @@ def _offered(segments: list[Segment], a: float, b: float) -> float:
     return total / max(b - a, 1e-9)
 
 
-def _intervals(segments: list[Segment], duration_s: float, interval_s: float) -> list[Interval]:
-    """The report's intervals over `duration_s`, each with the rate the schedule offers in it."""
+def _intervals(segments: list[Segment], duration_s: float, interval_s: float) -> tuple[float, list[Interval]]:
+    """The duration actually played (no longer than the trace) and its intervals, each with its offered rate."""
+    if not duration_s > 0 or not interval_s > 0:
+        raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
+    duration_s = min(duration_s, sum(s.seconds for s in segments))
     count = max(1, math.ceil(duration_s / interval_s - 1e-9))
     intervals = [Interval(k * interval_s, min((k + 1) * interval_s, duration_s)) for k in range(count)]
     for i in intervals:
         i.offered_rate = _offered(segments, i.start_s, i.end_s)
-    return intervals
+    return duration_s, intervals
 
 
-def _request(url: str, data: bytes | None, method: str, headers: dict[str, str] | None,
-             timeout_s: float) -> str | None:
-    """One request: None when it succeeded, else the kind of failure (http_503, timeout, ConnectionRefusedError)."""
+def _request(url: str, method: str, data: bytes | None, headers: dict[str, str] | None, timeout_s: float) -> str | None:
+    """Send one request; None when it succeeded, else what went wrong (http_503, timeout, ConnectionRefusedError)."""
     try:
         request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
@@ -208,10 +210,9 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
     """Play the schedule for at most duration_s seconds (and no longer than the trace); results by completion
     interval. `on_interval` gets each interval's summary as soon as it closes."""
     check_loopback(url, allow_remote)
-    if not duration_s > 0 or not interval_s > 0 or not timeout_s > 0 or max_inflight < 1:
+    if not timeout_s > 0 or max_inflight < 1:
         raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
-    duration_s = min(duration_s, sum(s.seconds for s in segments))
-    intervals = _intervals(segments, duration_s, interval_s)
+    duration_s, intervals = _intervals(segments, duration_s, interval_s)
     lock = threading.Lock()
     slots = threading.BoundedSemaphore(max_inflight)
     stop = stop or threading.Event()
@@ -222,7 +223,7 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
 
     def one(scheduled: float) -> None:
         try:
-            kind = _request(url, data, method, headers, timeout_s)
+            kind = _request(url, method, data, headers, timeout_s)
         finally:
             slots.release()
         done = time.monotonic() - started
@@ -235,7 +236,7 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
                 target.errors += 1
                 target.error_kinds[kind] = target.error_kinds.get(kind, 0) + 1
 
-    reported = 0  # intervals handed to on_interval so far
+    reported = 0
 
     def flush(now: float) -> None:
         """Hand over every interval that has closed (completions are counted when they happen)."""
@@ -255,8 +256,9 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
                 return
             stop.wait(min(at - now, 0.05))
 
+    rng = random.Random(seed)
     with ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="loadgen") as pool:
-        for at in arrivals(segments, duration_s, random.Random(seed)):
+        for at in arrivals(segments, duration_s, rng):
             wait_until(at)
             if stop.is_set():
                 break

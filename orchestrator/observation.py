@@ -12,15 +12,13 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 from descriptors.functions import FunctionError, Unresolved
-from drivers.base import DriverError, Observed
+from drivers.base import DriverError, Observed, ObservedStatus
 from drivers.providers import get_driver
 from orchestrator.state import InstanceRecord, StateStore, VersionConflict
+from orchestrator.states import OBSERVED, InstanceStatus
 
-READY, UNKNOWN, MISSING = "ready", "unknown", "missing"
-# Statuses of instances Strato believes exist on their backend: each refresh observes them again.
-OBSERVED = (READY, UNKNOWN)
-# Drivers whose observe() is a local lookup; others (cloud APIs) are observed from a thread pool.
-CHEAP_OBSERVE = {"noop", "sleep", "local"}
+READY, UNKNOWN, MISSING = InstanceStatus.READY, InstanceStatus.UNKNOWN, InstanceStatus.MISSING
+__all__ = ["OBSERVED", "READY", "UNKNOWN", "MISSING", "describe", "observe", "observe_all", "implied", "record"]
 
 
 def describe(exc: BaseException) -> str:
@@ -35,22 +33,31 @@ def observe(rec: InstanceRecord) -> Observed:
     try:
         return get_driver(rec.driver).observe(rec.handle)
     except Exception as exc:  # noqa: BLE001 - whatever the backend or its SDK raised, the answer is "unknown"
-        return Observed(UNKNOWN, detail=f"cannot observe: {describe(exc)}")
+        return Observed(ObservedStatus.UNKNOWN, detail=f"cannot observe: {describe(exc)}")
 
 
 def observe_all(records: list[InstanceRecord], workers: int = 16) -> dict[str, Observed]:
-    """Observations by key: local lookups inline, backend API calls concurrently."""
-    slow = [r for r in records if r.driver not in CHEAP_OBSERVE]
-    results = {r.key: observe(r) for r in records if r.driver in CHEAP_OBSERVE}
+    """Observations by key: local lookups inline (a driver whose observe is cheap), backend API calls concurrently."""
+    cheap = {name: _cheap_observe(name) for name in {r.driver for r in records}}
+    slow = [r for r in records if not cheap[r.driver]]
+    results = {r.key: observe(r) for r in records if cheap[r.driver]}
     if slow:
         with ThreadPoolExecutor(max_workers=min(workers, len(slow)), thread_name_prefix="strato-observe") as pool:
             results.update(zip((r.key for r in slow), pool.map(observe, slow)))
     return results
 
 
+def _cheap_observe(driver: str) -> bool:
+    """Whether the driver says its observe is a local lookup (an unknown driver: observed like a slow one)."""
+    try:
+        return get_driver(driver).cheap_observe
+    except Exception:  # noqa: BLE001 - observe() reports why this driver cannot be asked
+        return False
+
+
 def implied(rec: InstanceRecord, obs: Observed) -> InstanceRecord:
     """The record as the observation says it is now (a copy): ready, missing, or unknown with the reason."""
-    if obs.status == UNKNOWN:
+    if obs.status == ObservedStatus.UNKNOWN:
         return dataclasses.replace(rec, status=UNKNOWN, error=obs.detail)
     if obs.alive:
         return dataclasses.replace(rec, status=READY, error=None) if rec.status != READY else rec

@@ -151,7 +151,7 @@ def _price_inference(node: str, cands: list[Candidate], policy_def: dict, choice
     lam = next((c for c in cands if c.driver == "lambda"), None)
     ep = next((c for c in cands if c.driver == "sagemaker"), None)
     if lam is not None and ep is not None:
-        choice.estimates["crossover_requests_per_month"] = cost._round(cost.crossover_requests(
+        choice.estimates["crossover_requests_per_month"] = cost.round_count(cost.crossover_requests(
             duration, float(lam.properties.get("memory_mb") or 128), str(ep.properties.get("instance_type")
                                                                           or "ml.m5.large"),
             int(ep.properties.get("instance_count") or 1), ep.region))

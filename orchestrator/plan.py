@@ -13,14 +13,14 @@ from descriptors.yamlpos import to_plain
 from drivers.base import DriverError
 from drivers.common import InstanceKey
 from orchestrator import placement
-from orchestrator.observation import OBSERVED, UNKNOWN
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, InstanceRecord
+from orchestrator.states import OBSERVED, InstanceStatus, PlanAction
 
 if TYPE_CHECKING:
     import networkx as nx
 
-CREATE, REPLACE, DELETE, NOOP = "create", "replace", "delete", "noop"
+CREATE, REPLACE, DELETE, NOOP = PlanAction.CREATE, PlanAction.REPLACE, PlanAction.DELETE, PlanAction.NOOP
 SYMBOL = {CREATE: "+", REPLACE: "~", DELETE: "-", NOOP: " "}
 
 
@@ -35,7 +35,7 @@ def instance_key(infra: InfraRecord | str, node: str, index: int, uid: str | Non
 
 @dataclass
 class Action:
-    kind: str
+    kind: PlanAction
     node: str
     index: int
     key: str
@@ -216,11 +216,12 @@ def _instance_action(node: str, index: int, key: str, rec: InstanceRecord | None
     """What one instance slot needs: its stored record against the node's wanted definition."""
     if rec is None:
         return Action(CREATE, node, index, key, "new instance")
-    if rec.status == UNKNOWN:  # what cannot be seen is left alone: recreating it could duplicate it
+    if rec.status == InstanceStatus.UNKNOWN:  # what cannot be seen is left alone: recreating it could duplicate it
         return Action(NOOP, node, index, key, rec.error or "its backend did not answer", unknown=True)
-    if rec.status != "ready":
-        why = {"creating": "resume an interrupted create", "missing": "its process/resource is gone",
-               "failed": f"previous attempt failed: {rec.error or 'unknown error'}"}
+    if rec.status != InstanceStatus.READY:
+        why = {InstanceStatus.CREATING: "resume an interrupted create",
+               InstanceStatus.MISSING: "its process/resource is gone",
+               InstanceStatus.FAILED: f"previous attempt failed: {rec.error or 'unknown error'}"}
         return Action(CREATE, node, index, key, why.get(rec.status, f"status was {rec.status}"))
     if want_hash is not None and rec.spec_hash != want_hash:
         return Action(REPLACE, node, index, key, "its definition changed")
@@ -264,7 +265,7 @@ def format_plan(plan: Plan) -> str:
         if a.kind == NOOP and not a.unknown:
             continue
         label = f"{'?' if a.unknown else SYMBOL[a.kind]} {a.node}[{a.index}] ({a.where()})"
-        verb = "replace?" if a.maybe else UNKNOWN if a.unknown else a.kind
+        verb = "replace?" if a.maybe else InstanceStatus.UNKNOWN if a.unknown else a.kind
         lines.append(f"{label:<32} {verb:<8} {a.reason}")
     s = plan.summary()
     unknown = sum(1 for a in plan.actions if a.unknown)

@@ -14,11 +14,12 @@ from descriptors.loader import load_template, require_topology, resolve_inputs
 from descriptors.secrets import Redactor, output_value, redactor, redactor_for, secret_input_names
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
-from orchestrator import bounds
+from orchestrator import bounds, cost, observation
 from orchestrator.errors import NotFound, UserError  # noqa: F401 - NotFound: callers catch service.NotFound
 from orchestrator.plan import Plan, attribute_view, make_resolver, plan_changes
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, StateStore
+from orchestrator.states import BILLED, InfraStatus, InstanceStatus
 from orchestrator.stored import require_infra, stored_inputs, stored_template
 
 if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the functions that run it: `status` stays light
@@ -115,7 +116,7 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
     inputs = _inputs_for(loaded.template, store, name, given_inputs)
     infra = store.get_infra(name)
     if infra is None:
-        infra = InfraRecord(name, "new", path, inputs, "new", {}, 0, 0)
+        infra = InfraRecord(name, "new", path, inputs, InfraStatus.NEW, {}, 0, 0)
     instances = store.instances(name) if infra.uid != "new" else []
     counts = desired_counts(loaded.template, infra, inputs)
     bounds.check_counts(loaded.template, inputs, counts, infra.desired, given_inputs)
@@ -130,7 +131,6 @@ def _refresh(store: StateStore, name: str, instances, record: bool = True):
     A vanished one becomes `missing` (the plan recreates it); one whose backend cannot answer becomes
     `unknown` with the reason (never the stored `ready`, and never recreated over what cannot be seen).
     record=False (a plan) changes only the returned records, not the state."""
-    from orchestrator import observation
     targets = [r for r in instances if r.status in observation.OBSERVED and r.handle is not None]
     seen = observation.observe_all(targets)
     out = []
@@ -162,7 +162,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         instances = _refresh(store, name, store.instances(name))
         counts = desired_counts(template, infra, inputs)
         the_plan = plan_changes(template, infra, instances, inputs, loaded.graph, counts)
-        store.set_infra_status(name, "building")
+        store.set_infra_status(name, InfraStatus.BUILDING)
         store.journal(name, "build_started", None, changes=len(the_plan.changes))
         if on_event:
             on_event({"event": "planned", "node": None, "index": None, "changes": len(the_plan.changes)})
@@ -173,7 +173,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
             if not any(r.node == node for r in store.instances(name)):
                 store.forget_node(name, node)
         outputs = compute_outputs(template, store, name, inputs, counts)
-        store.set_infra_status(name, "ready" if result.ok else "failed", outputs)
+        store.set_infra_status(name, InfraStatus.READY if result.ok else InfraStatus.FAILED, outputs)
         store.journal(name, "build_finished", None, ok=result.ok, failures=result.failures)
     report = result.to_dict()
     report.update({"infrastructure": name, "plan": the_plan.summary(), "outputs": outputs})
@@ -184,7 +184,7 @@ def _fail_unobserved(result, instances: list) -> None:
     """A build cannot call an instance ready that it could not observe (its backend did not answer): each is a
     failure of the build, and the instance is left as it is rather than recreated beside itself."""
     for rec in instances:
-        if rec.status == "unknown":
+        if rec.status == InstanceStatus.UNKNOWN:
             result.ok = False
             result.failures.append({"node": rec.node, "index": rec.index, "action": "observe", "error": rec.error})
 
@@ -206,7 +206,6 @@ def compute_outputs(template: Template, store: StateStore, name: str, inputs: di
     return values
 
 
-_require_infra = require_infra  # the name other modules imported before it became public
 
 
 def status(store: StateStore, name: str | None = None, refresh: bool = True, probe: Prober | None = None) -> dict:
@@ -221,17 +220,17 @@ def status(store: StateStore, name: str | None = None, refresh: bool = True, pro
         if refresh:
             instances = _refresh(store, infra.name, instances)
         probe_error = _probe(infra, instances, probe) if probe else None
-        leaving = [r for r in instances if r.status == "deleting"]
-        unhealthy = [r for r in instances if r.status not in ("ready", "deleting")]
+        leaving = [r for r in instances if r.status == InstanceStatus.DELETING]
+        unhealthy = [r for r in instances if r.status not in (InstanceStatus.READY, InstanceStatus.DELETING)]
         state = infra.status
-        if state == "ready" and unhealthy:
-            state = "degraded"
+        if state == InfraStatus.READY and unhealthy:
+            state = InfraStatus.DEGRADED
         outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
         hide = stored_redactor(infra)  # an instance may have copied a secret into its attributes or error
         result.append({"name": infra.name, "status": state, "descriptor": infra.descriptor,
                        "outputs": outputs, "instances": [hide.value(r.to_dict()) for r in instances],
                        "desired": infra.desired,
-                       "healthy": state == "ready" and not unhealthy and probe_error is None,
+                       "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
                        "missing": [hide.value(_brief(r)) for r in unhealthy],
                        "leaving": [hide.value(_brief(r)) for r in leaving],
                        **({"probe_error": probe_error} if probe_error else {})})
@@ -251,11 +250,11 @@ def _probe(infra: InfraRecord, instances: list, probe: Prober) -> str | None:
         return f"health checks not run: the descriptor {infra.descriptor} is gone or no longer valid"
     checks = {node: tmpl.properties.get("health_check") for node, tmpl in template.node_templates.items()}
     targets = [(i, rec, checks[rec.node]) for i, rec in enumerate(instances)
-               if rec.status == "ready" and isinstance(checks.get(rec.node), dict)]
+               if rec.status == InstanceStatus.READY and isinstance(checks.get(rec.node), dict)]
     results = probe([(rec, to_plain(check)) for _, rec, check in targets]) if targets else []
     for (i, rec, _), result in zip(targets, results):
         if result is not None and not result.ok:
-            instances[i] = dataclasses.replace(rec, status="unhealthy", error=result.detail)
+            instances[i] = dataclasses.replace(rec, status=InstanceStatus.UNHEALTHY, error=result.detail)
     return None
 
 
@@ -269,7 +268,7 @@ def outputs(store: StateStore, name: str, refresh: bool = True) -> dict:
     if not refresh:
         return infra.outputs
     instances = _refresh(store, name, store.instances(name))
-    if all(r.status == "ready" for r in instances):
+    if all(r.status == InstanceStatus.READY for r in instances):
         return infra.outputs
     return _live_outputs(store, infra, instances)
 
@@ -297,7 +296,7 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal
     live: list = []
     counts = {n: 0 for n in template.node_templates}
     for rec in instances:
-        if rec.status == "ready" and rec.node in counts:
+        if rec.status == InstanceStatus.READY and rec.node in counts:
             # renumber the live instances so get_attribute lists exactly them
             live.append(dataclasses.replace(rec, index=counts[rec.node]))
             counts[rec.node] += 1
@@ -308,7 +307,7 @@ def _live_outputs(store: StateStore, infra: InfraRecord, instances: list, reveal
 def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) -> dict:
     infra = require_infra(store, name)
     with store.locked(name, "strato destroy", options.lock_wait):
-        store.set_infra_status(name, "destroying")
+        store.set_infra_status(name, InfraStatus.DESTROYING)
         store.journal(name, "destroy_started", None)
         from orchestrator.executor import DestroyRun
         result = DestroyRun(infra, store, infra.dependencies, options, on_event).run()
@@ -316,7 +315,7 @@ def destroy(store: StateStore, name: str, options: RunOptions, on_event=None) ->
             store.journal(name, "destroyed", None)
             store.delete_infra(name)
         else:
-            store.set_infra_status(name, "destroy_failed")
+            store.set_infra_status(name, InfraStatus.DESTROY_FAILED)
     report = result.to_dict()
     report["infrastructure"] = name
     return report
@@ -363,3 +362,40 @@ def _graph_png(loaded: Loaded) -> bytes:
     fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def infrastructure_cost(store: StateStore, name: str) -> dict:
+    """Hourly cost per node and in total of what an infrastructure runs now, priced from its instances' attributes."""
+    infra = require_infra(store, name)
+    nodes: dict[str, dict] = {}
+    for rec in store.instances(name):
+        if rec.status not in BILLED:
+            continue
+        attrs = dict(rec.attributes or {})
+        props = {**(rec.handle or {}), **attrs}
+        placed = attrs.get("placement") or {}
+        if placed.get("cost_per_hour") is not None:
+            props["cost_per_hour"] = placed["cost_per_hour"]
+        hourly = cost.instance_hourly(rec.driver, props, props.get("region"))
+        row = nodes.setdefault(rec.node, {"node": rec.node, "instances": 0, "drivers": [], "usd_per_hour": 0.0,
+                                          "unpriced": 0, "pay_per_use": False})
+        row["instances"] += 1
+        if rec.driver not in row["drivers"]:
+            row["drivers"].append(rec.driver)
+        if getattr(cost.pricing_of(rec.driver), "per_use", False):
+            row["pay_per_use"] = True
+        if hourly is None:
+            row["unpriced"] += 1
+        else:
+            row["usd_per_hour"] += hourly
+    rows = sorted(nodes.values(), key=lambda r: r["node"])
+    for r in rows:
+        r["usd_per_hour"] = round(r["usd_per_hour"], 4)
+    total = round(sum(r["usd_per_hour"] for r in rows), 4)
+    table = cost.prices()
+    return {"infrastructure": infra.name, "nodes": rows, "usd_per_hour": total,
+            "usd_per_month": round(total * cost.HOURS_PER_MONTH, 2),
+            "prices": {"source": table.get("source"), "retrieved": table.get("retrieved"),
+                       "user_file": cost.user_price_file() if os.path.exists(cost.user_price_file()) else None},
+            "notes": ["Lambda nodes cost per request and GB-second on top (pay per use)"]
+            if any(r["pay_per_use"] for r in rows) else []}

@@ -14,7 +14,7 @@ from typing import Any
 
 # State holds inputs (maybe secrets) and handles: owner only (the helpers live with the drivers, which
 # make their logs private the same way).
-from drivers.common import make_private_dir, make_private_file, process_start_time
+from drivers.common import make_private_dir, make_private_file, process_start_time, provide_claim_store, strato_home
 from orchestrator import sealing
 
 SCHEMA = """
@@ -231,10 +231,6 @@ class LockHeld(StateError):
 
 class VersionConflict(StateError):
     code = "CONFLICT"
-
-
-def strato_home() -> str:
-    return os.environ.get("STRATO_HOME") or os.path.join(os.path.expanduser("~"), ".strato")
 
 
 def default_state_path() -> str:
@@ -854,3 +850,6 @@ class HostClaims:
                                     (pool,) if pool else ()).fetchall()
         return [{"pool": r[0], "host": r[1], "key": r[2], "infra": r[3], "claimed": r[4], "ready": bool(r[5])}
                 for r in rows]
+
+
+provide_claim_store(HostClaims)  # drivers (ssh) reach the claims table through drivers.common, never by importing this

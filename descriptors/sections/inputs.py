@@ -8,10 +8,11 @@ from typing import Any
 
 from descriptors.checks import validate_value
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
+from descriptors.schema import Schema
 from descriptors.secrets import MASK, Unreadable, is_secret_input
 from descriptors.sections.common import secret_flag, section, unknown_keys
 from descriptors.template import InputDef, Template
-from descriptors.types import SCALAR_TYPES, Schema, parse_constraints, parse_schema
+from descriptors.types import SCALAR_TYPES, parse_constraints, parse_schema
 from descriptors.values import check_value, value_type_name
 
 INPUT_KEYS = ("type", "description", "required", "default", "constraints", "entry_schema", "status",

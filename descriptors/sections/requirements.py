@@ -11,6 +11,7 @@ from descriptors.sections.capabilities import capability_hint, matching_capabili
 from descriptors.sections.common import check_property_map, key_pos, section, unknown_keys
 from descriptors.template import NodeTemplate, Requirement, Template
 from descriptors.types import RequirementDef, TypeRegistry
+from descriptors.values import parse_constraint
 from descriptors.yamlpos import YMap, position_of
 
 REQUIREMENT_KEYS = ("node", "capability", "relationship", "node_filter", "occurrences", "description")
@@ -387,7 +388,6 @@ def _filter_mismatch(template: Template, node: NodeTemplate, node_filter: Any) -
             for c in conds:
                 if not (isinstance(c, dict) and len(c) == 1):
                     c = {"equal": c}
-                from descriptors.values import parse_constraint
                 constraint, problem = parse_constraint(c, vtype)
                 if problem:
                     return f"{prefix}{pname}: {problem}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from drivers.aws.common import (TAG_INFRA, TAG_KEY, TAG_NODE, AwsSettings, client, error_code, resource_name,
                                 strato_tags, translate)
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus, Pricing
 from drivers.common import DEPENDENCIES_META, node_of_key, poll, render_user_data
 
 BACKEND = "ec2"
@@ -43,6 +43,7 @@ def _port_rules(ports: Any, node: str) -> list[dict]:
 
 class Ec2Driver(Driver):
     name = BACKEND
+    pricing = Pricing(table="ec2", size=("instance_type",), default="t3.micro")
     path_properties = ("cloud_init",)  # a one-line cloud_init names a file beside the descriptor
 
     def __init__(self) -> None:
@@ -219,17 +220,17 @@ class Ec2Driver(Driver):
         node = node_of_key(handle.get("key", "?"))
         inst = self._describe(ec2, handle["instance_id"], node)
         if inst is None:
-            return Observed("missing", {"instance_id": handle["instance_id"]}, "instance not found")
+            return Observed(ObservedStatus.MISSING, {"instance_id": handle["instance_id"]}, "instance not found")
         state = inst.get("State", {}).get("Name", "unknown")
         attrs = {"instance_id": inst["InstanceId"], "private_address": inst.get("PrivateIpAddress"),
                  "public_address": inst.get("PublicIpAddress"), "state": state,
                  "instance_type": inst.get("InstanceType"), "image_id": inst.get("ImageId"),
                  "region": handle.get("region"), "backend": BACKEND}
         if state in ("pending", "running"):
-            return Observed("running", attrs)
+            return Observed(ObservedStatus.RUNNING, attrs)
         if state in ("stopping", "stopped"):
-            return Observed("failed", attrs, f"instance is {state}")
-        return Observed("missing", attrs, f"instance is {state}")
+            return Observed(ObservedStatus.FAILED, attrs, f"instance is {state}")
+        return Observed(ObservedStatus.MISSING, attrs, f"instance is {state}")
 
     def delete(self, handle: dict) -> None:
         settings = AwsSettings.from_handle(handle)

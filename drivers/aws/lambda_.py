@@ -13,7 +13,7 @@ import zipfile
 from typing import Any
 
 from drivers.aws.common import TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, resource_name, translate
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus, Pricing
 from drivers.common import node_of_key, poll
 
 BACKEND = "lambda"
@@ -48,6 +48,7 @@ class LambdaDriver(ServiceRoleNode, Driver):
     path_properties = ("code",)
 
     BACKEND = BACKEND
+    pricing = Pricing(per_use=True)  # 0 per hour when idle: see cost.lambda_monthly
     ROLE_SERVICE = "lambda.amazonaws.com"
     ROLE_SUFFIX = "fn"
 
@@ -115,14 +116,14 @@ class LambdaDriver(ServiceRoleNode, Driver):
             conf = fn.get_function(FunctionName=name)["Configuration"]
         except Exception as exc:  # noqa: BLE001
             if error_code(exc) == "ResourceNotFoundException":
-                return Observed("missing", {"function_name": name}, "function not found")
+                return Observed(ObservedStatus.MISSING, {"function_name": name}, "function not found")
             raise translate(exc, node_of_key(handle.get("key", "?")), BACKEND, f"read function {name}") from None
         attrs = {"function_name": name, "function_arn": conf.get("FunctionArn"), "memory_mb": conf.get("MemorySize"),
                  "timeout_s": conf.get("Timeout"), "url": handle.get("url"), "region": handle.get("region"),
                  "backend": BACKEND}
         if conf.get("State", "Active") == "Failed":
-            return Observed("failed", attrs, conf.get("StateReason", ""))
-        return Observed("running", attrs)
+            return Observed(ObservedStatus.FAILED, attrs, conf.get("StateReason", ""))
+        return Observed(ObservedStatus.RUNNING, attrs)
 
     def delete(self, handle: dict) -> None:
         fn = client("lambda", AwsSettings.from_handle(handle))

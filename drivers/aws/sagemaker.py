@@ -13,7 +13,7 @@ from typing import Any
 
 from drivers.aws.common import (TAG_KEY, AwsSettings, ServiceRoleNode, client, error_code, resource_name,
                                 strato_tags, translate)
-from drivers.base import Driver, DriverError, InstanceSpec, Observed
+from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus, Pricing
 from drivers.common import node_of_key, poll
 
 BACKEND = "sagemaker"
@@ -29,6 +29,7 @@ class SageMakerDriver(ServiceRoleNode, Driver):
     name = BACKEND
 
     BACKEND = BACKEND
+    pricing = Pricing(table="sagemaker", size=("instance_type",), default="ml.m5.large", count="instance_count")
     ROLE_SERVICE = "sagemaker.amazonaws.com"
     ROLE_SUFFIX = "sm"
 
@@ -127,7 +128,7 @@ class SageMakerDriver(ServiceRoleNode, Driver):
             desc = sm.describe_endpoint(EndpointName=name)
         except Exception as exc:  # noqa: BLE001
             if error_code(exc) == "ValidationException":
-                return Observed("missing", {"endpoint_name": name}, "endpoint not found")
+                return Observed(ObservedStatus.MISSING, {"endpoint_name": name}, "endpoint not found")
             raise translate(exc, node_of_key(handle.get("key", "?")), BACKEND, f"describe endpoint {name}") from None
         variants = desc.get("ProductionVariants") or [{}]
         attrs = {"endpoint_name": name, "endpoint_arn": desc.get("EndpointArn"), "status": desc.get("EndpointStatus"),
@@ -137,10 +138,10 @@ class SageMakerDriver(ServiceRoleNode, Driver):
                  "region": handle.get("region"), "backend": BACKEND}
         status = desc.get("EndpointStatus")
         if status in ("InService", "Creating", "Updating", "SystemUpdating"):
-            return Observed("running", attrs)
+            return Observed(ObservedStatus.RUNNING, attrs)
         if status == "Failed":
-            return Observed("failed", attrs, desc.get("FailureReason", ""))
-        return Observed("missing", attrs, f"endpoint is {status}")
+            return Observed(ObservedStatus.FAILED, attrs, desc.get("FailureReason", ""))
+        return Observed(ObservedStatus.MISSING, attrs, f"endpoint is {status}")
 
     def delete(self, handle: dict) -> None:
         sm = client("sagemaker", AwsSettings.from_handle(handle))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -55,7 +57,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DescriptorError)
     async def _descriptor_error(request: Request, exc: DescriptorError):
-        from orchestrator.api.intake import strip_bundle_root
         diags = strip_bundle_root([d.to_dict() for d in exc.diagnostics], request.app.state.ctx.bundles.root)
         errors = [d for d in diags if d["severity"] == "error"] or diags
         return error_response(422, errors[0]["code"] if errors else "DESCRIPTOR_INVALID",
@@ -90,5 +91,10 @@ def install(app: FastAPI) -> None:
 
 def _no_server_paths(message: str) -> str:
     """Messages from the service name the state database's path; a client has no use for it."""
-    import re
     return re.sub(r" in (/[^ ]+|[A-Za-z]:\\[^ ]+) \(", " (", message)
+
+
+def strip_bundle_root(diagnostics: list[dict], root: str) -> list[dict]:
+    """Diagnostics about a stored bundle (e.g. from a scale) name files by their bundle path too."""
+    pattern = re.compile("(" + "|".join(re.escape(r) for r in {root, os.path.realpath(root)}) + r")/[0-9a-f]{64}/")
+    return [{k: pattern.sub("", v) if isinstance(v, str) else v for k, v in d.items()} for d in diagnostics]

@@ -8,7 +8,6 @@ import hashlib
 import io
 import multiprocessing
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -339,9 +338,3 @@ def relativize(diagnostics: list[dict], directory: str) -> list[dict]:
         return text
 
     return [{k: strip(v) for k, v in d.items()} for d in diagnostics]
-
-
-def strip_bundle_root(diagnostics: list[dict], root: str) -> list[dict]:
-    """Diagnostics about a stored bundle (e.g. from a scale) name files by their bundle path too."""
-    pattern = re.compile("(" + "|".join(re.escape(r) for r in {root, os.path.realpath(root)}) + r")/[0-9a-f]{64}/")
-    return [{k: pattern.sub("", v) if isinstance(v, str) else v for k, v in d.items()} for d in diagnostics]

@@ -33,7 +33,7 @@ def command(name, crossover, instance_type, instance_count, region, state_path, 
         return
     if not name:
         raise service.UserError("name an infrastructure (strato cost NAME) or use --crossover")
-    data = cost.infrastructure_cost(service.open_store(state_path), name)
+    data = service.infrastructure_cost(service.open_store(state_path), name)
     if as_json:
         emit_json(data)
         return

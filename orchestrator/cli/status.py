@@ -8,6 +8,7 @@ import click
 from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
 from orchestrator.service import UserError
+from orchestrator.states import InstanceStatus
 
 
 def _render(data: dict, store, events: int) -> list[str]:
@@ -52,9 +53,9 @@ def _names(entries: list[dict]) -> str:
 def _hints(infra: dict, loop: dict | None) -> list[str]:
     """One line per kind of instance that is not ready, each saying what happens to it."""
     missing = infra.get("missing") or []
-    gone = [m for m in missing if m["status"] not in ("unknown", "unhealthy")]
-    unknown = [m for m in missing if m["status"] == "unknown"]
-    unhealthy = [m for m in missing if m["status"] == "unhealthy"]
+    gone = [m for m in missing if m["status"] not in (InstanceStatus.UNKNOWN, InstanceStatus.UNHEALTHY)]
+    unknown = [m for m in missing if m["status"] == InstanceStatus.UNKNOWN]
+    unhealthy = [m for m in missing if m["status"] == InstanceStatus.UNHEALTHY]
     lines = []
     if gone:
         advice = ("the maintain loop recreates them" if loop
