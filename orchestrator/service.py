@@ -206,8 +206,6 @@ def compute_outputs(template: Template, store: StateStore, name: str, inputs: di
     return values
 
 
-
-
 def status(store: StateStore, name: str | None = None, refresh: bool = True, probe: Prober | None = None) -> dict:
     """Infrastructures with their instances, as observed now (refresh) and, with `probe`, health-checked now.
 

@@ -12,7 +12,7 @@ import pytest
 from drivers import providers
 from drivers.base import Driver, Observed, ObservedStatus
 from drivers.noop import NoopDriver
-from orchestrator import observation, service
+from orchestrator import observation, scaling, service
 from orchestrator.executor import RunOptions
 from orchestrator.plan import CREATE, NOOP, Action
 from orchestrator.state import InstanceRecord, StateStore
@@ -119,10 +119,10 @@ def test_build_scale_replace_destroy_follow_the_transition_table(tmp_path, strat
     store = StateStore()
     write(1)
     assert service.build(str(path), "t", {}, store, RunOptions())["ok"]
-    service.scale(store, "t", "web", 3)
+    scaling.set_desired(store, "t", "web", 3)
     write(2)  # web's definition changed: its instances are replaced, app's maybe
     assert service.build(str(path), "t", {}, store, RunOptions())["ok"]
-    service.scale(store, "t", "web", 1)
+    scaling.set_desired(store, "t", "web", 1)
     assert service.build(str(path), "t", {}, store, RunOptions())["ok"]
     infra_states = [store.get_infra("t").status]
     assert service.destroy(store, "t", RunOptions())["ok"]
