@@ -7,22 +7,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-# Everything Strato writes under $STRATO_HOME is private to its user, whatever writes it (SQLite's -wal,
-# Ansible's artifacts, Terraform's state, an unpacked bundle): its entry points set umask 077 once. The
-# user's own processes that it starts get the umask the user had (`user_umask()`).
-_USER_UMASK: list[int] = []
+# Everything under $STRATO_HOME is private to its user, whatever writes it (SQLite's -wal, Ansible's
+# artifacts, Terraform's state, an unpacked bundle, a trainer's model in its work dir): Strato's entry
+# points set umask 077 once, and the processes it starts inherit it.
+_UMASK_SET: list[bool] = []
 
 
 def private_umask() -> None:
-    """Set this process's umask to 077, remembering the user's (idempotent)."""
-    if not _USER_UMASK:
+    """Set this process's umask to 077 (idempotent)."""
+    if not _UMASK_SET:
         import os
-        _USER_UMASK.append(os.umask(0o077))
-
-
-def user_umask() -> int:
-    """The umask the user started Strato with (for processes run on the user's behalf); -1: unchanged."""
-    return _USER_UMASK[0] if _USER_UMASK else -1
+        os.umask(0o077)
+        _UMASK_SET.append(True)
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from drivers.base import FREE, Driver, DriverError, InstanceSpec, Observed, ObservedStatus, user_umask
+from drivers.base import FREE, Driver, DriverError, InstanceSpec, Observed, ObservedStatus
 from drivers.common import (http_ok, make_private_dir, make_private_file, process_start_time, read_attributes,
                             tcp_ok)
 
@@ -177,8 +177,7 @@ class LocalDriver(Driver):
             log.flush()
             try:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=cwd, env=env, start_new_session=True, close_fds=True,
-                                        umask=user_umask())
+                                        cwd=cwd, env=env, start_new_session=True, close_fds=True)
             except OSError as exc:
                 raise DriverError(f"cannot start {argv[0]!r}: {exc.strerror}", backend=self.name) from None
         self._procs[key] = proc

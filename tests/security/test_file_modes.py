@@ -23,6 +23,11 @@ PLAYBOOK = """- hosts: all
 DESCRIPTOR = """tosca_definitions_version: tosca_simple_yaml_1_3
 topology_template:
   node_templates:
+    trainer:
+      type: strato.nodes.Job
+      properties:
+        command: ["{python}", "-c", "import json, os; m = os.path.join(os.environ['STRATO_WORK_DIR'], 'model.bin');
+                  open(m, 'w').write('m'); json.dump({'model_path': m}, open(os.environ['STRATO_ATTRIBUTES_FILE'], 'w'))"]
     app:
       type: strato.nodes.Process
       properties: {command: ["{python}", "-c", "import time; time.sleep(600)"]}
