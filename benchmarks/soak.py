@@ -33,6 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from drivers.local import free_port  # noqa: E402
+from tests.processes import processes_of  # noqa: E402
 
 TOKEN = "soak-w-" + "s" * 32
 APP = """tosca_definitions_version: tosca_simple_yaml_1_3
@@ -171,22 +172,8 @@ class Soak:
 
     # -- the verdict -------------------------------------------------------------------------------
     def processes(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        prefix = f"STRATO_INSTANCE_KEY={self.tag}/".encode()
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as fh:
-                    if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                        continue
-                with open(f"/proc/{pid}/environ", "rb") as fh:
-                    env = fh.read().split(b"\0")
-            except OSError:
-                continue
-            for item in env:
-                if item.startswith(prefix):
-                    key = item.split(b"=", 1)[1].decode()
-                    counts[key] = counts.get(key, 0) + 1
-        return counts
+        """How many live processes carry each instance key of the soak's infrastructure."""
+        return {key: len(pids) for key, pids in processes_of(self.tag).items()}
 
     def verdict(self) -> dict:
         db = sqlite3.connect(f"file:{os.path.join(self.home, 'state.db')}?mode=ro", uri=True)

@@ -140,24 +140,20 @@ class Driver:
     def create(self, spec: InstanceSpec) -> dict:
         """Start one instance and wait until it is usable; leaves nothing behind when that fails."""
         handle = self.start(spec)
-        try:
-            return self.wait_ready(handle, spec)
-        except BaseException:
-            try:
-                self.delete(handle)
-            except Exception as exc:  # noqa: BLE001 - the first error is the one to report
-                log.warning("%s: cleaning up %s after a failed create also failed: %s", self.name, spec.key, exc)
-            raise
+        return self._ready_or_deleted(self.wait_ready, handle, spec, "cleaning up after a failed create")
 
     def adopt(self, handle: dict, spec: InstanceSpec) -> dict:
         """Wait until an instance `find` returned is usable, as create waits for a new one; on failure delete it."""
+        return self._ready_or_deleted(self.wait_adopted, handle, spec, "removing it after it failed to get ready")
+
+    def _ready_or_deleted(self, wait, handle: dict, spec: InstanceSpec, cleanup: str) -> dict:
         try:
-            return self.wait_adopted(handle, spec)
+            return wait(handle, spec)
         except BaseException:
             try:
                 self.delete(handle)
             except Exception as exc:  # noqa: BLE001 - the first error is the one to report
-                log.warning("%s: removing %s after it failed to get ready also failed: %s", self.name, spec.key, exc)
+                log.warning("%s: %s (%s) also failed: %s", self.name, cleanup, spec.key, exc)
             raise
 
     def observe(self, handle: dict) -> Observed:

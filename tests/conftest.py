@@ -32,6 +32,31 @@ def run_strato(*args: str, home=None, timeout: float = 120, check: bool = False,
     return proc
 
 
+API_WRITE_TOKEN = "w-" + "x" * 30
+API_READ_TOKEN = "r-" + "y" * 30
+
+
+@pytest.fixture
+def make_client(strato_home, monkeypatch):
+    """make(raise_server_exceptions=True, **ApiSettings) -> a TestClient of a fresh API app over this test's state,
+    with the tokens API_WRITE_TOKEN / API_READ_TOKEN; its operations are waited for at teardown."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.api import ApiSettings, create_app
+    monkeypatch.setenv("STRATO_API_TOKEN", API_WRITE_TOKEN)
+    monkeypatch.setenv("STRATO_API_READ_TOKEN", API_READ_TOKEN)
+    clients = []
+
+    def make(raise_server_exceptions: bool = True, **settings):
+        client = TestClient(create_app(str(strato_home / "state.db"), ApiSettings(**settings)),
+                            raise_server_exceptions=raise_server_exceptions)
+        clients.append(client)
+        return client
+    yield make
+    for c in clients:
+        c.app.state.ctx.ops.wait_idle(30)
+
+
 @pytest.fixture
 def strato(strato_home):
     def run(*args, **kw):

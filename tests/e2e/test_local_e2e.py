@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from drivers.local import KEY_ENV
 from tests.conftest import REPO
+from tests.processes import processes_of
 
 pytest.importorskip("sklearn", reason="the ai-inference example needs scikit-learn (pip install '.[test]')")
 pytest.importorskip("prometheus_client", reason="the ai-inference example needs prometheus-client")
@@ -26,29 +26,6 @@ EXAMPLE = os.path.join(REPO, "examples", "ai-inference", "service.yaml")
 def unique(base: str) -> str:
     """An infrastructure name no other test, and no user's own `demo`, is using on this machine."""
     return f"{base}-{uuid.uuid4().hex[:8]}"
-
-
-def processes_of(infra: str) -> dict[str, list[int]]:
-    """Live processes carrying an instance key of this infrastructure, by key (read from /proc).
-
-    Names are unique per test (see unique()), so whatever else runs here is never counted."""
-    found: dict[str, list[int]] = {}
-    prefix = f"{KEY_ENV}={infra}/".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-        except OSError:
-            continue
-        for item in env:
-            if item.startswith(prefix):
-                found.setdefault(item.split(b"=", 1)[1].decode(), []).append(int(entry))
-    return found
 
 
 def post(url: str, payload: dict) -> dict:

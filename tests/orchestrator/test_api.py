@@ -13,13 +13,9 @@ import zipfile
 import pytest
 
 fastapi = pytest.importorskip("fastapi", reason="the REST API needs fastapi (pip install '.[test]')")
-from fastapi.testclient import TestClient  # noqa: E402
-
-from orchestrator.api import ApiSettings, create_app  # noqa: E402
 from orchestrator.api.security import load_tokens  # noqa: E402
 
-WRITE_TOKEN = "w-" + "x" * 30
-READ_TOKEN = "r-" + "y" * 30
+from tests.conftest import API_READ_TOKEN as READ_TOKEN, API_WRITE_TOKEN as WRITE_TOKEN  # noqa: E402
 W = {"Authorization": f"Bearer {WRITE_TOKEN}"}
 R = {"Authorization": f"Bearer {READ_TOKEN}"}
 
@@ -46,21 +42,6 @@ LOCAL_DOC = textwrap.dedent("""\
           properties:
             command: ["sh", "-c", "id > pwned"]
     """)
-
-
-@pytest.fixture
-def make_client(strato_home, monkeypatch):
-    monkeypatch.setenv("STRATO_API_TOKEN", WRITE_TOKEN)
-    monkeypatch.setenv("STRATO_API_READ_TOKEN", READ_TOKEN)
-    clients = []
-
-    def make(**settings):
-        client = TestClient(create_app(str(strato_home / "state.db"), ApiSettings(**settings)))
-        clients.append(client)
-        return client
-    yield make
-    for c in clients:
-        c.app.state.ctx.ops.wait_idle(30)
 
 
 @pytest.fixture

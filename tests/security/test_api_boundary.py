@@ -3,6 +3,7 @@ machine unless the server allows it, name a server file, probe which server file
 a malformed bundle or event cursor, or learn the server's paths from a response."""
 
 import base64
+import functools
 import io
 import json
 import os
@@ -15,12 +16,8 @@ import zipfile
 import pytest
 
 pytest.importorskip("fastapi", reason="the REST API needs fastapi (pip install '.[test]')")
-from fastapi.testclient import TestClient  # noqa: E402
+from tests.conftest import API_READ_TOKEN as READ_TOKEN, API_WRITE_TOKEN as WRITE_TOKEN  # noqa: E402
 
-from orchestrator.api import ApiSettings, create_app  # noqa: E402
-
-WRITE_TOKEN = "w-boundary-" + "x" * 24
-READ_TOKEN = "r-boundary-" + "y" * 24
 W = {"Authorization": f"Bearer {WRITE_TOKEN}"}
 R = {"Authorization": f"Bearer {READ_TOKEN}"}
 HEAD = "tosca_definitions_version: tosca_simple_yaml_1_3\n"
@@ -29,19 +26,9 @@ ALWAYS_HOST_CODE = {"local", "docker", "terraform"}
 
 
 @pytest.fixture
-def make_client(strato_home, monkeypatch):
-    monkeypatch.setenv("STRATO_API_TOKEN", WRITE_TOKEN)
-    monkeypatch.setenv("STRATO_API_READ_TOKEN", READ_TOKEN)
-    clients = []
-
-    def make(**settings):
-        client = TestClient(create_app(str(strato_home / "state.db"), ApiSettings(**settings)),
-                            raise_server_exceptions=False)
-        clients.append(client)
-        return client
-    yield make
-    for c in clients:
-        c.app.state.ctx.ops.wait_idle(30)
+def make_client(make_client):
+    """The shared factory, answering a server error as the client sees it (a 500) rather than raising it."""
+    return functools.partial(make_client, raise_server_exceptions=False)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import run_strato
 from tests.orchestrator.api_server import Server, wait_operation
+from tests.processes import processes_of
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts processes and files in /proc")
 
@@ -47,23 +48,9 @@ def deleted_state_files(pid: int) -> list[str]:
     return out
 
 
-def processes_by_key(prefix: str) -> dict[str, int]:
-    """How many live processes carry each instance key (STRATO_INSTANCE_KEY) that starts with `prefix`."""
-    counts: dict[str, int] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue   # a zombie is not running
-        except OSError:
-            continue
-        for item in env:
-            if item.startswith(b"STRATO_INSTANCE_KEY=" + prefix.encode()):
-                key = item.split(b"=", 1)[1].decode()
-                counts[key] = counts.get(key, 0) + 1
-    return counts
+def processes_by_key(infra: str) -> dict[str, int]:
+    """How many live processes carry each instance key of this infrastructure."""
+    return {key: len(pids) for key, pids in processes_of(infra).items()}
 
 
 def cli_names(home) -> set[str]:
@@ -117,11 +104,11 @@ def test_api_puts_and_the_loop_never_start_an_instance_twice(tmp_path):
                 assert put.status_code == 202, put.text
                 op = wait_operation(client, put.json()["operation"], timeout=120)
                 assert op["state"] == "succeeded", op
-                counts = processes_by_key(name + "/")
+                counts = processes_by_key(name)
                 assert all(n == 1 for n in counts.values()), counts
             time.sleep(2.5)   # loop passes after the last change
             keys = {r["key"] for r in client.get(f"/v1/infrastructures/{name}").json()["instances"]}
-            counts = processes_by_key(name + "/")
+            counts = processes_by_key(name)
             assert all(n == 1 for n in counts.values()), counts
             assert set(counts) == keys and len(keys) == 3, (counts, keys)
             gone = client.delete(f"/v1/infrastructures/{name}")
@@ -129,4 +116,4 @@ def test_api_puts_and_the_loop_never_start_an_instance_twice(tmp_path):
     finally:
         server.stop()
         run_strato("destroy", name, "--yes", home=home)
-    assert processes_by_key(name + "/") == {}
+    assert processes_by_key(name) == {}

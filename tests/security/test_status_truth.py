@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 
-from drivers.local import KEY_ENV
 from tests.conftest import REPO
+from tests.processes import processes_of
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -46,30 +46,9 @@ def write(tmp_path, text: str, name: str = "service.yaml") -> str:
     return str(path)
 
 
-def pids_of(infra: str) -> dict[str, list[int]]:
-    """Live (non-zombie) processes carrying an instance key of this infrastructure, by key."""
-    found: dict[str, list[int]] = {}
-    prefix = f"{KEY_ENV}={infra}/".encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-        except OSError:
-            continue
-        for item in env:
-            if item.startswith(prefix):
-                found.setdefault(item.split(b"=", 1)[1].decode(), []).append(int(entry))
-    return found
-
-
 def kill_all(infra: str) -> None:
     """Teardown's last resort: no process of this test outlives it, stopped or not."""
-    for pids in pids_of(infra).values():
+    for pids in processes_of(infra).values():
         for pid in pids:
             for sig in (signal.SIGCONT, signal.SIGKILL):
                 try:
@@ -176,17 +155,17 @@ def test_resumed_build_waits_until_an_adopted_instance_is_ready(strato, strato_h
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
     try:
         deadline = time.monotonic() + 30
-        while not pids_of(name) and time.monotonic() < deadline:
+        while not processes_of(name) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert pids_of(name), "the first build never started its process"
+        assert processes_of(name), "the first build never started its process"
     finally:
         first.kill()  # kill -9 while the instance is starting: intent recorded, readiness never seen
         first.wait(timeout=10)
-    started = list(pids_of(name).values())[0]
+    started = list(processes_of(name).values())[0]
     proc = strato("build", path, "--name", name)
     assert proc.returncode == 0, proc.stderr
     assert "adopted from an interrupted run" in proc.stderr
-    assert list(pids_of(name).values()) == [started]  # adopted, not duplicated
+    assert list(processes_of(name).values()) == [started]  # adopted, not duplicated
     _, data = status_json(strato, name, "--no-refresh")
     port = data["instances"][0]["attributes"]["port"]
     assert listening(port), "the build said ready, but nothing listens"
