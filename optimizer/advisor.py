@@ -116,6 +116,7 @@ class ScalingAdvice:
     predicted_target: float | None = None
     uncertainty: float | None = None  # log-scale spread: the target is likely within x exp(+-uncertainty)
     candidates: list[dict] = field(default_factory=list)
+    detail: dict = field(default_factory=dict)  # what an event shows of the decision (forecast, costs)
 
     def as_dict(self) -> dict:
         return asdict(self)

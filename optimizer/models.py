@@ -25,6 +25,7 @@ KAPPA_GRID = (0.0, 0.5, 0.8, 0.95, 1.0)
 BETA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 MIN_EVENTS_FOR_REGRESSION = 5
 VALIDATION_FIT_ROWS = 4000
+QUEUE_BINS = 20
 
 
 def median_ape(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -68,6 +69,40 @@ def _fit_net(x, y, hidden, alpha, seed, max_iter):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return net.fit(x, y)
+
+
+@dataclass(frozen=True)
+class QueueFit:
+    """The regression beside the net: 1 / target is linear in the load per instance, as for a queue
+    (M/M/1: p95 = -ln(0.05) / (mu - load)), so the fitted line says where the latency's knee lies
+    even from samples below it. None when the samples show no slowdown with load."""
+
+    intercept: float
+    slope: float    # > 0: 1 / target falls as the load per instance rises
+
+    @staticmethod
+    def fit(load: np.ndarray, target: np.ndarray) -> "QueueFit | None":
+        """A line through the median 1 / target of each load bin (robust to a backlog's slow samples)."""
+        ok = np.isfinite(load) & np.isfinite(target) & (target > 0)
+        if ok.sum() < MIN_TRAINING_SAMPLES or np.ptp(load[ok]) == 0:
+            return None
+        load, inverse = load[ok], 1.0 / target[ok]
+        edges = np.unique(np.quantile(load, np.linspace(0, 1, QUEUE_BINS + 1)))
+        which = np.clip(np.searchsorted(edges, load, side="right") - 1, 0, len(edges) - 2)
+        xs, ys, ws = [], [], []
+        for b in np.unique(which):
+            inside = which == b
+            xs.append(np.median(load[inside]))
+            ys.append(np.median(inverse[inside]))
+            ws.append(math.sqrt(inside.sum()))
+        if len(xs) < 3:
+            return None
+        slope, intercept = np.polyfit(xs, ys, 1, w=ws)
+        return QueueFit(float(intercept), float(-slope)) if slope < 0 else None
+
+    def log_predict(self, load: np.ndarray) -> np.ndarray:
+        inverse = self.intercept - self.slope * np.asarray(load, float)
+        return -np.log(np.clip(inverse, 1e-3 * max(self.intercept, 1e-9), None))
 
 
 class StratoModel:
@@ -144,6 +179,7 @@ class StratoModel:
         if self.shared.size:
             self._seen_load = self._per_instance(samples.metrics, samples.instances)[:, self.shared[0]].copy()
             self._seen_target = np.asarray(samples.target, float).copy()
+            self.queue = QueueFit.fit(self._seen_load, self._seen_target)
         self.report = TrainingReport(
             n_samples=n, n_events=int(len(self.events_before)), alpha=self.alpha, kappa=self.kappa, beta=self.beta,
             validation_mape=validation_mape, validation_after_mape=validation_after,
@@ -265,6 +301,23 @@ class StratoModel:
     def _log_predict(self, metrics: np.ndarray, instances: np.ndarray) -> np.ndarray:
         instances = np.broadcast_to(np.asarray(instances, float), (np.atleast_2d(metrics).shape[0],))
         return self.ensemble.predict_all(self._inputs(metrics, instances)) * self.y_std + self.y_mean
+
+    def log_predict_queue(self, per_instance_load: np.ndarray) -> np.ndarray | None:
+        """log(target) by the queue regression at these loads per instance (None without one)."""
+        queue = getattr(self, "queue", None)
+        return None if queue is None else queue.log_predict(per_instance_load)
+
+    def seen_load_range(self) -> tuple[float, float]:
+        """The lowest and highest load per instance (first shared metric) trained on; (0, inf) without one."""
+        loads = getattr(self, "_seen_load", None)
+        if loads is None or not loads.size:
+            return 0.0, math.inf
+        return float(loads.min()), float(loads.max())
+
+    def log_predict_target(self, metrics: np.ndarray, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log(target) from metrics per row: (ensemble mean, ensemble spread)."""
+        all_logs = self._log_predict(metrics, instances)
+        return all_logs.mean(axis=0), all_logs.std(axis=0)
 
     def predict_target(self, metrics: np.ndarray, instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Target from metrics: (prediction, log-scale ensemble spread)."""

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.advisor import Advisor
 from optimizer.errors import OptimizerInputError
+from optimizer.predictive import PredictiveAdvisor
 from optimizer.micado import MICADO_TRAINING_SAMPLES_REQUIRED, MicadoModel
 from optimizer.samples import SampleSet
 from policies.base import MetricSpec, Observation, ScalingDecision, ScalingPolicy
@@ -174,7 +174,7 @@ class StratoPolicy(OptimizerPolicy):
 
     name = "strato"
 
-    def __init__(self, advisor: Advisor, retrain_every: int, window: int, seed: int = 0,
+    def __init__(self, advisor: PredictiveAdvisor, retrain_every: int, window: int, seed: int = 0,
                  metrics: tuple[str, ...] = ("request_rate",), per_instance: tuple[str, ...] = ("request_rate",),
                  reselect_alpha_every: int = 1):
         # CPU utilisation saturates at 100 % exactly when it matters, hiding how overloaded the
@@ -185,6 +185,26 @@ class StratoPolicy(OptimizerPolicy):
                          MetricSpec("latency", "latency", "quantile", 0.95),
                          retrain_every=retrain_every, window=window, background=False, seed=seed,
                          per_instance=per_instance, reselect_alpha_every=reselect_alpha_every)
+
+
+class OraclePolicy(ScalingPolicy):
+    """The clairvoyant limit: knows the coming load and provisions, one start-up delay ahead, what the
+    coming peak needs at utilisation `utilisation` (of the replicas' service rate)."""
+
+    name = "oracle"
+
+    def __init__(self, rates: np.ndarray, service: "ServiceModel", utilisation: float, max_replicas: int):
+        self.rates, self.service, self.utilisation, self.max_replicas = rates, service, utilisation, max_replicas
+        self.ahead = max(1, math.ceil(service.startup_delay_s / service.interval_s - 1e-9))
+
+    def decide(self, observation):
+        step = int(round(observation.now / self.service.interval_s))
+        # A scale-up made now serves from step + ahead; a scale-down acts from the next step and cannot be
+        # undone before step + 1 + ahead: provision for the peak of steps step + 1 .. step + ahead.
+        window = self.rates[step + 1:step + 1 + self.ahead]
+        peak = float(window.max()) if window.size else float(self.rates[-1])
+        need = math.ceil(peak / (self.utilisation * self.service.service_rate) - 1e-9)
+        return ScalingDecision(int(np.clip(need, 1, self.max_replicas)), f"oracle at u={self.utilisation:g}", self.name)
 
 
 class MicadoPolicy(ScalingPolicy):

@@ -18,8 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from optimizer.advisor import Advisor, AdvisorConfig
 from optimizer.errors import OptimizerInputError
+from optimizer.predictive import DEFAULT_VIOLATION_PRICE, PredictiveAdvisor, PredictiveConfig
 from optimizer.samples import SampleSet, SampleStore
 from policies.base import MetricSpec, Observation, PolicyError, ScalingDecision, ScalingPolicy
 
@@ -30,6 +30,9 @@ class Sample:
     metrics: tuple[float, ...]  # in the policy's input metric order
     instances: float            # ready instances: the ones that served the load
     target: float
+
+
+DEFAULT_INTERVAL_S = 15.0   # the loop's default interval: the policy's `period` when it sets none
 
 
 class SampleSink(Protocol):
@@ -69,11 +72,11 @@ class StoreSink:
 
 
 class OptimizerPolicy(ScalingPolicy):
-    """Advice from `optimizer.advisor.Advisor` as a ScalingPolicy."""
+    """Advice from `optimizer.predictive.PredictiveAdvisor` (forecast + capacity model + MPC) as a ScalingPolicy."""
 
     name = "optimizer"
 
-    def __init__(self, config: AdvisorConfig | Advisor, inputs: tuple[MetricSpec, ...],
+    def __init__(self, config: PredictiveConfig | PredictiveAdvisor, inputs: tuple[MetricSpec, ...],
                  target: MetricSpec | None = None, *,
                  sink: SampleSink | None = None, retrain_every: int = 40, window: int = 2000,
                  background: bool = True, seed: int = 0, per_instance: tuple[str, ...] | None = None,
@@ -82,7 +85,7 @@ class OptimizerPolicy(ScalingPolicy):
             raise PolicyError("the optimizer policy needs at least one input metric")
         if retrain_every < 1 or window < 10:
             raise PolicyError("the optimizer policy needs retrain_every >= 1 and a window of >= 10 samples")
-        self.advisor = config if isinstance(config, Advisor) else Advisor(config)
+        self.advisor = config if isinstance(config, PredictiveAdvisor) else PredictiveAdvisor(config)
         config = self.advisor.config
         self.inputs, self.target, self.extra_metrics = tuple(inputs), target, tuple(extra_metrics)
         self.input_names = tuple(m.name for m in self.inputs)
@@ -138,6 +141,7 @@ class OptimizerPolicy(ScalingPolicy):
 
     def learn(self, observation: Observation) -> None:
         self._warm_start()
+        self.advisor.observe(observation.now, observation.metrics)
         target = self._target_of(observation)
         values = [observation.metrics.get(name) for name in self.input_names]
         if target is None or any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
@@ -200,27 +204,23 @@ class OptimizerPolicy(ScalingPolicy):
         o = observation
         target = self._target_of(o)
         started = time.perf_counter()
-        if target is None:
-            tracker, metric = self.advisor.tracker, self.advisor.config.tracking_metric
-            if tracker is None or metric not in o.metrics:
-                raise PolicyError("the optimizer policy has no measured target this pass and no target-tracking "
-                                  "fallback metric to use instead")
-            count = tracker.desired(o.now, o.instances, float(o.metrics[metric]))
-            phase, why, predicted = "fallback", (f"no measured target this pass; target tracking on {metric}"), None
-        else:
-            try:
-                advice = self.advisor.advise(o.now, dict(o.metrics), o.instances, target, n_samples=self._n)
-            except OptimizerInputError as error:
-                raise PolicyError(f"the optimizer could not advise: {error}") from None
-            count, phase, why, predicted = advice.instances, advice.phase, advice.reason, advice.predicted_target
+        try:
+            advice = self.advisor.advise(o.now, dict(o.metrics), o.instances, target, n_samples=self._n,
+                                         ready=o.ready)
+        except OptimizerInputError as error:
+            raise PolicyError(f"the optimizer could not advise: {error}") from None
+        if target is None and advice.phase == "fallback" and self.advisor.tracker is None:
+            raise PolicyError("the optimizer policy has no measured target this pass and no target-tracking "
+                              "fallback metric to use instead")
         self.advice_seconds.append(time.perf_counter() - started)
-        self.phases[phase] = self.phases.get(phase, 0) + 1
-        final = self.bounded(count, o)
-        who = "model" if phase == "model" else f"{phase} (target tracking)" if phase == "fallback" else phase
-        reason = f"optimizer, {who}: {why} -> {final}"
-        return ScalingDecision(final, reason, self.name,
-                               detail={"phase": phase, "predicted_target": predicted, "samples": self._n,
-                                       "training_error": self.last_error})
+        self.phases[advice.phase] = self.phases.get(advice.phase, 0) + 1
+        final = self.bounded(advice.instances, o)
+        who = "model" if advice.phase == "model" else f"{advice.phase} (target tracking)"
+        why = advice.reason if target is not None or advice.phase == "model" else f"no measured target; {advice.reason}"
+        return ScalingDecision(final, f"optimizer, {who}: {why} -> {final}", self.name,
+                               detail={"phase": advice.phase, "predicted_target": advice.predicted_target,
+                                       "target": target, "samples": self._n, "training_error": self.last_error,
+                                       **advice.detail})
 
     # ----- restart -----
     def state(self) -> dict:
@@ -245,7 +245,6 @@ def optimizer_policy_from_settings(settings, node: str, *, sample_sink: SampleSi
     target_value = settings.number("target_value", low=0)
     if target_value is None or target_value <= 0:
         raise settings.error("target_value must be a positive number (the target metric's upper threshold)")
-    target_low = settings.number("target_low", 0.65 * target_value, low=0)
     target = MetricSpec("target", settings.text("target_metric", required=True))
     raw_inputs = settings.get("input_metrics") or []
     if not isinstance(raw_inputs, list) or not all(isinstance(q, str) and q.strip() for q in raw_inputs):
@@ -259,13 +258,15 @@ def optimizer_policy_from_settings(settings, node: str, *, sample_sink: SampleSi
         raise settings.error("the target-tracking fallback needs both 'metric' and 'target'")
     step = settings.number("max_step", 1, low=1, integer=True)
     try:
-        config = AdvisorConfig(
-            target_low=target_low, target_high=target_value, min_instances=max(1, low), max_instances=high,
-            max_up=step, max_down=step, min_samples=settings.number("training_samples_required", 300, low=10,
-                                                                      integer=True),
+        config = PredictiveConfig(
+            threshold=target_value, load_metric=inputs[0].name,
+            interval_s=settings.seconds("period", None) or DEFAULT_INTERVAL_S,
+            startup_delay_s=settings.seconds("startup_delay", 30.0),
+            violation_price=settings.number("violation_price", DEFAULT_VIOLATION_PRICE, low=0),
+            min_instances=max(1, low), max_instances=high, max_up=step, max_down=step,
+            min_samples=settings.number("training_samples_required", 300, low=10, integer=True),
             scale_down_stabilization_s=settings.seconds("scale_down_stabilization", 300.0),
-            tracking_metric=fallback.name if fallback else None, tracking_target=tracking_target,
-            load_metrics=(inputs[0].name,))
+            tracking_metric=fallback.name if fallback else None, tracking_target=tracking_target)
     except OptimizerInputError as error:
         raise settings.error(str(error)) from None
     if sample_sink is None and infrastructure:
