@@ -1,4 +1,4 @@
-"""Advice latency and retraining time of Strato's optimizer with 10,000 samples."""
+"""Advice latency (forecast + capacity model + MPC) and retraining time of Strato's optimizer with 10,000 samples."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from optimizer.advisor import Advisor, AdvisorConfig  # noqa: E402
+from optimizer.predictive import PredictiveAdvisor, PredictiveConfig  # noqa: E402
 from optimizer.samples import SampleSet  # noqa: E402
 
 
@@ -28,18 +28,22 @@ def synthetic_samples(n: int, seed: int = 0) -> SampleSet:
 
 def main() -> int:
     samples = synthetic_samples(10_000)
-    advisor = Advisor(AdvisorConfig(0.4, 0.8, max_instances=20, min_samples=100))
+    advisor = PredictiveAdvisor(PredictiveConfig(threshold=0.8, load_metric="request_rate", interval_s=15.0,
+                                                 startup_delay_s=60.0, max_instances=20, max_up=5, max_down=4,
+                                                 min_samples=100, season_steps=(1440, 10080)))
+    advisor.load_history(samples.metric("request_rate")[:8000])   # a week of history, as imported
     started = time.perf_counter()
-    report = advisor.train(samples)
+    report = advisor.train(samples, per_instance=("request_rate",))
     train_s = time.perf_counter() - started
     timings = []
     for i in range(2000):
         row = i % len(samples)
         metrics = dict(zip(samples.metric_names, samples.metrics[row]))
         t0 = time.perf_counter()
-        advisor.advise(float(samples.timestamps[row]), metrics, int(samples.instances[row]),
-                       float(samples.target[row]), n_samples=len(samples))
+        advice = advisor.advise(float(samples.timestamps[row]) + 15.0 * len(samples), metrics,
+                                int(samples.instances[row]), float(samples.target[row]), n_samples=len(samples))
         timings.append(time.perf_counter() - t0)
+    assert advice.phase == "model", advice.reason
     ms = np.array(timings) * 1000
     print(f"retraining on {len(samples)} samples: {train_s:.2f} s (target <= 2 s); held-out median APE "
           f"{report.validation_mape:.3f}")

@@ -70,6 +70,18 @@ def pinball_loss(quantiles: np.ndarray, actual: np.ndarray, levels=LEVELS) -> fl
     return float(np.mean(np.maximum(tau * error, (tau - 1) * error)))
 
 
+def on_grid(rows, interval_s: float, limit: int | None = None) -> np.ndarray:
+    """Time-stamped values (any spacing, gaps) as one value per interval up to the last one: what the forecaster
+    keeps. Gaps are bridged linearly; at most `limit` values (the most recent)."""
+    rows = sorted((float(t), float(v)) for t, v in rows if math.isfinite(float(v)))
+    if not rows:
+        return np.array([])
+    times, values = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    first = times[0] if limit is None else max(times[0], times[-1] - (limit - 1) * interval_s)
+    grid = np.arange(times[-1], first - 1e-9, -interval_s)[::-1]
+    return np.interp(grid, times, values)
+
+
 def season_steps_for(interval_s: float) -> tuple[int, ...]:
     """The daily and weekly seasons in control intervals (the loop's calendar)."""
     return (int(round(DAY_S / interval_s)), int(round(WEEK_S / interval_s)))
@@ -86,20 +98,20 @@ class _Residuals:
         self.errors[step, self.count[step] % RESIDUAL_WINDOW] = error
         self.count[step] += 1
 
-    def filled(self, step: int) -> np.ndarray:
-        return self.errors[step, :min(self.count[step], RESIDUAL_WINDOW)]
+    def _recent(self) -> np.ndarray | None:
+        """(horizon, m) the last errors of every step, m the same for all (None while too few)."""
+        m = min(int(self.count.min()), RESIDUAL_WINDOW)
+        return None if m < MIN_RESIDUALS else self.errors[:, :m]
 
     def offsets(self) -> np.ndarray | None:
         """(horizon, len(LEVELS)) error quantiles, or None while any step has too few errors."""
-        if int(self.count.min()) < MIN_RESIDUALS:
-            return None
-        return np.stack([np.quantile(self.filled(h), LEVELS) for h in range(len(self.count))])
+        recent = self._recent()
+        return None if recent is None else np.quantile(recent, LEVELS, axis=1).T
 
     def loss(self) -> float:
         """Mean absolute error over every step ahead (the median forecast's pinball loss, doubled)."""
-        if int(self.count.min()) < MIN_RESIDUALS:
-            return math.inf
-        return float(np.mean([np.mean(np.abs(self.filled(h))) for h in range(len(self.count))]))
+        recent = self._recent()
+        return math.inf if recent is None else float(np.abs(recent).mean())
 
 
 class LoadForecaster:
@@ -115,6 +127,7 @@ class LoadForecaster:
         self._n = 0
         self._pending: dict[int, dict[str, np.ndarray]] = {}  # step index -> forecasts made at it
         self._residuals = {m: _Residuals(self.horizon) for m in self.methods}
+        self._cached: tuple[int, str | None, Forecast | None] | None = None
 
     def __len__(self) -> int:
         return self._n
@@ -199,6 +212,13 @@ class LoadForecaster:
         """Quantiles of the next `horizon` values (None before the first value)."""
         if self._n == 0:
             return None
+        if self._cached is not None and self._cached[:2] == (self._n, method):
+            return self._cached[2]
+        made = self._forecast(method)
+        self._cached = (self._n, method, made)
+        return made
+
+    def _forecast(self, method: str | None) -> Forecast | None:
         method = method or self.best_method()
         point = self._pending.get(self._n - 1, {}).get(method)
         if point is None:

@@ -18,6 +18,8 @@ import numpy as np
 
 from optimizer.forecast import LEVEL_WEIGHTS, Forecast
 
+OVERLOAD = 0.5   # more likely than not to violate: an overload, whatever the price
+
 # violation_probability(loads (m,), counts (m,)) -> (probability (m,), predicted target (m,))
 ViolationModel = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -72,6 +74,7 @@ def evaluate(state: MpcState, forecast: Forecast, price: float, model: Violation
     for i, n in enumerate(counts):
         expected = float(probability[i].sum())
         out.append({"instances": n, "violation_probability": round(expected / horizon, 5),
+                    "acting_probability": float(probability[i, d - 1:].mean()),
                     "predicted_target": round(float(predicted[i, -1]), 6), "cost": n + price * expected / acting})
     return out
 
@@ -81,9 +84,18 @@ def choose(state: MpcState, forecast: Forecast, price: float, model: ViolationMo
     candidates = evaluate(state, forecast, price, model)
     # Ties go to the current count, then to fewer instances.
     chosen = min(candidates, key=lambda c: (round(c["cost"], 9), c["instances"] != state.provisioned, c["instances"]))
+    keep = next(c for c in candidates if c["instances"] == state.provisioned)
+    overloaded = min(c["acting_probability"] for c in candidates) > OVERLOAD
+    if overloaded or (keep["acting_probability"] > OVERLOAD and chosen["instances"] < state.provisioned):
+        # A step's violation probability cannot see how deep an overload is, nor the backlog it leaves for
+        # the steps after the horizon: when no reachable count is likely to keep the target, or the current
+        # one is not, capacity is never removed, and all the step limit allows is added when nothing fits.
+        chosen = max(candidates, key=lambda c: c["instances"]) if overloaded else keep
     for c in candidates:
         c["cost"] = round(c["cost"], 4)
-    why = (f"{chosen['instances']} instance(s): cost {chosen['cost']:.2f} replica-intervals per step, violation "
-           f"probability {chosen['violation_probability']:.3f} per step over the next {forecast.horizon} "
-           f"({forecast.method} forecast)")
+        c.pop("acting_probability")
+    # The reason stays the same while the choice does (the loop journals a hold only when its reason
+    # changes); the costs and probabilities are in the candidates.
+    why = (f"{chosen['instances']} instance(s): overloaded at every reachable count" if overloaded else
+           f"{chosen['instances']} instance(s) cost least over the {forecast.method} load forecast")
     return MpcChoice(int(chosen["instances"]), float(chosen["cost"]), candidates, why)

@@ -170,6 +170,10 @@ class PredictiveAdvisor:
         """Past loads, one per interval, oldest first (imported history, or the store's after a restart)."""
         self.forecaster.extend(values)
 
+    def mark_seen(self, timestamp: float) -> None:
+        """Loads up to `timestamp` are in the history already (a restart replayed them)."""
+        self._last_seen = max(self._last_seen or -math.inf, float(timestamp))
+
     def observe(self, now: float, metrics: dict[str, float]) -> None:
         """This interval's load, once per interval (learn and decide may both offer it)."""
         value = metrics.get(self.config.load_metric)
@@ -191,7 +195,7 @@ class PredictiveAdvisor:
         if model is None or model.report is None:
             return "no trained capacity model yet"
         if n_samples is not None and n_samples < self.config.min_samples:
-            return f"too little history ({n_samples} of {self.config.min_samples} samples)"
+            return f"too little history (fewer than {self.config.min_samples} samples)"
         if not math.isfinite(model.report.validation_mape) or model.report.validation_mape > MAX_VALIDATION_ERROR:
             return f"the capacity model's held-out error is too high (median {model.report.validation_mape:.2f})"
         missing = [m for m in model.metric_names if m not in metrics]
@@ -220,13 +224,14 @@ class PredictiveAdvisor:
         picked = choose(state, forecast, cfg.violation_price, view)
         chosen = next(c for c in picked.candidates if c["instances"] == picked.instances)
         detail = {"forecast": forecast.as_dict(), "candidates": picked.candidates, "chosen": picked.instances,
-                  "chosen_cost": picked.cost, "violation_price": cfg.violation_price}
+                  "chosen_cost": picked.cost, "violation_price": cfg.violation_price, "startup_s": cfg.startup_delay_s}
         return ScalingAdvice(picked.instances, picked.instances - instances, "model", picked.reason,
                              predicted_target=chosen["predicted_target"], candidates=picked.candidates, detail=detail)
 
     def _fallback(self, now, metrics, instances, problem: str, forecast: Forecast | None) -> ScalingAdvice:
         cfg = self.config
-        detail = {"fallback": problem, "forecast": forecast.as_dict() if forecast else None}
+        detail = {"fallback": problem, "forecast": forecast.as_dict() if forecast else None,
+                  "startup_s": cfg.startup_delay_s}
         if self.tracker is None or cfg.tracking_metric not in metrics:
             what = ("no target tracking configured" if self.tracker is None
                     else f"tracking metric {cfg.tracking_metric!r} is not in the sample")

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from optimizer.errors import OptimizerInputError
+from optimizer.forecast import on_grid
 from optimizer.predictive import DEFAULT_VIOLATION_PRICE, PredictiveAdvisor, PredictiveConfig
 from optimizer.samples import SampleSet, SampleStore
 from policies.base import MetricSpec, Observation, PolicyError, ScalingDecision, ScalingPolicy
@@ -33,6 +34,7 @@ class Sample:
 
 
 DEFAULT_INTERVAL_S = 15.0   # the loop's default interval: the policy's `period` when it sets none
+HISTORY_LIMIT = 5 * 7 * 24 * 240   # load values the forecaster takes back at a start (5 weeks at 15 s)
 
 
 class SampleSink(Protocol):
@@ -71,6 +73,12 @@ class StoreSink:
                 for t, m, w, y in zip(stored.timestamps, stored.metrics, stored.instances, stored.target)]
 
 
+class LoadHistory(Protocol):
+    """Where a node's offered-load history lives (e.g. imported from Prometheus): (timestamp, value) rows."""
+
+    def recent(self, limit: int) -> list[tuple[float, float]]: ...
+
+
 class OptimizerPolicy(ScalingPolicy):
     """Advice from `optimizer.predictive.PredictiveAdvisor` (forecast + capacity model + MPC) as a ScalingPolicy."""
 
@@ -80,7 +88,8 @@ class OptimizerPolicy(ScalingPolicy):
                  target: MetricSpec | None = None, *,
                  sink: SampleSink | None = None, retrain_every: int = 40, window: int = 2000,
                  background: bool = True, seed: int = 0, per_instance: tuple[str, ...] | None = None,
-                 reselect_alpha_every: int = 1, extra_metrics: tuple[MetricSpec, ...] = (), node: str = ""):
+                 reselect_alpha_every: int = 1, extra_metrics: tuple[MetricSpec, ...] = (), node: str = "",
+                 history: LoadHistory | None = None):
         if not inputs:
             raise PolicyError("the optimizer policy needs at least one input metric")
         if retrain_every < 1 or window < 10:
@@ -92,6 +101,7 @@ class OptimizerPolicy(ScalingPolicy):
         # The inputs proportional to the offered load are shared out over the instances by the model.
         self.per_instance = self.input_names[:1] if per_instance is None else tuple(per_instance)
         self.sink, self.retrain_every, self.window = sink, int(retrain_every), int(window)
+        self.history = history
         self.background, self.seed = background, seed
         self.reselect_alpha_every = max(1, reselect_alpha_every)
         self.min_instances, self.max_instances = config.min_instances, config.max_instances
@@ -101,7 +111,7 @@ class OptimizerPolicy(ScalingPolicy):
         self._retrains = 0
         self._alpha: float | None = None
         self._training: threading.Thread | None = None
-        self._warm = sink is None
+        self._warm = sink is None and history is None
         self.train_seconds: deque[float] = deque(maxlen=10000)
         self.advice_seconds: deque[float] = deque(maxlen=100000)
         self.phases: dict[str, int] = {}
@@ -127,17 +137,27 @@ class OptimizerPolicy(ScalingPolicy):
 
     # ----- learning, off the decision path -----
     def _warm_start(self) -> None:
-        """After a restart, take the stored samples back from the sink (once)."""
+        """After a restart, take the stored samples back from the sink and the load history (once): the
+        forecaster continues where it was, and a model is retrained at once when there are enough samples."""
         if self._warm:
             return
         self._warm = True
+        stored, rows = [], []
         try:
-            stored = self.sink.recent(self.window)
+            stored = self.sink.recent(self.window) if self.sink is not None else []
+            rows = self.history.recent(HISTORY_LIMIT) if self.history is not None else []
         except Exception as error:  # noqa: BLE001 - an unreadable store must not stop the loop
-            self.last_error = f"could not read stored samples: {error}"
-            return
+            self.last_error = f"could not read stored samples or history: {error}"
         self._samples.extend(stored)
         self._n = max(self._n, len(stored))
+        first = stored[0].timestamp if stored else math.inf
+        loads = [(t, v) for t, v in rows if t < first] + [(s.timestamp, s.metrics[0]) for s in stored]
+        interval = self.advisor.config.interval_s
+        self.advisor.load_history(on_grid(loads, interval, HISTORY_LIMIT))
+        if stored:
+            self.advisor.mark_seen(stored[-1].timestamp)
+        if self._n >= self.advisor.config.min_samples:
+            self._retrain()
 
     def learn(self, observation: Observation) -> None:
         self._warm_start()
