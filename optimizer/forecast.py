@@ -9,6 +9,7 @@ setting. The method used is the one with the lowest recent pinball loss.
 
 Methods (each only once the history covers what it needs):
 - `level`: the mean of the last few values (the short-term fallback while history is short);
+- `last`: the latest value (what a load that jumps is best forecast by);
 - `trend`: a least-squares log-linear trend of the recent values;
 - `daily`, `weekly`: a seasonal profile (the median of the same phase in past cycles, smoothed
   over neighbouring steps), shifted to the current level measured over the recent steps;
@@ -93,10 +94,15 @@ class _Residuals:
     def __init__(self, horizon: int):
         self.errors = np.zeros((horizon, RESIDUAL_WINDOW))
         self.count = np.zeros(horizon, int)
+        self.recent: float | None = None
 
     def add(self, step: int, error: float) -> None:
         self.errors[step, self.count[step] % RESIDUAL_WINDOW] = error
         self.count[step] += 1
+        # The recent error: an exponential average with a memory of about one horizon, so that the method
+        # used follows the load's regime (a season in quiet hours, the latest value in a surge).
+        rate = 1.0 / len(self.count)
+        self.recent = abs(error) if self.recent is None else (1 - rate) * self.recent + rate * abs(error)
 
     def _recent(self) -> np.ndarray | None:
         """(horizon, m) the last errors of every step, m the same for all (None while too few)."""
@@ -122,12 +128,13 @@ class LoadForecaster:
         self.interval_s, self.horizon = float(interval_s), max(1, int(horizon))
         seasons = season_steps_for(interval_s) if season_steps is None else tuple(int(s) for s in season_steps)
         self.seasons = {name: steps for name, steps in zip(("daily", "weekly"), seasons) if steps > self.horizon}
-        self.methods = tuple(methods or ("level", "trend", *self.seasons))
+        self.methods = tuple(methods or ("level", "last", "trend", *self.seasons))
         self._log = np.zeros(1024)
         self._n = 0
         self._pending: dict[int, dict[str, np.ndarray]] = {}  # step index -> forecasts made at it
         self._residuals = {m: _Residuals(self.horizon) for m in self.methods}
         self._cached: tuple[int, str | None, Forecast | None] | None = None
+        self._surprised_until = -1   # step index until which the method follows the most recent errors
 
     def __len__(self) -> int:
         return self._n
@@ -146,6 +153,7 @@ class LoadForecaster:
         """The latest value: score the forecasts made for it, then forecast from it."""
         self._append(value)
         t = self._n - 1
+        self._check_surprise(t)
         for step in range(1, self.horizon + 1):
             made = self._pending.get(t - step)
             if made is not None:
@@ -153,6 +161,21 @@ class LoadForecaster:
                     self._residuals[method].add(step - 1, self._log[t] - points[step - 1])
         self._pending.pop(t - self.horizon, None)
         self._pending[t] = {m: p for m in self.methods if (p := self._point(m)) is not None}
+
+    def _check_surprise(self, t: int) -> None:
+        """A one-step error beyond every one of the usual method's recent errors is a change of regime (a surge, a
+        drop): for the next horizon the latest value is the forecast instead."""
+        made = self._pending.get(t - 1)
+        usual = self._long_best(t - 1)
+        if made is None or usual not in made:
+            return
+        recent = self._residuals[usual]._recent()
+        if recent is None:
+            return
+        low, high = recent[0].min(), recent[0].max()
+        error = self._log[t] - made[usual][0]
+        if not low <= error <= high:
+            self._surprised_until = t + self.horizon
 
     def _append(self, value: float) -> None:
         if self._n == len(self._log):
@@ -168,6 +191,8 @@ class LoadForecaster:
             return None
         if method == "level":
             return np.full(self.horizon, y[max(0, n - LEVEL_STEPS):n].mean())
+        if method == "last":
+            return np.full(self.horizon, y[n - 1])
         if method == "trend":
             if n < TREND_STEPS:
                 return None
@@ -199,14 +224,22 @@ class LoadForecaster:
         return profile[OFFSET_STEPS:] + offset
 
     # ----- forecasts -----
-    def best_method(self) -> str:
-        """The method with the lowest recent error (the level method until others have a record)."""
-        usable = [m for m in self.methods if self._n and self._n - 1 in self._pending and m in self._pending[self._n - 1]]
-        scored = {m: self._residuals[m].loss() for m in usable}
+    def _usable(self, at: int | None = None) -> list[str]:
+        made = self._pending.get(self._n - 1 if at is None else at, {})
+        return [m for m in self.methods if m in made]
+
+    def _long_best(self, at: int | None = None) -> str | None:
+        scored = {m: self._residuals[m].loss() for m in self._usable(at)}
         finite = {m: s for m, s in scored.items() if math.isfinite(s)}
-        if finite:
-            return min(finite, key=finite.get)
-        return usable[0] if usable else self.methods[0]
+        return min(finite, key=finite.get) if finite else None
+
+    def best_method(self) -> str:
+        """The method with the lowest error over the residual window; for a horizon after a surprise, the latest
+        value (the level method until others have a record of MIN_RESIDUALS)."""
+        usable = self._usable()
+        if self._n - 1 <= self._surprised_until and "last" in usable:
+            return "last"
+        return self._long_best() or (usable[0] if usable else self.methods[0])
 
     def forecast(self, method: str | None = None) -> Forecast | None:
         """Quantiles of the next `horizon` values (None before the first value)."""

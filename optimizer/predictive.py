@@ -128,11 +128,14 @@ class CapacityView:
         if beyond.any():
             log_pred = log_pred.copy()
             log_pred[beyond] = self._extrapolate(log_pred[beyond], per[beyond], counts[beyond])
+        # Beyond what was seen, the uncertainty grows with the distance: one log unit of the target per log
+        # unit of load per instance (scale-free), so a count a little beyond is explored, a far one is not.
+        unseen = np.log(np.maximum(per / self.edge, 1.0)) if math.isfinite(self.edge) else np.zeros(per.shape)
         queue = self.model.log_predict_queue(per)
         if queue is None:
-            return log_pred, spread
+            return log_pred, np.sqrt(spread ** 2 + unseen ** 2)
         # Two model families: their mean is the prediction, their disagreement part of the uncertainty.
-        return (log_pred + queue) / 2, np.sqrt(spread ** 2 + ((log_pred - queue) / 2) ** 2)
+        return (log_pred + queue) / 2, np.sqrt(spread ** 2 + ((log_pred - queue) / 2) ** 2 + unseen ** 2)
 
     def _extrapolate(self, at_edge: np.ndarray, per: np.ndarray, counts: np.ndarray) -> np.ndarray:
         inner, _ = self.model.log_predict_target(self._rows(EDGE_STEP * self.edge * counts), counts)

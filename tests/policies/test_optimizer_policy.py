@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from descriptors.loader import load_template_text
-from optimizer.advisor import AdvisorConfig
+from optimizer.predictive import PredictiveConfig
 from optimizer.samples import SampleStore
 from policies import MetricSpec, Observation, PolicyError, scaling_policies
 from policies.optimizer import OptimizerPolicy, StoreSink
@@ -18,10 +18,10 @@ LATENCY = MetricSpec("p95", "histogram_quantile(0.95, ...)")
 
 
 def config(**kw):
-    base = dict(target_low=0.2, target_high=0.5, min_instances=1, max_instances=10, min_samples=60,
-                tracking_metric="cpu", tracking_target=0.6)
+    base = dict(threshold=0.5, load_metric="rps", interval_s=15.0, startup_delay_s=30.0, min_instances=1,
+                max_instances=10, min_samples=60, tracking_metric="cpu", tracking_target=0.6)
     base.update(kw)
-    return AdvisorConfig(**base)
+    return PredictiveConfig(**base)
 
 
 def service_observation(step: int, instances: int, rng) -> Observation:
@@ -47,7 +47,7 @@ def test_learns_retrains_in_background_and_the_reason_says_who_decided(tmp_path)
         instances = max(1, min(10, decision.desired + (step % 7 == 0) - (step % 11 == 0)))  # vary the count
         if step in (59, 89):
             policy.wait_for_training()
-    assert reasons[0].startswith("optimizer, fallback (target tracking): no trained model yet")
+    assert reasons[0].startswith("optimizer, fallback (target tracking): no trained capacity model yet")
     assert any(r.startswith("optimizer, model:") for r in reasons[90:]), reasons[90:]
     policy.wait_for_training()  # nothing left running after the test
     assert policy.train_seconds and policy.last_error is None
@@ -121,7 +121,7 @@ def test_optimizer_policy_from_a_template(tmp_path):
     assert "fallback" in policy.decide(o).reason
     with SampleStore(tmp_path / "s.db") as store:
         assert len(store.load("demo", "web")) == 1
-    bad = load_template_text(text.replace("max_instances: 8", "max_instances: 8\n          target_low: 0.9"),
+    bad = load_template_text(text.replace("max_instances: 8", "max_instances: 8\n          startup_delay: -5 s"),
                              "o.yaml")
-    with pytest.raises(PolicyError, match="optimize.*low < high"):
+    with pytest.raises(PolicyError, match="optimize.*startup_delay must be"):
         scaling_policies(bad)
