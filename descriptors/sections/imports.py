@@ -148,6 +148,13 @@ class DocumentLoader:
         else:
             candidates = [os.path.realpath(os.path.join(b, target)) for b in dict.fromkeys(bases)]
         candidates += _written_from_parent(target, candidates, bases)
+        if not any(os.path.isfile(c) for c in candidates) and not self.confined and repository is None:
+            found = _beside_a_parent(target, self.root_dir)
+            if found:
+                self.sink.warning("IMPORT_FROM_PARENT", f"import '{target}' is not beside the importing file; "
+                                  f"'{found}' (written from a parent directory) is used",
+                                  pos, path, "write the path relative to the importing file")
+                return found
         full = next((c for c in candidates if os.path.isfile(c)), candidates[0])
         if repository is not None and not os.path.isfile(full):
             sink.error("IMPORT_REMOTE", f"import '{target}' comes from repository '{repository}', which is not a "
@@ -174,6 +181,23 @@ def _written_from_parent(target: str, candidates: list[str], bases: list[str]) -
         if (os.sep + os.path.realpath(base)).endswith(os.sep + folder):
             found.append(os.path.join(os.path.realpath(base), name))
     return [c for c in found if c not in candidates]
+
+
+PARENT_LEVELS = 2  # how far up from the root template's directory an import path may be written from
+
+
+def _beside_a_parent(target: str, root_dir: str) -> str | None:
+    """An import written relative to a parent of the root template's directory (as templates run from their
+    collection's top directory are written, and as tosca-parser then finds them): the first that exists."""
+    if os.path.isabs(target) or target.startswith(".."):
+        return None
+    here = os.path.realpath(root_dir)
+    for _ in range(PARENT_LEVELS):
+        here = os.path.dirname(here)
+        full = os.path.join(here, target)
+        if os.path.isfile(full):
+            return os.path.realpath(full)
+    return None
 
 
 IMPORT_KEYS = ("file", "repository", "namespace_prefix", "namespace_uri")
