@@ -69,8 +69,10 @@ def decision_point(event: dict) -> dict | None:
 def build_timeline(samples: Iterable[dict], events: Iterable[dict], load_rows: Iterable[tuple[float, float]],
                    metric: str | None) -> dict:
     """The timeline of one node from StateStore.samples rows ({ts, instances, target, metrics}), its decision
-    events, and stored load history rows (timestamp, value) of `metric`."""
-    observed, load = [], {}
+    events, and stored load history rows (timestamp, value) of `metric`:
+    {metric, observed: [{t, instances, target}], load: [[t, value]], decisions: [{t, action, current, chosen,
+    chosen_cost, predicted_target, at, method, band: {horizon_s, q05..q95} | None, reason}], forecasts}."""
+    observed, seen = [], {}
     for row in samples:
         t = _number(row.get("ts"))
         if t is None:
@@ -78,10 +80,11 @@ def build_timeline(samples: Iterable[dict], events: Iterable[dict], load_rows: I
         observed.append({"t": t, "instances": _number(row.get("instances")), "target": _number(row.get("target"))})
         value = _number((row.get("metrics") or {}).get(metric)) if metric else None
         if value is not None:
-            load[t] = value
-    for t, value in load_rows:
-        if _number(t) is not None and _number(value) is not None:
-            load.setdefault(float(t), float(value))
+            seen[t] = value
+    # the stored history is the load's record (the policy adds each pass to it, imports seed it); the values the
+    # loop's samples carry stand in where there is none
+    stored = {float(t): float(v) for t, v in load_rows if _number(t) is not None and _number(v) is not None}
+    load = stored or seen
     decisions = [p for p in (decision_point(e) for e in events) if p is not None]
     return {"metric": metric, "observed": observed, "load": [[t, v] for t, v in sorted(load.items())],
             "decisions": decisions,

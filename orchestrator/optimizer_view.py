@@ -100,16 +100,17 @@ def node_timeline(store: StateStore, name: str, node: str, limit: int = 720) -> 
     from optimizer.timeline import build_timeline
     infra, template = require_node(store, name, node)
     samples = store.samples(name, node, limit)
-    since = samples[0]["ts"] if samples else 0.0
-    events = store.node_events(name, node, DECISION_KINDS, since=since, limit=limit * 2)
+    events = store.node_events(name, node, DECISION_KINDS, limit=limit)   # at most one per pass and policy
     settings = optimizer_settings(template, infra, node)
     metric = settings.get("load_metric")
     load_rows: list = []
     if metric:
         with LoadHistoryStore(store.path) as history:
             if samples or events:
-                times = [s["ts"] for s in samples] + [e["ts"] for e in events]
-                load_rows = history.between(name, node, metric, min(times), max(times), limit)
+                times = sorted([s["ts"] for s in samples] + [e["ts"] for e in events])
+                # the policy keeps a pass's load at the pass's start, less than a pass before the pass's sample
+                margin = max(1.0, (times[-1] - times[0]) / (len(samples) - 1)) if len(samples) > 1 else 60.0
+                load_rows = history.between(name, node, metric, times[0] - margin, times[-1], limit)
             else:
                 load_rows = history.recent(name, node, metric, limit)
     out = build_timeline(samples, events, load_rows, metric)
