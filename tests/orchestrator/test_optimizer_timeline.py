@@ -25,6 +25,11 @@ from orchestrator.state import StateStore
 from policies.base import MetricSpec, ScalingDecision, ScalingPolicy
 from tests.conftest import API_READ_TOKEN, run_strato
 
+try:   # the dashboard's browser (Debian's chromium), for the one browser test here
+    from tests.orchestrator.test_dashboard_browser import browser, chromium  # noqa: F401
+except pytest.skip.Exception:
+    pass
+
 QUANTILES = [0.05, 0.25, 0.5, 0.75, 0.95]
 HORIZONS = [30.0, 60.0, 90.0]
 PLAN = [2, 2, 2, 3, 3, 2]          # the counts the policy chooses, pass by pass
@@ -226,3 +231,29 @@ def test_report_without_matplotlib_says_so_in_one_line(monkeypatch):
     assert result.output.strip() == ("Error: the report draws with matplotlib, which is not installed: "
                                      "pip install 'strato[plots]'")
 
+
+
+@pytest.mark.e2e
+def test_the_dashboard_draws_the_forecast_band_and_predicted_target(explained, strato_home, request):
+    """In Debian's headless chromium: the optimizer card of the infrastructure shows its node's chart."""
+    pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium (pip install '.[test]')")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.orchestrator.api_server import READ_TOKEN, Server
+    browser = request.getfixturevalue("browser")   # tests/orchestrator/test_dashboard_browser.py's chromium
+    server = Server(strato_home).start()
+    try:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda d: d.find_element(By.ID, "token").is_displayed())
+        browser.find_element(By.ID, "token").send_keys(READ_TOKEN)
+        browser.find_element(By.ID, "login-button").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#infra-list li[data-name='app']").click() or True)
+        wait.until(lambda d: d.find_element(By.ID, "optimizer").is_displayed())
+        chart = wait.until(lambda d: d.find_element(By.ID, "optimizer-svg"))
+        for part in ("band-outer", "band-inner", "median", "load", "observed", "predicted", "instances", "chosen"):
+            assert chart.find_elements(By.CSS_SELECTOR, f"path.{part}"), part
+        assert browser.find_element(By.ID, "optimizer-node").get_attribute("value") == "web"
+    finally:
+        server.stop()
