@@ -88,7 +88,7 @@ def _emit(result: dict, as_json: bool, human: str) -> None:
     click.echo(json.dumps(result) if as_json else human)
 
 
-@click.group("optimizer", cls=_Group, help="ML advice for scaling: train, advise, evaluate, report.")
+@click.group("optimizer", cls=_Group, help="ML advice for scaling: train, advise, evaluate, report; the load history it forecasts.")
 def optimizer_group():
     pass
 
