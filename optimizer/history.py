@@ -122,7 +122,7 @@ def _get_json(url: str, timeout: float, max_bytes: int) -> dict:
         reason = getattr(error, "reason", error)
         raise OptimizerInputError(f"cannot reach Prometheus: {reason}") from None
     if len(body) > max_bytes:
-        raise OptimizerInputError(f"Prometheus's answer is over {max_bytes // (1024 * 1024)} MB; "
+        raise OptimizerInputError(f"Prometheus's answer is larger than {max_bytes:,} bytes; "
                                   "use a shorter range or a larger --step")
     try:
         return json.loads(body)
@@ -150,10 +150,10 @@ def _series_rows(answer: dict) -> list[tuple[float, float]]:
 
 
 def query_prometheus(url: str, query: str, start: float, end: float, step: float, *,
-                     timeout: float = PROMETHEUS_TIMEOUT_S, max_bytes: int = PROMETHEUS_MAX_BYTES
-                     ) -> list[tuple[float, float]]:
+                     timeout: float = PROMETHEUS_TIMEOUT_S, max_bytes: int = PROMETHEUS_MAX_BYTES,
+                     max_points: int = PROMETHEUS_MAX_POINTS) -> list[tuple[float, float]]:
     """One series over [start, end] every `step` seconds from Prometheus's /api/v1/query_range, asked for in
-    pieces of at most PROMETHEUS_MAX_POINTS points; points that are NaN or negative are left out."""
+    pieces of at most `max_points` points; points that are NaN or negative are left out."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise OptimizerInputError(f"--prometheus must be an http(s) URL, got {url!r}")
@@ -165,7 +165,7 @@ def query_prometheus(url: str, query: str, start: float, end: float, step: float
     rows: dict[float, float] = {}
     piece_start = start
     while piece_start <= end:
-        piece_end = min(end, piece_start + step * (PROMETHEUS_MAX_POINTS - 1))
+        piece_end = min(end, piece_start + step * (max_points - 1))
         params = urllib.parse.urlencode({"query": query, "start": f"{piece_start:.3f}", "end": f"{piece_end:.3f}",
                                          "step": f"{step:g}"})
         rows.update(_series_rows(_get_json(base + params, timeout, max_bytes)))

@@ -1,16 +1,21 @@
 """The optimizer's offered-load history: its state-DB table (idempotent, all-or-none, private file), the policy's
-adapter, and reading it from CSV files (timestamp,value rows and period,count traces)."""
+adapter, and reading it from CSV files (timestamp,value rows and period,count traces) and Prometheus's range API
+(pieces, bounds; a real Prometheus is in tests/orchestrator/test_optimizer_history.py)."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import math
 import os
 import stat
+import threading
+import urllib.parse
 
 import pytest
 
 from optimizer.errors import OptimizerInputError
-from optimizer.history import parse_step, parse_time, read_history_csv
+from optimizer.history import parse_step, parse_time, query_prometheus, read_history_csv
 from optimizer.samples import LoadHistoryStore, SampleStore, StoreLoadHistory
 
 
@@ -110,3 +115,60 @@ def test_steps():
     for bad in ("soon", "0s", "-5m"):
         with pytest.raises(OptimizerInputError):
             parse_step(bad)
+
+
+class FakePrometheus(http.server.BaseHTTPRequestHandler):
+    """/api/v1/query_range as Prometheus answers it (load = the time's minute), /moved redirects elsewhere,
+    /empty answers a vector; every request's range is remembered."""
+
+    asked: list = []
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/moved"):
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+            self.end_headers()
+            return
+        query = dict(urllib.parse.parse_qsl(url.query))
+        start, end, step = float(query["start"]), float(query["end"]), float(query["step"])
+        self.asked.append((start, end))
+        points = [[start + i * step, str((start + i * step) // 60 if i != 2 else "NaN")]
+                  for i in range(int((end - start) // step) + 1)]
+        data = ({"resultType": "vector", "result": []} if url.path.startswith("/empty") else
+                {"resultType": "matrix", "result": [{"metric": {}, "values": points}]})
+        body = json.dumps({"status": "success", "data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_prometheus():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakePrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakePrometheus.asked = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_long_range_is_asked_for_in_pieces_with_bounds(fake_prometheus):
+    rows = query_prometheus(fake_prometheus, "up", 6000, 6000 + 60 * 24, 60, max_points=10)
+    assert FakePrometheus.asked == [(6000, 6540), (6600, 7140), (7200, 7440)]
+    # in every piece the third point is NaN: a gap, not a load
+    assert [t for t, _ in rows] == [6000 + 60 * i for i in range(25) if i % 10 != 2]
+    assert all(v == t // 60 for t, v in rows)
+    with pytest.raises(OptimizerInputError, match="larger than 100 bytes"):
+        query_prometheus(fake_prometheus, "up", 6000, 6600, 60, max_bytes=100)
+    with pytest.raises(OptimizerInputError, match="answered HTTP 302"):
+        query_prometheus(fake_prometheus + "/moved", "up", 6000, 6600, 60)
+    with pytest.raises(OptimizerInputError, match="returned a vector"):
+        query_prometheus(fake_prometheus + "/empty", "up", 6000, 6600, 60)
+    with pytest.raises(OptimizerInputError, match="must be an http"):
+        query_prometheus("file:///etc/passwd", "up", 6000, 6600, 60)
