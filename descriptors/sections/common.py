@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from descriptors.checks import validate_value
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
 from descriptors.template import Template
 from descriptors.types import PropertyDef, TypeRegistry
-from descriptors.yamlpos import YMap
+from descriptors.yamlpos import YList, YMap
 
 def key_pos(mapping: Any, key: Any, default: Position) -> Position:
     return mapping.key_position(key) if isinstance(mapping, YMap) else default
@@ -61,7 +62,7 @@ SCALARS = (str, int, float, bool)
 
 def check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: DiagnosticSink, code: str,
                     what: str, pos: Position, path: str) -> None:
-    report_assigned(assigned_problems(value, pdef, types), sink, code, what, pos, path)
+    report_assigned(assigned_problems(value, pdef, types), sink, code, what, pos, path, value)
 
 
 def assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> list:
@@ -78,11 +79,34 @@ def assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> lis
     return validate_value(value, pdef.schema, types)
 
 
-def report_assigned(problems: list, sink: DiagnosticSink, code: str, what: str, pos: Position, path: str) -> None:
+def report_assigned(problems: list, sink: DiagnosticSink, code: str, what: str, pos: Position, path: str,
+                    value: Any = None) -> None:
+    """One error per problem, placed at the part of `value` it is about when value keeps positions."""
     for subpath, problem in problems:
         # "property 'endpoint'" + ".host" -> "property 'endpoint.host'"
         label = f"{what[:-1]}{subpath}'" if subpath and what.endswith("'") else what + subpath
-        sink.error(code, f"{label} {problem}", pos, path + subpath)
+        problem, _, hint = problem.partition("; did you mean ")  # the checker words a hint into its sentence
+        sink.error(code, f"{label} {problem}", nested_position(value, subpath, pos), path + subpath,
+                   f"did you mean {hint}" if hint else "")
+
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def nested_position(value: Any, subpath: str, default: Position) -> Position:
+    """Where the part of value at subpath ('.a[0].b') stands: the deepest position known on the way."""
+    pos = default
+    steps = _STEP.findall(subpath or "")
+    for n, (key, index) in enumerate(steps, 1):
+        step: Any = int(index) if index else key
+        if isinstance(value, YMap) and step in value:  # the last key itself: it is what the path names
+            pos = value.key_position(step) if n == len(steps) else value.position_of(step)
+        elif isinstance(value, YList) and isinstance(step, int) and step < len(value):
+            pos = value.position_of(step)
+        else:
+            return pos
+        value = value[step]
+    return pos
 
 def check_property_map(template: Template, props: Any, defs: dict, sink: DiagnosticSink, path: str,
                         pos: Position, owner: str, check_missing: bool = True) -> None:
