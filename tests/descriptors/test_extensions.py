@@ -10,6 +10,7 @@ from descriptors import load_template_text
 from descriptors.types import builtin_registry
 from descriptors.values import duration_seconds
 from tests.descriptors.conftest import errors, load
+from tests.drivers.test_local import SERVER
 
 
 def _types_with(prop: str) -> list[str]:
@@ -152,3 +153,77 @@ topology_template:
     vm: {type: tosca.nodes.Compute, metadata: {strato.driver: ec2, strato.one_shot: false, owner: me}}
 """, "ok.yaml")
     assert t.driver_name("vm") == "ec2"
+
+
+# -- get_attribute: what a node's type declares or its driver reports; nothing else ------------------------------
+
+def test_get_attribute_of_an_undeclared_attribute_of_a_strato_node_is_an_error_at_validate():
+    errs = errors("""
+topology_template:
+  node_templates:
+    web: {type: strato.nodes.Process, properties: {command: [x], port: auto}}
+    client:
+      type: strato.nodes.Process
+      properties:
+        command: [echo, {get_attribute: [web, adress]}, {get_attribute: [web, url]}, {get_attribute: [web, pid]}]
+""")
+    assert [(e.code, e.severity, e.hint, e.position.line) for e in errs] == [
+        ("FUNCTION_UNKNOWN_ATTRIBUTE", "error", "its attributes are: host, pid, port, shared_port, start_time, "
+                                                "state, tosca_id, tosca_name, url", 9)]
+    assert "node 'web' (strato.nodes.Process) has no attribute 'adress'" in errs[0].message
+    assert errs[0].path == "topology_template.node_templates.client.properties.command[1]"
+    errs = errors("""
+topology_template:
+  node_templates:
+    web: {type: strato.nodes.Container, properties: {image: x}}
+  outputs:
+    u: {value: {get_attribute: [web, urll]}}
+""")
+    assert errs[0].hint == "did you mean 'url'?"
+
+
+def test_dynamic_attributes_are_declared_or_the_node_is_open():
+    load("""
+topology_template:
+  node_templates:
+    job: {type: strato.nodes.Job, properties: {command: [x]}}
+    tf: {type: strato.nodes.terraform.Configuration, properties: {module: m}}
+    custom: {type: strato.nodes.Process, properties: {command: [x]}, metadata: {strato.open_attributes: true}}
+    vm:
+      type: strato.nodes.VM
+      properties: {implementations: [{driver: ec2}, {driver: openstack}]}
+    c: {type: strato.nodes.Container, properties: {image: x}}
+  outputs:
+    a: {value: {get_attribute: [job, anything_it_writes]}}
+    b: {value: {get_attribute: [tf, any_terraform_output]}}
+    c: {value: {get_attribute: [custom, set_by_a_playbook]}}
+    d: {value: {get_attribute: [vm, instance_id]}}
+    e: {value: {get_attribute: [vm, server_id]}}
+    f: {value: {get_attribute: [vm, placement]}}
+    g: {value: {get_attribute: [c, status]}}
+""")
+
+
+def test_every_attribute_a_driver_reports_is_declared_by_its_type(tmp_path):
+    """The real local driver's observed attributes are all declared by strato.nodes.Process (so get_attribute of
+    any of them validates, and `strato types` lists them)."""
+    from drivers.base import InstanceSpec
+    from drivers.local import LocalDriver
+    spec = InstanceSpec(key=f"ext/{uuid.uuid4().hex[:8]}/0@x", infra="t", node="web", index=0,
+                        type="strato.nodes.Process", metadata={}, descriptor_dir=str(tmp_path),
+                        infra_dir=str(tmp_path / "infra"), timeout=30,
+                        properties={"command": [sys.executable, "-c", SERVER], "port": "auto",
+                                    "health_check": {"http": "/", "timeout": 20}})
+    driver = LocalDriver()
+    spec = replace_node_attributes(spec, driver.prepare_node(spec))
+    handle = driver.create(spec)
+    try:
+        reported = set(driver.observe(handle).attributes)
+    finally:
+        driver.delete(handle)
+    assert reported - set(builtin_registry().resolved("strato.nodes.Process").attributes) == set()
+
+
+def replace_node_attributes(spec, attrs):
+    from dataclasses import replace
+    return replace(spec, node_attributes=dict(attrs or {}))
