@@ -7,6 +7,7 @@ from typing import Any
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean
 from descriptors.driver_attributes import declared_attributes, known_attributes
 from descriptors.functions import SELF_NAMES, contains_call, function_call, iter_calls
+from descriptors.sections.common import written_nodes
 from descriptors.template import Template
 from descriptors.types import PropertyDef, TypeRegistry
 from descriptors.yamlpos import YList, YMap, position_of
@@ -144,6 +145,8 @@ def _entity(template: Template, ref: Any, self_node: str | None, target: str | N
                        "here", pos, path)
         return host
     if not isinstance(ref, str) or ref not in nodes:
+        if isinstance(ref, str) and ref in written_nodes(template):
+            return None  # written, but its definition is broken: reported there, once
         sink.error("FUNCTION_UNKNOWN_NODE", f"{fname} names unknown node '{ref}'", pos, path,
                    did_you_mean(ref, nodes))
         return None

@@ -108,6 +108,12 @@ def nested_position(value: Any, subpath: str, default: Position) -> Position:
         value = value[step]
     return pos
 
+def written_nodes(template: Template) -> dict:
+    """The node templates as the document writes them, those with errors (not loaded) included."""
+    topo = template.document.get("topology_template") if isinstance(template.document, dict) else None
+    nodes = topo.get("node_templates") if isinstance(topo, dict) else None
+    return nodes if isinstance(nodes, dict) else {}
+
 def check_property_map(template: Template, props: Any, defs: dict, sink: DiagnosticSink, path: str,
                         pos: Position, owner: str, check_missing: bool = True) -> None:
     if not isinstance(props, dict):

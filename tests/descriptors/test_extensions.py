@@ -227,3 +227,43 @@ def test_every_attribute_a_driver_reports_is_declared_by_its_type(tmp_path):
 def replace_node_attributes(spec, attrs):
     from dataclasses import replace
     return replace(spec, node_attributes=dict(attrs or {}))
+
+
+# -- one mistake, one error --------------------------------------------------------------------------------------
+
+def test_a_type_typo_gives_one_error_not_also_unknown_node_wherever_the_node_is_named():
+    errs = errors("""
+topology_template:
+  node_templates:
+    web:
+      type: strato.nodes.Proces
+      properties: {command: [x], port: auto}
+    client:
+      type: strato.nodes.Process
+      properties:
+        command: [echo, {get_attribute: [web, url]}, {get_property: [web, port]}]
+      requirements:
+        - dependency: web
+  groups:
+    g: {type: tosca.groups.Root, members: [web, client]}
+  policies:
+    - scale: {type: strato.policies.Scaling, targets: [web], properties: {max_instances: 3, metric: m, target: 1}}
+  outputs:
+    u: {value: {get_attribute: [web, url]}}
+    o: {value: {get_operation_output: [web, Standard, create, x]}}
+  workflows:
+    w:
+      steps:
+        s: {target: web, activities: [{call_operation: Standard.create}]}
+  substitution_mappings:
+    node_type: tosca.nodes.Root
+    attributes: {tosca_name: [web, url]}
+""")
+    assert [(e.code, e.hint) for e in errs] == [("NODE_TYPE_UNKNOWN", "did you mean 'strato.nodes.Process'?")]
+    # a node that does not exist at all is still reported wherever it is named
+    errs = errors("""
+topology_template:
+  node_templates:
+    client: {type: strato.nodes.Process, properties: {command: [echo, {get_attribute: [wbe, url]}]}}
+""")
+    assert [e.code for e in errs] == ["FUNCTION_UNKNOWN_NODE"]
