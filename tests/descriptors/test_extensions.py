@@ -267,3 +267,42 @@ topology_template:
     client: {type: strato.nodes.Process, properties: {command: [echo, {get_attribute: [wbe, url]}]}}
 """)
     assert [e.code for e in errs] == ["FUNCTION_UNKNOWN_NODE"]
+
+
+# -- a requirement's target: name the candidates ----------------------------------------------------------------
+
+def test_an_unknown_requirement_target_lists_the_node_templates_that_fit():
+    errs = errors("""
+topology_template:
+  node_templates:
+    master: {type: strato.nodes.spark.Master, properties: {command: [x]}}
+    web: {type: strato.nodes.Process, properties: {command: [x]}}
+    w1:
+      type: strato.nodes.spark.Worker
+      properties: {command: [x]}
+      requirements: [{master: primary}]
+    w2:
+      type: strato.nodes.Process
+      properties: {command: [x]}
+      requirements: [{dependency: wbe}]
+    app:
+      type: tosca.nodes.WebApplication
+      requirements: [{host: srv}]
+""")
+    assert [(e.code, e.path.split("node_templates.")[1], e.hint) for e in errs] == [
+        ("REQUIREMENT_UNKNOWN_NODE", "w1.requirements[0].master", "node templates that fit: master"),
+        ("REQUIREMENT_UNKNOWN_NODE", "w2.requirements[0].dependency", "node templates that fit: master, web, w1, app"),
+        ("REQUIREMENT_UNKNOWN_NODE", "app.requirements[0].host",
+         "no node template is a tosca.nodes.WebServer; the node templates are: master, web, w1, w2"),
+    ]
+
+
+def test_a_missing_requirement_names_the_node_templates_that_could_fulfil_it():
+    t = load("""
+topology_template:
+  node_templates:
+    master: {type: strato.nodes.spark.Master, properties: {command: [x]}}
+    w1: {type: strato.nodes.spark.Worker, properties: {command: [x]}}
+""")
+    missing = [w for w in t.warnings if w.code == "REQUIREMENT_MISSING"]
+    assert [w.hint for w in missing] == ["add '- master: <node template>'; node templates that fit: master"]
