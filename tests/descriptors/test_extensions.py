@@ -8,7 +8,6 @@ import pytest
 
 from descriptors import load_template_text
 from descriptors.types import builtin_registry
-from descriptors.values import duration_seconds
 from tests.descriptors.conftest import errors, load
 from tests.drivers.test_local import SERVER
 
@@ -79,6 +78,7 @@ topology_template:
 
 
 def test_durations_are_read_the_same_way_everywhere():
+    from descriptors.values import duration_seconds
     assert duration_seconds(None, 5.0) == 5.0
     assert duration_seconds(30, None) == 30.0
     assert duration_seconds("2 m", None) == 120.0
