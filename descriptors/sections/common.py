@@ -10,6 +10,7 @@ from descriptors.checks import validate_value
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
 from descriptors.template import Template
 from descriptors.types import PropertyDef, TypeRegistry
+from descriptors.values import Coerced, coerce, describe, value_type_name
 from descriptors.yamlpos import YList, YMap
 
 def key_pos(mapping: Any, key: Any, default: Position) -> Position:
@@ -66,7 +67,19 @@ def check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: Dia
 
 
 def assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> list:
-    """validate_value's problems of a value assigned to pdef; [] when it fits."""
+    """validate_value's problems of a value assigned to pdef; [] when it fits. A scalar that converts to the
+    property's primitive type (as tosca-parser converts it) is a Coerced problem, reported as a warning."""
+    problems = _assigned_problems(value, pdef, types)
+    if problems and value.__class__ in SCALARS:
+        converted = coerce(value, pdef.type)
+        if converted is not None:
+            return [("", Coerced(f"is {describe(value)}, not of type {value_type_name(pdef.type)}; it is accepted "
+                                 f"(other TOSCA tools convert it to {converted!r})"))] \
+                + validate_value(converted, pdef.schema, types)
+    return problems
+
+
+def _assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> list:
     if value.__class__ in SCALARS:
         # the same scalar is often assigned to the same property thousands of times
         memo = types.value_memo
@@ -85,9 +98,13 @@ def report_assigned(problems: list, sink: DiagnosticSink, code: str, what: str, 
     for subpath, problem in problems:
         # "property 'endpoint'" + ".host" -> "property 'endpoint.host'"
         label = f"{what[:-1]}{subpath}'" if subpath and what.endswith("'") else what + subpath
+        where = nested_position(value, subpath, pos)
+        if isinstance(problem, Coerced):
+            sink.warning("VALUE_COERCED", f"{label} {problem}", where, path + subpath, "quote it or write it as "
+                         "its type")
+            continue
         problem, _, hint = problem.partition("; did you mean ")  # the checker words a hint into its sentence
-        sink.error(code, f"{label} {problem}", nested_position(value, subpath, pos), path + subpath,
-                   f"did you mean {hint}" if hint else "")
+        sink.error(code, f"{label} {problem}", where, path + subpath, f"did you mean {hint}" if hint else "")
 
 
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")

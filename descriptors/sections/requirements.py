@@ -307,6 +307,12 @@ def _choose_target(template: Template, node: NodeTemplate, req: _Assignment, req
         if node_filter is not None and _filter_mismatch(template, cand, node_filter):
             continue
         candidates.append((cand.name, cap_name))
+    if not candidates and node_filter is not None:
+        # a node_filter asks the orchestrator to select a node, possibly one outside the template (TOSCA 3.8.2)
+        sink.warning("REQUIREMENT_NOT_SELECTED", f"no node template matches the node_filter of requirement "
+                     f"'{rname}' of node '{node.name}'; Strato selects only among the template's nodes, so a build "
+                     "refuses it", req.pos, req.path, "add a node that matches, or name one with 'node: <template>'")
+        return None, None
     if not candidates:
         what = " and ".join(x for x in (f"of type {req_node_type}" if req_node_type else "",
                                         f"with capability {capability}" if capability else "",
