@@ -279,3 +279,16 @@ def describe(value: Any) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def duration_seconds(value: Any, default: float | None) -> float | None:
+    """A duration as Strato's descriptors write it (strato.datatypes.Seconds): a bare number of seconds or a
+    TOSCA time ('30 s'); default when not given. Raises ValueError, saying what is wrong, for anything else."""
+    if value is None:
+        return default
+    if is_number(value):
+        return float(value)
+    parsed = scalar_unit(value, "scalar-unit.time")
+    if parsed is None:
+        raise ValueError(f"{describe(value)} is not a duration: give a number of seconds or a time like '30 s'")
+    return parsed

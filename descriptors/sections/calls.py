@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean
+from descriptors.driver_attributes import declared_attributes, known_attributes
 from descriptors.functions import SELF_NAMES, contains_call, function_call, iter_calls
+from descriptors.sections.common import written_nodes
 from descriptors.sections.inputs import input_schema
 from descriptors.template import Template
 from descriptors.types import PropertyDef, TypeRegistry
@@ -144,6 +146,8 @@ def _entity(template: Template, ref: Any, self_node: str | None, target: str | N
                        "here", pos, path)
         return host
     if not isinstance(ref, str) or ref not in nodes:
+        if isinstance(ref, str) and ref in written_nodes(template):
+            return None  # written, but its definition is broken: reported there, once
         sink.error("FUNCTION_UNKNOWN_NODE", f"{fname} names unknown node '{ref}'", pos, path,
                    did_you_mean(ref, nodes))
         return None
@@ -214,15 +218,7 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
             if name in ntype.attributes and rest:
                 _check_nested(template, ntype.attributes[name].schema, rest, f"attribute '{name}' of node "
                               f"'{entity}'", pos, path, sink)
-            if name not in ntype.attributes and not ntype.metadata.get("strato.open_attributes"):
-                if _backend_may_report(template, entity):
-                    sink.warning("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node type '{node.type}' declares no "
-                                 f"attribute '{name}'; its value is known only if the backend reports it", pos, path,
-                                 did_you_mean(name, ntype.attributes))
-                else:  # a portable TOSCA node: no backend of Strato's reports attributes the type lacks
-                    sink.error("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node type '{node.type}' has no "
-                               f"attribute '{name}'", pos, path, did_you_mean(name, ntype.attributes) or
-                               (f"its attributes are: {', '.join(ntype.attributes)}" if ntype.attributes else ""))
+            _check_attribute_name(template, entity, name, pos, path, sink)
         return
     if fname == "get_artifact":
         if not isinstance(args, list) or not 2 <= len(args) <= 4 or not all(isinstance(a, str) for a in args[:2]):
@@ -281,12 +277,23 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
             sink.error("FUNCTION_BAD_ARGS", "token needs [string, separators, index]", pos, path)
 
 
-def _backend_may_report(template: Template, name: str) -> bool:
-    """Whether a node is built by a Strato driver (which may report attributes its type does not declare)."""
-    node = template.node_templates[name]
-    if template.node_metadata(name).get("strato.driver"):
-        return True
-    return any(t.startswith("strato.") for t in template.types.lineage(node.type))
+def _check_attribute_name(template: Template, entity: str, name: str, pos: Position, path: str,
+                          sink: DiagnosticSink) -> None:
+    """An attribute get_attribute names must be declared by the node's type or reported by its driver: a build
+    would otherwise wait for a value that never comes."""
+    known = known_attributes(template, entity)
+    if known is None or name in known:
+        return
+    node = template.node_templates[entity]
+    declared = declared_attributes(template.types, node.type)  # properties (also attributes) aside in the hint
+    own = sorted(n for n in known if n in declared or n not in template.types.resolved(node.type).properties)
+    sink.error("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node '{entity}' ({node.type}) has no attribute "
+               f"'{name}'", pos, path, did_you_mean(name, known) or
+               (_listed("its attributes are", own) if own else "its type declares no attributes"))
+
+
+def _listed(label: str, names: list, most: int = 12) -> str:
+    return f"{label}: {', '.join(names[:most])}" + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _host_having(template: Template, fname: str, args: list, host: str, target: str | None) -> str:
