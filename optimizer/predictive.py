@@ -22,7 +22,7 @@ from optimizer.mpc import MpcState, choose, horizon_for
 from optimizer.samples import SampleSet
 from optimizer.targettracking import TargetTracker, TargetTrackingConfig
 
-DEFAULT_VIOLATION_PRICE = 40.0
+DEFAULT_VIOLATION_PRICE = 120.0
 MAX_VALIDATION_ERROR = 0.5   # a model whose held-out median relative error is above this is not trusted
 OUTLIER_BINS, OUTLIER_MADS = 20, 5.0   # the usual robust-statistics cut: 5 MADs from the median
 EDGE_STEP = 0.9              # the capacity curve's log-log slope is measured between 0.9 x and 1 x the edge

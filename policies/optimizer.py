@@ -21,7 +21,7 @@ import numpy as np
 from optimizer.errors import OptimizerInputError
 from optimizer.forecast import on_grid
 from optimizer.predictive import DEFAULT_VIOLATION_PRICE, PredictiveAdvisor, PredictiveConfig
-from optimizer.samples import SampleSet, SampleStore
+from optimizer.samples import SampleSet, SampleStore, StoreLoadHistory
 from policies.base import MetricSpec, Observation, PolicyError, ScalingDecision, ScalingPolicy
 
 
@@ -150,18 +150,21 @@ class OptimizerPolicy(ScalingPolicy):
             self.last_error = f"could not read stored samples or history: {error}"
         self._samples.extend(stored)
         self._n = max(self._n, len(stored))
-        first = stored[0].timestamp if stored else math.inf
-        loads = [(t, v) for t, v in rows if t < first] + [(s.timestamp, s.metrics[0]) for s in stored]
+        loads = dict(rows)   # every pass's load (imported or live), and the samples' where a pass's is missing
+        for sample in stored:
+            loads.setdefault(sample.timestamp, sample.metrics[0])
+        loads = list(loads.items())
         interval = self.advisor.config.interval_s
         self.advisor.load_history(on_grid(loads, interval, HISTORY_LIMIT))
-        if stored:
-            self.advisor.mark_seen(stored[-1].timestamp)
+        if loads:
+            self.advisor.mark_seen(max(ts for ts, _ in loads))
         if self._n >= self.advisor.config.min_samples:
             self._retrain()
 
     def learn(self, observation: Observation) -> None:
         self._warm_start()
         self.advisor.observe(observation.now, observation.metrics)
+        self._keep_load(observation)
         target = self._target_of(observation)
         values = [observation.metrics.get(name) for name in self.input_names]
         if target is None or any(not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
@@ -179,6 +182,16 @@ class OptimizerPolicy(ScalingPolicy):
                 self.last_error = f"could not store the sample: {error}"
         if self._n >= self.advisor.config.min_samples and self._n % self.retrain_every == 0:
             self._retrain()
+
+    def _keep_load(self, observation: Observation) -> None:
+        """This pass's offered load into the history store (the forecaster's memory across restarts)."""
+        value = observation.metrics.get(self.input_names[0])
+        if self.history is None or not hasattr(self.history, "add") or not isinstance(value, (int, float)):
+            return
+        try:
+            self.history.add(float(observation.now), float(value))
+        except Exception as error:  # noqa: BLE001 - storage trouble is reported, the loop goes on
+            self.last_error = f"could not store the load history: {error}"
 
     def training_set(self) -> SampleSet:
         rows = list(self._samples)
@@ -289,9 +302,11 @@ def optimizer_policy_from_settings(settings, node: str, *, sample_sink: SampleSi
             tracking_metric=fallback.name if fallback else None, tracking_target=tracking_target)
     except OptimizerInputError as error:
         raise settings.error(str(error)) from None
+    history = None
     if sample_sink is None and infrastructure:
         sample_sink = StoreSink(state_path, infrastructure, node, tuple(m.name for m in inputs))
+        history = StoreLoadHistory(state_path, infrastructure, node, inputs[0].name)
     return OptimizerPolicy(config, inputs, target, sink=sample_sink,
                            retrain_every=settings.number("retrain_every", 40, low=1, integer=True),
                            window=settings.number("train_window", 2000, low=10, integer=True), background=background,
-                           extra_metrics=(fallback,) if fallback else (), node=node)
+                           extra_metrics=(fallback,) if fallback else (), node=node, history=history)

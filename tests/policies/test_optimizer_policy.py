@@ -9,7 +9,7 @@ import pytest
 
 from descriptors.loader import load_template_text
 from optimizer.predictive import PredictiveConfig
-from optimizer.samples import SampleStore
+from optimizer.samples import LoadHistoryStore, SampleStore
 from policies import MetricSpec, Observation, PolicyError, scaling_policies
 from policies.optimizer import OptimizerPolicy, StoreSink
 
@@ -121,6 +121,17 @@ def test_optimizer_policy_from_a_template(tmp_path):
     assert "fallback" in policy.decide(o).reason
     with SampleStore(tmp_path / "s.db") as store:
         assert len(store.load("demo", "web")) == 1
+    # The loop restarts: the policy built again from the template takes back the imported history and every
+    # pass's load from the state DB (the forecaster continues), and the stored samples.
+    with LoadHistoryStore(tmp_path / "s.db") as store:
+        store.add("demo", "web", "sum(rate(requests_total[1m]))", [(1 - 15.0 * k, 4.0) for k in range(96, 0, -1)])
+    again = scaling_policies(t, infrastructure="demo", state_path=tmp_path / "s.db")["web"][0]
+    later = Observation(now=16, node="web", instances=2, ready=2, metrics=dict(o.metrics))
+    decision = again.decide(later)
+    step = again.advisor.config.interval_s             # the policy's period: history is spread on its grid
+    expected = int(96 * 15.0 // step) + 1 + 1          # the history and the first pass, then this pass
+    assert len(again.advisor.forecaster) == expected and decision.detail["forecast"]["history"] == expected
+    assert decision.detail["forecast"]["values"][0][2] == pytest.approx(4.0, rel=0.3)
     bad = load_template_text(text.replace("max_instances: 8", "max_instances: 8\n          startup_delay: -5 s"),
                              "o.yaml")
     with pytest.raises(PolicyError, match="optimize.*startup_delay must be"):
