@@ -1,6 +1,6 @@
-"""The types reference, generated from Strato's shipped profiles: `strato types [NAME]` and docs/types.md.
+"""The types reference, generated from Strato's shipped profiles: `strato types [NAME]` and descriptors/TYPES.md.
 
-    python -m descriptors.reference      # rewrites docs/types.md (a test fails while it is out of date)
+    python -m descriptors.reference      # rewrites descriptors/TYPES.md (a test fails while it is out of date)
 
 Every type defined in descriptors/profiles/strato*.yaml: its properties (type, required, default),
 the attributes it declares (what its driver reports), capabilities, requirements, and the fields of
@@ -16,7 +16,7 @@ from descriptors.types import builtin_registry
 
 KINDS = (("node", "Node types"), ("data", "Data types"), ("capability", "Capability types"),
          ("policy", "Policy types"))
-DOCS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "types.md")
+DOCS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "TYPES.md")
 REGENERATE = "python -m descriptors.reference"
 
 
@@ -133,7 +133,7 @@ def _type_section(doc: dict, names: set[str]) -> list[str]:
 
 
 def markdown() -> str:
-    """docs/types.md: every Strato type, from the profiles."""
+    """descriptors/TYPES.md: every Strato type, from the profiles."""
     types = strato_types()
     names = {n for _, n in types}
     lines = ["# Strato types", "",

@@ -19,7 +19,7 @@ def command(name, as_json):
       strato types Process              strato.nodes.Process (a unique last part is enough)
       strato types HealthCheck --json   the health_check keys, for scripts
 
-    The same reference, as a page: docs/types.md.
+    The same reference, as a page: descriptors/TYPES.md.
     """
     from descriptors import reference
     if not name:

@@ -1,4 +1,4 @@
-"""`strato types [NAME]` and docs/types.md: the types reference, generated from Strato's profiles so it cannot drift."""
+"""`strato types [NAME]` and descriptors/TYPES.md: the types reference, generated from Strato's profiles so it cannot drift."""
 
 import json
 import os
@@ -11,7 +11,7 @@ def test_the_types_page_is_generated_from_the_profiles():
     with open(reference.DOCS_PATH, encoding="utf-8") as fh:
         written = fh.read()
     assert written == reference.markdown(), \
-        f"docs/types.md is out of date with descriptors/profiles: regenerate it with `{reference.REGENERATE}`"
+        f"descriptors/TYPES.md is out of date with descriptors/profiles: regenerate it with `{reference.REGENERATE}`"
 
 
 def test_the_page_lists_every_strato_type_with_its_attributes_and_the_health_check_keys():
@@ -56,6 +56,6 @@ def test_readme_names_the_process_type_the_health_check_keys_and_the_types_page(
         readme = fh.read()
     section = readme[readme.index("### Writing descriptors"):]
     section = section[:section.index("\n### ", 5)] if "\n### " in section[5:] else section
-    assert "strato.nodes.Process" in section and "docs/types.md" in section and "strato types" in section
+    assert "strato.nodes.Process" in section and "descriptors/TYPES.md" in section and "strato types" in section
     for key in ("http", "tcp", "command", "timeout", "grace_period", "expect_status"):
         assert f"`{key}`" in section, key
