@@ -4,7 +4,8 @@ ai-inference example under a WorldCup98 load ramp with target tracking vs the op
     flock /work/bench.lock python benchmarks/maintain.py [--ramp-minutes 50] [--seconds-per-minute 2]
                                                          [--skip-ramp] [--json]
 
-Ends with one JSON line: pass_1000_ms, pass_10000_ms, heal_s, ramp -> {target_tracking, optimizer}
+Ends with one JSON line: pass_1000_ms, pass_10000_ms, heal_s, ramp -> {target_tracking: {target: run}, optimizer,
+replica_s_ratio_at_equal_p95}
 each {p95_ms, replica_s, actions, requests, errors}.
 """
 
@@ -207,7 +208,7 @@ POLICIES = {
         properties:
           metric: request_rate
           aggregation: sum
-          target: {per_replica}
+          target: {per_replica:g}
           min_instances: 1
           max_instances: {max_replicas}
           period: 1 s
@@ -227,13 +228,16 @@ POLICIES = {
           max_instances: {max_replicas}
           period: 1 s
           cooldown: 0 s
+          startup_delay: 2 s
           training_samples_required: 20
 """,
 }
 
 
-def ramp_run(directory: str, policy: str, rates: list[float], step_s: float, settings: dict) -> dict:
-    work = os.path.join(directory, policy)
+def ramp_run(directory: str, policy: str, rates: list[float], step_s: float, settings: dict,
+             label: str | None = None) -> dict:
+    label = label or policy
+    work = os.path.join(directory, label)
     os.makedirs(work, exist_ok=True)
     for script in ("train.py", "serve.py"):
         shutil.copy(os.path.join(EXAMPLE_DIR, script), work)
@@ -245,7 +249,7 @@ def ramp_run(directory: str, policy: str, rates: list[float], step_s: float, set
     with open(descriptor, "w") as fh:
         fh.write(text)
     home = os.path.join(work, "home")
-    name = f"ramp-{policy.replace('_', '-')}-{os.getpid()}"
+    name = f"ramp-{label.replace('_', '-').replace('.', '-')}-{os.getpid()}"
     proc = cli(home, "build", descriptor, "--name", name, "-q")
     if proc.returncode != 0:
         return {"error": proc.stderr.strip()[-500:]}
@@ -303,10 +307,37 @@ def ramp_run(directory: str, policy: str, rates: list[float], step_s: float, set
         result["policy_errors"] = sorted({b for b in broken if b})[:3]
     if "Traceback" in err:
         result["loop_crash"] = err[-500:]
-    print(f"ramp, {policy:<16} p95 {result['p95_ms']} ms, {result['replica_s']} replica-s, "
+    print(f"ramp, {label:<22} p95 {result['p95_ms']} ms, {result['replica_s']} replica-s, "
           f"{result['actions']} scaling actions, {result['requests']} requests, {result['errors']} errors"
           + (f", policy errors: {result['policy_errors']}" if broken else ""))
     return result
+
+
+def interpolate(x: float, points: list[tuple[float, float]]) -> float:
+    """Linear interpolation on sorted (x, y) points (x within their range)."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def equal_p95_ramp(directory: str, rates: list[float], args, settings: dict) -> dict:
+    """Target tracking at several per-replica targets (its p95 / replica-seconds curve) and the optimizer at its
+    SLO; the optimizer's replica-seconds over tracking's interpolated at the optimizer's p95 (equal p95)."""
+    targets = [float(x) for x in args.tracking_targets.split(",") if x.strip()]
+    tracking = {f"{t:g}": ramp_run(directory, "target_tracking", rates, args.seconds_per_minute,
+                                    dict(settings, per_replica=t), label=f"target_tracking_{t:g}") for t in targets}
+    optimizer = ramp_run(directory, "optimizer", rates, args.seconds_per_minute, settings)
+    points = sorted((r["p95_ms"], r["replica_s"]) for r in tracking.values() if r.get("p95_ms") is not None)
+    ratio = None
+    if optimizer.get("p95_ms") is not None and len(points) >= 2 and points[0][0] <= optimizer["p95_ms"] <= points[-1][0]:
+        at_equal = interpolate(optimizer["p95_ms"], points)
+        ratio = round(optimizer["replica_s"] / at_equal, 3)
+        print(f"ramp: at the optimizer's p95 ({optimizer['p95_ms']} ms) target tracking would use {at_equal:.1f} "
+              f"replica-s; the optimizer used {optimizer['replica_s']} (x{ratio})")
+    else:
+        print("ramp: the optimizer's p95 lies outside target tracking's range: no ratio at equal p95")
+    return {"target_tracking": tracking, "optimizer": optimizer, "replica_s_ratio_at_equal_p95": ratio}
 
 
 def main() -> None:
@@ -315,6 +346,8 @@ def main() -> None:
     parser.add_argument("--seconds-per-minute", type=float, default=2.0, help="speed-up: wall seconds per minute")
     parser.add_argument("--peak-rate", type=float, default=60.0, help="requests/s at the stretch's busiest minute")
     parser.add_argument("--skip-ramp", action="store_true")
+    parser.add_argument("--tracking-targets", default="10,15,20,30",
+                        help="per-replica request rates target tracking is run at (its p95 / cost curve)")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="strato-bench-maintain-")
@@ -331,10 +364,10 @@ def main() -> None:
             print(f"ramp: {len(rates)} trace minutes x {args.seconds_per_minute:g} s, "
                   f"{min(rates):.1f} -> {max(rates):.1f} requests/s")
             settings = {"per_replica": 20, "max_replicas": 6, "slo_ms": 25}
-            out["ramp"] = {p: ramp_run(directory, p, rates, args.seconds_per_minute, settings)
-                           for p in ("target_tracking", "optimizer")}
+            out["ramp"] = equal_p95_ramp(directory, rates, args, settings)
             out["ramp_settings"] = {"trace_minutes": len(rates), "seconds_per_minute": args.seconds_per_minute,
                                     "peak_rate": args.peak_rate, **settings,
+                                    "tracking_targets": args.tracking_targets,
                                     "load_generator": "strato loadgen" if loadgen is not None else "built-in"}
     finally:
         shutil.rmtree(directory, ignore_errors=True)
