@@ -134,10 +134,16 @@ class LoadForecaster:
         self._pending: dict[int, dict[str, np.ndarray]] = {}  # step index -> forecasts made at it
         self._residuals = {m: _Residuals(self.horizon) for m in self.methods}
         self._cached: tuple[int, str | None, Forecast | None] | None = None
-        self._surprised_until = -1   # step index until which the method follows the most recent errors
+        self._surprised_until = -1   # step index until which the latest value is the forecast
+        self._surprised_at = -1      # step index of the last surprise
 
     def __len__(self) -> int:
         return self._n
+
+    @property
+    def last_surprise(self) -> int:
+        """The index of the last value that changed the regime (-1 if none): see `_check_surprise`."""
+        return self._surprised_at
 
     # ----- history -----
     def extend(self, values) -> None:
@@ -175,7 +181,7 @@ class LoadForecaster:
         low, high = recent[0].min(), recent[0].max()
         error = self._log[t] - made[usual][0]
         if not low <= error <= high:
-            self._surprised_until = t + self.horizon
+            self._surprised_until, self._surprised_at = t + self.horizon, t
 
     def _append(self, value: float) -> None:
         if self._n == len(self._log):
@@ -189,16 +195,19 @@ class LoadForecaster:
         n, y, steps = self._n, self._log, np.arange(1, self.horizon + 1)
         if n == 0:
             return None
+        # After a change of regime (a surprise), the short-term methods look only at the values since.
+        since = n - 1 - self._surprised_at if self._surprised_at >= 0 else n
         if method == "level":
-            return np.full(self.horizon, y[max(0, n - LEVEL_STEPS):n].mean())
+            return np.full(self.horizon, y[max(0, n - min(LEVEL_STEPS, max(1, since))):n].mean())
         if method == "last":
             return np.full(self.horizon, y[n - 1])
         if method == "trend":
-            if n < TREND_STEPS:
-                return None
-            recent = y[n - TREND_STEPS:n]
-            slope, intercept = np.polyfit(np.arange(TREND_STEPS, dtype=float), recent, 1)
-            return intercept + slope * (TREND_STEPS - 1 + steps)
+            width = min(TREND_STEPS, since)
+            if n < TREND_STEPS or width < 3:
+                return None if n < TREND_STEPS else np.full(self.horizon, y[n - 1])
+            recent = y[n - width:n]
+            slope, intercept = np.polyfit(np.arange(width, dtype=float), recent, 1)
+            return intercept + slope * (width - 1 + steps)
         if method == "seasonal_naive":
             period = min(self.seasons.values(), default=None)
             if period is None or n < period:
