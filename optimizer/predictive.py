@@ -25,6 +25,7 @@ from optimizer.targettracking import TargetTracker, TargetTrackingConfig
 DEFAULT_VIOLATION_PRICE = 120.0
 MAX_VALIDATION_ERROR = 0.5   # a model whose held-out median relative error is above this is not trusted
 OUTLIER_BINS, OUTLIER_MADS = 20, 5.0   # the usual robust-statistics cut: 5 MADs from the median
+MAX_STARTUP_STEPS = 58       # the forecast horizon is the start-up delay plus one interval: at most 59 steps
 EDGE_STEP = 0.9              # the capacity curve's log-log slope is measured between 0.9 x and 1 x the edge
 
 
@@ -56,7 +57,9 @@ class PredictiveConfig:
 
     @property
     def startup_steps(self) -> int:
-        return max(1, math.ceil(self.startup_delay_s / self.interval_s - 1e-9))
+        """The start-up delay in intervals, at most MAX_STARTUP_STEPS (a policy period far shorter than the start-up
+        delay would otherwise make the forecast horizon, and its memory, unbounded)."""
+        return min(MAX_STARTUP_STEPS, max(1, math.ceil(self.startup_delay_s / self.interval_s - 1e-9)))
 
     def settings(self) -> dict:
         """The operator-facing settings (the benchmark's `settings`)."""

@@ -257,3 +257,28 @@ def test_the_dashboard_draws_the_forecast_band_and_predicted_target(explained, s
         assert browser.find_element(By.ID, "optimizer-node").get_attribute("value") == "web"
     finally:
         server.stop()
+
+
+def test_the_real_optimizer_policy_says_in_the_journal_that_it_falls_back_while_history_is_short(
+        strato_home, tmp_path, served):
+    """The descriptor's own strato.policies.Optimizer (no scripted policy), run by the real loop: with fewer samples
+    than training_samples_required it tracks, the journal says why, and the load forecast is already explained."""
+    path = tmp_path / "app.yaml"
+    path.write_text(DESCRIPTOR + "          metric: offered_rps\n          aggregation: max\n          target: 30\n"
+                    "          period: 0.01 s\n          startup_delay: 1 s\n")
+    store = StateStore(str(strato_home / "state.db"))
+    assert service.build(str(path), "app", {}, store, RunOptions())["ok"]
+    loop = Maintainer(store, "app", MaintainOptions())
+    for load in LOADS[:3]:
+        Metrics.load["value"] = load
+        loop.run_pass()
+    events = [e for e in store.events("app", 500) if e["kind"] in ("decision", "scaled")]
+    assert events, [e["kind"] for e in store.events("app", 500)]
+    detail = events[0]["detail"]["detail"]
+    assert detail["phase"] == "fallback" and "no trained capacity model" in detail["fallback"]
+    assert "target tracking on offered_rps" in (events[0]["detail"].get("reason") or "")
+    assert detail["forecast"]["quantiles"] == QUANTILES and detail["startup_s"] == 1.0
+    assert len(detail["forecast"]["horizon_s"]) <= 60       # a short period does not make the horizon unbounded
+    history = StoreLoadHistory(store.path, "app", "web", "offered_rps").recent(10)
+    assert [v for _, v in history] == LOADS[:3]     # every pass's load kept for the forecaster
+    store.close()
