@@ -257,3 +257,13 @@ def test_policy_state_survives_a_loop_restart():
 def test_the_operator_setting_is_checked():
     with pytest.raises(Exception, match="violation_price"):
         config(violation_price=0)
+
+
+def test_the_clairvoyant_policy_meets_the_slo_at_the_utilisation_that_holds_it_and_breaks_it_above():
+    from optimizer.simulator import OraclePolicy, ServiceModel, simulate
+    service = ServiceModel()
+    rates = seasonal_series(1, seed=4) / 100 * 20 * service.max_rate_per_replica_at_slo()
+    at_slo = simulate(rates, OraclePolicy(rates, service, 0.7, 40), service, 3, 40)
+    cheap = simulate(rates, OraclePolicy(rates, service, 0.8, 40), service, 3, 40)
+    assert at_slo.slo_violation_pct < 1.0 < cheap.slo_violation_pct   # M/M/1 p95 = 1 s at u = 0.7
+    assert cheap.replica_hours < at_slo.replica_hours
