@@ -140,10 +140,6 @@ class LoadForecaster:
     def __len__(self) -> int:
         return self._n
 
-    @property
-    def last_surprise(self) -> int:
-        """The index of the last value that changed the regime (-1 if none): see `_check_surprise`."""
-        return self._surprised_at
 
     # ----- history -----
     def extend(self, values) -> None:

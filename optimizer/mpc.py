@@ -33,7 +33,6 @@ class MpcState:
     max_up: int
     max_down: int
     startup_steps: int    # d: intervals before a new instance serves
-    hold_down: bool = False   # a scale-up is still starting: no scale-down (it would answer the forecast's noise)
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def evaluate(state: MpcState, forecast: Forecast, price: float, model: Violation
     """Every candidate count with its cost: replica-intervals over the steps d..H where any count acts, plus
     `price` x the expected violated steps over 1..H (where a scale-down already acts), per step of d..H."""
     horizon, d = forecast.horizon, min(max(1, state.startup_steps), forecast.horizon)
-    low = state.provisioned if state.hold_down else max(state.min_instances, state.provisioned - state.max_down)
+    low = max(state.min_instances, state.provisioned - state.max_down)
     high = min(state.max_instances, state.provisioned + state.max_up)
     counts = list(range(min(low, state.provisioned), max(high, state.provisioned) + 1))
     # One model call for every (candidate, step, quantile) triple.

@@ -165,7 +165,6 @@ class PredictiveAdvisor:
         self._lock = threading.Lock()
         self.forecaster = LoadForecaster(config.interval_s, horizon_for(config.startup_steps), config.season_steps)
         self._last_seen: float | None = None
-        self._last_up: tuple[float, int] = (-math.inf, -1)   # when the model last scaled up (time, load index)
         self.tracker = None
         if config.tracking_metric is not None and config.tracking_target is not None:
             self.tracker = TargetTracker(TargetTrackingConfig(
@@ -225,18 +224,11 @@ class PredictiveAdvisor:
         if problem is not None:
             return self._fallback(now, metrics, instances, problem, forecast)
         cfg = self.config
-        # What a scale-up asked for is not taken back before it serves: the forecast it answered is at most a
-        # start-up delay old, and cancelling it answers the forecast's noise (and pays its start for nothing).
-        # A change of regime since (a drop the forecaster did not expect) releases the hold.
-        starting = (now - self._last_up[0] < cfg.startup_delay_s
-                    and self.forecaster.last_surprise < self._last_up[1])
         state = MpcState(instances, instances if ready is None else int(ready), cfg.min_instances, cfg.max_instances,
-                         cfg.max_up, cfg.max_down, cfg.startup_steps, hold_down=starting)
+                         cfg.max_up, cfg.max_down, cfg.startup_steps)
         view = CapacityView(model, metrics, cfg.load_metric, cfg.threshold)
         picked = choose(state, forecast, cfg.violation_price, view)
         chosen = next(c for c in picked.candidates if c["instances"] == picked.instances)
-        if picked.instances > instances:
-            self._last_up = (now, len(self.forecaster))
         detail = {"forecast": forecast.as_dict(), "candidates": picked.candidates, "chosen": picked.instances,
                   "chosen_cost": picked.cost, "violation_price": cfg.violation_price, "startup_s": cfg.startup_delay_s}
         return ScalingAdvice(picked.instances, picked.instances - instances, "model", picked.reason,
