@@ -22,7 +22,7 @@ from optimizer.mpc import MpcState, choose, horizon_for
 from optimizer.samples import SampleSet
 from optimizer.targettracking import TargetTracker, TargetTrackingConfig
 
-DEFAULT_VIOLATION_PRICE = 120.0
+DEFAULT_VIOLATION_PRICE = 200.0
 MAX_VALIDATION_ERROR = 0.5   # a model whose held-out median relative error is above this is not trusted
 OUTLIER_BINS, OUTLIER_MADS = 20, 5.0   # the usual robust-statistics cut: 5 MADs from the median
 MAX_STARTUP_STEPS = 58       # the forecast horizon is the start-up delay plus one interval: at most 59 steps
