@@ -3,7 +3,8 @@
 The decision at time t can add capacity only from t + d (d = start-up delay in intervals) but removes
 it at once, and what it removes cannot come back before t + 1 + d. So, per step h ahead, the cost of
 a count n is n replica-intervals plus `price` x the probability that the step violates the target,
-taken over the load forecast's distribution and the capacity model's uncertainty. One objective for
+taken over the load forecast's distribution and the capacity model's uncertainty, plus the d - 1
+intervals a new instance is paid for before it serves. One objective for
 every candidate: the replicas are counted on the steps d..H, where any choice acts, and the expected
 violations on every step 1..H, where a scale-down already acts (before d, every count from the
 current one up serves the same). H = d + 1: what is needed later is decided later (the decision is
@@ -73,9 +74,12 @@ def evaluate(state: MpcState, forecast: Forecast, price: float, model: Violation
     out = []
     for i, n in enumerate(counts):
         expected = float(probability[i].sum())
+        # A new instance is paid for d - 1 intervals before it serves: spread over the steps it is judged on.
+        starting = max(0, n - state.provisioned) * (d - 1) / horizon
         out.append({"instances": n, "violation_probability": round(expected / horizon, 5),
                     "acting_probability": float(probability[i, d - 1:].mean()),
-                    "predicted_target": round(float(predicted[i, -1]), 6), "cost": n + price * expected / acting})
+                    "predicted_target": round(float(predicted[i, -1]), 6),
+                    "cost": n + starting + price * expected / acting})
     return out
 
 
