@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from optimizer.errors import OptimizerInputError
+from optimizer.errors import OptimizerInputError, OptimizerUsageError
 
 # numpy, scikit-learn and scipy are imported inside the functions that use them, so that
 # `strato --version` or `strato validate` do not pay ~1.5 s for loading them (`strato --help` lists
@@ -21,7 +21,7 @@ def load_samples(data: str | None, state: str | None, infrastructure: str | None
     if data:
         return read_csv(data)
     if not (infrastructure and node):
-        raise OptimizerInputError("give --data CSV, or --infra and --node to read samples from the state store")
+        raise OptimizerUsageError("give --data CSV, or --infra and --node to read samples from the state store")
     with SampleStore(state) as store:
         return store.load(infrastructure, node)
 
@@ -60,11 +60,13 @@ def advise_latest(samples: SampleSet, model: StratoModel, config: AdvisorConfig)
 
 # ----- Click wrappers -----
 class _Group(click.Group):
-    """Turns the optimizer's user errors into one clear line and exit code 1, never a traceback."""
+    """Turns the optimizer's user errors into one clear line and exit code 1 (64 for wrong usage), never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except OptimizerUsageError as error:
+            raise click.UsageError(str(error)) from None
         except OptimizerInputError as error:
             raise click.ClickException(str(error)) from None
 
@@ -102,7 +104,7 @@ def train_command(data, state, infrastructure, node, model_path, import_csv, see
         load_samples(None, state, infrastructure, node)
     if import_csv:
         if not (infrastructure and node):
-            raise OptimizerInputError("--import-csv needs --infra and --node")
+            raise OptimizerUsageError("--import-csv needs --infra and --node")
         with SampleStore(state) as store:
             store.add(infrastructure, node, samples)
     report = train_model(samples, model_path, seed, per_instance)

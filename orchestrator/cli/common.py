@@ -12,7 +12,8 @@ from typing import Any, Callable
 import click
 
 from descriptors.diagnostics import DescriptorError
-from orchestrator.cli.group import EXIT_CODES_HELP, EXIT_ERROR, emit_json, fail  # noqa: F401 (re-exported)
+from orchestrator.cli.group import EXIT_CODES_HELP, EXIT_ERROR, EXIT_USAGE, emit_json, fail  # noqa: F401 (re-exported)
+from orchestrator.errors import UsageError
 from orchestrator.service import UserError
 from orchestrator.state import StateError
 
@@ -26,13 +27,13 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"--input takes KEY=VALUE, got '{pair}'")
+            raise UsageError(f"--input takes KEY=VALUE, got '{pair}'")
         values[key] = value
     return values
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Turn user mistakes into `file:line:col: CODE: message` lines or `error: ...` and exit 1."""
+    """Turn user mistakes into `file:line:col: CODE: message` lines or `error: ...` and exit 1 (64 for wrong usage)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -44,7 +45,8 @@ def handle_errors(fn: Callable) -> Callable:
             first = next((d for d in exc.diagnostics if d.severity == "error"), exc.diagnostics[0])
             fail(first.code, first.format(), as_json, lines=[d.format() for d in exc.diagnostics], diagnostics=diags)
         except (UserError, StateError) as exc:
-            fail(getattr(exc, "code", None) or type(exc).__name__.upper(), str(exc), as_json)
+            fail(getattr(exc, "code", None) or type(exc).__name__.upper(), str(exc), as_json,
+                 exit_code=EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR)
         except KeyboardInterrupt:
             fail("INTERRUPTED", "interrupted; state is saved, run the same command again to resume", as_json,
                  exit_code=130)

@@ -10,6 +10,7 @@ import click
 
 from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
+from orchestrator.errors import UsageError
 from orchestrator.service import UserError
 
 
@@ -28,7 +29,7 @@ def parse_interval(text: str) -> float:
         else:
             seconds = None
     if seconds is None or not seconds > 0:
-        raise UserError(f"--interval takes a positive duration like 10s, 500ms or 2m, got '{text}'")
+        raise UsageError(f"--interval takes a positive duration like 10s, 500ms or 2m, got '{text}'")
     return seconds
 
 
