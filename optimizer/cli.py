@@ -80,7 +80,12 @@ def _source_options(f):
 
 
 def _emit(result: dict, as_json: bool, human: str) -> None:
-    click.echo(json.dumps(result) if as_json else human)
+    click.echo(_json(result) if as_json else human)
+
+
+def _json(result: dict) -> str:
+    """Strict JSON (no NaN or Infinity, which JSON parsers reject): a non-finite number is a bug to fix at its source."""
+    return json.dumps(result, allow_nan=False)
 
 
 @click.group("optimizer", cls=_Group, help="ML advice for scaling: train, advise, evaluate, report.")
@@ -169,7 +174,7 @@ def evaluate_command(data, state, infrastructure, node, train_until, train_fract
     cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
     result = evaluate(samples, cut, seed=seed)
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(_json(result))
         return
     click.echo(f"trained on {result['n_train']} rows, tested on {result['n_test']} later rows "
                f"({result['n_test_events']} scaling events)")
@@ -201,7 +206,7 @@ def report_command(data, state, infrastructure, node, train_until, train_fractio
     config = AdvisorConfig(low, high, max_instances=max_instances, min_samples=1)
     paths = [str(path) for path in write_report(samples, cut, out_dir, config)]
     if as_json:
-        click.echo(json.dumps({"ok": True, "files": paths}))
+        click.echo(_json({"ok": True, "files": paths}))
     else:
         for path in paths:
             click.echo(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import time
@@ -14,6 +13,7 @@ import click
 from descriptors.diagnostics import DescriptorError
 from orchestrator.cli.group import EXIT_CODES_HELP, EXIT_ERROR, EXIT_USAGE, emit_json, fail  # noqa: F401 (re-exported)
 from orchestrator.errors import UsageError
+from orchestrator.jsonsafe import strict_dumps
 from orchestrator.service import UserError
 from orchestrator.state import StateError
 
@@ -89,7 +89,7 @@ class Progress:
         if self.quiet:
             return
         if self.json_logs:
-            click.echo(json.dumps(event, default=str), err=True)
+            click.echo(strict_dumps(event), err=True)
             return
         label = self.LABELS.get(kind)
         if label is None:

@@ -6,7 +6,6 @@ Kept free of the engine's imports so that `strato --version` starts at once.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from typing import Any
 
@@ -19,7 +18,9 @@ EXIT_CODES_HELP = ("Exit codes: 0 ok; 1 error or invalid input; 2 `plan` found c
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=None, default=str))
+    """One strict JSON document on stdout (NaN or infinity, e.g. from a metric, read null)."""
+    from orchestrator.jsonsafe import strict_dumps
+    click.echo(strict_dumps(data))
 
 
 def error_document(code: str, message: str, **extra: Any) -> dict:

@@ -1,6 +1,5 @@
 """`strato maintain NAME`: keep an infrastructure at its declared state (heal, scale requests, scaling policies)."""
 
-import json
 import signal
 import sys
 import threading
@@ -116,7 +115,7 @@ def command(name, interval, once, dry_run, metrics_port, prometheus_url, passes,
             if once:
                 reports.append(report.to_dict())
             else:
-                click.echo(json.dumps(report.to_dict(), default=str))
+                emit_json(report.to_dict())
                 sys.stdout.flush()
         else:
             click.echo(_line(report))
