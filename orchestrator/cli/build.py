@@ -5,7 +5,8 @@ import sys
 import click
 
 from orchestrator import service
-from orchestrator.cli.common import Progress, emit_json, handle_errors, json_option, parse_inputs, state_option
+from orchestrator.cli.common import (Progress, emit_json, handle_errors, json_option, parse_inputs, shown,
+                                     state_option)
 from orchestrator.executor import RunOptions
 
 
@@ -59,7 +60,7 @@ def command(file, name, inputs, parallelism, timeout, retries, json_logs, quiet,
             if o["status"] == "skipped":
                 click.echo(f"  {n}: {o['error']}", err=True)
         for k, v in report["outputs"].items():
-            click.echo(f"  {k} = {v}")
+            click.echo(f"  {k} = {shown(v)}")
         if not report["ok"]:
             click.echo(f"Fix the cause and run `strato build {file} --name {name}` again to resume, "
                        f"or `strato destroy {name}` to clean up.", err=True)

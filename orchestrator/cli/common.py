@@ -32,6 +32,13 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
+def shown(value: Any) -> str:
+    """An output value as a script reads it: text as is, a list, mapping or number as JSON, never a Python repr."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else strict_dumps(value)
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn user mistakes into `file:line:col: CODE: message` lines or `error: ...` and exit 1 (64 for wrong usage)."""
 
