@@ -1,5 +1,6 @@
 """`strato build FILE --name NAME`: create/update an infrastructure; resumable after a crash or failure."""
 
+import os
 import sys
 
 import click
@@ -23,7 +24,8 @@ def done_summary(done: dict[str, int]) -> str:
 @click.argument("file")
 @click.option("--name", "-n", required=True, help="Infrastructure name (one state entry per name).")
 @click.option("--input", "-i", "inputs", multiple=True, metavar="KEY=VALUE",
-              help="Input value (repeatable); inputs of the previous build are reused unless given again.")
+              help="Input value (repeatable); inputs of the previous build are reused unless given again. "
+                   "A file path a backend reads (e.g. an SSH pool's inventory) is relative to this directory.")
 @click.option("--parallelism", "-p", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="At most this many driver operations at once.")
 @click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds per driver operation.")
@@ -45,7 +47,7 @@ def command(file, name, inputs, parallelism, timeout, retries, json_logs, quiet,
     try:
         report = service.build(file, name, parse_inputs(inputs), store,
                                RunOptions(parallelism=parallelism, timeout=timeout, retries=retries),
-                               on_event=progress, confined=False)
+                               on_event=progress, confined=False, cwd=os.getcwd())
     finally:
         progress.close()
     if as_json:

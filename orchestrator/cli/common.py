@@ -32,6 +32,18 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
     return values
 
 
+def diagnostic_line(d: dict) -> str:
+    """`file:line:col: CODE: message (at path); hint`, with `warning: ` after the position for a warning (as
+    compilers write it), so a warning is never read as an error."""
+    label = "warning: " if d.get("severity") == "warning" else ""
+    line = f"{d['file']}:{d['line']}:{d['col']}: {label}{d['code']}: {d['message']}"
+    if d.get("path"):
+        line += f" (at {d['path']})"
+    if d.get("hint"):
+        line += f"; {d['hint']}"
+    return line
+
+
 def shown(value: Any) -> str:
     """An output value as a script reads it: text as is, a list, mapping or number as JSON, never a Python repr."""
     if value is None:
@@ -50,7 +62,7 @@ def handle_errors(fn: Callable) -> Callable:
         except DescriptorError as exc:
             diags = [d.to_dict() for d in exc.diagnostics]
             first = next((d for d in exc.diagnostics if d.severity == "error"), exc.diagnostics[0])
-            fail(first.code, first.format(), as_json, lines=[d.format() for d in exc.diagnostics], diagnostics=diags)
+            fail(first.code, first.format(), as_json, lines=[diagnostic_line(d) for d in diags], diagnostics=diags)
         except (UserError, StateError) as exc:
             fail(getattr(exc, "code", None) or type(exc).__name__.upper(), str(exc), as_json,
                  exit_code=EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR)
