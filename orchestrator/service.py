@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the function
 # to check) per pair; the CLI passes the maintain loop's probes.
 Prober = Callable[[list[tuple[Any, dict]]], list]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+STATUS_WORKERS = 8  # infrastructures observed at once by `status` of all of them
 
 
 @dataclass
@@ -235,27 +238,32 @@ def status(store: StateStore, name: str | None = None, refresh: bool = True, pro
     A ready infrastructure with an instance that is not ready (gone, failed, unknown, unhealthy) is
     `degraded` and lists it under `missing`; instances a scale-down is deleting are `leaving`, not missing."""
     infras = [require_infra(store, name)] if name else store.list_infras()
-    result = []
-    for infra in infras:
-        instances = store.instances(infra.name)
-        if refresh:
-            instances = _refresh(store, infra.name, instances)
-        probe_error = _probe(infra, instances, probe) if probe else None
-        leaving = [r for r in instances if r.status == InstanceStatus.DELETING]
-        unhealthy = [r for r in instances if r.status not in (InstanceStatus.READY, InstanceStatus.DELETING)]
-        state = infra.status
-        if state == InfraStatus.READY and unhealthy:
-            state = InfraStatus.DEGRADED
-        outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
-        hide = stored_redactor(infra)  # an instance may have copied a secret into its attributes or error
-        result.append({"name": infra.name, "status": state, "descriptor": infra.descriptor,
-                       "outputs": outputs, "instances": [hide.value(r.to_dict()) for r in instances],
-                       "desired": infra.desired,
-                       "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
-                       "missing": [hide.value(_brief(r)) for r in unhealthy],
-                       "leaving": [hide.value(_brief(r)) for r in leaving],
-                       **({"probe_error": probe_error} if probe_error else {})})
-    return {"infrastructures": result}
+    if len(infras) <= 1:
+        return {"infrastructures": [_infra_status(store, infra, refresh, probe) for infra in infras]}
+    # each infrastructure is observed (and probed) on its own thread: the slowest backend sets the wait, not the sum
+    with ThreadPoolExecutor(max_workers=min(STATUS_WORKERS, len(infras)), thread_name_prefix="strato-status") as pool:
+        return {"infrastructures": list(pool.map(lambda infra: _infra_status(store, infra, refresh, probe), infras))}
+
+
+def _infra_status(store: StateStore, infra: InfraRecord, refresh: bool, probe: Prober | None) -> dict:
+    instances = store.instances(infra.name)
+    if refresh:
+        instances = _refresh(store, infra.name, instances)
+    probe_error = _probe(infra, instances, probe) if probe else None
+    leaving = [r for r in instances if r.status == InstanceStatus.DELETING]
+    unhealthy = [r for r in instances if r.status not in (InstanceStatus.READY, InstanceStatus.DELETING)]
+    state = infra.status
+    if state == InfraStatus.READY and unhealthy:
+        state = InfraStatus.DEGRADED
+    outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
+    hide = stored_redactor(infra)  # an instance may have copied a secret into its attributes or error
+    return {"name": infra.name, "status": state, "descriptor": infra.descriptor,
+            "outputs": outputs, "instances": [hide.value(r.to_dict()) for r in instances],
+            "desired": infra.desired,
+            "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
+            "missing": [hide.value(_brief(r)) for r in unhealthy],
+            "leaving": [hide.value(_brief(r)) for r in leaving],
+            **({"probe_error": probe_error} if probe_error else {})}
 
 
 def _brief(rec) -> dict:
