@@ -103,7 +103,8 @@ def open_store(path: str | None = None) -> StateStore:
     return StateStore(path)
 
 
-def _inputs_for(template: Template, store: StateStore, name: str, given: dict[str, Any], cwd: str | None = None) -> dict:
+def _inputs_for(template: Template, store: StateStore, name: str, given: dict[str, Any],
+                cwd: str | None = None) -> dict:
     """Inputs of a previous build of this infrastructure, overridden by those given now (relative paths in those
     against `cwd` when the user typed them in a shell there)."""
     stored = store.get_infra(name)

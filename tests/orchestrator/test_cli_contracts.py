@@ -62,7 +62,8 @@ def test_plan_changes_is_2_and_errors_under_json_are_one_shape(strato_home, doc,
 USAGE_MISTAKES = [
     ("cost",), ("graph", "{doc}", "--format", "png"), ("scale", "x", "server", "--to", "2", "--by", "1"),
     ("scale", "x", "server"), ("loadgen", "http://127.0.0.1:9/"), ("loadgen", "http://127.0.0.1:9/", "--rate", "0"),
-    ("loadgen", "http://127.0.0.1:9/", "--rate", "1", "--header", "nocolon"), ("plan", "{doc}", "-n", "x", "-i", "novalue"),
+    ("loadgen", "http://127.0.0.1:9/", "--rate", "1", "--header", "nocolon"),
+    ("plan", "{doc}", "-n", "x", "-i", "novalue"),
     ("build", "{doc}", "-n", "x", "-i", "=v"), ("status", "x", "--check", "--no-refresh"),
     ("maintain", "x", "--interval", "soon"), ("destroy", "x"), ("optimizer", "train", "--model", "{tmp}/m.pkl"),
 ]
