@@ -14,7 +14,8 @@ import click
 # Exit codes, following Terraform's -detailed-exitcode; a usage mistake has its own code (BSD's EX_USAGE).
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_USAGE = 0, 1, 2, 64
 EXIT_CODES_HELP = ("Exit codes: 0 ok; 1 error or invalid input; 2 `plan` found changes or `status --check` found "
-                   "unhealthy instances; 64 wrong usage (unknown option, missing argument).")
+                   "unhealthy instances; 64 wrong usage (unknown option, missing argument, options that exclude "
+                   "each other).")
 
 
 def emit_json(data: Any) -> None:
