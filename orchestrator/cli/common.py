@@ -36,7 +36,8 @@ def diagnostic_line(d: dict) -> str:
     """`file:line:col: CODE: message (at path); hint`, with `warning: ` after the position for a warning (as
     compilers write it), so a warning is never read as an error."""
     label = "warning: " if d.get("severity") == "warning" else ""
-    line = f"{d['file']}:{d['line']}:{d['col']}: {label}{d['code']}: {d['message']}"
+    where = f"{d['file']}:{d['line']}:{d['col']}" if d.get("line") else d["file"]  # no line: the file itself
+    line = f"{where}: {label}{d['code']}: {d['message']}"
     if d.get("path"):
         line += f" (at {d['path']})"
     if d.get("hint"):
