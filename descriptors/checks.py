@@ -7,9 +7,14 @@ from typing import Any
 from descriptors.diagnostics import did_you_mean
 from descriptors.functions import function_call
 from descriptors.schema import Schema
-from descriptors.values import PRIMITIVE_TYPES, check_value, describe
+from descriptors.values import PRIMITIVE_TYPES, check_value, describe, is_number
 
 MAX_VALUE_DEPTH = 60
+# Metadata of a data type derived from a scalar-unit that also takes a bare number in this unit
+# (Strato's durations: timeout: 30 means 30 s, as the drivers and the maintain loop read it).
+BARE_NUMBER_UNIT = "strato.bare_number_unit"
+_BARE_WORDS = {"scalar-unit.time": ("seconds", "a time like '30 s'"),
+               "scalar-unit.size": ("bytes", "a size like '1 GB'")}
 
 
 def validate_value(value: Any, schema, registry, subpath: str = "", depth: int = 0) -> list[tuple[str, str]]:
@@ -29,11 +34,17 @@ def validate_value(value: Any, schema, registry, subpath: str = "", depth: int =
     elif registry is not None and registry.has("data", vtype):
         dtype = registry.resolved(registry.canonical(vtype, "data"), "data")
         if dtype.primitive:
-            problem = check_value(value, dtype.primitive)
+            unit = dtype.metadata.get(BARE_NUMBER_UNIT)
+            # a Strato duration: '30 s', or a bare number of seconds read as such
+            checked = f"{value} {unit}" if unit and is_number(value) else value
+            problem = check_value(checked, dtype.primitive)
+            if problem and unit:
+                number, unit_form = _BARE_WORDS.get(dtype.primitive, (unit, dtype.primitive))
+                problem = f"must be a number of {number} or {unit_form}, got {describe(value)}"
             if problem:
                 return [(subpath, problem)]
             for c in dtype.constraints:
-                why = c.check(value)
+                why = c.check(checked)
                 if why:
                     problems.append((subpath, f"of type {vtype}: {why}"))
         elif dtype.properties or not (dtype.entry_schema or dtype.key_schema):

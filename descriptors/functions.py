@@ -157,6 +157,8 @@ class Resolver:
 
     def _entity_value(self, name: str, args: list, self_node: str, depth: int, source, target) -> tuple[str, Any, int]:
         """(node, value, index of the first nested-path step) for get_property/get_attribute."""
+        if args[0] == "HOST":  # the first node down the hosted-on chain that has it (TOSCA 1.3, 4.4.1.1)
+            return self._down_the_hosts(name, args, self_node, depth, source, target)
         node = self._node(args[0], self_node, source, target)
         key = args[1]
         # [entity, requirement_or_capability, name, ...]: a requirement leads to its target,
@@ -180,19 +182,18 @@ class Resolver:
                     return node, self.capability_lookup(node, key, args[2]), 3
                 except KeyError:
                     pass
-        if args[0] == "HOST" and name == "get_property":
-            # HOST walks down the hosted-on chain until a node has the property
-            seen = set()
-            while True:
-                try:
-                    return node, self._plain(name, node, key, depth), 2
-                except FunctionError:
-                    seen.add(node)
-                    below = self.host_lookup(node)
-                    if below is None or below in seen:
-                        raise
-                    node = below
         return node, self._plain(name, node, key, depth), 2
+
+    def _down_the_hosts(self, name: str, args: list, self_node: str, depth: int, source, target) -> tuple:
+        node, seen, first_error = self._node("HOST", self_node, source, target), set(), None
+        while node is not None and node not in seen:
+            seen.add(node)
+            try:
+                return self._entity_value(name, [node] + list(args[1:]), self_node, depth, source, target)
+            except FunctionError as exc:
+                first_error = first_error or exc
+            node = self.host_lookup(node)
+        raise first_error
 
     def _plain(self, name: str, node: str, key: Any, depth: int) -> Any:
         """A property as written (the caller resolves the part it asks for), or an attribute's value."""

@@ -11,12 +11,14 @@ from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean, join_path
 from descriptors.template import Template
-from descriptors.yamlpos import position_of
+from descriptors.yamlpos import YMap, position_of
 
 # Names people use for a backend whose Strato driver is called differently (e.g. Occopus's `nova`).
 DRIVER_ALIASES = {"nova": "openstack", "os": "openstack", "aws": "ec2", "amazon": "ec2", "process": "local",
                   "aws_lambda": "lambda", "awslambda": "lambda"}
 PORT_MIN, PORT_MAX = 1, 65535
+# Strato's keys in a node template's `metadata` and the kind of value each takes.
+STRATO_METADATA = {"strato.driver": str, "strato.one_shot": bool, "strato.open_attributes": bool}
 # Property types the type system does not look inside; typed values (PortDef, data types) it checks itself.
 FREE_FORM_TYPES = ("any", "map", "list", "json")
 
@@ -50,6 +52,7 @@ def check_implementations(template: Template, sink: DiagnosticSink) -> None:
         props = node.properties
         if not isinstance(props, dict):
             continue
+        known = _check_metadata(template, node, sink, known)
         base = join_path(node.path, "properties")
         try:
             defs = template.types.resolved(node.type).properties
@@ -70,9 +73,45 @@ def check_implementations(template: Template, sink: DiagnosticSink) -> None:
                 if isinstance(driver, str):
                     known = known if known is not None else _known_drivers()
                     if driver not in known:
-                        hint = (f"did you mean '{DRIVER_ALIASES[driver]}'?" if DRIVER_ALIASES.get(driver) in known
-                                else did_you_mean(driver, known)) or f"known drivers: {', '.join(known)}"
+                        hint = _driver_hint(driver, known)
                         sink.error("IMPLEMENTATION_UNKNOWN_DRIVER",
                                    f"implementation {i} of '{name}' names driver '{driver}', which is not installed",
                                    position_of(impl, "driver"), join_path(path, "driver"), hint)
                 _check_ports(impl.get("properties"), sink, join_path(path, "properties"), impl, "properties", False)
+
+
+def _check_metadata(template: Template, node, sink: DiagnosticSink, known: list[str] | None) -> list[str] | None:
+    """Strato's own keys in a node template's metadata (strato.driver, ...): known names, values of their kind, a
+    driver that is installed. Other metadata is free. Returns the known drivers when it had to read them."""
+    written = _written_metadata(template, node.name)
+    for key, value in (node.metadata or {}).items():
+        if not isinstance(key, str) or not key.startswith("strato."):
+            continue
+        path = join_path(join_path(node.path, "metadata"), key)
+        pos = written.key_position(key) if isinstance(written, YMap) and key in written else node.position
+        kind = STRATO_METADATA.get(key)
+        if kind is None:
+            sink.error("METADATA_UNKNOWN_KEY", f"node '{node.name}' has unknown Strato metadata '{key}'", pos, path,
+                       did_you_mean(key, STRATO_METADATA) or f"Strato's metadata keys: {', '.join(STRATO_METADATA)}")
+        elif not isinstance(value, kind):
+            sink.error("METADATA_BAD_VALUE", f"metadata '{key}' of node '{node.name}' must be "
+                       f"{'true or false' if kind is bool else 'a driver name'}", pos, path)
+        elif key == "strato.driver":
+            known = known if known is not None else _known_drivers()
+            if value not in known:
+                sink.error("METADATA_UNKNOWN_DRIVER", f"node '{node.name}' names driver '{value}', which is not "
+                           "installed", pos, path, _driver_hint(value, known))
+    return known
+
+
+def _written_metadata(template: Template, name: str) -> Any:
+    """The node template's metadata as written (with positions), or None."""
+    try:
+        return template.document["topology_template"]["node_templates"][name]["metadata"]
+    except (KeyError, TypeError):
+        return None
+
+
+def _driver_hint(driver: str, known: list[str]) -> str:
+    return (f"did you mean '{DRIVER_ALIASES[driver]}'?" if DRIVER_ALIASES.get(driver) in known
+            else did_you_mean(driver, known)) or f"known drivers: {', '.join(known)}"

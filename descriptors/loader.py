@@ -8,6 +8,7 @@ function calls); this module runs them in order over one document.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from descriptors.diagnostics import DescriptorError, Diagnostic, Position
@@ -119,6 +120,17 @@ def require_topology(template: Template) -> None:
                                           "from a descriptor that has one")])
 
 
+# Warnings at validate (other TOSCA tools accept such templates) that stop a build: what they lack is needed then.
+BUILD_BLOCKERS = ("ARTIFACT_NOT_FOUND", "REQUIREMENT_NOT_SELECTED")
+
+
+def require_buildable(template: Template) -> None:
+    """Refuse to build a template whose implementation files are missing or whose node_filter selects nothing."""
+    blockers = [replace(w, severity="error") for w in template.warnings if w.code in BUILD_BLOCKERS]
+    if blockers:
+        raise DescriptorError(blockers)
+
+
 def descriptor_dir(template: Template) -> str:
     return os.path.dirname(os.path.abspath(template.file))
 
@@ -126,4 +138,4 @@ def descriptor_dir(template: Template) -> str:
 __all__ = ["load_template", "load_template_text", "resolve_inputs", "parse_input_value", "STANDARD_OPERATIONS",
            "VERSIONS", "TOP_KEYS", "TOPOLOGY_KEYS", "NODE_KEYS", "INPUT_KEYS", "REQUIREMENT_KEYS", "CAPABILITY_KEYS",
            "GROUP_KEYS", "POLICY_KEYS", "OUTPUT_KEYS", "ARTIFACT_KEYS", "SCALING_KEYS", "MAX_IMPORTS",
-           "ALLOW_IMPORTS_ENV", "require_topology"]
+           "ALLOW_IMPORTS_ENV", "require_topology", "require_buildable"]

@@ -217,6 +217,12 @@ def _check_cycles(edges: list[tuple[str, str, Position]], sink: DiagnosticSink) 
     last = cycle[-1]
     sink.error("OCCOPUS_DEPENDENCY_CYCLE", f"the dependencies form a cycle: {' -> '.join(names)}",
                graph.edges[last]["pos"], "dependencies", "remove one of these dependencies")
+# Occopus's names of a node's addresses (as its getip/getprivip give them) -> the attributes Strato's drivers report.
+# Other mapped attributes come from the node's config management, which Strato does not run: validate says so.
+OCCOPUS_ADDRESSES = {"ip": "public_address", "public_ip": "public_address", "private_ip": "private_address",
+                     "privip": "private_address"}
+
+
 def _mappings(template: dict, source: str, mappings: Any, sink: DiagnosticSink, pos: Position, path: str) -> None:
     """A connection's attribute mappings, each [attribute of the source node, name on the dependent node], become
     get_attribute values: cloud-init variables of a VM, environment variables of a container."""
@@ -240,7 +246,7 @@ def _mappings(template: dict, source: str, mappings: Any, sink: DiagnosticSink, 
     else:
         target = template.setdefault("metadata", {}).setdefault("occopus.mappings", {})
     for src, dst in pairs:
-        target[dst] = {"get_attribute": [source, src]}
+        target[dst] = {"get_attribute": [source, OCCOPUS_ADDRESSES.get(src, src)]}
 
 
 def _libcloud_installed() -> bool:

@@ -9,7 +9,7 @@ and shared until a descriptor redefines a type.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -53,6 +53,8 @@ TYPE_KEYS = {
     "interface": ("inputs", "operations", "notifications"),
     "artifact": ("mime_type", "file_ext", "properties"),
 }
+# Tacker's policy types carry 'action' (Failure.*) and 'reservation' (Reservation); kept, not used by Strato
+TACKER_POLICY_KEYS = ("action", "reservation")
 PROPERTY_KEYS = ("type", "description", "required", "default", "status", "constraints", "key_schema",
                  "entry_schema", "metadata", "external-schema", "value")
 STANDARD_OPERATIONS = ("create", "configure", "start", "stop", "delete")
@@ -74,6 +76,7 @@ class PropertyDef:
     key_schema: Schema | None = None
     status: str = "supported"
     path: str = ""
+    refines_default: bool = False  # a value given where a definition goes: the inherited definition's default
 
     @property
     def schema(self) -> Schema:
@@ -158,6 +161,16 @@ class TypeDef:
 NodeType = TypeDef  # the core loader's name
 
 
+def _merge_property_defs(merged: dict, own: dict) -> None:
+    """A derived type's property definitions over its parent's; a value in place of a definition only sets
+    the inherited definition's default."""
+    for pname, pdef in own.items():
+        base = merged.get(pname)
+        if pdef.refines_default and base is not None:
+            pdef = replace(base, default=pdef.default, has_default=True, position=pdef.position, path=pdef.path)
+        merged[pname] = pdef
+
+
 class TypeRegistry:
     """All types known to one template: the shipped profiles plus the template's own and its imports'."""
 
@@ -232,7 +245,7 @@ class TypeRegistry:
         types = self.kinds[kind]
         for tname in reversed(self.lineage(name, kind)):
             t = types[tname]
-            merged.properties.update(t.properties)
+            _merge_property_defs(merged.properties, t.properties)
             merged.attributes.update(t.attributes)
             merged.metadata.update(t.metadata)
             merged.capabilities.update(t.capabilities)
@@ -306,6 +319,19 @@ class TypeRegistry:
                 short = name[len(prefix):]
                 self.aliases[kind].setdefault(short, name)
                 self.aliases[kind].setdefault("tosca:" + short, name)
+
+    def add_shorthand_names(self) -> None:
+        """The Simple Profile's shorthand names: a normative type is also known by the last part of its name
+        (PortDef for tosca.datatypes.network.PortDef) where that part names one type of its kind only."""
+        for kind, types in self.kinds.items():
+            owners: dict[str, list[str]] = {}
+            for name in types:
+                if name.startswith("tosca.") and name.count(".") > 2:
+                    owners.setdefault(name.rsplit(".", 1)[1], []).append(name)
+            for short, names in owners.items():
+                if len(names) == 1 and short not in types:
+                    self.aliases[kind].setdefault(short, names[0])
+                    self.aliases[kind].setdefault("tosca:" + short, names[0])
 
     def add_prefix(self, prefix: str, names: list[tuple[str, str]]) -> None:
         """Make types imported with a namespace_prefix known as prefix.Name (and TOSCA 1.0's prefix:Name)."""
@@ -464,6 +490,13 @@ def parse_property_defs(section: Any, sink: DiagnosticSink, path: str, pos: Posi
     for pname, pbody in section.items():
         ppos = section.key_position(pname) if isinstance(section, YMap) else pos
         ppath = join_path(path, pname)
+        if _is_value_not_definition(pbody):
+            sink.warning("TYPE_PROPERTY_VALUE", f"'{pname}' is given a value where TOSCA expects a definition; "
+                         "it is taken as the property's default", ppos, ppath,
+                         "write it as {type: ..., default: ...}")
+            defs[pname] = PropertyDef(name=pname, required=False, default=pbody, has_default=True,
+                                      position=ppos, path=ppath, refines_default=True)
+            continue
         if not isinstance(pbody, dict):
             sink.error("TYPE_BAD_PROPERTY", f"definition of '{pname}' must be a mapping with at least 'type'",
                        ppos, ppath)
@@ -492,6 +525,17 @@ def parse_property_defs(section: Any, sink: DiagnosticSink, path: str, pos: Posi
             key_schema=parse_schema(pbody.get("key_schema"), sink, join_path(ppath, "key_schema"), ppos),
             status=str(pbody.get("status", "supported")), path=ppath)
     return defs
+
+
+def _is_value_not_definition(body: Any) -> bool:
+    """Whether a property 'definition' is a value instead (TOSCA 1.0 types such as Tacker's and tosca-parser's
+    examples write `name: noop` or `credential: {user: u, token: t}` to set a derived type's value)."""
+    if body is None or isinstance(body, list) or (not isinstance(body, dict) and not isinstance(body, str)):
+        return body is not None
+    if isinstance(body, str):
+        return True
+    # a mapping none of whose keys is (or looks like a typo of) a definition key
+    return bool(body) and not any(k in PROPERTY_KEYS or did_you_mean(str(k), PROPERTY_KEYS) for k in body)
 
 
 def parse_operation(name: str, body: Any, sink: DiagnosticSink, path: str, pos: Position) -> OperationDef:
@@ -580,6 +624,11 @@ def _parse_type(name: str, kind: str, body: dict, sink: DiagnosticSink, path: st
     # TOSCA 1.0-1.2 interface types list their operations directly, without 'operations:'
     legacy_ops = kind == "interface" and "operations" not in body
     for key in body:
+        if kind == "policy" and key in TACKER_POLICY_KEYS:
+            sink.warning("TYPE_KEY_EXTENSION", f"'{key}' of policy type '{name}' is a Tacker extension; Strato "
+                         "keeps it but does not act on it", body.key_position(key) if isinstance(body, YMap) else pos,
+                         join_path(path, key))
+            continue
         if key not in allowed and not (legacy_ops and (body[key] is None or isinstance(body[key], (str, dict)))):
             sink.error("UNKNOWN_KEY", f"unknown key '{key}' in {kind} type '{name}'",
                        body.key_position(key) if isinstance(body, YMap) else pos, join_path(path, key),
@@ -687,6 +736,7 @@ def builtin_registry() -> TypeRegistry:
         registry.add_document(doc, sink, doc.pos)
     registry.check_all(sink)
     registry.local = []
+    registry.add_shorthand_names()
     if sink.errors:
         raise DescriptorError(sink.items)
     # resolve every shipped type now, so each descriptor's copy starts with a full cache

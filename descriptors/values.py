@@ -122,6 +122,26 @@ def check_value(value: Any, vtype: str) -> str | None:
     return None
 
 
+class Coerced(str):
+    """A problem that is only a warning: the value converts to its type as tosca-parser converts it."""
+
+
+def coerce(value: Any, vtype: str) -> Any:
+    """A scalar converted to the primitive vtype as tosca-parser converts a property's value (a number or a
+    boolean for a string, an integral number or a numeral for an integer, 'true'/'false' for a boolean), or
+    None when it does not convert."""
+    if vtype == "string" and isinstance(value, (int, float, bool)):
+        return str(value)
+    if vtype == "integer" and not isinstance(value, bool):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            return int(value)
+    if vtype == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
 _EXAMPLE = {"scalar-unit.size": "1 GB", "scalar-unit.time": "30 s", "scalar-unit.frequency": "2 GHz",
             "scalar-unit.bitrate": "100 Mbps"}
 
@@ -259,3 +279,16 @@ def describe(value: Any) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def duration_seconds(value: Any, default: float | None) -> float | None:
+    """A duration as Strato's descriptors write it (strato.datatypes.Seconds): a bare number of seconds or a
+    TOSCA time ('30 s'); default when not given. Raises ValueError, saying what is wrong, for anything else."""
+    if value is None:
+        return default
+    if is_number(value):
+        return float(value)
+    parsed = scalar_unit(value, "scalar-unit.time")
+    if parsed is None:
+        raise ValueError(f"{describe(value)} is not a duration: give a number of seconds or a time like '30 s'")
+    return parsed

@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+from descriptors.values import duration_seconds
 from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
 from drivers.common import http_ok, node_of_key, optional_module, poll, read_attributes, tcp_ok
 
@@ -333,7 +334,7 @@ class DockerDriver(Driver):
             raise DriverError(f"node '{spec.node}': container {handle['name']} vanished while starting",
                               backend=BACKEND)
         check = dict(props.get("health_check") or {})
-        timeout = float(check.get("timeout", timeout))
+        timeout = duration_seconds(check.get("timeout"), timeout)
         settle_until = time.monotonic() + 0.2
         state: dict = {}
 

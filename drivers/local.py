@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from descriptors.values import duration_seconds
 from drivers.base import FREE, Driver, DriverError, InstanceSpec, Observed, ObservedStatus
 from drivers.common import (http_ok, make_private_dir, make_private_file, process_start_time, read_attributes,
                             tcp_ok)
@@ -222,7 +223,7 @@ class LocalDriver(Driver):
         port = handle.get("port")
         http_path = check.get("http")
         tcp = check.get("tcp", port is not None and not http_path)
-        check_timeout = float(check.get("timeout", timeout))
+        check_timeout = duration_seconds(check.get("timeout"), timeout)
         deadline = time.monotonic() + check_timeout
         settle_until = time.monotonic() + 0.2
         while True:

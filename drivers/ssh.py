@@ -17,6 +17,7 @@ import time
 
 import yaml
 
+from descriptors.values import duration_seconds
 from drivers import playbooks
 from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
 from drivers.common import ClaimStore, open_claim_store, optional_module, strato_home
@@ -189,7 +190,7 @@ class SshDriver(Driver):
                 "configured": False, "result": {}}
 
     def _wait_ssh(self, handle: dict, spec: InstanceSpec) -> None:
-        timeout = min(float((handle.get("health_check") or {}).get("timeout") or 60), spec.timeout)
+        timeout = min(duration_seconds((handle.get("health_check") or {}).get("timeout"), 60.0) or 60.0, spec.timeout)
         deadline = time.monotonic() + timeout
         while not ssh_answers(handle["address"], handle["port"]):
             if time.monotonic() >= deadline:

@@ -5,6 +5,7 @@ import json
 import pickle
 import sys
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -13,6 +14,12 @@ from optimizer.errors import OptimizerInputError, OptimizerUsageError
 # numpy, scikit-learn and scipy are imported inside the functions that use them, so that
 # `strato --version` or `strato validate` do not pay ~1.5 s for loading them (`strato --help` lists
 # this group, which imports this module).
+
+
+# How `report --infra X --node N` reads the node's decision timeline (optimizer.timeline) from the state store:
+# (state path or None, infrastructure, node, passes) -> timeline. The strato CLI sets it (orchestrator/cli/optimizer.py),
+# since the optimizer never imports the engine that owns the store's infrastructures and journal.
+state_timeline: Callable[[str | None, str, str, int], dict] | None = None
 
 
 # ----- plain functions (the REST API calls these) -----
@@ -73,7 +80,7 @@ class _Group(click.Group):
 
 def _source_options(f):
     f = click.option("--node", help="node name in the state store")(f)
-    f = click.option("--infra", "infrastructure", help="infrastructure name in the state store")(f)
+    f = click.option("--infra", "--infrastructure", "infrastructure", help="infrastructure name in the state store")(f)
     f = click.option("--state", type=click.Path(dir_okay=False), help="state store (default $STRATO_HOME/state.db)")(f)
     f = click.option("--data", type=click.Path(dir_okay=False), help="samples CSV (MiCADO's format reads as is)")(f)
     return f
@@ -88,7 +95,7 @@ def _json(result: dict) -> str:
     return json.dumps(result, allow_nan=False)
 
 
-@click.group("optimizer", cls=_Group, help="ML advice for scaling: train, advise, evaluate, report.")
+@click.group("optimizer", cls=_Group, help="ML advice for scaling: train, advise, evaluate, report; the load history it forecasts.")
 def optimizer_group():
     pass
 
@@ -190,26 +197,61 @@ def evaluate_command(data, state, infrastructure, node, train_until, train_fract
 @_source_options
 @click.option("--train-until", type=float)
 @click.option("--train-fraction", type=float, default=0.7, show_default=True)
-@click.option("--low", type=float, required=True)
-@click.option("--high", type=float, required=True)
+@click.option("--low", type=float, help="lower threshold of the target (the model plots)")
+@click.option("--high", type=float, help="upper threshold of the target (the model plots)")
 @click.option("--max-instances", default=10, show_default=True)
+@click.option("--passes", default=720, show_default=True, type=click.IntRange(1, 100000),
+              help="the timeline: the node's last N maintain passes")
 @click.option("--out", "out_dir", default="optimizer-report", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help='print {"ok": true, "files": [...]} instead of one path a line')
-def report_command(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances, out_dir,
-                   as_json):
-    """Write PNG plots: predicted vs actual target, and advice over time."""
+def report_command(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances, passes,
+                   out_dir, as_json):
+    """Write PNG plots (needs matplotlib: pip install 'strato[plots]').
+
+    \b
+    With --infra X --node N, the node's timeline from the state (timeline.png): the load observed, the
+    load forecast one start-up delay ahead (5-95 % and 25-75 % bands, median) placed at the time it
+    forecasts, the target predicted for the chosen count against the target observed, and the count.
+    With --low and --high (and --data CSV or --infra/--node samples), a model trained on the first
+    rows: predicted vs actual target on the later rows, and the advice over time.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise OptimizerInputError("the report draws with matplotlib, which is not installed: "
+                                  "pip install 'strato[plots]'") from None
+    timeline = bool(infrastructure and node)
+    if (low is None) != (high is None) or (low is None and not timeline):
+        raise click.UsageError("give --low and --high for the model plots, or --infra and --node for the timeline")
+    paths = []
+    if timeline:
+        paths.append(_timeline_plot(state, infrastructure, node, passes, out_dir))
+    if low is not None:
+        paths += _model_plots(data, state, infrastructure, node, train_until, train_fraction, low, high,
+                              max_instances, out_dir)
+    if as_json:
+        click.echo(_json({"ok": True, "files": paths}))
+    else:
+        for path in paths:
+            click.echo(path)
+
+
+def _timeline_plot(state, infrastructure: str, node: str, passes: int, out_dir: str) -> str:
+    from optimizer.report import write_timeline
+    if state_timeline is None:
+        raise OptimizerInputError("the timeline reads the state store's journal: run it as `strato optimizer report`")
+    return str(write_timeline(state_timeline(state, infrastructure, node, passes), Path(out_dir) / "timeline.png"))
+
+
+def _model_plots(data, state, infrastructure, node, train_until, train_fraction, low, high, max_instances,
+                 out_dir) -> list[str]:
     from optimizer.advisor import AdvisorConfig
     from optimizer.evaluate import split_fraction
     from optimizer.report import write_report
     samples = load_samples(data, state, infrastructure, node)
     cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
     config = AdvisorConfig(low, high, max_instances=max_instances, min_samples=1)
-    paths = [str(path) for path in write_report(samples, cut, out_dir, config)]
-    if as_json:
-        click.echo(_json({"ok": True, "files": paths}))
-    else:
-        for path in paths:
-            click.echo(path)
+    return [str(path) for path in write_report(samples, cut, out_dir, config)]
 
 
 if __name__ == "__main__":

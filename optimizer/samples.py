@@ -172,14 +172,29 @@ def default_state_path() -> Path:
     return Path(home) / "state.db"
 
 
+def connect_state(path: str | os.PathLike | None) -> tuple[Path, sqlite3.Connection]:
+    """(path, connection) to the state DB in WAL mode; a file created here is private (0600) from the start.
+
+    Only SQLite opens the file: a stray open()/close() of a state DB this process also has open would drop
+    this process's SQLite locks on it (see orchestrator.state.open_in_this_process). The one exception is
+    creating a file that does not exist yet, which nobody can have open."""
+    path = Path(path) if path is not None else default_state_path()
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    db = sqlite3.connect(path, timeout=10)
+    db.execute("PRAGMA journal_mode=WAL")
+    return path, db
+
+
 class SampleStore:
     """Optimizer samples kept in Strato's SQLite state store, keyed by (infrastructure, node, timestamp)."""
 
     def __init__(self, path: str | os.PathLike | None = None):
-        self.path = Path(path) if path is not None else default_state_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self.path, self._db = connect_state(path)
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS optimizer_series (
                 infrastructure TEXT NOT NULL, node TEXT NOT NULL,
@@ -242,6 +257,115 @@ class SampleStore:
     def series(self) -> list[tuple[str, str, int]]:
         return self._db.execute(
             "SELECT infrastructure, node, COUNT(*) FROM optimizer_samples GROUP BY infrastructure, node").fetchall()
+
+
+def check_load_rows(rows: Iterable[tuple[float, float]], where: str = "row") -> list[tuple[float, float]]:
+    """(timestamp, value) pairs as floats, refused whole when one is not finite, a value is negative or a
+    timestamp repeats; returned oldest first."""
+    out, seen = [], set()
+    for i, (timestamp, value) in enumerate(rows, start=1):
+        timestamp, value = float(timestamp), float(value)
+        if not (math.isfinite(timestamp) and math.isfinite(value)):
+            raise OptimizerInputError(f"{where} {i}: NaN and infinite values are not allowed")
+        if value < 0:
+            raise OptimizerInputError(f"{where} {i}: a load cannot be negative (got {value:g})")
+        if timestamp in seen:
+            raise OptimizerInputError(f"{where} {i}: timestamp {timestamp:.3f} repeats an earlier row")
+        seen.add(timestamp)
+        out.append((timestamp, value))
+    return sorted(out)
+
+
+class LoadHistoryStore:
+    """The offered load (a request rate, or whatever metric the optimizer policy forecasts) per node, over time,
+    in the state DB: one row per (infrastructure, node, metric, timestamp), so importing the same rows twice
+    adds nothing."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path, self._db = connect_state(path)
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS optimizer_load (
+                infrastructure TEXT NOT NULL, node TEXT NOT NULL, metric TEXT NOT NULL, timestamp REAL NOT NULL,
+                value REAL NOT NULL, PRIMARY KEY (infrastructure, node, metric, timestamp));
+        """)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "LoadHistoryStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, infrastructure: str, node: str, metric: str, rows: Iterable[tuple[float, float]]) -> int:
+        """Store (timestamp, value) rows in one transaction (all or none); a timestamp already stored keeps its
+        value. Returns how many rows were new."""
+        rows = check_load_rows(rows)
+        with self._db:
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO optimizer_load VALUES (?,?,?,?,?)",
+                                 [(infrastructure, node, metric, t, v) for t, v in rows])
+            return self._db.total_changes - before
+
+    def recent(self, infrastructure: str, node: str, metric: str, limit: int = 10000) -> list[tuple[float, float]]:
+        """The last `limit` rows, oldest first."""
+        rows = self._db.execute(
+            "SELECT timestamp, value FROM optimizer_load WHERE infrastructure=? AND node=? AND metric=? "
+            "ORDER BY timestamp DESC LIMIT ?", (infrastructure, node, metric, int(limit))).fetchall()
+        return rows[::-1]
+
+    def between(self, infrastructure: str, node: str, metric: str, start: float, end: float,
+                limit: int = 100000) -> list[tuple[float, float]]:
+        """Rows with start <= timestamp <= end, oldest first (at most `limit`, the latest ones)."""
+        rows = self._db.execute(
+            "SELECT timestamp, value FROM optimizer_load WHERE infrastructure=? AND node=? AND metric=? "
+            "AND timestamp BETWEEN ? AND ? ORDER BY timestamp DESC LIMIT ?",
+            (infrastructure, node, metric, float(start), float(end), int(limit))).fetchall()
+        return rows[::-1]
+
+    def count(self, infrastructure: str, node: str, metric: str) -> int:
+        return self.span(infrastructure, node, metric)[0]
+
+    def span(self, infrastructure: str, node: str, metric: str) -> tuple[int, float | None, float | None]:
+        """(rows, first timestamp, last timestamp)."""
+        return tuple(self._db.execute(
+            "SELECT COUNT(*), MIN(timestamp), MAX(timestamp) FROM optimizer_load "
+            "WHERE infrastructure=? AND node=? AND metric=?", (infrastructure, node, metric)).fetchone())
+
+    def metrics(self, infrastructure: str, node: str) -> list[str]:
+        """The metrics stored for a node."""
+        return [r[0] for r in self._db.execute(
+            "SELECT DISTINCT metric FROM optimizer_load WHERE infrastructure=? AND node=? ORDER BY metric",
+            (infrastructure, node))]
+
+    def delete(self, infrastructure: str, node: str | None = None, metric: str | None = None) -> int:
+        """Forget an infrastructure's history (or one node's, or one metric's); returns the rows removed."""
+        sql, args = "DELETE FROM optimizer_load WHERE infrastructure=?", [infrastructure]
+        for column, value in (("node", node), ("metric", metric)):
+            if value is not None:
+                sql += f" AND {column}=?"
+                args.append(value)
+        with self._db:
+            return self._db.execute(sql, args).rowcount
+
+
+class StoreLoadHistory:
+    """One node's load history in the state DB, for the optimizer policy: `add` each pass, `recent` to warm up
+    its forecaster after a restart (or from an imported history: `strato optimizer history import`)."""
+
+    def __init__(self, path: str | os.PathLike | None, infrastructure: str, node: str, metric: str):
+        self.path, self.infrastructure, self.node, self.metric = path, infrastructure, node, metric
+
+    def add(self, timestamp: float, value: float) -> None:
+        """Keep one observation; OptimizerInputError when it is not finite or negative."""
+        with LoadHistoryStore(self.path) as store:
+            store.add(self.infrastructure, self.node, self.metric, [(timestamp, value)])
+
+    def recent(self, limit: int) -> list[tuple[float, float]]:
+        """The last `limit` (timestamp, value) rows, oldest first."""
+        with LoadHistoryStore(self.path) as store:
+            return store.recent(self.infrastructure, self.node, self.metric, limit)
 
 
 def from_rows(rows: Iterable[dict], metric_names: Sequence[str], *, instance_key: str = "instances",

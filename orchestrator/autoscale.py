@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from policies.factory import scaling_policies
 ALERT_TYPE = "strato.policies.Alert"
 POLICY_WORKERS = 16
 POLICY_SLACK = 0.25        # a rule stopped at the policy deadline still needs a moment to say so
+MAX_CANDIDATES = 24        # candidate counts a decision event keeps (the nearest the chosen one)
 
 
 @dataclass
@@ -54,6 +56,43 @@ class Decisions:
 
     def event(self, kind: str, key: str | None = None, /, *, once: str | None = None, **detail: Any) -> None:
         self.events.append(Event(kind, detail, key, once))
+
+
+def journal_detail(detail: Any, max_candidates: int = MAX_CANDIDATES) -> dict:
+    """A decision's explanation as the journal keeps it: JSON-safe (numpy numbers and arrays as plain numbers and
+    lists, NaN and infinity as null, keys as text) and small (floats to 10 significant digits; of many candidate
+    counts, the `max_candidates` nearest the chosen one)."""
+    if not isinstance(detail, dict) or not detail:
+        return {}
+    safe = _json_safe(detail)
+    candidates = safe.get("candidates")
+    if isinstance(candidates, list) and len(candidates) > max_candidates:
+        chosen = safe.get("chosen")
+        chosen = chosen if isinstance(chosen, (int, float)) else 0
+
+        def distance(c):
+            n = c.get("instances") if isinstance(c, dict) else None
+            return abs(n - chosen) if isinstance(n, (int, float)) else math.inf
+        kept = sorted(sorted(candidates, key=distance)[:max_candidates],
+                      key=lambda c: c.get("instances", 0) if isinstance(c, dict) else 0)
+        safe["candidates"], safe["candidates_omitted"] = kept, len(candidates) - len(kept)
+    return safe
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    if depth > 8:
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()      # numpy arrays and scalars
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return float(f"{value:.10g}") if math.isfinite(value) else None
+    return str(value)
 
 
 def policy_id(policy) -> str:
@@ -328,12 +367,14 @@ class Autoscaler:
                   error=f"{type(exc).__name__}: {exc}")
 
     def _hold(self, node: str, pid: str, reason: str, seen: str, current: int, desired: int, action: str,
-              out: Decisions) -> None:
-        """One decision event for a hold or a cooldown, only when its reason (`seen`) changed."""
-        if self._last_reason.get((node, pid)) != seen:
+              out: Decisions, detail: dict | None = None) -> None:
+        """One decision event for a hold or a cooldown, when its reason (`seen`) changed or, for a policy that
+        explains each decision with a forecast (the optimizer), every time it decides: its timeline needs them all."""
+        explained = journal_detail(detail)
+        if self._last_reason.get((node, pid)) != seen or "forecast" in explained:
             self._last_reason[(node, pid)] = seen
             out.event("decision", node=node, policy=pid, current=current, desired=desired, action=action,
-                      reason=reason)
+                      reason=reason, **({"detail": explained} if explained else {}))
 
     def _choose(self, node: str, chosen: tuple, obs, counts, controls, records, drop, now: float,
                 out: Decisions) -> None:
@@ -343,7 +384,8 @@ class Autoscaler:
         desired = min(max(obs.min_instances, int(decision.desired)), obs.max_instances)
         predicted = (decision.detail or {}).get("predicted_target")
         if desired == counts[node]:
-            self._hold(node, pid, decision.reason, decision.reason, counts[node], desired, "hold", out)
+            self._hold(node, pid, decision.reason, decision.reason, counts[node], desired, "hold", out,
+                       decision.detail)
             if isinstance(predicted, (int, float)):
                 self._predictions[node] = float(predicted)
             return
@@ -351,7 +393,8 @@ class Autoscaler:
         last = controls.get(node, {}).get("last_action")
         if cooldown and last and now - last < cooldown:
             reason = f"{decision.reason}; held: cooldown {cooldown:g} s, {now - last:.1f} s since the last action"
-            self._hold(node, pid, reason, reason.split(";")[0] + "cooldown", counts[node], desired, "cooldown", out)
+            self._hold(node, pid, reason, reason.split(";")[0] + "cooldown", counts[node], desired, "cooldown", out,
+                       decision.detail)
             return
         direction = "up" if desired > counts[node] else "down"
         self._last_reason[(node, pid)] = decision.reason
@@ -364,7 +407,8 @@ class Autoscaler:
                     drop.add(target.key)
         entry["action"] = direction
         out.scaled.append({"node": node, "from": counts[node], "desired": desired, "direction": direction,
-                           "policy": pid, "reason": decision.reason, "detail": decision.detail, "ts": now})
+                           "policy": pid, "reason": decision.reason, "detail": journal_detail(decision.detail),
+                           "ts": now})
         if self.loop_metrics.registry is not None:
             self.loop_metrics.actions.labels(self.name, node, pid, direction).inc()
         counts[node] = desired

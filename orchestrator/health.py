@@ -18,7 +18,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from descriptors.values import scalar_unit
+from descriptors.values import duration_seconds
 from orchestrator.bounded import Exceeded, http_get, settle
 from orchestrator.metrics import is_loopback
 from orchestrator import observation
@@ -26,13 +26,12 @@ from orchestrator.state import InstanceRecord, StateStore
 
 
 def descriptor_seconds(value: Any, default: float | None) -> float | None:
-    """A duration from a descriptor: a number of seconds or a TOSCA time ('30 s')."""
-    if value is None:
+    """A duration from a descriptor: a number of seconds or a TOSCA time ('30 s'); default when it is not one
+    (validate reports such values; the loop keeps going)."""
+    try:
+        return duration_seconds(value, default)
+    except ValueError:
         return default
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    parsed = scalar_unit(value, "scalar-unit.time")
-    return default if parsed is None else parsed
 
 
 # -- probes -------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from descriptors.diagnostics import DescriptorError
 from descriptors.functions import FunctionError, Unresolved
-from descriptors.loader import load_template, require_topology, resolve_inputs
+from descriptors.loader import load_template, require_buildable, require_topology, resolve_inputs
 from descriptors.secrets import Redactor, output_value, redactor, redactor_for, secret_input_names
 from descriptors.template import Template
 from descriptors.yamlpos import to_plain
@@ -178,6 +178,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     check_name(name)
     loaded = loaded or load_checked(path, confined)
     template = loaded.template
+    require_buildable(template)
     inputs = _inputs_for(template, store, name, given_inputs, cwd)
     stored = store.get_infra(name)
     bounds.check_counts(template, inputs, desired_counts(template, stored, inputs),

@@ -526,6 +526,16 @@ class StateStore:
                           (infra, after_id, limit)).fetchall()
         return [{"id": r[0], "ts": r[1], "key": r[2], "kind": r[3], "detail": json.loads(r[4])} for r in rows]
 
+    def node_events(self, infra: str, node: str, kinds: tuple[str, ...], since: float = 0.0,
+                    limit: int = 2000) -> list[dict]:
+        """The last `limit` events of these kinds whose detail names `node`, since a time, oldest first."""
+        marks = ",".join("?" * len(kinds))
+        rows = self._exec(f"SELECT ts, key, kind, detail FROM events WHERE infra=? AND kind IN ({marks}) AND ts>=? "
+                          "AND json_extract(detail, '$.node')=? ORDER BY id DESC LIMIT ?",
+                          (infra, *kinds, since, node, limit)).fetchall()
+        return [{"ts": r[0], "key": r[1], "kind": r[2], "detail": self._json(r[3], f"event of '{infra}'")}
+                for r in reversed(rows)]
+
     def last_event_id(self, infra: str) -> int | None:
         return self._exec("SELECT MAX(id) FROM events WHERE infra=?", (infra,)).fetchone()[0]
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean
+from descriptors.driver_attributes import declared_attributes, known_attributes
 from descriptors.functions import SELF_NAMES, contains_call, function_call, iter_calls
+from descriptors.sections.common import written_nodes
+from descriptors.sections.inputs import input_schema
 from descriptors.template import Template
 from descriptors.types import PropertyDef, TypeRegistry
 from descriptors.yamlpos import YList, YMap, position_of
@@ -143,6 +146,8 @@ def _entity(template: Template, ref: Any, self_node: str | None, target: str | N
                        "here", pos, path)
         return host
     if not isinstance(ref, str) or ref not in nodes:
+        if isinstance(ref, str) and ref in written_nodes(template):
+            return None  # written, but its definition is broken: reported there, once
         sink.error("FUNCTION_UNKNOWN_NODE", f"{fname} names unknown node '{ref}'", pos, path,
                    did_you_mean(ref, nodes))
         return None
@@ -160,6 +165,9 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
                        did_you_mean(name, template.inputs) or
                        (f"declared inputs: {', '.join(template.inputs)}" if template.inputs else
                         "declare it under topology_template.inputs"))
+        elif isinstance(args, list) and len(args) > 1:
+            idef = template.inputs[name]
+            _check_nested(template, input_schema(idef), args[1:], f"input '{name}'", pos, path, sink)
         return
     if fname in ("get_property", "get_attribute"):
         if not isinstance(args, list) or len(args) < 2 or not all(isinstance(a, str) for a in args[:2]) \
@@ -170,6 +178,8 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
         entity = _entity(template, args[0], self_node, target, fname, pos, path, sink)
         if entity is None:
             return
+        if args[0] == "HOST":
+            entity = _host_having(template, fname, args, entity, target)
         node = nodes[entity]
         ntype = types.resolved(node.type)
         name = args[1]
@@ -180,6 +190,9 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
                 entity, node = via, nodes[via]
                 ntype = types.resolved(node.type)
                 name, rest = args[2], args[3:]
+                if name not in ntype.properties and name not in ntype.attributes \
+                        and _capability_having(types, ntype, name, fname):
+                    return
             if rest and name in ntype.capabilities and name not in ntype.properties and name not in ntype.attributes:
                 cdef = ntype.capabilities[name]
                 ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability") \
@@ -199,17 +212,13 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
                 sink.error("FUNCTION_UNKNOWN_PROPERTY", f"get_property: node '{entity}' has no property '{name}'",
                            pos, path, did_you_mean(name, ntype.properties))
                 return
-            _check_nested(template, pdef, rest, f"property '{name}' of node '{entity}'", pos, path, sink)
+            _check_nested(template, pdef.schema, rest, f"property '{name}' of node '{entity}'", pos, path, sink,
+                          node.properties.get(name) if isinstance(node.properties, dict) else None)
         else:
-            if name not in ntype.attributes and not ntype.metadata.get("strato.open_attributes"):
-                if _backend_may_report(template, entity):
-                    sink.warning("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node type '{node.type}' declares no "
-                                 f"attribute '{name}'; its value is known only if the backend reports it", pos, path,
-                                 did_you_mean(name, ntype.attributes))
-                else:  # a portable TOSCA node: no backend of Strato's reports attributes the type lacks
-                    sink.error("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node type '{node.type}' has no "
-                               f"attribute '{name}'", pos, path, did_you_mean(name, ntype.attributes) or
-                               (f"its attributes are: {', '.join(ntype.attributes)}" if ntype.attributes else ""))
+            if name in ntype.attributes and rest:
+                _check_nested(template, ntype.attributes[name].schema, rest, f"attribute '{name}' of node "
+                              f"'{entity}'", pos, path, sink)
+            _check_attribute_name(template, entity, name, pos, path, sink)
         return
     if fname == "get_artifact":
         if not isinstance(args, list) or not 2 <= len(args) <= 4 or not all(isinstance(a, str) for a in args[:2]):
@@ -268,19 +277,56 @@ def _check_call(template: Template, fname: str, args: Any, self_node: str | None
             sink.error("FUNCTION_BAD_ARGS", "token needs [string, separators, index]", pos, path)
 
 
-def _backend_may_report(template: Template, name: str) -> bool:
-    """Whether a node is built by a Strato driver (which may report attributes its type does not declare)."""
-    node = template.node_templates[name]
-    if template.node_metadata(name).get("strato.driver"):
-        return True
-    return any(t.startswith("strato.") for t in template.types.lineage(node.type))
+def _check_attribute_name(template: Template, entity: str, name: str, pos: Position, path: str,
+                          sink: DiagnosticSink) -> None:
+    """An attribute get_attribute names must be declared by the node's type or reported by its driver: a build
+    would otherwise wait for a value that never comes."""
+    known = known_attributes(template, entity)
+    if known is None or name in known:
+        return
+    node = template.node_templates[entity]
+    declared = declared_attributes(template.types, node.type)  # properties (also attributes) aside in the hint
+    own = sorted(n for n in known if n in declared or n not in template.types.resolved(node.type).properties)
+    sink.error("FUNCTION_UNKNOWN_ATTRIBUTE", f"get_attribute: node '{entity}' ({node.type}) has no attribute "
+               f"'{name}'", pos, path, did_you_mean(name, known) or
+               (_listed("its attributes are", own) if own else "its type declares no attributes"))
 
 
-def _check_nested(template: Template, pdef: PropertyDef, steps: list, what: str, pos: Position, path: str,
-                  sink: DiagnosticSink) -> None:
-    """A nested path into a property whose data type is known: each field must exist."""
+def _listed(label: str, names: list, most: int = 12) -> str:
+    return f"{label}: {', '.join(names[:most])}" + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _host_having(template: Template, fname: str, args: list, host: str, target: str | None) -> str:
+    """HOST in get_property/get_attribute: the first node down the hosted-on chain from `host` for which the
+    rest of the call checks out (TOSCA 1.3, 4.4.1.1); the immediate host when none does."""
+    nodes, node, seen = template.node_templates, host, set()
+    while node is not None and node in nodes and node not in seen:
+        seen.add(node)
+        scratch = DiagnosticSink()
+        _check_call(template, fname, [node] + list(args[1:]), None, target, Position(template.file), "", scratch)
+        if not scratch.errors:
+            return node
+        node = nodes[node].host
+    return host
+
+
+def _capability_having(types: TypeRegistry, ntype, name: str, fname: str) -> bool:
+    """Whether one of a node type's capabilities declares the property (or attribute) `name`."""
+    for cdef in ntype.capabilities.values():
+        if not types.has("capability", cdef.type):
+            continue
+        ctype = types.resolved(types.canonical(cdef.type, "capability"), "capability")
+        if name in cdef.properties or name in ctype.properties or (fname == "get_attribute" and
+                                                                   name in ctype.attributes):
+            return True
+    return False
+
+
+def _check_nested(template: Template, schema: Any, steps: list, what: str, pos: Position, path: str,
+                  sink: DiagnosticSink, value: Any = None) -> None:
+    """A nested path into a value whose type is known: each field must exist, each index must be an index
+    (and within the list, where the template writes the list itself)."""
     types = template.types
-    schema: Any = pdef.schema
     for step in steps:
         if schema is None:
             return
@@ -289,8 +335,14 @@ def _check_nested(template: Template, pdef: PropertyDef, steps: list, what: str,
             if not (isinstance(step, int) and not isinstance(step, bool)):
                 sink.error("FUNCTION_BAD_PATH", f"{what} is a list; '{step}' is not an index", pos, path)
                 return
+            if step < 0 or (isinstance(value, list) and step >= len(value)):
+                size = f"{len(value)} elements" if isinstance(value, list) else "a list"
+                sink.error("FUNCTION_INDEX_RANGE", f"index {step} is outside {what} ({size})", pos, path)
+                return
+            value = value[step] if isinstance(value, list) else None
             schema = schema.entry_schema
         elif vtype == "map":
+            value = value.get(step) if isinstance(value, dict) else None
             schema = schema.entry_schema
         elif types.has("data", vtype):
             dtype = types.resolved(types.canonical(vtype, "data"), "data")
@@ -302,8 +354,9 @@ def _check_nested(template: Template, pdef: PropertyDef, steps: list, what: str,
                            did_you_mean(step, dtype.properties))
                 return
             schema = field.schema
+            value = value.get(step) if isinstance(value, dict) else None
             what = f"field '{step}' of {what}"
         else:
             if vtype not in ("any",):
-                sink.error("FUNCTION_BAD_PATH", f"{what} is a {vtype}; it has no element '{step}'", pos, path)
+                sink.error("FUNCTION_BAD_PATH", f"{what} is of type {vtype}; it has no element '{step}'", pos, path)
             return

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from descriptors.checks import validate_value
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
 from descriptors.template import Template
 from descriptors.types import PropertyDef, TypeRegistry
-from descriptors.yamlpos import YMap
+from descriptors.values import Coerced, coerce, describe, value_type_name
+from descriptors.yamlpos import YList, YMap
 
 def key_pos(mapping: Any, key: Any, default: Position) -> Position:
     return mapping.key_position(key) if isinstance(mapping, YMap) else default
@@ -61,11 +63,23 @@ SCALARS = (str, int, float, bool)
 
 def check_assigned(value: Any, pdef: PropertyDef, types: TypeRegistry, sink: DiagnosticSink, code: str,
                     what: str, pos: Position, path: str) -> None:
-    report_assigned(assigned_problems(value, pdef, types), sink, code, what, pos, path)
+    report_assigned(assigned_problems(value, pdef, types), sink, code, what, pos, path, value)
 
 
 def assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> list:
-    """validate_value's problems of a value assigned to pdef; [] when it fits."""
+    """validate_value's problems of a value assigned to pdef; [] when it fits. A scalar that converts to the
+    property's primitive type (as tosca-parser converts it) is a Coerced problem, reported as a warning."""
+    problems = _assigned_problems(value, pdef, types)
+    if problems and value.__class__ in SCALARS:
+        converted = coerce(value, pdef.type)
+        if converted is not None:
+            return [("", Coerced(f"is {describe(value)}, not of type {value_type_name(pdef.type)}; it is accepted "
+                                 f"(other TOSCA tools convert it to {converted!r})"))] \
+                + validate_value(converted, pdef.schema, types)
+    return problems
+
+
+def _assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> list:
     if value.__class__ in SCALARS:
         # the same scalar is often assigned to the same property thousands of times
         memo = types.value_memo
@@ -78,11 +92,44 @@ def assigned_problems(value: Any, pdef: PropertyDef, types: TypeRegistry) -> lis
     return validate_value(value, pdef.schema, types)
 
 
-def report_assigned(problems: list, sink: DiagnosticSink, code: str, what: str, pos: Position, path: str) -> None:
+def report_assigned(problems: list, sink: DiagnosticSink, code: str, what: str, pos: Position, path: str,
+                    value: Any = None) -> None:
+    """One error per problem, placed at the part of `value` it is about when value keeps positions."""
     for subpath, problem in problems:
         # "property 'endpoint'" + ".host" -> "property 'endpoint.host'"
         label = f"{what[:-1]}{subpath}'" if subpath and what.endswith("'") else what + subpath
-        sink.error(code, f"{label} {problem}", pos, path + subpath)
+        where = nested_position(value, subpath, pos)
+        if isinstance(problem, Coerced):
+            sink.warning("VALUE_COERCED", f"{label} {problem}", where, path + subpath, "quote it or write it as "
+                         "its type")
+            continue
+        problem, _, hint = problem.partition("; did you mean ")  # the checker words a hint into its sentence
+        sink.error(code, f"{label} {problem}", where, path + subpath, f"did you mean {hint}" if hint else "")
+
+
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+
+
+def nested_position(value: Any, subpath: str, default: Position) -> Position:
+    """Where the part of value at subpath ('.a[0].b') stands: the deepest position known on the way."""
+    pos = default
+    steps = _STEP.findall(subpath or "")
+    for n, (key, index) in enumerate(steps, 1):
+        step: Any = int(index) if index else key
+        if isinstance(value, YMap) and step in value:  # the last key itself: it is what the path names
+            pos = value.key_position(step) if n == len(steps) else value.position_of(step)
+        elif isinstance(value, YList) and isinstance(step, int) and step < len(value):
+            pos = value.position_of(step)
+        else:
+            return pos
+        value = value[step]
+    return pos
+
+def written_nodes(template: Template) -> dict:
+    """The node templates as the document writes them, those with errors (not loaded) included."""
+    topo = template.document.get("topology_template") if isinstance(template.document, dict) else None
+    nodes = topo.get("node_templates") if isinstance(topo, dict) else None
+    return nodes if isinstance(nodes, dict) else {}
 
 def check_property_map(template: Template, props: Any, defs: dict, sink: DiagnosticSink, path: str,
                         pos: Position, owner: str, check_missing: bool = True) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean, join_path
-from descriptors.sections.common import check_property_map, section, typed_entry
+from descriptors.sections.common import check_property_map, section, typed_entry, written_nodes
 from descriptors.template import Group, Template
 from descriptors.yamlpos import position_of
 
@@ -30,6 +30,8 @@ def parse_groups(template: Template, topo: dict, sink: DiagnosticSink) -> None:
             mpos = position_of(members, i, pos)
             mpath = f"{join_path(path, 'members')}[{i}]"
             if not isinstance(member, str) or member not in template.node_templates:
+                if isinstance(member, str) and member in written_nodes(template):
+                    continue  # a member whose own definition is broken: reported there, once
                 sink.error("GROUP_UNKNOWN_MEMBER", f"group '{name}' names unknown node template '{member}'", mpos,
                            mpath, did_you_mean(member, template.node_templates))
                 continue

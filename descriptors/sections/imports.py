@@ -39,7 +39,11 @@ class DocumentLoader:
         file_pos = Position(file, 1, 1)
         unknown_keys(doc, TOP_KEYS, sink, "", "the descriptor" if is_main else f"imported file {file}")
         version = doc.get("tosca_definitions_version")
-        if version is None:
+        if version is None and not is_main:  # type files imported by TOSCA 1.0 templates often omit it
+            sink.warning("IMPORT_VERSION_MISSING", f"imported file {os.path.basename(file)} has no "
+                         "'tosca_definitions_version'; it is read as the importing template's version", file_pos,
+                         "tosca_definitions_version")
+        elif version is None:
             sink.error("VERSION_MISSING", "'tosca_definitions_version' is missing", file_pos,
                        "tosca_definitions_version", "add 'tosca_definitions_version: tosca_simple_yaml_1_3'")
         elif version not in VERSIONS:
@@ -143,6 +147,14 @@ class DocumentLoader:
             candidates = [os.path.realpath(c) for c in inside if c]
         else:
             candidates = [os.path.realpath(os.path.join(b, target)) for b in dict.fromkeys(bases)]
+        candidates += _written_from_parent(target, candidates, bases)
+        if not any(os.path.isfile(c) for c in candidates) and not self.confined and repository is None:
+            found = _beside_a_parent(target, self.root_dir)
+            if found:
+                self.sink.warning("IMPORT_FROM_PARENT", f"import '{target}' is not beside the importing file; "
+                                  f"'{found}' (written from a parent directory) is used",
+                                  pos, path, "write the path relative to the importing file")
+                return found
         full = next((c for c in candidates if os.path.isfile(c)), candidates[0])
         if repository is not None and not os.path.isfile(full):
             sink.error("IMPORT_REMOTE", f"import '{target}' comes from repository '{repository}', which is not a "
@@ -156,6 +168,36 @@ class DocumentLoader:
     def _outside(self, target: str, pos: Position, path: str) -> None:
         self.sink.error("IMPORT_OUTSIDE", f"import '{target}' lies outside the descriptor's directory tree", pos,
                         path, f"move it under {self.roots[0]} or allow its directory in ${ALLOW_IMPORTS_ENV}")
+
+
+def _written_from_parent(target: str, candidates: list[str], bases: list[str]) -> list[str]:
+    """Where an import written relative to a parent of the importing file's directory points, as tosca-parser
+    reads it: 'Definitions/types.yaml' from a file in .../Definitions/ is .../Definitions/types.yaml."""
+    folder, name = os.path.split(os.path.normpath(target))
+    if not folder or os.path.isabs(target) or folder.startswith(".."):
+        return []
+    found = []
+    for base in dict.fromkeys(bases):
+        if (os.sep + os.path.realpath(base)).endswith(os.sep + folder):
+            found.append(os.path.join(os.path.realpath(base), name))
+    return [c for c in found if c not in candidates]
+
+
+PARENT_LEVELS = 2  # how far up from the root template's directory an import path may be written from
+
+
+def _beside_a_parent(target: str, root_dir: str) -> str | None:
+    """An import written relative to a parent of the root template's directory (as templates run from their
+    collection's top directory are written, and as tosca-parser then finds them): the first that exists."""
+    if os.path.isabs(target) or target.startswith(".."):
+        return None
+    here = os.path.realpath(root_dir)
+    for _ in range(PARENT_LEVELS):
+        here = os.path.dirname(here)
+        full = os.path.join(here, target)
+        if os.path.isfile(full):
+            return os.path.realpath(full)
+    return None
 
 
 IMPORT_KEYS = ("file", "repository", "namespace_prefix", "namespace_uri")

@@ -134,7 +134,7 @@ def _check_properties(template: Template, node: NodeTemplate, ntype, body: dict,
         problems = assigned_problems(value, pdef, types)
         if problems:
             report_assigned(problems, sink, "PROPERTY_TYPE", f"property '{pname}'", props.position_of(pname),
-                             f"{ppath}.{pname}")
+                             f"{ppath}.{pname}", value)
     for pname, pdef, normative in _required_properties(types, ntype):
         if pname in props:
             continue

@@ -6,7 +6,7 @@ import linecache
 from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, Position, did_you_mean, join_path
-from descriptors.sections.common import check_property_map, key_pos, typed_entry
+from descriptors.sections.common import check_property_map, key_pos, typed_entry, written_nodes
 from descriptors.template import Policy, Template
 from descriptors.yamlpos import position_of
 
@@ -60,6 +60,8 @@ def parse_policies(template: Template, topo: dict, sink: DiagnosticSink) -> None
                 ttype, tkind = template.groups[target].type, "group"
             elif target in template.node_templates:
                 ttype, tkind = template.node_templates[target].type, "node"
+            elif target in written_nodes(template):
+                continue  # a node whose own definition is broken: reported there, once
             else:
                 sink.error("POLICY_UNKNOWN_TARGET", f"policy '{name}' targets unknown node template or group "
                            f"'{target}'", tpos, tpath,

@@ -75,18 +75,20 @@ def resolve_requirements(template: Template, raw_nodes: dict, sink: DiagnosticSi
                                             types.resolved(node.type).requirements.items() if rdef.occurrences[0] >= 1]
         if not needed or node.directives:
             continue
-        have = {r.name for r in node.requirements}
+        have = {r.name for r in node.requirements} | _written_requirements(raw_nodes[node.name])  # wrong ones too
         for rname, rdef in needed:
             if rname in have:
                 continue
             if rdef.declared_occurrences:  # the type says outright that it needs at least one
                 sink.error("REQUIREMENT_MISSING", f"node '{node.name}' ({node.type}) has no '{rname}' requirement, "
                            f"but its type needs at least {rdef.occurrences[0]}", node.position,
-                           node.path + ".requirements", f"add '- {rname}: <node template>'")
+                           node.path + ".requirements", f"add '- {rname}: <node template>'; "
+                           + candidates_hint(template, node, rdef.node, rdef.capability))
             else:  # TOSCA's default [1, 1]: an orchestrator may still fulfil it, so only a warning
                 sink.warning("REQUIREMENT_MISSING", f"node '{node.name}' ({node.type}) has no '{rname}' "
                              "requirement, which its type expects", node.position, node.path + ".requirements",
-                             f"add '- {rname}: <node template>'")
+                             f"add '- {rname}: <node template>'; "
+                             + candidates_hint(template, node, rdef.node, rdef.capability))
 
 
 @dataclass
@@ -140,7 +142,8 @@ def _requirement(template: Template, node: NodeTemplate, ntype, item: Any, index
     elif target_ref is not None:
         sink.error("REQUIREMENT_UNKNOWN_NODE",
                    f"requirement '{rname}' of node '{node.name}' names unknown node '{target_ref}'",
-                   req.pos, req.target_path, did_you_mean(target_ref, raw_nodes))
+                   req.pos, req.target_path, did_you_mean(target_ref, raw_nodes)
+                   or candidates_hint(template, node, req_node_type, req.capability))
         return None
     if target == node.name:
         sink.error("REQUIREMENT_SELF", f"node '{node.name}' requires itself", req.pos, req.target_path)
@@ -304,6 +307,12 @@ def _choose_target(template: Template, node: NodeTemplate, req: _Assignment, req
         if node_filter is not None and _filter_mismatch(template, cand, node_filter):
             continue
         candidates.append((cand.name, cap_name))
+    if not candidates and node_filter is not None:
+        # a node_filter asks the orchestrator to select a node, possibly one outside the template (TOSCA 3.8.2)
+        sink.warning("REQUIREMENT_NOT_SELECTED", f"no node template matches the node_filter of requirement "
+                     f"'{rname}' of node '{node.name}'; Strato selects only among the template's nodes, so a build "
+                     "refuses it", req.pos, req.path, "add a node that matches, or name one with 'node: <template>'")
+        return None, None
     if not candidates:
         what = " and ".join(x for x in (f"of type {req_node_type}" if req_node_type else "",
                                         f"with capability {capability}" if capability else "",
@@ -397,3 +406,30 @@ def _filter_mismatch(template: Template, node: NodeTemplate, node_filter: Any) -
                 if why:
                     return f"{prefix}{pname} {why}"
     return None
+
+
+def _written_requirements(body: Any) -> set:
+    """Names of the requirements a node template writes, those that did not resolve included."""
+    reqs = body.get("requirements") if isinstance(body, dict) else None
+    return {next(iter(item)) for item in reqs if isinstance(item, dict) and len(item) == 1} \
+        if isinstance(reqs, list) else set()
+
+
+def candidates_hint(template: Template, node: NodeTemplate, node_type: Any, capability: Any, most: int = 8) -> str:
+    """Which node templates could fulfil a requirement (of the node type, with the capability), to name in a hint;
+    all the others when none fits."""
+    types = template.types
+    fitting = [c.name for c in template.node_templates.values() if c.name != node.name
+               and not (node_type and types.has("node", node_type) and not types.is_a(c.type, node_type))
+               and matching_capability(types, c, capability) is not None]
+    if fitting:
+        names, label = fitting, "node templates that fit"
+    else:
+        what = f"no node template is a {types.canonical(node_type)}" if node_type else "no node template fits"
+        names = [n for n in template.node_templates if n != node.name]
+        if not names:
+            return what
+        label = f"{what}; the node templates are"
+    shown = ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+    return f"{label}: {shown}"
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean, join_path
-from descriptors.sections.common import section, unknown_keys
+from descriptors.sections.common import section, unknown_keys, written_nodes
 from descriptors.template import Template
 
 SUBSTITUTION_KEYS = ("node_type", "substitution_filter", "properties", "attributes", "capabilities", "requirements",
@@ -47,6 +47,8 @@ def check_substitution(template: Template, topo: dict, sink: DiagnosticSink) -> 
                 continue
             node, inner = target
             if node not in nodes:
+                if node in written_nodes(template):
+                    continue  # its own definition is broken: reported there, once
                 sink.error("SUBSTITUTION_UNKNOWN_NODE", f"{what} '{name}' maps to unknown node template '{node}'",
                            epos, path, did_you_mean(node, nodes))
                 continue
@@ -73,7 +75,7 @@ def check_substitution(template: Template, topo: dict, sink: DiagnosticSink) -> 
                 sink.error(f"SUBSTITUTION_UNKNOWN_{what.upper()}", f"'{name}' maps to unknown {what} '{target[0]}'",
                            epos, path, did_you_mean(target[0], source))
             elif isinstance(target, list) and len(target) == 2 and isinstance(target[0], str) \
-                    and target[0] not in nodes:
+                    and target[0] not in nodes and target[0] not in written_nodes(template):
                 sink.error("SUBSTITUTION_UNKNOWN_NODE", f"'{name}' maps to unknown node template '{target[0]}'",
                            epos, path, did_you_mean(target[0], nodes))
     entries = _section(body, "interfaces", sink, base)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from descriptors.diagnostics import DiagnosticSink, did_you_mean, join_path
-from descriptors.sections.common import unknown_keys
+from descriptors.sections.common import unknown_keys, written_nodes
 from descriptors.template import Template
 
 WORKFLOW_KEYS = ("description", "metadata", "inputs", "preconditions", "steps", "implementation", "outputs")
@@ -49,7 +49,9 @@ def _check_step(template: Template, workflows: dict, steps: dict, name: str, ste
     unknown_keys(step, STEP_KEYS, sink, path, f"step '{name}'")
     target = step.get("target")
     nodes, groups = template.node_templates, template.groups
-    if not isinstance(target, str) or (target not in nodes and target not in groups):
+    if isinstance(target, str) and target not in nodes and target in written_nodes(template):
+        target = None  # a node whose own definition is broken: reported there, once
+    elif not isinstance(target, str) or (target not in nodes and target not in groups):
         sink.error("WORKFLOW_UNKNOWN_TARGET", f"step '{name}' targets unknown node template or group '{target}'", pos,
                    join_path(path, "target"), did_you_mean(target, list(nodes) + list(groups))
                    if isinstance(target, str) else "")

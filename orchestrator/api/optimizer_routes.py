@@ -1,4 +1,5 @@
-"""Optimizer routes under /v1/optimizer: stored samples, model status and training, advice (thin over optimizer.cli)."""
+"""Optimizer routes under /v1/optimizer: stored samples, model status and training, advice (thin over optimizer.cli);
+and a node's decision timeline under /v1/infrastructures/{name}/nodes/{node}/optimizer."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class AdviceIn(BaseModel):
 
 
 router = APIRouter(prefix="/v1/optimizer", tags=["optimizer"], responses=ERRORS)
+node_router = APIRouter(prefix="/v1/infrastructures", tags=["optimizer"], responses=ERRORS)
 
 
 def model_path(ctx: ApiContext, infra: str, node: str) -> str:
@@ -141,6 +143,19 @@ async def advice(ctx: Ctx, body: AdviceIn, infra: str = Path(..., pattern=SEGMEN
                                min_samples=body.min_samples)
         return finite_tree(advise_latest(samples, load_model(path), config))
     return await run_in_threadpool(optimizer_call, ctx, run)
+
+
+@node_router.get("/{name}/nodes/{node}/optimizer/timeline", dependencies=[READ_TOKEN],
+                 summary="A node's optimizer decisions over time: load, forecast band, predicted vs observed target")
+def timeline(ctx: Ctx, name: str = Path(..., pattern=SEGMENT), node: str = Path(..., pattern=SEGMENT),
+             passes: int = Query(720, ge=1, le=20000, description="The node's last N maintain passes")) -> dict:
+    """The timeline `strato optimizer report --infra NAME --node NODE` draws (orchestrator.optimizer_view)."""
+    from orchestrator.api.security import scrub
+    from orchestrator.errors import NotFound
+    from orchestrator.optimizer_view import node_timeline
+    if ctx.store.get_infra(name) is None:
+        raise NotFound(f"no infrastructure named '{name}'")   # other infrastructures are not named
+    return scrub(optimizer_call(ctx, node_timeline, ctx.store, name, node, passes))
 
 
 def _finite(value: Any) -> Any:

@@ -12,8 +12,8 @@ from orchestrator.cli.group import EXIT_CODES_HELP, StratoGroup
 VERBS = {name: f"orchestrator.cli.{module}" for name, module in (
     ("validate", "validate"), ("plan", "plan"), ("build", "build"), ("status", "status"), ("outputs", "outputs"),
     ("destroy", "destroy"), ("graph", "graph"), ("scale", "scale"), ("cost", "cost"), ("import", "import_"),
-    ("serve", "serve"), ("state", "state"), ("loadgen", "loadgen"))}
-VERBS["optimizer"] = "optimizer.cli:optimizer_group"
+    ("serve", "serve"), ("state", "state"), ("loadgen", "loadgen"), ("types", "types"))}
+VERBS["optimizer"] = "orchestrator.cli.optimizer"   # optimizer.cli's group plus the commands that read state
 
 VERBS["maintain"] = "orchestrator.cli.maintain"
 

@@ -146,12 +146,20 @@ def test_chef_wordpress_connection_mappings_and_cookbooks(tmp_path):
                                             {"attributes": ["private_ip", "db_host"]}]}]}
     defs = {"node_def:mysql_server": [_node_def("ec2", config_management=dict(chef))],
             "node_def:wordpress": [_node_def("nova", config_management=dict(chef))]}
-    template, doc, warnings = _import_and_validate(tmp_path, infra, defs)
-    wp = template.node_templates["wp"]
-    assert wp.dependencies == ["db"]
-    variables = wp.properties["cloud_init_variables"]
+    doc, warnings = import_occopus(_write(tmp_path, infra, defs))
+    variables = doc["topology_template"]["node_templates"]["wp"]["properties"]["cloud_init_variables"]
     assert variables["db_password"] == {"get_attribute": ["db", "mysql_root_password"]}
-    assert variables["db_host"] == {"get_attribute": ["db", "private_ip"]}
+    assert variables["db_host"] == {"get_attribute": ["db", "private_address"]}  # Occopus's name for it
+    out = tmp_path / "strato.yaml"
+    out.write_text(dump_descriptor(doc))
+    from descriptors import DescriptorError
+    with pytest.raises(DescriptorError) as info:  # chef sets it, and Strato does not run chef: no build would get it
+        load_template(str(out))
+    assert [(d.code, d.path) for d in info.value.diagnostics if d.severity == "error"] == [
+        ("FUNCTION_UNKNOWN_ATTRIBUTE", "topology_template.node_templates.wp.properties.cloud_init_variables.db_password")]
+    del variables["db_password"]
+    out.write_text(dump_descriptor(doc))
+    assert load_template(str(out)).node_templates["wp"].dependencies == ["db"]
     chef_warnings = [w.message for w in warnings if "chef" in w.message]
     assert chef_warnings and all("database-setup, web, wordpress" in m for m in chef_warnings)
 

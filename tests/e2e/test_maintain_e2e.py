@@ -17,6 +17,7 @@ import pytest
 from orchestrator.state import StateStore
 from tests.conftest import REPO
 from tests.e2e.test_local_e2e import EXAMPLE, post, unique
+from tests.prometheus_server import running_prometheus
 
 pytest.importorskip("sklearn", reason="the ai-inference example needs scikit-learn (pip install '.[test]')")
 pytest.importorskip("prometheus_client", reason="the ai-inference example needs prometheus-client")
@@ -238,49 +239,15 @@ def test_target_tracking_scales_up_under_a_load_step_and_back_down(strato, strat
 @pytest.fixture
 def prometheus(strato_home, tmp_path):
     """Debian's Prometheus on a free loopback port, scraping what the maintain loop lists in file_sd."""
-    script = os.path.join(REPO, "tests", "env", "prometheus.sh")
-    setup = subprocess.run(["bash", script], capture_output=True, text=True, timeout=600)
-    if setup.returncode != 0:
-        pytest.skip(f"Prometheus not available: {setup.stderr.strip()[-300:]}")
-    from drivers.local import free_port
-    port = free_port()
-    sd = tmp_path / "targets"
-    sd.mkdir()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(textwrap.dedent(f"""
+    config = textwrap.dedent(f"""
         global: {{scrape_interval: 1s, evaluation_interval: 1s}}
         scrape_configs:
           - job_name: strato
             file_sd_configs: [{{files: ["{strato_home}/prometheus/*.json"],
                                 refresh_interval: 1s}}]
-    """))
-    log = open(tmp_path / "prometheus.log", "w")
-    proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url + "/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.2)
-        else:
-            pytest.skip("Prometheus did not become ready within 30 s")
-        assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+    """)
+    with running_prometheus(tmp_path, config) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_target_tracking_through_promql_on_a_real_prometheus(strato, strato_home, tmp_path, prometheus):

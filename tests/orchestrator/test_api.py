@@ -30,7 +30,7 @@ DOC = textwrap.dedent("""\
           type: strato.nodes.Noop
           requirements: [{dependency: a}]
       outputs:
-        n: {value: {get_attribute: [a, missing_attr]}}
+        n: {value: {get_attribute: [a, tosca_id]}}  # declared, never reported: stays unresolved
     """)
 
 LOCAL_DOC = textwrap.dedent("""\

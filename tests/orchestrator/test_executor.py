@@ -23,6 +23,8 @@ node_types:
     properties:
       fail: {type: string, default: never}
       seconds: {type: float, default: 0}
+    attributes:
+      id: {type: string, description: what FlakyDriver reports}
 """
 
 

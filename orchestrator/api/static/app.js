@@ -2,7 +2,7 @@
 "use strict";
 
 const state = { token: sessionStorage.getItem("strato-token") || "", selected: null, events: [], stream: null,
-                infra: null, opTimer: null, samples: null };
+                infra: null, opTimer: null, samples: null, optimizerNode: null, optimizerAt: 0 };
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const COLORS = ["#3b7dd8", "#d8833b", "#3bb273", "#b23b8f", "#7a5cd6", "#c9b23b", "#3bb2b2"];
@@ -64,7 +64,8 @@ function stopStream() {
 }
 
 function select(name) {
-  state.selected = name; state.events = []; state.samples = null;
+  state.selected = name; state.events = []; state.samples = null; state.optimizerNode = null; state.optimizerAt = 0;
+  $("optimizer").hidden = true;
   $("events").replaceChildren();
   stopStream();
   $("empty").hidden = true; $("infra").hidden = false;
@@ -97,6 +98,7 @@ async function refreshInfra() {
   drawOutputs(infra.outputs);
   fillScaleNodes(graph);
   drawTimeline();
+  loadOptimizer(graph.nodes.map((n) => n.id));
   if (infra.operation) watchOperation(infra.operation);
 }
 
@@ -250,7 +252,9 @@ function onEvent(ev) {
   state.events.push(ev);
   if (state.events.length > 5000) state.events.shift();
   const when = new Date(ev.ts * 1000).toLocaleTimeString();
-  const what = ev.key ? ev.key.split("@")[0] : Object.entries(ev.detail || {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
+  // a decision's explanation (its forecast and candidates) is drawn in the optimizer card, not listed here
+  const what = ev.key ? ev.key.split("@")[0] : Object.entries(ev.detail || {}).filter(([k]) => k !== "detail")
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
   const item = el("li", { class: "event ev-" + ev.kind }, `${when} ${ev.kind} ${what}`);
   $("events").prepend(item);
   refreshSoon();
@@ -369,6 +373,94 @@ function drawTimeline() {
   }
   if (heals.length) {
     const key = el("span"); key.append(el("i", { style: "background:#e07000" }), "heal or replacement (same instance)");
+    legend.append(key);
+  }
+  holder.replaceChildren(svg);
+}
+
+// The optimizer's decisions for one node (GET .../nodes/{node}/optimizer/timeline): the load observed with the
+// forecast band one start-up delay ahead, the target predicted for the chosen count against the one observed, and
+// the count. Shown for the first node that has such a timeline; the select switches node.
+async function loadOptimizer(nodes) {
+  const name = state.selected;
+  if (!name || Date.now() - state.optimizerAt < 5000) return;
+  state.optimizerAt = Date.now();
+  const choice = $("optimizer-node");
+  if ([...choice.options].map((o) => o.value).join("\n") !== nodes.join("\n")) {
+    choice.replaceChildren(...nodes.map((n) => el("option", { value: n }, n)));
+    choice.onchange = () => { state.optimizerNode = choice.value; state.optimizerAt = 0; loadOptimizer(nodes); };
+  }
+  for (const node of state.optimizerNode ? [state.optimizerNode] : nodes) {
+    let timeline;
+    try {
+      timeline = await api(`/v1/infrastructures/${encodeURIComponent(name)}/nodes/${encodeURIComponent(node)}/optimizer/timeline`);
+    } catch (e) { continue; }   // the optimizer is optional, and not every node has it
+    if (name !== state.selected) return;
+    if (!state.optimizerNode && !timeline.forecasts && !timeline.load.length) continue;
+    state.optimizerNode = node; choice.value = node;
+    $("optimizer").hidden = false;
+    drawOptimizer(timeline);
+    return;
+  }
+}
+
+function drawOptimizer(tl) {
+  const W = 760, PH = 120, GAP = 18, L = 50, R = 20, T = 8;
+  const times = [...tl.observed.map((p) => p.t), ...tl.load.map((p) => p[0]),
+                 ...tl.decisions.flatMap((d) => [d.t, d.at])];
+  const holder = $("optimizer-chart");
+  if (!times.length) { holder.replaceChildren(el("p", {}, "No optimizer decisions yet.")); return; }
+  let t0 = Math.min(...times), t1 = Math.max(...times);
+  if (t1 - t0 < 10) t0 = t1 - 10;
+  const x = (t) => L + (W - L - R) * (t - t0) / (t1 - t0);
+  const height = T + 3 * (PH + GAP) + 16;
+  const svg = el("svg:svg", { width: W, height, viewBox: `0 0 ${W} ${height}`, id: "optimizer-svg" });
+  const bands = tl.decisions.filter((d) => d.band).sort((a, b) => a.at - b.at);
+  const panel = (i, label, values) => {
+    const top = T + i * (PH + GAP), bottom = top + PH;
+    const finite = values.filter((v) => v !== null && v !== undefined);
+    const high = Math.max(1e-9, ...finite) * 1.05;
+    svg.append(el("svg:line", { x1: L, y1: bottom, x2: W - R, y2: bottom, stroke: "#999" }));
+    svg.append(el("svg:line", { x1: L, y1: top, x2: L, y2: bottom, stroke: "#999" }));
+    svg.append(el("svg:text", { x: L - 4, y: top + 10, "text-anchor": "end" }, high.toPrecision(3)));
+    svg.append(el("svg:text", { x: L + 4, y: top + 10, fill: "#555" }, label));
+    return (v) => bottom - PH * v / high;
+  };
+  const line = (points, y, attrs) => {
+    const kept = points.filter((p) => p[1] !== null && p[1] !== undefined);
+    if (!kept.length) return;
+    const d = kept.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
+    svg.append(el("svg:path", Object.assign({ d, fill: "none" }, attrs)));
+  };
+  const area = (lo, hi, y, attrs) => {
+    const rows = bands.filter((b) => b.band[lo] !== null && b.band[hi] !== null);
+    if (!rows.length) return;
+    const upper = rows.map((b, j) => `${j ? "L" : "M"}${x(b.at).toFixed(1)},${y(b.band[hi]).toFixed(1)}`);
+    const lower = rows.slice().reverse().map((b) => `L${x(b.at).toFixed(1)},${y(b.band[lo]).toFixed(1)}`);
+    svg.append(el("svg:path", Object.assign({ d: upper.concat(lower).join(" ") + " Z", stroke: "none" }, attrs)));
+  };
+  const yl = panel(0, tl.metric || "load", [...tl.load.map((p) => p[1]), ...bands.map((b) => b.band.q95)]);
+  area("q05", "q95", yl, { fill: "#3b7dd8", "fill-opacity": 0.18, class: "band-outer" });
+  area("q25", "q75", yl, { fill: "#3b7dd8", "fill-opacity": 0.35, class: "band-inner" });
+  line(bands.map((b) => [b.at, b.band.q50]), yl, { stroke: "#3b7dd8", "stroke-dasharray": "4 3", class: "median" });
+  line(tl.load, yl, { stroke: "#222", "stroke-width": 1.5, class: "load" });
+  const yt = panel(1, tl.target_metric || "target", [...tl.observed.map((p) => p.target),
+                   ...tl.decisions.map((d) => d.predicted_target), tl.target_value]);
+  if (tl.target_value) line([[t0, tl.target_value], [t1, tl.target_value]], yt, { stroke: "#b00020", "stroke-dasharray": "2 3" });
+  line(tl.observed.map((p) => [p.t, p.target]), yt, { stroke: "#222", "stroke-width": 1.5, class: "observed" });
+  line(tl.decisions.map((d) => [d.at, d.predicted_target]), yt, { stroke: "#d8833b", class: "predicted" });
+  const yc = panel(2, "instances", [...tl.observed.map((p) => p.instances), ...tl.decisions.map((d) => d.chosen)]);
+  const steps = (points) => points.flatMap((p, j) => (j ? [[p[0], points[j - 1][1]], p] : [p]));
+  line(steps(tl.observed.map((p) => [p.t, p.instances])), yc, { stroke: "#222", "stroke-width": 1.5, class: "instances" });
+  line(steps(tl.decisions.map((d) => [d.t, d.chosen])), yc, { stroke: "#3bb273", "stroke-dasharray": "4 3", class: "chosen" });
+  svg.append(el("svg:text", { x: L, y: height - 2 }, new Date(t0 * 1000).toLocaleTimeString()));
+  svg.append(el("svg:text", { x: W - R, y: height - 2, "text-anchor": "end" }, new Date(t1 * 1000).toLocaleTimeString()));
+  const legend = $("optimizer-legend");
+  legend.replaceChildren();
+  for (const [color, text] of [["#222", "observed"], ["#3b7dd8", "forecast 5-95 % / 25-75 % / median, one start-up delay ahead"],
+                               ["#d8833b", "target predicted for the chosen count"], ["#3bb273", "chosen count"],
+                               ["#b00020", "target value"]]) {
+    const key = el("span"); key.append(el("i", { style: `background:${color}` }), text);
     legend.append(key);
   }
   holder.replaceChildren(svg);

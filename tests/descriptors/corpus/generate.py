@@ -15,6 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bases import CASES, LIBRARIES  # noqa: E402
+from ecosystem import ECOSYSTEM, ECOSYSTEM_LIBRARIES  # noqa: E402
 
 SHORT = {"tosca_simple_yaml_1_0": "v10", "tosca_simple_yaml_1_1": "v11", "tosca_simple_yaml_1_2": "v12",
          "tosca_simple_yaml_1_3": "v13", "tosca_simple_profile_for_nfv_1_0_0": "nfv10"}
@@ -23,7 +24,8 @@ SHORT = {"tosca_simple_yaml_1_0": "v10", "tosca_simple_yaml_1_1": "v11", "tosca_
 def corpus_files() -> dict[str, str]:
     """{relative path: text} of every file of the corpus."""
     files = dict(LIBRARIES)
-    for name, verdict, text, versions in CASES:
+    files.update(ECOSYSTEM_LIBRARIES)
+    for name, verdict, text, versions in CASES + ECOSYSTEM:
         assert verdict in ("valid", "invalid"), name
         for version in versions:
             files[f"{verdict}/{name}__{SHORT[version]}.yaml"] = text.replace("{V}", version)
