@@ -107,6 +107,26 @@ TUNED_CAPACITY_PLAN = dict(capacity_trend_window=6, capacity_react=False, capaci
                            capacity_headroom_quantile=0.5, capacity_explore_factor=1.25, unseen_load_factor=1.25)
 
 
+def candidate(count, predicted, upper, refused: str) -> dict:
+    """One candidate count: its predicted target and cautious upper bound; a count a guard refused (an infinite
+    bound) says why in `refused`."""
+    entry = dict(instances=int(count), predicted_target=float(predicted), upper=float(upper))
+    if not (math.isfinite(entry["upper"]) and math.isfinite(entry["predicted_target"])):
+        entry["refused"] = refused
+    return entry
+
+
+def finite_or_null(value):
+    """JSON has no NaN or infinity: in a document they read null (a refused candidate says why beside it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class ScalingAdvice:
     instances: int
@@ -119,7 +139,8 @@ class ScalingAdvice:
     detail: dict = field(default_factory=dict)  # what an event shows of the decision (forecast, costs)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """A JSON-ready document: an infinite upper bound (a refused count) reads null beside its `refused` reason."""
+        return finite_or_null(asdict(self))
 
 
 class Advisor:
@@ -376,7 +397,8 @@ class Advisor:
             self._capacity_last_action = now
             self._capacity_last_delta = new - instances
         index = int(np.flatnonzero(counts == new)[0]) if new in counts else None
-        candidates = [dict(instances=int(c), predicted_target=float(p), upper=float(u))
+        candidates = [candidate(c, p, u, "the capacity plan does not trust the model at this count's load per "
+                                         "instance (beyond what it was trained on, or where overload was measured)")
                       for c, p, u in zip(counts, predicted, cautious)]
         return ScalingAdvice(new, new - instances, "model", why,
                              float(predicted[index]) if index is not None else None, None, candidates)
@@ -430,7 +452,7 @@ class Advisor:
         fits = cautious <= cfg.target_high
         current = int(np.flatnonzero(counts == instances)[0]) if instances in counts else None
         grew = bool(np.any(growth > 1.0))
-        candidates = [dict(instances=int(c), predicted_target=float(p), upper=float(u))
+        candidates = [candidate(c, p, u, "the model's prediction at this count is not finite")
                       for c, p, u in zip(counts, predicted, cautious)]
         outside = not (cfg.target_low <= target <= cfg.target_high)
         if outside and len(counts) > 1 and predicted.max() < 1.05 * predicted.min():
@@ -465,8 +487,11 @@ class Advisor:
             cautious = cautious.copy()
             cautious[down] = np.maximum(cautious[down], strict)
             fits = cautious <= cfg.target_high
-            for c, s in zip(counts[down], strict):
-                candidates[int(c) - int(counts[0])]["upper"] = float(s)
+            refusals = np.where(over, "load per instance would reach the level where the target was seen above "
+                                      f"{cfg.target_high:g}", "load per instance beyond what the model was trained on")
+            for c, s, why_refused in zip(counts[down], strict, refusals):
+                candidates[int(c) - int(counts[0])].update(candidate(c, predicted[int(c) - int(counts[0])], s,
+                                                                     str(why_refused)))
             if over.any():
                 guard_note += (f"; counts <= {int(counts[down][over].max())} refused: load per instance would "
                                f"reach {limit:.3g}, where the target was seen above {cfg.target_high:g}")

@@ -9,7 +9,7 @@ from typing import Callable
 
 import click
 
-from optimizer.errors import OptimizerInputError
+from optimizer.errors import OptimizerInputError, OptimizerUsageError
 
 # numpy, scikit-learn and scipy are imported inside the functions that use them, so that
 # `strato --version` or `strato validate` do not pay ~1.5 s for loading them (`strato --help` lists
@@ -28,7 +28,7 @@ def load_samples(data: str | None, state: str | None, infrastructure: str | None
     if data:
         return read_csv(data)
     if not (infrastructure and node):
-        raise OptimizerInputError("give --data CSV, or --infra and --node to read samples from the state store")
+        raise OptimizerUsageError("give --data CSV, or --infra and --node to read samples from the state store")
     with SampleStore(state) as store:
         return store.load(infrastructure, node)
 
@@ -67,11 +67,13 @@ def advise_latest(samples: SampleSet, model: StratoModel, config: AdvisorConfig)
 
 # ----- Click wrappers -----
 class _Group(click.Group):
-    """Turns the optimizer's user errors into one clear line and exit code 1, never a traceback."""
+    """Turns the optimizer's user errors into one clear line and exit code 1 (64 for wrong usage), never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except OptimizerUsageError as error:
+            raise click.UsageError(str(error)) from None
         except OptimizerInputError as error:
             raise click.ClickException(str(error)) from None
 
@@ -85,7 +87,12 @@ def _source_options(f):
 
 
 def _emit(result: dict, as_json: bool, human: str) -> None:
-    click.echo(json.dumps(result) if as_json else human)
+    click.echo(_json(result) if as_json else human)
+
+
+def _json(result: dict) -> str:
+    """Strict JSON (no NaN or Infinity, which JSON parsers reject): a non-finite number is a bug to fix at its source."""
+    return json.dumps(result, allow_nan=False)
 
 
 @click.group("optimizer", cls=_Group, help="ML advice for scaling: train, advise, evaluate, report; the load history it forecasts.")
@@ -109,7 +116,7 @@ def train_command(data, state, infrastructure, node, model_path, import_csv, see
         load_samples(None, state, infrastructure, node)
     if import_csv:
         if not (infrastructure and node):
-            raise OptimizerInputError("--import-csv needs --infra and --node")
+            raise OptimizerUsageError("--import-csv needs --infra and --node")
         with SampleStore(state) as store:
             store.add(infrastructure, node, samples)
     report = train_model(samples, model_path, seed, per_instance)
@@ -174,7 +181,7 @@ def evaluate_command(data, state, infrastructure, node, train_until, train_fract
     cut = train_until if train_until is not None else split_fraction(samples, train_fraction)
     result = evaluate(samples, cut, seed=seed)
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(_json(result))
         return
     click.echo(f"trained on {result['n_train']} rows, tested on {result['n_test']} later rows "
                f"({result['n_test_events']} scaling events)")
@@ -223,7 +230,7 @@ def report_command(data, state, infrastructure, node, train_until, train_fractio
         paths += _model_plots(data, state, infrastructure, node, train_until, train_fraction, low, high,
                               max_instances, out_dir)
     if as_json:
-        click.echo(json.dumps({"ok": True, "files": paths}))
+        click.echo(_json({"ok": True, "files": paths}))
     else:
         for path in paths:
             click.echo(path)

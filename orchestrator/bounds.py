@@ -59,6 +59,15 @@ def node_bounds(node: NodeTemplate, inputs: dict | None = None) -> tuple[int, in
     return lo, hi
 
 
+def may_have_several(node: NodeTemplate, inputs: dict | None = None) -> bool:
+    """Whether the descriptor lets a node have more than one instance: a `scalable` capability (or a count
+    from an input) whose max_instances is unbounded or above 1, or a default above 1."""
+    if not _scaling_props(node) and not node.count_inputs:
+        return node.default_instances > 1
+    _, high = node_bounds(node, inputs)
+    return high is None or high > 1
+
+
 def count_problem(template: Template, node_name: str, count: int, inputs: dict | None, source: str,
                   origin: Position | None = None) -> Diagnostic | None:
     """A diagnostic when `count` instances of a node break a bound, naming the bound and where it is written.

@@ -7,5 +7,11 @@ class UserError(Exception):
     code = "REFUSED"
 
 
+class UsageError(UserError):
+    """The command was called wrongly (a missing argument, options that exclude each other): the CLI exits 64."""
+
+    code = "USAGE"
+
+
 class NotFound(UserError):
     """The named infrastructure (or node, operation) does not exist: the API answers 404."""

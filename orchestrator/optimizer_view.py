@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.errors import NotFound, UserError
 from orchestrator.state import InfraRecord, StateStore
+from orchestrator import scaling
 from orchestrator.stored import require_infra, stored_inputs, stored_template
 
 DECISION_KINDS = ("decision", "scaled")
@@ -18,7 +19,7 @@ def require_node(store: StateStore, name: str, node: str) -> tuple[InfraRecord, 
     template = stored_template(infra)
     known = set(infra.dependencies) | set(infra.desired) | set(template.node_templates if template else ())
     if node not in known:
-        raise NotFound(f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(known)) or 'none'})")
+        raise NotFound(scaling.no_node(name, node, known))
     return infra, template
 
 

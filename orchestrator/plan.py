@@ -12,7 +12,7 @@ from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from drivers.base import DriverError
 from drivers.common import InstanceKey
-from orchestrator import placement
+from orchestrator import bounds, placement
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, InstanceRecord
 from orchestrator.states import OBSERVED, InstanceStatus, PlanAction
@@ -90,6 +90,9 @@ class AttributeView:
         self.counts = counts
         self.node_attrs: dict[str, dict] = {}
         self.instance_attrs: dict[tuple[str, int], dict] = {}
+        # nodes the descriptor lets have several instances: their attributes read as a list whatever the count,
+        # so an output or property keeps its type when a node runs one replica
+        self.listed: set[str] = set()
 
     def lookup(self, node: str, name: str) -> Any:
         if name in self.node_attrs.get(node, {}):
@@ -108,11 +111,12 @@ class AttributeView:
             if name not in attrs:
                 raise Unresolved(node, name)
             values.append(attrs[name])
-        return values[0] if count == 1 else values
+        return values[0] if count == 1 and node not in self.listed else values
 
 
 def make_resolver(template: Template, inputs: dict, view: AttributeView) -> Resolver:
     """A resolver over the template (defaults, HOST chains, capability forms) and the attributes known so far."""
+    view.listed = {name for name, node in template.node_templates.items() if bounds.may_have_several(node, inputs)}
     return template_resolver(template, inputs, view.lookup)
 
 

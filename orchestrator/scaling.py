@@ -33,7 +33,7 @@ NEGATIVE = "an instance count cannot be negative"
 
 
 def no_node(name: str, node: str, nodes) -> str:
-    return f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(nodes))})"
+    return f"infrastructure '{name}' has no node '{node}' (nodes: {', '.join(sorted(nodes)) or 'none'})"
 
 
 def no_instance(node: str, instance: str) -> str:

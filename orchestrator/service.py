@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:  # the engine (networkx, executor) is imported by the function
 # to check) per pair; the CLI passes the maintain loop's probes.
 Prober = Callable[[list[tuple[Any, dict]]], list]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+STATUS_WORKERS = 8  # infrastructures observed at once by `status` of all of them
 
 
 @dataclass
@@ -100,20 +103,42 @@ def open_store(path: str | None = None) -> StateStore:
     return StateStore(path)
 
 
-def _inputs_for(template: Template, store: StateStore, name: str, given: dict[str, Any]) -> dict:
-    """Inputs of a previous build of this infrastructure, overridden by those given now."""
+def _inputs_for(template: Template, store: StateStore, name: str, given: dict[str, Any],
+                cwd: str | None = None) -> dict:
+    """Inputs of a previous build of this infrastructure, overridden by those given now (relative paths in those
+    against `cwd` when the user typed them in a shell there)."""
     stored = store.get_infra(name)
     merged = {k: v for k, v in (stored.inputs if stored else {}).items() if k in template.inputs}
-    merged.update(given)
+    merged.update(paths_from_cwd(template, given, cwd) if cwd else given)
     return resolve_inputs(template, merged)
 
 
+def paths_from_cwd(template: Template, given: dict[str, Any], cwd: str) -> dict[str, Any]:
+    """`given` with each relative value of an input that a backend reads as a file path (`inventory: {get_input:
+    inventory}` of an SSH pool, a Terraform module, ...) made absolute against `cwd`, as a shell user means it; the
+    descriptor's own defaults stay relative to the descriptor, and so is it stored for later builds."""
+    from drivers.providers import UnknownDriver, driver_class
+    path_inputs = set()
+    for node, tmpl in template.node_templates.items():
+        try:
+            names = driver_class(template.driver_name(node) or "").path_properties
+        except (UnknownDriver, ImportError, AttributeError):
+            continue
+        for prop in names:
+            raw = to_plain(tmpl.properties.get(prop))
+            source = raw.get("get_input") if isinstance(raw, dict) and len(raw) == 1 else None
+            path_inputs.add(source[0] if isinstance(source, list) and len(source) == 1 else source)
+    return {k: os.path.join(cwd, os.path.expanduser(v)) if k in path_inputs and isinstance(v, str) and v else v
+            for k, v in given.items()}
+
+
 def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, refresh: bool = True,
-         confined: bool = True, loaded: Loaded | None = None) -> Plan:
-    """What a build would do; `loaded`: the descriptor at `path` already loaded and checked (not parsed again)."""
+         confined: bool = True, loaded: Loaded | None = None, cwd: str | None = None) -> Plan:
+    """What a build would do; `loaded`: the descriptor at `path` already loaded and checked (not parsed again);
+    `cwd`: the shell's directory, which relative paths among `given_inputs` are relative to."""
     check_name(name)
     loaded = loaded or load_checked(path, confined)
-    inputs = _inputs_for(loaded.template, store, name, given_inputs)
+    inputs = _inputs_for(loaded.template, store, name, given_inputs, cwd)
     infra = store.get_infra(name)
     if infra is None:
         infra = InfraRecord(name, "new", path, inputs, InfraStatus.NEW, {}, 0, 0)
@@ -144,15 +169,17 @@ def _refresh(store: StateStore, name: str, instances, record: bool = True):
 
 
 def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, options: RunOptions,
-          on_event=None, holder: str = "strato build", confined: bool = True, loaded: Loaded | None = None) -> dict:
+          on_event=None, holder: str = "strato build", confined: bool = True, loaded: Loaded | None = None,
+          cwd: str | None = None) -> dict:
     """Bring an infrastructure to what the descriptor says; resumable after a crash or failure.
 
-    loaded: the descriptor at `path` already loaded and checked (the API's check worker did), not parsed again."""
+    loaded: the descriptor at `path` already loaded and checked (the API's check worker did), not parsed again.
+    cwd: the shell's directory, which relative paths among `given_inputs` are relative to (the CLI's)."""
     check_name(name)
     loaded = loaded or load_checked(path, confined)
     template = loaded.template
     require_buildable(template)
-    inputs = _inputs_for(template, store, name, given_inputs)
+    inputs = _inputs_for(template, store, name, given_inputs, cwd)
     stored = store.get_infra(name)
     bounds.check_counts(template, inputs, desired_counts(template, stored, inputs),
                         stored.desired if stored else {}, given_inputs)
@@ -213,27 +240,32 @@ def status(store: StateStore, name: str | None = None, refresh: bool = True, pro
     A ready infrastructure with an instance that is not ready (gone, failed, unknown, unhealthy) is
     `degraded` and lists it under `missing`; instances a scale-down is deleting are `leaving`, not missing."""
     infras = [require_infra(store, name)] if name else store.list_infras()
-    result = []
-    for infra in infras:
-        instances = store.instances(infra.name)
-        if refresh:
-            instances = _refresh(store, infra.name, instances)
-        probe_error = _probe(infra, instances, probe) if probe else None
-        leaving = [r for r in instances if r.status == InstanceStatus.DELETING]
-        unhealthy = [r for r in instances if r.status not in (InstanceStatus.READY, InstanceStatus.DELETING)]
-        state = infra.status
-        if state == InfraStatus.READY and unhealthy:
-            state = InfraStatus.DEGRADED
-        outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
-        hide = stored_redactor(infra)  # an instance may have copied a secret into its attributes or error
-        result.append({"name": infra.name, "status": state, "descriptor": infra.descriptor,
-                       "outputs": outputs, "instances": [hide.value(r.to_dict()) for r in instances],
-                       "desired": infra.desired,
-                       "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
-                       "missing": [hide.value(_brief(r)) for r in unhealthy],
-                       "leaving": [hide.value(_brief(r)) for r in leaving],
-                       **({"probe_error": probe_error} if probe_error else {})})
-    return {"infrastructures": result}
+    if len(infras) <= 1:
+        return {"infrastructures": [_infra_status(store, infra, refresh, probe) for infra in infras]}
+    # each infrastructure is observed (and probed) on its own thread: the slowest backend sets the wait, not the sum
+    with ThreadPoolExecutor(max_workers=min(STATUS_WORKERS, len(infras)), thread_name_prefix="strato-status") as pool:
+        return {"infrastructures": list(pool.map(lambda infra: _infra_status(store, infra, refresh, probe), infras))}
+
+
+def _infra_status(store: StateStore, infra: InfraRecord, refresh: bool, probe: Prober | None) -> dict:
+    instances = store.instances(infra.name)
+    if refresh:
+        instances = _refresh(store, infra.name, instances)
+    probe_error = _probe(infra, instances, probe) if probe else None
+    leaving = [r for r in instances if r.status == InstanceStatus.DELETING]
+    unhealthy = [r for r in instances if r.status not in (InstanceStatus.READY, InstanceStatus.DELETING)]
+    state = infra.status
+    if state == InfraStatus.READY and unhealthy:
+        state = InfraStatus.DEGRADED
+    outputs = _live_outputs(store, infra, instances) if unhealthy or leaving else infra.outputs
+    hide = stored_redactor(infra)  # an instance may have copied a secret into its attributes or error
+    return {"name": infra.name, "status": state, "descriptor": infra.descriptor,
+            "outputs": outputs, "instances": [hide.value(r.to_dict()) for r in instances],
+            "desired": infra.desired,
+            "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
+            "missing": [hide.value(_brief(r)) for r in unhealthy],
+            "leaving": [hide.value(_brief(r)) for r in leaving],
+            **({"probe_error": probe_error} if probe_error else {})}
 
 
 def _brief(rec) -> dict:

@@ -36,7 +36,7 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
         yield
         ctx.ops.shutdown()
 
-    app = FastAPI(title="Strato", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Strato", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Validate, build, inspect, scale and destroy TOSCA-described infrastructures. "
                               "Send `Authorization: Bearer <token>`; mutating calls answer 202 with an operation.")
     app.state.ctx = ctx
@@ -47,13 +47,14 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return errors.error_response(500, "INTERNAL", f"internal error ({type(exc).__name__}); see the server log")
 
-    from orchestrator.api import dashboard, metrics, v1
+    from orchestrator.api import dashboard, docs, metrics, v1
     from orchestrator.api.routing import READ_TOKEN
     registry = metrics.install(app, ctx)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HideServerPaths, rewrite=path_rewriter(ctx.store.home, ctx.store.path))
     v1.install(app)
     dashboard.install(app)
+    docs.install(app)
 
     @app.get("/healthz", tags=["operational"], summary="Liveness (no token needed)")
     async def healthz() -> dict:

@@ -67,6 +67,9 @@ async def _event_stream(store: StateStore, request: Request, name: str, cursor: 
     deadline = time.monotonic() + STREAM_SECONDS
     yield "retry: 1000\n\n"
     while time.monotonic() < deadline:
+        # a client that left is noticed before the next write, busy journal or not
+        if await request.is_disconnected():
+            return
         try:
             rows = await run_in_threadpool(store.events_after, name, position, 500)
         except Exception as exc:  # noqa: BLE001 - the response has started: end it with an event, not a cut
@@ -75,20 +78,27 @@ async def _event_stream(store: StateStore, request: Request, name: str, cursor: 
                                                   "see the server log")
             yield f"event: error\ndata: {json.dumps(problem)}\n\n"
             return
-        for row in rows:
-            position = row["id"]
-            data = json.dumps(scrub({"id": row["id"], "ts": row["ts"], "key": row["key"],
-                                     "kind": row["kind"], "detail": row["detail"]}), default=str)
-            yield f"id: {row['id']}\nevent: {row['kind']}\ndata: {data}\n\n"
         if rows:
+            # One write per batch, not per event: between writes the loop runs, so a client that reset or
+            # half-closed the connection is seen gone before the next one (a burst of writes to a lost socket
+            # filled the log with asyncio's "socket.send() raised exception.").
+            position = rows[-1]["id"]
+            yield "".join(_message(row) for row in rows)
             quiet_since = time.monotonic()
             continue
-        if not follow or await request.is_disconnected():
+        if not follow:
             return
         if time.monotonic() - quiet_since > KEEP_ALIVE_SECONDS:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
         await asyncio.sleep(0.2)
+
+
+def _message(row) -> str:
+    """One journal row as an SSE message."""
+    data = json.dumps(scrub({"id": row["id"], "ts": row["ts"], "key": row["key"], "kind": row["kind"],
+                             "detail": row["detail"]}), default=str)
+    return f"id: {row['id']}\nevent: {row['kind']}\ndata: {data}\n\n"
 
 
 def event_id(text: str) -> int:

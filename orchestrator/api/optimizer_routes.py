@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.api.context import ApiContext
 from orchestrator.api.errors import ApiError
 from orchestrator.api.routing import ERRORS, READ_TOKEN, WRITE_TOKEN, Ctx, accepted_response
+from orchestrator.jsonsafe import finite_tree
 
 SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -103,7 +104,7 @@ def model_status(ctx: Ctx, infra: str = Path(..., pattern=SEGMENT), node: str = 
     model = optimizer_call(ctx, load_model, path)
     report = getattr(model, "report", None)
     return {"trained": True, "trained_at": os.path.getmtime(path),
-            "report": _finite_tree(report.as_dict()) if report is not None else None}
+            "report": finite_tree(report.as_dict()) if report is not None else None}
 
 
 @router.post("/models/{infra}/{node}/train", dependencies=[WRITE_TOKEN], status_code=202,
@@ -115,7 +116,7 @@ def train(ctx: Ctx, infra: str = Path(..., pattern=SEGMENT), node: str = Path(..
     def work(on_event):
         samples = optimizer_call(ctx, load_samples, None, str(ctx.store.path), infra, node)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        return {"ok": True, "report": _finite_tree(optimizer_call(ctx, train_model, samples, path))}
+        return {"ok": True, "report": finite_tree(optimizer_call(ctx, train_model, samples, path))}
     op_id = ctx.ops.submit(f"optimizer:{infra}/{node}", "train", work)
     return accepted_response(f"{infra}", op_id)
 
@@ -140,7 +141,7 @@ async def advice(ctx: Ctx, body: AdviceIn, infra: str = Path(..., pattern=SEGMEN
         config = AdvisorConfig(target_low=body.low, target_high=body.high, min_instances=body.min_instances,
                                max_instances=body.max_instances, max_up=body.max_up, max_down=body.max_down,
                                min_samples=body.min_samples)
-        return _finite_tree(advise_latest(samples, load_model(path), config))
+        return finite_tree(advise_latest(samples, load_model(path), config))
     return await run_in_threadpool(optimizer_call, ctx, run)
 
 
@@ -160,19 +161,3 @@ def timeline(ctx: Ctx, name: str = Path(..., pattern=SEGMENT), node: str = Path(
 def _finite(value: Any) -> Any:
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _finite_tree(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, dict):
-        return {str(k): _finite_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_tree(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        try:
-            return _finite_tree(value.item())
-        except (ValueError, TypeError):
-            return str(value)
-    return value

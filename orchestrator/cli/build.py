@@ -1,11 +1,13 @@
 """`strato build FILE --name NAME`: create/update an infrastructure; resumable after a crash or failure."""
 
+import os
 import sys
 
 import click
 
 from orchestrator import service
-from orchestrator.cli.common import Progress, emit_json, handle_errors, json_option, parse_inputs, state_option
+from orchestrator.cli.common import (Progress, emit_json, handle_errors, json_option, parse_inputs, shown,
+                                     state_option)
 from orchestrator.executor import RunOptions
 
 
@@ -22,7 +24,8 @@ def done_summary(done: dict[str, int]) -> str:
 @click.argument("file")
 @click.option("--name", "-n", required=True, help="Infrastructure name (one state entry per name).")
 @click.option("--input", "-i", "inputs", multiple=True, metavar="KEY=VALUE",
-              help="Input value (repeatable); inputs of the previous build are reused unless given again.")
+              help="Input value (repeatable); inputs of the previous build are reused unless given again. "
+                   "A file path a backend reads (e.g. an SSH pool's inventory) is relative to this directory.")
 @click.option("--parallelism", "-p", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="At most this many driver operations at once.")
 @click.option("--timeout", default=600.0, show_default=True, type=float, help="Seconds per driver operation.")
@@ -44,7 +47,7 @@ def command(file, name, inputs, parallelism, timeout, retries, json_logs, quiet,
     try:
         report = service.build(file, name, parse_inputs(inputs), store,
                                RunOptions(parallelism=parallelism, timeout=timeout, retries=retries),
-                               on_event=progress, confined=False)
+                               on_event=progress, confined=False, cwd=os.getcwd())
     finally:
         progress.close()
     if as_json:
@@ -59,7 +62,7 @@ def command(file, name, inputs, parallelism, timeout, retries, json_logs, quiet,
             if o["status"] == "skipped":
                 click.echo(f"  {n}: {o['error']}", err=True)
         for k, v in report["outputs"].items():
-            click.echo(f"  {k} = {v}")
+            click.echo(f"  {k} = {shown(v)}")
         if not report["ok"]:
             click.echo(f"Fix the cause and run `strato build {file} --name {name}` again to resume, "
                        f"or `strato destroy {name}` to clean up.", err=True)

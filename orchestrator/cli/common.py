@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import time
@@ -12,7 +11,9 @@ from typing import Any, Callable
 import click
 
 from descriptors.diagnostics import DescriptorError
-from orchestrator.cli.group import EXIT_CODES_HELP, EXIT_ERROR, emit_json, fail  # noqa: F401 (re-exported)
+from orchestrator.cli.group import EXIT_CODES_HELP, EXIT_ERROR, EXIT_USAGE, emit_json, fail  # noqa: F401 (re-exported)
+from orchestrator.errors import UsageError
+from orchestrator.jsonsafe import strict_dumps
 from orchestrator.service import UserError
 from orchestrator.state import StateError
 
@@ -26,13 +27,33 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"--input takes KEY=VALUE, got '{pair}'")
+            raise UsageError(f"--input takes KEY=VALUE, got '{pair}'")
         values[key] = value
     return values
 
 
+def diagnostic_line(d: dict) -> str:
+    """`file:line:col: CODE: message (at path); hint`, with `warning: ` after the position for a warning (as
+    compilers write it), so a warning is never read as an error."""
+    label = "warning: " if d.get("severity") == "warning" else ""
+    where = f"{d['file']}:{d['line']}:{d['col']}" if d.get("line") else d["file"]  # no line: the file itself
+    line = f"{where}: {label}{d['code']}: {d['message']}"
+    if d.get("path"):
+        line += f" (at {d['path']})"
+    if d.get("hint"):
+        line += f"; {d['hint']}"
+    return line
+
+
+def shown(value: Any) -> str:
+    """An output value as a script reads it: text as is, a list, mapping or number as JSON, never a Python repr."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else strict_dumps(value)
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn user mistakes into `file:line:col: CODE: message` lines or `error: ...` and exit 1."""
+    """Turn user mistakes into `file:line:col: CODE: message` lines or `error: ...` and exit 1 (64 for wrong usage)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -42,9 +63,10 @@ def handle_errors(fn: Callable) -> Callable:
         except DescriptorError as exc:
             diags = [d.to_dict() for d in exc.diagnostics]
             first = next((d for d in exc.diagnostics if d.severity == "error"), exc.diagnostics[0])
-            fail(first.code, first.format(), as_json, lines=[d.format() for d in exc.diagnostics], diagnostics=diags)
+            fail(first.code, first.format(), as_json, lines=[diagnostic_line(d) for d in diags], diagnostics=diags)
         except (UserError, StateError) as exc:
-            fail(getattr(exc, "code", None) or type(exc).__name__.upper(), str(exc), as_json)
+            fail(getattr(exc, "code", None) or type(exc).__name__.upper(), str(exc), as_json,
+                 exit_code=EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR)
         except KeyboardInterrupt:
             fail("INTERRUPTED", "interrupted; state is saved, run the same command again to resume", as_json,
                  exit_code=130)
@@ -87,7 +109,7 @@ class Progress:
         if self.quiet:
             return
         if self.json_logs:
-            click.echo(json.dumps(event, default=str), err=True)
+            click.echo(strict_dumps(event), err=True)
             return
         label = self.LABELS.get(kind)
         if label is None:

@@ -4,6 +4,7 @@ import click
 
 from orchestrator import cost, service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
+from orchestrator.errors import UsageError
 
 
 @click.command("cost")
@@ -32,7 +33,7 @@ def command(name, crossover, instance_type, instance_count, region, state_path, 
                        f"{r['crossover_requests_per_month']:>16,} {r['crossover_requests_per_second']:>8}")
         return
     if not name:
-        raise service.UserError("name an infrastructure (strato cost NAME) or use --crossover")
+        raise UsageError("name an infrastructure (strato cost NAME) or use --crossover")
     data = service.infrastructure_cost(service.open_store(state_path), name)
     if as_json:
         emit_json(data)

@@ -7,7 +7,7 @@ import click
 from orchestrator import service
 from orchestrator.cli.common import Progress, emit_json, handle_errors, json_option, state_option
 from orchestrator.executor import RunOptions
-from orchestrator.service import UserError
+from orchestrator.errors import UsageError
 
 
 @click.command("destroy")
@@ -26,7 +26,7 @@ def command(name, yes, parallelism, timeout, quiet, state_path, as_json):
     count = len(store.instances(name))
     if not yes:
         if not sys.stdin.isatty():
-            raise UserError("destroy needs --yes when not run from a terminal")
+            raise UsageError("destroy needs --yes when not run from a terminal")
         click.confirm(f"Destroy '{name}' and its {count} instance(s)?", abort=True)
     progress = Progress(total=count, verb=f"destroy {name}", quiet=quiet or as_json)
     try:

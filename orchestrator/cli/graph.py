@@ -6,7 +6,7 @@ import click
 
 from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option
-from orchestrator.service import UserError
+from orchestrator.errors import UsageError
 
 
 @click.command("graph")
@@ -24,7 +24,7 @@ def command(file, fmt, output, as_json):
     """
     fmt = fmt or ("json" if as_json else "dot")
     if fmt == "png" and not output:
-        raise UserError("--format png needs --output FILE.png")
+        raise UsageError("--format png needs --output FILE.png")
     data = service.graph(file, fmt, confined=False)
     if output:
         if isinstance(data, bytes):

@@ -6,7 +6,6 @@ Kept free of the engine's imports so that `strato --version` starts at once.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from typing import Any
 
@@ -15,11 +14,14 @@ import click
 # Exit codes, following Terraform's -detailed-exitcode; a usage mistake has its own code (BSD's EX_USAGE).
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_USAGE = 0, 1, 2, 64
 EXIT_CODES_HELP = ("Exit codes: 0 ok; 1 error or invalid input; 2 `plan` found changes or `status --check` found "
-                   "unhealthy instances; 64 wrong usage (unknown option, missing argument).")
+                   "unhealthy instances; 64 wrong usage (unknown option, missing argument, options that exclude "
+                   "each other).")
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=None, default=str))
+    """One strict JSON document on stdout (NaN or infinity, e.g. from a metric, read null)."""
+    from orchestrator.jsonsafe import strict_dumps
+    click.echo(strict_dumps(data))
 
 
 def error_document(code: str, message: str, **extra: Any) -> dict:

@@ -8,7 +8,7 @@ import click
 from descriptors.diagnostics import DescriptorError
 from descriptors.loader import load_template_text
 from descriptors.occopus import default_node_definitions, dump_descriptor, import_occopus
-from orchestrator.cli.common import emit_json, handle_errors, json_option
+from orchestrator.cli.common import diagnostic_line, emit_json, handle_errors, json_option
 
 
 @click.command("import")
@@ -51,7 +51,7 @@ def command(infra, node_defs, output, as_json):
                    **({} if output else {"descriptor": document})})
     else:
         for w in warnings:
-            click.echo(f"warning: {w.format()}", err=True)
+            click.echo(diagnostic_line(w.to_dict()), err=True)
         if output:
             click.echo(f"wrote {output} ({len(template.node_templates)} node templates, {len(warnings)} warnings)",
                        err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator.cli.common import emit_json, handle_errors, json_option
+from orchestrator.errors import UsageError
 from orchestrator.service import UserError
 
 
@@ -54,21 +55,21 @@ def command(url, trace, rate, speedup, scale, duration, start, row_seconds, inte
     """
     from orchestrator.loadgen import LoadgenError, Segment, read_trace, run
 
+    if (trace is None) == (rate is None):
+        raise UsageError("give either --trace CSV or --rate R")
+    if rate is not None and not (rate > 0 and scale > 0):
+        raise UsageError("--rate and --scale must be positive")
+    extra = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header takes NAME:VALUE (got {header!r})")
+        extra[name.strip()] = value.strip()
     try:
-        if (trace is None) == (rate is None):
-            raise LoadgenError("give either --trace CSV or --rate R")
         if trace is not None:
             segments = read_trace(trace, speedup=speedup, scale=scale, row_seconds=row_seconds, start=start)
         else:
-            if not rate > 0 or not scale > 0:
-                raise LoadgenError("--rate and --scale must be positive")
             segments = [Segment(duration, rate * scale)]
-        extra = {}
-        for header in headers:
-            name, sep, value = header.partition(":")
-            if not sep or not name.strip():
-                raise LoadgenError(f"--header takes NAME:VALUE (got {header!r})")
-            extra[name.strip()] = value.strip()
         body = data.encode() if data is not None else None
         if body is not None and not any(k.lower() == "content-type" for k in extra):
             extra["Content-Type"] = "application/json"

@@ -1,6 +1,5 @@
 """`strato maintain NAME`: keep an infrastructure at its declared state (heal, scale requests, scaling policies)."""
 
-import json
 import signal
 import sys
 import threading
@@ -10,6 +9,7 @@ import click
 
 from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
+from orchestrator.errors import UsageError
 from orchestrator.service import UserError
 
 
@@ -28,7 +28,7 @@ def parse_interval(text: str) -> float:
         else:
             seconds = None
     if seconds is None or not seconds > 0:
-        raise UserError(f"--interval takes a positive duration like 10s, 500ms or 2m, got '{text}'")
+        raise UsageError(f"--interval takes a positive duration like 10s, 500ms or 2m, got '{text}'")
     return seconds
 
 
@@ -115,7 +115,7 @@ def command(name, interval, once, dry_run, metrics_port, prometheus_url, passes,
             if once:
                 reports.append(report.to_dict())
             else:
-                click.echo(json.dumps(report.to_dict(), default=str))
+                emit_json(report.to_dict())
                 sys.stdout.flush()
         else:
             click.echo(_line(report))

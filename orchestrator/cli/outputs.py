@@ -4,7 +4,7 @@ import click
 
 from descriptors.secrets import MASK
 from orchestrator import service
-from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
+from orchestrator.cli.common import emit_json, handle_errors, json_option, shown, state_option
 from orchestrator.service import UserError
 
 
@@ -37,10 +37,10 @@ def command(name, only, show_secrets, state_path, as_json):
                             f"pass --show-secrets to print it")
         values = {only: values[only]}
         if not as_json:
-            click.echo("" if values[only] is None else values[only])
+            click.echo(shown(values[only]))
             return
     if as_json:
         emit_json(values)
     else:
         for k, v in values.items():
-            click.echo(f"{k} = {v}")
+            click.echo(f"{k} = {shown(v)}")

@@ -1,5 +1,6 @@
 """`strato plan FILE --name NAME`: show what a build would change (+ create, ~ replace, - delete)."""
 
+import os
 import sys
 
 import click
@@ -12,7 +13,7 @@ from orchestrator.plan import format_plan
 @click.command("plan")
 @click.argument("file")
 @click.option("--name", "-n", required=True, help="Infrastructure name.")
-@click.option("--input", "-i", "inputs", multiple=True, metavar="KEY=VALUE", help="Input value (repeatable).")
+@click.option("--input", "-i", "inputs", multiple=True, metavar="KEY=VALUE", help="Input value (repeatable); a file path is relative to this directory.")
 @state_option
 @json_option
 @handle_errors
@@ -22,7 +23,7 @@ def command(file, name, inputs, state_path, as_json):
     Exit 0 when nothing would change, 2 when something would, 1 on error.
     """
     store = service.open_store(state_path)
-    the_plan = service.plan(file, name, parse_inputs(inputs), store, confined=False)
+    the_plan = service.plan(file, name, parse_inputs(inputs), store, confined=False, cwd=os.getcwd())
     if as_json:
         emit_json(the_plan.to_dict())
     else:

@@ -6,7 +6,7 @@ import click
 
 from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
-from orchestrator.service import UserError
+from orchestrator.errors import UsageError
 
 
 @click.command("scale")
@@ -47,7 +47,7 @@ def command(name, node, count, to, by, drop, force, no_apply, wait, quiet, state
 
     given = [x for x in (count, to, by, drop) if x is not None]
     if len(given) != 1:
-        raise UserError("give exactly one of COUNT, --to N, --by ±N or --drop INSTANCE")
+        raise UsageError("give exactly one of COUNT, --to N, --by ±N or --drop INSTANCE")
     kind, value, instance = (("to", count if count is not None else to, None) if (count is not None or to is not None)
                              else ("by", by, None) if by is not None else ("drop", None, drop))
     store = service.open_store(state_path)

@@ -7,7 +7,7 @@ import click
 
 from orchestrator import service
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
-from orchestrator.service import UserError
+from orchestrator.errors import UsageError
 from orchestrator.states import InstanceStatus
 
 
@@ -98,7 +98,7 @@ def command(name, no_refresh, check, watch, every, count, state_path, as_json):
     decisions, heals, alerts); with --json it prints one JSON document per refresh.
     """
     if check and no_refresh:
-        raise UserError("--check observes every instance now; it cannot be combined with --no-refresh")
+        raise UsageError("--check observes every instance now; it cannot be combined with --no-refresh")
     store = service.open_store(state_path)
     shown, code = 0, 0
     try:

@@ -5,7 +5,7 @@ import sys
 import click
 
 from orchestrator import service
-from orchestrator.cli.common import emit_json, handle_errors, json_option
+from orchestrator.cli.common import diagnostic_line, emit_json, handle_errors, json_option
 
 
 @click.command("validate")
@@ -15,7 +15,8 @@ from orchestrator.cli.common import emit_json, handle_errors, json_option
 def command(files, as_json):
     """Check descriptors: syntax, types, properties, requirements, functions and dependency cycles.
 
-    Every problem is printed as `file:line:col: CODE: message (at path)`; all problems of a file
+    Every problem is printed as `file:line:col: CODE: message (at path)`, a warning as
+    `file:line:col: warning: CODE: ...` (it does not make the file invalid); all problems of a file
     in one run. A file without topology_template is checked as a type library. Imports may
     name any file you can read (`../common/types.yaml`), relative to the importing file or
     the root descriptor's directory. Exit 0 when every file is valid, 1 otherwise.
@@ -32,12 +33,7 @@ def command(files, as_json):
     else:
         for r in results:
             for d in r["diagnostics"]:
-                line = f"{d['file']}:{d['line']}:{d['col']}: {d['code']}: {d['message']}"
-                if d.get("path"):
-                    line += f" (at {d['path']})"
-                if d.get("hint"):
-                    line += f"; {d['hint']}"
-                click.echo(line, err=True)
+                click.echo(diagnostic_line(d), err=True)
             if r["ok"] and r.get("library"):
                 click.echo(f"{r['file']}: valid type library (no topology_template, so nothing to build)")
             elif r["ok"]:

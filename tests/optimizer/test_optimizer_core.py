@@ -461,7 +461,7 @@ def test_cli_advise_with_a_capacity_plan(tmp_path):
     assert advised.exit_code == 0, advised.output
     advice = json.loads(advised.output)
     assert advice["phase"] == "model" and "capacity plan" in advice["reason"], advice
-    fitting = [c["instances"] for c in advice["candidates"] if c["upper"] <= 0.7]
+    fitting = [c["instances"] for c in advice["candidates"] if c["upper"] is not None and c["upper"] <= 0.7]
     current = int(synthetic(400).instances[-1])
     # The fewest instances that fit, reached at most --max-up (4) at a time.
     assert fitting and advice["instances"] == min(min(fitting), current + 4) != current

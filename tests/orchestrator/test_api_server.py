@@ -59,7 +59,9 @@ def test_submit_follow_scale_destroy_over_http(strato_home):
             events = sse_until(client, name, "build_finished")
             assert [d["kind"] for _, d in events].count("ready") == 1 and events[-1][1]["detail"]["ok"]
             assert wait_operation(client, resp.json()["operation"])["state"] == "succeeded"
-            pid = client.get(f"/v1/infrastructures/{name}/outputs").json()["pid"]
+            pids = client.get(f"/v1/infrastructures/{name}/outputs").json()["pid"]
+            assert isinstance(pids, list) and len(pids) == 1  # a node that may scale: a list, with 1 replica too
+            pid = pids[0]
             os.kill(pid, 0)                                   # a real process runs
             resp = client.post(f"/v1/infrastructures/{name}/nodes/worker/scale", json={"to": 2})
             assert resp.status_code == 202

@@ -22,4 +22,4 @@ def test_graph_png(strato, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     refused = strato("graph", EXAMPLE, "--format", "png")
-    assert refused.returncode == 1 and "--output" in refused.stderr
+    assert refused.returncode == 64 and "--output" in refused.stderr  # wrong usage

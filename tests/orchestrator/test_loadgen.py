@@ -128,4 +128,4 @@ def test_cli(strato, server, tmp_path):
     proc = strato("loadgen", "http://192.0.2.1/", "--rate", "1")
     assert proc.returncode == 1 and "not a loopback" in proc.stderr and "Traceback" not in proc.stderr
     proc = strato("loadgen", url, "--duration", "1")
-    assert proc.returncode == 1 and "--trace CSV or --rate" in proc.stderr
+    assert proc.returncode == 64 and "--trace CSV or --rate" in proc.stderr  # wrong usage

@@ -186,7 +186,7 @@ def test_scale_requests_to_by_drop_and_bounds_without_a_loop(noop_infra, strato)
     proc = strato("scale", "app", "web", "--drop", "web[7]")
     assert proc.returncode == 1 and "no instance" in proc.stderr
     proc = strato("scale", "app", "web", "--to", "2", "--by", "1")
-    assert proc.returncode == 1 and "exactly one" in proc.stderr
+    assert proc.returncode == 64 and "exactly one" in proc.stderr  # wrong usage
     assert len(web_instances(store)) == 4
 
 
@@ -373,7 +373,7 @@ def test_running_loop_applies_a_scale_request_and_status_watch_shows_it(infra, s
 
 def test_bad_interval_is_one_line(noop_infra, strato):
     proc = strato("maintain", "app", "--interval", "soon")
-    assert proc.returncode == 1 and "positive duration" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 64 and "positive duration" in proc.stderr and "Traceback" not in proc.stderr
     proc = strato("maintain", "nope", "--once")
     assert proc.returncode == 1 and "no infrastructure named 'nope'" in proc.stderr
 

@@ -100,8 +100,9 @@ def test_operations_smuggled_in_node_metadata_never_run(client, tmp_path):
     play = f"- hosts: all\n  gather_facts: false\n  tasks:\n    - copy: {{content: x, dest: '{marker}'}}\n"
     resp = client.post("/v1/infrastructures", json={"name": "meta", "bundle": zipped(
         {"app.yaml": doc, "plays/mark.yml": play})}, headers=W)
-    assert resp.status_code == 202, resp.text
-    assert wait_op(client, resp.json()["operation"])["state"] == "succeeded"
+    # Refused before anything runs: metadata keys are checked (an unknown strato.* key is an error).
+    assert resp.status_code == 422, resp.text
+    assert error_of(resp)["code"] == "METADATA_UNKNOWN_KEY"
     assert not marker.exists()
 
 
@@ -180,6 +181,9 @@ def _minimal_properties(types, type_name: str) -> dict:
             props[name] = fill.get(pdef.type, "x")
     if "implementations" in props:
         props["implementations"] = [{"driver": "noop"}]
+    for name, pdef in types.resolved(type_name).properties.items():   # a typed block (e.g. placement): empty
+        if name in props and types.has("data", pdef.type) and pdef.type not in fill:
+            props[name] = {}
     return props
 
 

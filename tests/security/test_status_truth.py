@@ -127,7 +127,7 @@ def test_status_check_refuses_no_refresh(strato, tmp_path, local_infra):
     local_infra.append(name)
     assert strato("build", write(tmp_path, HTTP_REPLICAS), "--name", name, "-q").returncode == 0
     proc = strato("status", name, "--check", "--no-refresh")
-    assert proc.returncode == 1 and "--no-refresh" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 64 and "--no-refresh" in proc.stderr and "Traceback" not in proc.stderr
 
 
 # -- 15: a resumed build checks what it adopts --------------------------------------------------------

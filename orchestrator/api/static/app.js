@@ -272,24 +272,40 @@ async function loadSamples() {
   } catch (e) { /* the optimizer is optional */ }
 }
 
-// Instances per node over time (from ready/deleted events), scaling decisions as markers, and the optimizer's
-// target metric where samples are stored.
-function drawTimeline() {
-  const series = {};
-  const counts = {};
-  const decisions = [];
-  for (const ev of state.events) {
+// The timeline's data from the instance history in the journal: a node's count is the number of its live instance
+// keys (live from `ready` until `deleted`), so a heal, which makes an existing key ready again, is a mark of its
+// own and never one more instance; every scaling decision (a manual scale's `count` or a policy's `desired`).
+function timelineModel(events) {
+  const live = {}, series = {}, heals = [], decisions = [];
+  for (const ev of events) {
     const node = ev.key ? ev.key.split("@")[0].split("/")[1] : ev.detail?.node;
-    if (ev.kind === "ready" || ev.kind === "deleted") {
-      counts[node] = Math.max(0, (counts[node] || 0) + (ev.kind === "ready" ? 1 : -1));
-      (series[node] = series[node] || []).push([ev.ts, counts[node]]);
+    if (!node) continue;
+    const keys = (live[node] = live[node] || new Set());
+    const before = keys.size;
+    if ((ev.kind === "create_started" || ev.kind === "replace_started") && keys.has(ev.key)) {
+      heals.push({ ts: ev.ts, node, key: ev.key, kind: ev.kind === "create_started" ? "heal" : "replace",
+                   reason: ev.detail?.reason || "" });
+    } else if (ev.kind === "ready") {
+      keys.add(ev.key);
+    } else if (ev.kind === "deleted") {
+      keys.delete(ev.key);
     } else if (ev.kind === "scaled") {
-      decisions.push(ev);
+      const d = ev.detail || {};
+      decisions.push({ ts: ev.ts, node, count: d.count ?? d.desired, from: d.from,
+                       why: d.reason || (d.policy ? `policy ${d.policy}` : d.request ? "scale request" : "") });
     }
+    if (keys.size !== before) (series[node] = series[node] || []).push([ev.ts, keys.size]);
   }
+  return { series, heals, decisions };
+}
+
+// Instances per node over time, heals and scaling decisions as markers, and the optimizer's target metric where
+// samples are stored.
+function drawTimeline() {
+  const { series, heals, decisions } = timelineModel(state.events);
   const samples = state.samples?.rows || [];
   const times = [...Object.values(series).flat().map((p) => p[0]), ...decisions.map((d) => d.ts),
-                 ...samples.map((r) => r.timestamp)];
+                 ...heals.map((h) => h.ts), ...samples.map((r) => r.timestamp)];
   const holder = $("timeline");
   if (!times.length) { holder.replaceChildren(el("p", {}, "No scaling yet.")); return; }
   const W = 760, H = 220, L = 40, R = 50, T = 10, B = 30;
@@ -315,17 +331,28 @@ function drawTimeline() {
       d += j === 0 ? `M${x(t)},${y(0)} L${x(t)},${y(c)}` : ` L${x(t)},${y(points[j - 1][1])} L${x(t)},${y(c)}`;
     });
     d += ` L${x(t1)},${y(points[points.length - 1][1])}`;
-    svg.append(el("svg:path", { d, fill: "none", stroke: color, "stroke-width": 2, class: "series", "data-node": node }));
+    svg.append(el("svg:path", { d, fill: "none", stroke: color, "stroke-width": 2, class: "series", "data-node": node,
+                                "data-counts": points.map((p) => p[1]).join(",") }));
     const key = el("span"); key.append(el("i", { style: `background:${color}` }), `${node} instances`);
     legend.append(key);
   });
   for (const dec of decisions) {
-    const mark = el("svg:g", { class: "decision" });
+    const mark = el("svg:g", { class: "decision", "data-node": dec.node });
     mark.append(el("svg:line", { x1: x(dec.ts), y1: T, x2: x(dec.ts), y2: H - B, stroke: "#b00020",
                                  "stroke-dasharray": "4 3" }));
-    mark.append(el("svg:title", {}, `scaled ${dec.detail.node} to ${dec.detail.count}` +
-                                    (dec.detail.reason ? `: ${dec.detail.reason}` : "")));
-    mark.append(el("svg:text", { x: x(dec.ts) + 3, y: T + 12, fill: "#b00020" }, `→${dec.detail.count}`));
+    const from = dec.from !== undefined ? ` from ${dec.from}` : "";
+    mark.append(el("svg:title", {}, `scaled ${dec.node}${from} to ${dec.count}` + (dec.why ? `: ${dec.why}` : "")));
+    mark.append(el("svg:text", { x: x(dec.ts) + 3, y: T + 12, fill: "#b00020" }, `${dec.node} →${dec.count}`));
+    svg.append(mark);
+  }
+  for (const heal of heals) {
+    const points = series[heal.node] || [];
+    const at = points.filter((p) => p[0] <= heal.ts).pop();
+    const mark = el("svg:g", { class: heal.kind, "data-node": heal.node });
+    mark.append(el("svg:circle", { cx: x(heal.ts), cy: y(at ? at[1] : 0), r: 5, fill: "#fff", stroke: "#e07000",
+                                   "stroke-width": 2 }));
+    mark.append(el("svg:title", {}, `${heal.kind === "heal" ? "healed" : "replaced"} ${heal.key.split("@")[0]}` +
+                                    (heal.reason ? `: ${heal.reason}` : "")));
     svg.append(mark);
   }
   if (samples.length) {
@@ -342,6 +369,10 @@ function drawTimeline() {
   }
   if (decisions.length) {
     const key = el("span"); key.append(el("i", { style: "background:#b00020" }), "scaling decision");
+    legend.append(key);
+  }
+  if (heals.length) {
+    const key = el("span"); key.append(el("i", { style: "background:#e07000" }), "heal or replacement (same instance)");
     legend.append(key);
   }
   holder.replaceChildren(svg);
