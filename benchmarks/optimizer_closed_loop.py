@@ -196,7 +196,7 @@ def forecast_losses(args, load: load_catalogue.Load) -> dict:
     seasons = (load_catalogue.DAY_ROWS, 7 * load_catalogue.DAY_ROWS)
     losses = {}
     for label, methods in (("strato", None), ("seasonal_naive", ("seasonal_naive",))):
-        forecaster = LoadForecaster(service.interval_s, horizon, seasons, methods)
+        forecaster = LoadForecaster(service.interval_s, horizon, seasons, methods, judged_from=horizon - 1)
         forecaster.extend(world.measured_history())
         made, actual, used = [], [], {}
         for i, value in enumerate(measured):

@@ -91,7 +91,8 @@ def season_steps_for(interval_s: float) -> tuple[int, ...]:
 class _Residuals:
     """The last RESIDUAL_WINDOW log errors of one method, per step ahead (a ring per step)."""
 
-    def __init__(self, horizon: int):
+    def __init__(self, horizon: int, judged_from: int = 1):
+        self.judged = slice(min(max(1, judged_from), horizon) - 1, horizon)
         self.errors = np.zeros((horizon, RESIDUAL_WINDOW))
         self.count = np.zeros(horizon, int)
         self.recent: float | None = None
@@ -115,16 +116,25 @@ class _Residuals:
         return None if recent is None else np.quantile(recent, LEVELS, axis=1).T
 
     def loss(self) -> float:
-        """Mean absolute error over every step ahead (the median forecast's pinball loss, doubled)."""
+        """The pinball loss, over the judged steps ahead, of the quantile forecasts this method makes (its point plus
+        its own error quantiles): the spread of its errors, not their bias, which the quantiles already correct."""
         recent = self._recent()
-        return math.inf if recent is None else float(np.abs(recent).mean())
+        if recent is None:
+            return math.inf
+        judged = recent[self.judged]
+        offsets = np.quantile(judged, LEVELS, axis=1).T                     # (steps, levels)
+        error = judged[:, :, None] - offsets[:, None, :]
+        tau = np.asarray(LEVELS)[None, None, :]
+        return float(np.mean(np.maximum(tau * error, (tau - 1) * error)))
 
 
 class LoadForecaster:
     """Quantile forecasts of one load series, one value per control interval; see the module's doc."""
 
     def __init__(self, interval_s: float, horizon: int, season_steps: tuple[int, ...] | None = None,
-                 methods: tuple[str, ...] | None = None):
+                 methods: tuple[str, ...] | None = None, judged_from: int = 1):
+        # judged_from: the first step ahead whose errors choose the method (the scaling decision acts from the
+        # start-up delay on, so that is where the forecast must be good).
         self.interval_s, self.horizon = float(interval_s), max(1, int(horizon))
         seasons = season_steps_for(interval_s) if season_steps is None else tuple(int(s) for s in season_steps)
         self.seasons = {name: steps for name, steps in zip(("daily", "weekly"), seasons) if steps > self.horizon}
@@ -132,7 +142,7 @@ class LoadForecaster:
         self._log = np.zeros(1024)
         self._n = 0
         self._pending: dict[int, dict[str, np.ndarray]] = {}  # step index -> forecasts made at it
-        self._residuals = {m: _Residuals(self.horizon) for m in self.methods}
+        self._residuals = {m: _Residuals(self.horizon, judged_from) for m in self.methods}
         self._cached: tuple[int, str | None, Forecast | None] | None = None
         self._surprised_until = -1   # step index until which the latest value is the forecast
         self._surprised_at = -1      # step index of the last surprise

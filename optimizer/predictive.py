@@ -163,7 +163,8 @@ class PredictiveAdvisor:
         self.config = config
         self.model: StratoModel | None = None
         self._lock = threading.Lock()
-        self.forecaster = LoadForecaster(config.interval_s, horizon_for(config.startup_steps), config.season_steps)
+        self.forecaster = LoadForecaster(config.interval_s, horizon_for(config.startup_steps), config.season_steps,
+                                         judged_from=config.startup_steps)
         self._last_seen: float | None = None
         self.tracker = None
         if config.tracking_metric is not None and config.tracking_target is not None:
