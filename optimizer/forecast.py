@@ -32,7 +32,8 @@ RESIDUAL_WINDOW = 480        # residuals kept per method and step ahead (the qua
 MIN_RESIDUALS = 20           # below this, a method's quantiles come from the level method's spread
 LEVEL_STEPS = 3              # values averaged into the current level (damps measurement noise)
 TREND_STEPS = 8
-SEASON_CYCLES = 4            # past cycles in a seasonal profile
+SEASON_CYCLES = 4            # past cycles in a seasonal profile (at most)
+MIN_CYCLES = 2               # ... and at least
 SMOOTH_HALF = 2              # a seasonal profile is smoothed over 2 x SMOOTH_HALF + 1 steps
 OFFSET_STEPS = 8             # steps over which a seasonal profile is shifted to the current level
 BACKTEST_STEPS = RESIDUAL_WINDOW + 64  # history replayed through the methods when history is given at once
@@ -223,7 +224,8 @@ class LoadForecaster:
 
     def _seasonal(self, period: int | None) -> np.ndarray | None:
         n, y = self._n, self._log
-        if period is None or n < period + OFFSET_STEPS + SMOOTH_HALF + 1:
+        # A profile needs MIN_CYCLES past cycles: from one it would be a copy of that cycle's noise.
+        if period is None or n < MIN_CYCLES * period + OFFSET_STEPS + SMOOTH_HALF:
             return None
         cycles = min(SEASON_CYCLES, (n - OFFSET_STEPS - SMOOTH_HALF) // period)
         # Each cycle's values from OFFSET_STEPS back to horizon ahead (shifted back by whole cycles),
