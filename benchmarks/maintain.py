@@ -346,7 +346,7 @@ def main() -> None:
     parser.add_argument("--seconds-per-minute", type=float, default=2.0, help="speed-up: wall seconds per minute")
     parser.add_argument("--peak-rate", type=float, default=60.0, help="requests/s at the stretch's busiest minute")
     parser.add_argument("--skip-ramp", action="store_true")
-    parser.add_argument("--tracking-targets", default="10,15,20,30",
+    parser.add_argument("--tracking-targets", default="10,20,30,45,60",
                         help="per-replica request rates target tracking is run at (its p95 / cost curve)")
     parser.add_argument("--json", action="store_true", help="(the JSON line is always printed last)")
     args = parser.parse_args()
