@@ -99,9 +99,9 @@ class AdvisorConfig:
             raise OptimizerInputError("instance limits must satisfy 1 <= min <= max")
 
 
-# Capacity-plan settings chosen on earlier days of the WorldCup98 trace by
-# `python benchmarks/optimizer_closed_loop.py --tune` (row 34; its comments hold the tuning log).
-# The CLI and the benchmark both start from these; capacity_target and load_metrics are per service.
+# Capacity-plan settings of the older threshold advisor, chosen on earlier days of the WorldCup98 trace (the
+# tuning log is in the git history of benchmarks/optimizer_closed_loop.py, before its predictive rewrite). Only
+# the offline `strato optimizer advise` uses them now; the optimizer policy is optimizer.predictive's.
 TUNED_CAPACITY_PLAN = dict(capacity_trend_window=6, capacity_react=False, capacity_down_window=1,
                            capacity_down_margin=1.0, capacity_down_every=4, capacity_down_persist=8,
                            capacity_headroom_quantile=0.5, capacity_explore_factor=1.25, unseen_load_factor=1.25)
