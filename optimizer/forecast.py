@@ -96,15 +96,10 @@ class _Residuals:
         self.judged = slice(min(max(1, judged_from), horizon) - 1, horizon)
         self.errors = np.zeros((horizon, RESIDUAL_WINDOW))
         self.count = np.zeros(horizon, int)
-        self.recent: float | None = None
 
     def add(self, step: int, error: float) -> None:
         self.errors[step, self.count[step] % RESIDUAL_WINDOW] = error
         self.count[step] += 1
-        # The recent error: an exponential average with a memory of about one horizon, so that the method
-        # used follows the load's regime (a season in quiet hours, the latest value in a surge).
-        rate = 1.0 / len(self.count)
-        self.recent = abs(error) if self.recent is None else (1 - rate) * self.recent + rate * abs(error)
 
     def _recent(self) -> np.ndarray | None:
         """(horizon, m) the last errors of every step, m the same for all (None while too few)."""

@@ -658,7 +658,7 @@ topology_template:
     resolver:
       type: eco.nodes.Resolver
       properties:
-        nameservers: [10.0.0.2, 10.0.0.3]
+        nameservers: [127.0.0.53, 127.0.0.54]   # data only: never contacted
       requirements: [{host: vm}]
       interfaces:
         Standard:
@@ -679,7 +679,7 @@ topology_template:
     resolver:
       type: eco.nodes.Resolver
       properties:
-        nameservers: [10.0.0.2, 10.0.0.3]
+        nameservers: [127.0.0.53, 127.0.0.54]   # data only: never contacted
       requirements: [{host: vm}]
       interfaces:
         Standard:
