@@ -62,7 +62,7 @@ def series(ctx: Ctx) -> dict:
     from optimizer.samples import SampleStore
 
     def run():
-        with SampleStore(ctx.store.path) as samples:
+        with SampleStore(ctx.store.database) as samples:
             return [{"infrastructure": i, "node": n, "samples": c} for i, n, c in samples.series()]
     return {"series": optimizer_call(ctx, run)}
 
@@ -90,7 +90,7 @@ def add_samples(ctx: Ctx, body: SamplesIn, infra: str = Path(..., pattern=SEGMEN
 
     def run():
         samples = from_rows(body.rows, body.metrics)
-        with SampleStore(ctx.store.path) as store:
+        with SampleStore(ctx.store.database) as store:
             return {"stored": store.add(infra, node, samples)}
     return optimizer_call(ctx, run)
 
