@@ -14,7 +14,7 @@ from typing import Any
 
 # State holds inputs (maybe secrets) and handles: owner only (the helpers live with the drivers, which
 # make their logs private the same way).
-from drivers.common import make_private_file, process_start_time, provide_claim_store, strato_home
+from drivers.common import make_private_dir, make_private_file, process_start_time, provide_claim_store, strato_home
 from optimizer.state import OPTIMIZER_SCHEMA, provide_opener
 from orchestrator import sealing
 from orchestrator.statedb import (  # noqa: F401  (re-exported: the errors and file checks callers import from here)
@@ -242,6 +242,8 @@ class StateStore:
         or an open `database` (its migrations are applied; closing the store closes it)."""
         self.database = database or open_database(path)
         self.path = self.database.location
+        if is_url(self.path):
+            make_private_dir(self.home)  # the sealing key of secret inputs lives there, whatever the backend
         try:
             self.database.migrate(MIGRATIONS)
         except BaseException:
