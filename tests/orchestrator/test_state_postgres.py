@@ -134,6 +134,20 @@ topology_template:
 """
 
 
+def api_reads_postgresql(pg_url, monkeypatch):
+    """`strato serve`'s app on the same PostgreSQL state: lists the infrastructure, never shows the URL."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.api import ApiSettings, create_app
+    from tests.conftest import API_READ_TOKEN, API_WRITE_TOKEN
+    monkeypatch.setenv("STRATO_API_TOKEN", API_WRITE_TOKEN)
+    monkeypatch.setenv("STRATO_API_READ_TOKEN", API_READ_TOKEN)
+    client = TestClient(create_app(pg_url, ApiSettings()))
+    listed = client.get("/v1/infrastructures", headers={"Authorization": f"Bearer {API_READ_TOKEN}"})
+    assert listed.status_code == 200 and "pgdemo" in listed.text and pg_url not in listed.text
+    client.app.state.ctx.ops.wait_idle(30)
+
+
 @pytest.mark.e2e
 def test_build_status_destroy_on_postgresql(tmp_path, strato_home, pg_url, monkeypatch):
     monkeypatch.setenv("STRATO_STATE_URL", pg_url)
@@ -144,7 +158,10 @@ def test_build_status_destroy_on_postgresql(tmp_path, strato_home, pg_url, monke
     status = run_strato("status", "pgdemo", "--json", home=strato_home)
     assert status.returncode == 0, status.stderr
     assert "pgdemo" in status.stdout and '"ready"' in status.stdout
+    once = run_strato("maintain", "pgdemo", "--once", "--json", home=strato_home, timeout=120)
+    assert once.returncode == 0, once.stderr
     assert not (strato_home / "state.db").exists()                      # nothing went to SQLite
+    api_reads_postgresql(pg_url, monkeypatch)
     store = StateStore(pg_url)
     pids = [i.handle["pid"] for i in store.instances("pgdemo") if i.node == "app"]
     assert len(pids) == 2 and all(os.path.exists(f"/proc/{pid}") for pid in pids)
