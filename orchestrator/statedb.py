@@ -357,13 +357,18 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, max_size: int | None = None, connect_timeout: float = 10):
         try:
-            import psycopg  # noqa: F401  (imported here only: the CLI starts fast without it)
+            import psycopg  # imported here only: the CLI starts fast without it
             from psycopg_pool import ConnectionPool
         except ImportError:
             raise StateError("a postgresql:// state needs psycopg 3 and psycopg-pool: "
                              "pip install 'strato[postgres]'") from None
         self.location = url
         self._local = threading.local()
+        try:  # one direct connection first: a wrong URL fails at once, with PostgreSQL's own reason
+            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))).close()
+        except psycopg.Error as exc:
+            reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+            raise StateError(f"cannot connect to the PostgreSQL state at {redact(url)}: {reason}") from None
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size or 16, open=False,
                                    kwargs={"autocommit": True}, timeout=60, name="strato-state")
         try:

@@ -8,6 +8,14 @@ from orchestrator import state
 from orchestrator.cli.common import emit_json, handle_errors, json_option, state_option
 
 
+def sqlite_only(path: str, verb: str) -> str:
+    if state.is_url(path):
+        from orchestrator.errors import UsageError
+        raise UsageError(f"state {verb} works on an SQLite state file; for PostgreSQL use its own tools "
+                         "(pg_dump, pg_amcheck)")
+    return path
+
+
 @click.group("state")
 def command() -> None:
     """Look after the state file ($STRATO_HOME/state.db): check it for damage, back it up, move it to PostgreSQL.
@@ -22,7 +30,7 @@ def command() -> None:
 @handle_errors
 def check(state_path, as_json):
     """SQLite's integrity check plus a JSON check of every stored value; exit 1 when anything is wrong."""
-    path = state_path or state.default_state_path()
+    path = sqlite_only(state_path or state.default_state_path(), "check")
     problems = state.check_file(path)
     if as_json:
         emit_json({"ok": not problems, "state": path, "problems": problems})
@@ -44,7 +52,7 @@ def check(state_path, as_json):
 @handle_errors
 def backup(output, state_path, as_json):
     """Copy the state file (consistently, while builds run); a damaged file is copied byte for byte."""
-    path = state_path or state.default_state_path()
+    path = sqlite_only(state_path or state.default_state_path(), "backup")
     target = state.backup(path, output)
     if as_json:
         emit_json({"ok": True, "state": path, "backup": target})

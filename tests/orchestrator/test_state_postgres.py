@@ -119,6 +119,15 @@ def test_verifier_finds_a_changed_and_a_missing_row(strato_home, pg_url):
     assert text.returncode == 1 and "VERIFY_FAILED: 2 of" in text.stderr
 
 
+def test_an_unreachable_database_is_one_clear_line_without_the_password(pg_cluster, strato_home):
+    url = pg_cluster.url("no_such_db").replace("postgres@", "postgres:hunter2@")
+    proc = run_strato("--state", url, "status", home=strato_home, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot connect to the PostgreSQL state" in lines[0] and "no_such_db" in lines[0]
+    assert "hunter2" not in proc.stderr and ":***@" in lines[0]
+
+
 DESCRIPTOR = """\
 tosca_definitions_version: tosca_simple_yaml_1_3
 topology_template:
