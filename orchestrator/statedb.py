@@ -9,6 +9,7 @@ file's write lock; PostgreSQL: a transaction-scoped advisory lock on KEY); `now(
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import sqlite3
@@ -187,19 +188,36 @@ class Database:
     def columns(self, table: str) -> list[str]: raise NotImplementedError
 
 
+IDEMPOTENT = re.compile(r"CREATE\s+(UNIQUE\s+)?(TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\b", re.I)
+
+
+def checksum(migration: Migration) -> str:
+    return hashlib.sha256(migration.sql.encode()).hexdigest()[:16]
+
+
 def apply_migrations(run, ddl, migrations: list[Migration], now: float) -> list[int]:
-    """`run(sql, args) -> rows` on one connection inside one transaction, under the migration lock."""
+    """`run(sql, args) -> rows` on one connection inside one transaction, under the migration lock.
+
+    A migration applied before whose text has changed since is applied again when all its statements are
+    `CREATE ... IF NOT EXISTS` (a table appended to the base schema reaches databases made before it);
+    any other change is refused: append a new migration instead."""
     run(ddl("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied REAL NOT NULL)"), ())
-    done = {r[0] for r in run("SELECT version FROM schema_migrations", ())}
+            "applied REAL NOT NULL, checksum TEXT)"), ())
+    done = {r[0]: r[1] for r in run("SELECT version, checksum FROM schema_migrations", ())}
     applied = []
     for migration in sorted(migrations, key=lambda m: m.version):
-        if migration.version in done:
+        digest = checksum(migration)
+        if done.get(migration.version, digest) == digest and migration.version in done:
             continue
-        for statement in statements(ddl(migration.sql)):
+        parts = statements(ddl(migration.sql))
+        if migration.version in done and not all(IDEMPOTENT.match(p) for p in parts):
+            raise StateError(f"schema migration {migration.version} ({migration.name}) changed after this database "
+                             "applied it; a change to the schema must be a new migration")
+        for statement in parts:
             run(statement, ())
-        run("INSERT INTO schema_migrations (version, name, applied) VALUES (?,?,?)",
-            (migration.version, migration.name, now))
+        run("DELETE FROM schema_migrations WHERE version=?", (migration.version,))
+        run("INSERT INTO schema_migrations (version, name, applied, checksum) VALUES (?,?,?,?)",
+            (migration.version, migration.name, now, digest))
         applied.append(migration.version)
     return applied
 

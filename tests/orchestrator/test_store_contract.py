@@ -194,3 +194,36 @@ def test_migrations_apply_once_and_are_recorded(state_location):
     assert second.database.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     assert abs(second.now() - __import__("time").time()) < 5
     second.close()
+
+
+def test_a_table_appended_to_an_applied_migration_still_arrives(state_location):
+    """Helpers extend the base schema in parallel branches: an idempotent migration whose text grew is re-run;
+    a changed migration that is not idempotent is refused."""
+    from orchestrator.statedb import Migration, StateError
+    store = StateStore(state_location)
+    grown = [Migration(MIGRATIONS[0].version, MIGRATIONS[0].name, MIGRATIONS[0].sql +
+                                        "CREATE TABLE IF NOT EXISTS extra_t (k TEXT PRIMARY KEY, v REAL);")]
+    assert store.database.migrate(grown + MIGRATIONS[1:]) == [MIGRATIONS[0].version]
+    store.database.execute("INSERT INTO extra_t (k, v) VALUES (?, ?)", ("a", 0.1))
+    assert store.database.migrate(grown + MIGRATIONS[1:]) == []
+    changed = [Migration(2, "host-pool claims", "ALTER TABLE host_claims ADD COLUMN note TEXT")]
+    with pytest.raises(StateError, match="changed after this database applied it"):
+        store.database.migrate(changed)
+    store.close()
+
+
+def test_a_state_file_from_before_migrations_is_adopted_unchanged(tmp_path, strato_home):
+    import sqlite3
+
+    from orchestrator.state import SCHEMA
+    path = str(tmp_path / "old.db")
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    db.execute("INSERT INTO infrastructures (name, uid, inputs, status, created, updated) "
+               "VALUES ('old', 'u1', '{}', 'ready', 1, 2)")
+    db.commit()
+    db.close()
+    store = StateStore(path)
+    assert store.get_infra("old").status == "ready" and store.get_infra("old").uid == "u1"
+    assert "host_claims" in store.database.tables() and "optimizer_load" in store.database.tables()
+    store.close()
