@@ -33,6 +33,12 @@ class StateError(Exception):
     code = "STATE"
 
 
+class StateUnavailable(StateError):
+    """The state database cannot be reached (PostgreSQL down, network gone): nothing was changed by the request."""
+
+    code = "STATE_UNAVAILABLE"
+
+
 class StateDamaged(StateError):
     """The state file cannot be used as it is; Strato leaves it untouched."""
 
@@ -343,6 +349,10 @@ class SQLiteDatabase(Database):
             self.raw.close()
 
 
+def one_line(exc: Exception) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
 # -- PostgreSQL -----------------------------------------------------------------------------------------
 @lru_cache(maxsize=1024)
 def to_psycopg(sql: str) -> str:
@@ -383,12 +393,13 @@ class PostgresDatabase(Database):
         self.location = url
         self._local = threading.local()
         try:  # one direct connection first: a wrong URL fails at once, with PostgreSQL's own reason
-            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))).close()
+            with psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))) as probe:
+                info = probe.info
+                self._identity = f"postgresql:{info.host}:{info.port}:{info.dbname}"
         except psycopg.Error as exc:
-            reason = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-            raise StateError(f"cannot connect to the PostgreSQL state at {redact(url)}: {reason}") from None
+            raise StateUnavailable(f"cannot connect to the PostgreSQL state at {redact(url)}: {one_line(exc)}") from None
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size or 16, open=False,
-                                   kwargs={"autocommit": True}, timeout=60, name="strato-state")
+                                   kwargs={"autocommit": True}, timeout=30, name="strato-state")
         try:
             self.pool.open(wait=True, timeout=connect_timeout)
         except Exception as exc:
@@ -398,17 +409,31 @@ class PostgresDatabase(Database):
     def ddl(self, sql: str) -> str:
         return pg_ddl(sql)
 
+    @property
+    def identity(self) -> str:
+        return self._identity  # host, port and database as the server names them: two spellings of a URL agree
+
+    @contextlib.contextmanager
+    def _reachable(self):
+        """A lost server or connection becomes StateUnavailable, one line, instead of a driver's traceback."""
+        import psycopg
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise StateUnavailable(f"the PostgreSQL state at {redact(self.location)} is unreachable: "
+                                   f"{one_line(exc)}") from None
+
     @contextlib.contextmanager
     def _connection(self):
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             yield conn
         else:
-            with self.pool.connection() as conn:
+            with self._reachable(), self.pool.connection() as conn:
                 yield conn
 
     def execute(self, sql: str, args: tuple = ()) -> Result:
-        with self._connection() as conn:
+        with self._connection() as conn, self._reachable():
             cursor = conn.execute(to_psycopg(sql), tuple(args))
             rows = cursor.fetchall() if cursor.description else []
             return Result(rows, cursor.rowcount)
@@ -416,7 +441,7 @@ class PostgresDatabase(Database):
     def executemany(self, sql: str, rows: list[tuple]) -> int:
         if not rows:
             return 0
-        with self._connection() as conn, conn.cursor() as cursor:
+        with self._connection() as conn, self._reachable(), conn.cursor() as cursor:
             cursor.executemany(to_psycopg(sql), [tuple(r) for r in rows])
             return cursor.rowcount
 
@@ -427,7 +452,7 @@ class PostgresDatabase(Database):
         if getattr(self._local, "conn", None) is not None:
             yield self
             return
-        with self.pool.connection() as conn, conn.transaction():
+        with self._reachable(), self.pool.connection() as conn, conn.transaction():
             self._local.conn = conn
             try:
                 if lock:

@@ -184,3 +184,24 @@ def test_build_status_destroy_on_postgresql(tmp_path, strato_home, pg_url, monke
     store = StateStore(pg_url)
     assert store.get_infra("pgdemo") is None and store.instances("pgdemo") == []
     store.close()
+
+
+def test_a_server_gone_mid_use_is_state_unavailable_in_one_line(strato_home):
+    """Its own cluster (the session's must stay up): stopped under an open store, the next call says so."""
+    from orchestrator.statedb import StateUnavailable
+    from tests.pg import start_cluster
+    try:
+        cluster = start_cluster()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        store = StateStore(cluster.url())
+        store.ensure_infra("x", None, {})
+        subprocess.run(["bash", os.path.join(REPO, "tests", "env", "postgres.sh"), "stop", cluster.directory],
+                       check=True, timeout=60)
+        with pytest.raises(StateUnavailable) as err:
+            store.get_infra("x")
+        assert "\n" not in str(err.value) and "is unreachable" in str(err.value)
+        store.database.pool.close(timeout=1)
+    finally:
+        cluster.stop()
