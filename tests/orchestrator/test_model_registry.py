@@ -114,10 +114,11 @@ def test_rollback_skips_versions_marked_bad(reg, artifact):
     reg.mark("iris", 2, "bad", reason="failed canary analysis")
     assert reg.rollback("iris", reason="manual").version == 1
     assert error_code(reg.promote, "iris", 2) == "VERSION_BAD"
-    reg.mark("iris", 2, "good", reason="fixed upstream")
+    reg.mark("iris", 2, "good", reason="fixed upstream", by="alice")
     assert reg.promote("iris", 2).version == 2
     history = reg.history("iris")
-    assert any(e["event"] == "mark" and e["status"] == "good" and e["reason"] == "fixed upstream" for e in history)
+    assert any(e["event"] == "mark" and e["status"] == "good" and e["reason"] == "fixed upstream"
+               and e["by"] == "alice" for e in history)
 
 
 def test_promote_is_idempotent_and_latest_is_reserved(reg, artifact):
