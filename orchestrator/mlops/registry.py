@@ -23,6 +23,7 @@ import contextlib
 import csv
 import fcntl
 import getpass
+import hashlib
 import json
 import math
 import os
@@ -241,17 +242,41 @@ class ModelRegistry:
             return self._version(doc, entry)
 
     def _resolve_mlflow(self, name: str, alias: str | None, version: str | None) -> ModelVersion:
-        """An MLflow model version, its artifact copied into this store (see mlflow_refs)."""
+        """An MLflow model version, its artifact copied into this store once (see mlflow_refs); later
+        resolutions of the same version ask MLflow only which version, and download nothing."""
         from orchestrator.mlops import mlflow_refs
         if alias is not None:
             check_alias(alias)
+        # the key hashes the URI: it may carry credentials, which have no place in a file
+        key = hashlib.sha256(self.mlflow_uri.encode()).hexdigest()[:16] + f"/{name}/"
+        known = self._mlflow_known()
+
+        def cached(number: int) -> str | None:
+            digest = known.get(key + str(number))
+            return digest if digest and self.blobs.exists(digest) else None
         try:
             got = mlflow_refs.fetch(self.mlflow_uri, name, alias, version, self.blobs.tmp,
-                                    lambda path: self._store(lambda: self.blobs.put(path)))
+                                    lambda path: self._store(lambda: self.blobs.put(path)), cached)
         except mlflow_refs.MlflowRefError as exc:
             raise RegistryError(exc.code, str(exc)) from None
+        if got.downloaded:
+            with self._lock():
+                _write_atomic(self._mlflow_cache, {**self._mlflow_known(), key + str(got.version): got.digest})
         return ModelVersion(name, got.version, got.digest, self.blobs.path(got.digest), got.created_at,
                             got.metadata, None)
+
+    @property
+    def _mlflow_cache(self) -> str:
+        return os.path.join(self.root, "mlflow-versions.json")
+
+    def _mlflow_known(self) -> dict[str, str]:
+        """{uri-hash/name/version: digest} of the MLflow versions already copied into the store."""
+        try:
+            with open(self._mlflow_cache) as fh:
+                known = json.load(fh)
+            return known if isinstance(known, dict) else {}
+        except (OSError, ValueError):   # none yet, or damaged: downloading again is always right
+            return {}
 
     # -- the pieces ---------------------------------------------------------------------------------------------
     def _store(self, put) -> str:
