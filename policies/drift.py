@@ -429,6 +429,7 @@ class _WassersteinFloor:
     Calibrated once per column on seeded draws of n0 rows from the reference sample (a log-normal fit of their
     distances), then scaled to any window size n: the statistic's spread goes as sqrt(1/n + 1/N) for a fresh
     window against a reference of N, and as sqrt(1/n0 - 1/N) for draws taken from the reference itself.
+    About 0.2 s a column for a reference of 10,000 values, once per detector.
     """
 
     def __init__(self, seed: int):
@@ -449,8 +450,7 @@ class _WassersteinFloor:
     def floor(self, column: Column, n: int, level: float) -> float:
         n0, mean, sd = self._fit(column)
         at_n0 = math.exp(mean + _upper_quantile(level) * sd)
-        big_n = column.n
-        return at_n0 * math.sqrt((1 / n + 1 / big_n) / max(1 / n0 - 1 / big_n, 1e-12))
+        return at_n0 * math.sqrt((1 / n + 1 / column.n) / max(1 / n0 - 1 / column.n, 1e-12))
 
 
 # -- windows -----------------------------------------------------------------------------------------------------
@@ -527,8 +527,8 @@ class DriftDetector:
         results = {c.name: self._column(c, rows, tested) for c in self.columns}
         prediction = self.reference.prediction
         pred = results.pop(prediction.name) if prediction is not None else None
-        too_small = len(rows) < self.config.min_window or all(r.too_small for r in results.values()) and (
-            pred is None or pred.too_small)
+        too_small = len(rows) < self.config.min_window or (
+            all(r.too_small for r in results.values()) and (pred is None or pred.too_small))
         return WindowDrift(len(rows), results, pred, too_small)
 
     def _column(self, column: Column, rows: list[dict], tested: int) -> FeatureDrift:
