@@ -18,11 +18,11 @@ Methods and default thresholds (the "auto" choice depends on the reference's siz
 
 | column | reference | method | statistic | drifted when | default threshold |
 |---|---|---|---|---|---|
-| numeric | < 1000 rows | `ks` (scipy.stats.ks_2samp) | KS D; p-value | p < threshold | alpha / m = 0.01 / m |
-| numeric | >= 1000 rows | `wasserstein` (scipy.stats.wasserstein_distance) | distance / reference std | statistic > threshold | 0.1 |
+| numeric | < 1000 rows | `ks` (scipy.stats.ks_2samp) | KS D; p-value | p < threshold | 0.01 / m |
+| numeric | >= 1000 rows | `wasserstein` (scipy.stats) | distance / reference std | statistic > threshold | 0.1 |
 | numeric | (on request) | `psi` on 10 reference-quantile bins | PSI | statistic > threshold | 0.2 |
-| categorical | < 1000 rows | `chi2` (scipy.stats.chisquare) | chi-square; p-value | p < threshold | alpha / m = 0.01 / m |
-| categorical | >= 1000 rows | `jensenshannon` (scipy.spatial.distance) | JS distance (natural log) | statistic > threshold | 0.1 |
+| categorical | < 1000 rows | `chi2` (scipy.stats.chisquare) | chi-square; p-value | p < threshold | 0.01 / m |
+| categorical | >= 1000 rows | `jensenshannon` (scipy) | JS distance (natural log) | statistic > threshold | 0.1 |
 
 Why these defaults. A window tests m columns at once (every feature and the prediction), and an alert is
 raised per window, so the false-alarm rate that matters is per window, not per column: the p-value tests use
@@ -40,8 +40,9 @@ Chi-square compares the window's counts with the reference frequencies. Categori
 a small expected share (Good-Turing: the reference's share of categories seen once, at least one row in N),
 and cells expected below 5 rows are pooled (Cochran's rule), so that one stray new value does not alarm but
 a window where a new category is common does; the statistic is divided by 1 + n/N, as the reference's own
-sampling error (N rows) adds to the window's (n rows) in a two-sample comparison. A window below `min_window` rows (50 by default) is
-`too_small`: never drifted, never an alarm; a column with fewer than `min_window` usable values is skipped.
+sampling error (N rows) adds to the window's (n rows) in a two-sample comparison. A window below `min_window`
+rows (50 by default) is `too_small`: never drifted, never an alarm; a column with fewer than `min_window`
+usable values is skipped.
 """
 
 from __future__ import annotations
