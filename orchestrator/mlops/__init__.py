@@ -1,0 +1,1 @@
+"""MLOps engine pieces: the model registry, rollouts, monitoring of what a model does, continuous training."""
