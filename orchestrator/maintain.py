@@ -35,7 +35,8 @@ from orchestrator.health import Seen
 from orchestrator.metrics import LoopMetrics, write_file_sd
 from orchestrator.plan import CREATE, NOOP, plan_changes
 from orchestrator.scaling import desired_counts
-from orchestrator.state import InstanceRecord, LockHeld, StateDamaged, StateStore
+from orchestrator.leases import LeaseKeeper, LeaseSettings
+from orchestrator.state import InstanceRecord, Lease, LeaseLost, LockHeld, StateDamaged, StateStore
 
 log = logging.getLogger("strato.maintain")
 
@@ -53,6 +54,7 @@ class MaintainOptions:
     default_grace: float | None = None  # seconds an instance may fail its checks before it is replaced
     retry_backoff: float = 5.0          # first wait before recreating an instance whose create failed
     policy_timeout: float = 10.0        # one deadline for all the policies of a pass (a rule also stops at its own)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)   # the loop's lease: duration, renew deadline, retry
 
 
 @dataclass
@@ -100,7 +102,9 @@ class Maintainer:
         self._redact = Redactor([])  # masks the secret inputs' text in journaled events (a probe's error)
         self._last_error: dict[str, str] = {}
         self._create_failures: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
-        self._lease = False
+        self.base = store               # unfenced: what the loop says about losing its lease is written with it
+        self.lease: Lease | None = None
+        self.lost: str | None = None    # why the lease was lost (the loop then stops)
         self._records: dict[str, InstanceRecord] = {}   # decoded rows by key, reused while their version holds
 
     # -- reporting -----------------------------------------------------------
@@ -158,6 +162,9 @@ class Maintainer:
         gc.disable()
         try:
             self._pass(report)
+        except LeaseLost as exc:   # a fenced write changed nothing: another server owns this infrastructure now
+            self.lost = self.lost or str(exc)
+            report.errors.append(f"{exc.code}: {exc}")
         except StateDamaged as exc:  # the user's to repair: one line, no traceback
             log.error("maintain pass of %s: %s", self.name, exc)
             report.errors.append(f"{exc.code}: {exc}")
@@ -396,36 +403,74 @@ class Maintainer:
             store.release_lock(self.name)
 
     # -- running ------------------------------------------------------------------------------------
-    def acquire(self) -> None:
-        """Become the infrastructure's one maintain loop (LockHeld names the loop that already is)."""
-        self.store.acquire_lease(self.name, f"{HOLDER} (pid {os.getpid()})")
-        self._lease = True
+    def acquire(self, owner: str | None = None) -> Lease:
+        """Become the infrastructure's one maintain loop (LockHeld names the loop that already is). From here on
+        every write of the loop is fenced by the lease's token."""
+        self.lease = self.base.acquire_lease(self.name, f"{HOLDER} (pid {os.getpid()})", owner=owner,
+                                             duration=self.options.lease.duration)
+        self._use(self.base.fenced_by_lease(self.lease))
+        self.lost = None
+        return self.lease
+
+    def _use(self, store: StateStore) -> None:
+        """Write through `store` from now on: the loop and every part of it made with the store it had."""
+        for part in list(vars(self).values()):
+            if part is not self and getattr(part, "store", None) is self.store:
+                part.store = store
+        self.store = store
 
     def release(self) -> None:
-        if self._lease:
-            self.store.release_lease(self.name)
-            self._lease = False
+        if self.lease is not None:
+            if self.lost is None:
+                self.base.release_lease(self.name, self.lease)
+            self.lease = None
+            self._use(self.base)
+
+    def lose(self, why: str) -> None:
+        """The lease is gone (another server took it, or it could not be renewed in time): stop, and say so."""
+        if self.lost is None:
+            self.lost = why
+        log.warning("maintain loop of %s stops: %s", self.name, why)
+        try:
+            self.base.journal(self.name, "lease_lost", None, reason=why, token=self.lease.token if self.lease else None,
+                              owner=self.lease.owner if self.lease else None)
+        except Exception as exc:  # noqa: BLE001 - the database may be the reason; the log line stays
+            log.warning("cannot journal the lost lease of %s: %s", self.name, exc)
+        self.on_event({"event": "lease_lost", "key": None, "ts": time.time(), "reason": why})
 
     def run(self, stop: threading.Event | None = None, passes: int | None = None,
-            on_report: Callable[[PassReport], None] | None = None) -> int:
-        """Pass after pass every `interval` until `stop` is set, `passes` ran or the infrastructure is destroyed."""
+            on_report: Callable[[PassReport], None] | None = None, keeper: LeaseKeeper | None = None) -> int:
+        """Pass after pass every `interval` until `stop` is set, `passes` ran, the infrastructure is destroyed or
+        the lease is lost. `keeper`: the server's lease keeper (else one of its own renews this loop's lease)."""
         stop = stop or threading.Event()
-        self.acquire()
+        if self.lease is None:
+            self.acquire(keeper.owner if keeper else None)
+        own = keeper is None
+        keeper = keeper or LeaseKeeper(self.base, self.lease.owner, self.options.lease).start()
+
+        def lost(_infra: str, why: str) -> None:
+            self.lost = self.lost or why
+            stop.set()
+        keeper.add(self.lease, lost)
         done = 0
         try:
-            while not stop.is_set():
+            while not stop.is_set() and self.lost is None:
                 started = time.monotonic()
                 report = self.run_pass()
                 done += 1
                 if on_report is not None:
                     on_report(report)
-                if report.gone or (passes is not None and done >= passes):
+                if report.gone or self.lost is not None or (passes is not None and done >= passes):
                     break
                 stop.wait(max(0.0, report.requeue_after - (time.monotonic() - started) + report.duration))
         finally:
+            keeper.discard(self.name)
+            if own:
+                keeper.stop()
+            if self.lost is not None:
+                self.lose(self.lost)
             self.release()
         return done
-
 
 
 def request_scale(store: StateStore, name: str, node: str, kind: str, value: int | None = None,
@@ -445,48 +490,16 @@ def apply_request(store: StateStore, name: str, node: str, request_id: int, wait
     holder = store.lease_holder(name)
     if holder is None:
         maintainer = Maintainer(store, name, MaintainOptions(policies=False), template=template)
+        reports: list[PassReport] = []
         try:
-            maintainer.acquire()
+            maintainer.run(passes=1, on_report=reports.append)   # one pass, under a lease kept while it runs
         except LockHeld:   # a loop started meanwhile: it applies the request
             holder = store.lease_holder(name)
         else:
-            try:
-                report = maintainer.run_pass()
-            finally:
-                maintainer.release()
+            report = reports[0]
             return scaling.request_outcome(store, request_id, {
                 **out, "applied_by": "this command", "pass": {"acted": report.acted, "plan": report.plan,
                                                               "errors": report.errors, "deferred": report.deferred}})
     scaling.wait_applied(store, request_id, wait)
     by = f"{holder['holder']} on {holder['host']}" if holder else "a maintain loop"
     return scaling.request_outcome(store, request_id, {**out, "applied_by": by})
-
-
-def maintain_all(store: StateStore, options: MaintainOptions, stop: threading.Event,
-                 loop_metrics: LoopMetrics | None = None) -> None:
-    """Maintain every infrastructure of a state store (what `strato serve --maintain` runs in a thread).
-
-    An infrastructure whose lease another loop holds is left to that loop and looked at again later."""
-    loop_metrics = loop_metrics or LoopMetrics()
-    maintainers: dict[str, Maintainer] = {}
-    while not stop.is_set():
-        started = time.monotonic()
-        names = {i.name for i in store.list_infras() if i.status not in ("new", "destroying")}
-        for name in list(maintainers):
-            if name not in names:
-                maintainers.pop(name).release()
-        for name in sorted(names):
-            m = maintainers.get(name)
-            if m is None:
-                m = Maintainer(store, name, options, loop_metrics=loop_metrics)
-                try:
-                    m.acquire()
-                except LockHeld:
-                    continue
-                maintainers[name] = m
-            report = m.run_pass()
-            if report.gone:
-                maintainers.pop(name).release()
-        stop.wait(max(0.0, options.interval - (time.monotonic() - started)))
-    for m in maintainers.values():
-        m.release()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import socket
@@ -76,6 +78,25 @@ CREATE TABLE IF NOT EXISTS host_claims (
 CREATE UNIQUE INDEX IF NOT EXISTS host_claims_by_key ON host_claims (pool, key);
 """
 
+# Several servers on one database (orchestrator/leases.py, orchestrator/cluster.py): a loop lease gets an owner
+# (server id), a fencing token bumped on every acquisition and an expiry on the database's clock; servers
+# register with a heartbeat; an operation carries what re-runs it (request), who runs it and since when.
+CLUSTER_SCHEMA = """
+ALTER TABLE leases ADD COLUMN owner TEXT;
+ALTER TABLE leases ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE leases ADD COLUMN expires_at REAL;
+CREATE TABLE IF NOT EXISTS servers (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, url TEXT, started REAL NOT NULL,
+    heartbeat REAL NOT NULL);
+ALTER TABLE operations ADD COLUMN server TEXT;
+ALTER TABLE operations ADD COLUMN heartbeat REAL;
+ALTER TABLE operations ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE operations ADD COLUMN idem_key TEXT;
+ALTER TABLE operations ADD COLUMN request TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS operations_by_idem_key ON operations (idem_key);
+CREATE INDEX IF NOT EXISTS operations_claimable ON operations (state, heartbeat)
+"""
+
 # Every table of the state database, on SQLite and PostgreSQL alike, as one list of migrations applied once
 # each, in order (a database records the versions it has in schema_migrations). To add a table or a column,
 # APPEND a Migration with the next version and portable SQL (TEXT/REAL/INTEGER/BIGINT, an `id INTEGER PRIMARY KEY AUTOINCREMENT`
@@ -85,6 +106,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "infrastructures, instances, journal, operations, locks, loop state", SCHEMA),
     Migration(2, "host-pool claims", HOST_CLAIMS_SCHEMA),
     Migration(3, "optimizer samples and load history", OPTIMIZER_SCHEMA),
+    Migration(4, "several servers: fenced loop leases, the server registry, claimable operations", CLUSTER_SCHEMA),
 ]
 
 
@@ -184,6 +206,30 @@ class LockHeld(StateError):
     code = "LOCKED"
 
 
+class LeaseLost(StateError):
+    """A fenced write found its lease (or operation claim) taken over: nothing was written, the writer must stop."""
+
+    code = "LEASE_LOST"
+
+
+WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def new_owner_id() -> str:
+    """A server's (or a one-off loop's) identity: host:pid:random, unique across restarts and machines."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A loop lease held: the infrastructure, who holds it, and the fencing token of this holding."""
+
+    infra: str
+    owner: str
+    token: int
+    holder: str = ""
+
+
 class VersionConflict(StateError):
     code = "CONFLICT"
 
@@ -268,11 +314,20 @@ class StateStore:
     def close(self) -> None:
         self.database.close()
 
+    _fence: tuple | None = None   # set on a fenced() view only
+    lost: str | None = None
+
     def _exec(self, sql: str, args: tuple = ()):
+        if self._fence is not None and sql.lstrip()[:6].upper() in WRITES \
+                and not getattr(self._fence_local, "depth", 0):
+            with self._fenced_transaction(None):
+                return self.database.execute(sql, args)
         return self.database.execute(sql, args)
 
     def transaction(self, lock: str | None = None):
         """Several writes as one (see orchestrator.statedb.Database.transaction)."""
+        if self._fence is not None:
+            return self._fenced_transaction(lock)
         return self.database.transaction(lock)
 
     def now(self) -> float:
@@ -606,17 +661,124 @@ class StateStore:
     def locked(self, infra: str, holder: str, wait: float = 0.0) -> "_LockContext":
         return _LockContext(self, infra, holder, wait)
 
-    def acquire_lease(self, infra: str, holder: str) -> None:
-        """Become the one maintain loop of an infrastructure, or fail naming the loop that is."""
-        self._claim("leases", infra, holder, "maintained", "stop that loop first, or let it apply your change")
+    # -- loop leases (fenced) -----------------------------------------------
+    # A loop lease row (infra, owner, token, expires_at) names the one maintain loop of an infrastructure.
+    # It is taken by a conditional UPDATE on the token last seen (compare-and-set: of two takers one
+    # wins), with its expiry on the database's clock; every taking bumps the token. The owner's writes
+    # then go through `fenced(lease)`, which checks owner and token inside each write's transaction: a
+    # loop whose lease was taken over writes nothing more (LeaseLost). A holder on this machine whose
+    # process is gone is taken over at once, without waiting for the expiry.
+    _LEASE_COLS = "holder, pid, host, start_time, acquired, owner, token, expires_at"
 
-    def release_lease(self, infra: str) -> None:
-        self._unclaim("leases", infra)
+    def _lease_row(self, infra: str) -> dict | None:
+        row = self._exec(f"SELECT {self._LEASE_COLS}, {self.database.now_sql} FROM leases WHERE infra=?",
+                         (infra,)).fetchone()
+        if row is None:
+            return None
+        entry = dict(zip(("holder", "pid", "host", "start_time", "since", "owner", "token", "expires_at"), row))
+        expired = entry["expires_at"] is not None and entry["expires_at"] <= row[8]
+        here = entry["host"] == socket.gethostname()
+        gone = here and (process_start_time(entry["pid"]) is None
+                         or process_start_time(entry["pid"]) != entry["start_time"])
+        entry["alive"] = not expired and not gone
+        entry["expires_in"] = None if entry["expires_at"] is None else round(entry["expires_at"] - row[8], 3)
+        return entry
+
+    def acquire_lease(self, infra: str, holder: str, owner: str | None = None, duration: float = 15.0) -> Lease:
+        """Become the one maintain loop of an infrastructure for `duration` seconds (renew_leases keeps it), or
+        fail (LockHeld) naming the loop that is. `owner`: the server taking it (default: a new id)."""
+        owner = owner or new_owner_id()
+        pid, host = os.getpid(), socket.gethostname()
+        self._exec("INSERT INTO leases (infra, holder, pid, host, start_time, acquired, owner, token, expires_at) "
+                   "VALUES (?,?,?,?,?,?,?,0,0) ON CONFLICT(infra) DO NOTHING",
+                   (infra, holder, pid, host, process_start_time(pid), time.time(), ""))
+        row = self._lease_row(infra)
+        if row["alive"] and row["owner"] != owner:
+            raise self._lease_held(infra, row)
+        now = self.database.now_sql
+        taken = self._exec(f"UPDATE leases SET holder=?, pid=?, host=?, start_time=?, acquired={now}, owner=?, "
+                           f"token=token+1, expires_at={now}+? WHERE infra=? AND token=? RETURNING token",
+                           (holder, pid, host, process_start_time(pid), owner, duration, infra, row["token"])).fetchone()
+        if taken is None:   # another server took it between our read and our write
+            raise self._lease_held(infra, self._lease_row(infra) or row)
+        with _HOLDERS_LOCK:
+            _HOLDERS[(self.database.identity, "leases", infra)] = owner
+        return Lease(infra, owner, taken[0], holder)
+
+    @staticmethod
+    def _lease_held(infra: str, row: dict) -> LockHeld:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["since"]))
+        return LockHeld(f"infrastructure '{infra}' is maintained by {row['holder']} (pid {row['pid']} on "
+                        f"{row['host']}, since {since}); stop that loop first, or let it apply your change")
+
+    def renew_leases(self, owner: str, duration: float) -> dict[str, int]:
+        """Extend every lease `owner` still holds by `duration` from now (database clock): infra -> token. A lease
+        missing from the answer was taken over."""
+        rows = self._exec(f"UPDATE leases SET expires_at={self.database.now_sql}+? WHERE owner=? "
+                          "RETURNING infra, token", (duration, owner)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def release_lease(self, infra: str, lease: Lease | None = None) -> bool:
+        """Hand a lease back (it expires now, keeping its token); without `lease`, the one this process took last."""
+        with _HOLDERS_LOCK:
+            owner = lease.owner if lease else _HOLDERS.get((self.database.identity, "leases", infra))
+            if owner is not None and _HOLDERS.get((self.database.identity, "leases", infra)) == owner:
+                _HOLDERS.pop((self.database.identity, "leases", infra), None)
+        if owner is None:
+            return False
+        sql = "UPDATE leases SET expires_at=0, owner='' WHERE infra=? AND owner=?"
+        return self._exec(sql + (" AND token=?" if lease else ""),
+                          (infra, owner, *((lease.token,) if lease else ()))).rowcount > 0
 
     def lease_holder(self, infra: str) -> dict | None:
-        """The live maintain loop of an infrastructure ({holder, pid, host, since}), or None."""
-        holder = self._holder("leases", infra)
-        return holder if holder and holder["alive"] else None
+        """The live maintain loop of an infrastructure ({holder, pid, host, since, owner, token, expires_in}), or None."""
+        row = self._lease_row(infra)
+        return row if row and row["alive"] else None
+
+    def leases(self) -> list[dict]:
+        """Every live loop lease, with its infrastructure."""
+        names = [r[0] for r in self._exec("SELECT infra FROM leases ORDER BY infra")]
+        return [{"infra": n, **row} for n in names if (row := self.lease_holder(n)) is not None]
+
+    # -- fenced writes --------------------------------------------------------
+    def fenced(self, check: tuple[str, tuple], what: str) -> "StateStore":
+        """This store, with every write checked first by `check` (an UPDATE that must change one row) in the
+        write's own transaction: when it changes nothing, the write is not made and LeaseLost is raised.
+        The check's row lock (PostgreSQL) or the write lock (SQLite) holds until the write commits, so a
+        takeover, which updates that row, is ordered before or after the whole write, never in between."""
+        view = copy.copy(self)
+        view._fence, view._fence_what, view._fence_local = check, what, threading.local()
+        view.lost = None
+        return view
+
+    def fenced_by_lease(self, lease: Lease) -> "StateStore":
+        return self.fenced(("UPDATE leases SET token=token WHERE infra=? AND owner=? AND token=?",
+                            (lease.infra, lease.owner, lease.token)),
+                           f"the lease on '{lease.infra}' (token {lease.token})")
+
+    def _check_fence(self) -> None:
+        sql, args = self._fence
+        if self.database.execute(sql, args).rowcount != 1:
+            self.lost = f"{self._fence_what} was taken over by another server"
+            raise LeaseLost(self.lost)
+
+    @contextlib.contextmanager
+    def _fenced_transaction(self, lock: str | None):
+        local = self._fence_local
+        if getattr(local, "depth", 0):
+            local.depth += 1
+            try:
+                yield self.database
+            finally:
+                local.depth -= 1
+            return
+        with self.database.transaction(lock) as db:
+            local.depth = 1
+            try:
+                self._check_fence()
+                yield db
+            finally:
+                local.depth = 0
 
     # -- scale requests ---------------------------------------------------
     def add_scale_request(self, infra: str, node: str, kind: str, value: int | None = None,

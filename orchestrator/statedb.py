@@ -175,6 +175,10 @@ class Database:
     def executemany(self, sql: str, rows: list[tuple]) -> int: raise NotImplementedError
     def transaction(self, lock: str | None = None) -> contextlib.AbstractContextManager: raise NotImplementedError
     def now(self) -> float: raise NotImplementedError
+    # the database's clock inside a statement (leases compare and set times on it, in one round trip)
+    now_sql = ""
+    # appended to a SELECT that claims rows: concurrent claimers skip rows another one holds (PostgreSQL)
+    skip_locked = ""
     def json_text(self, column: str, key: str) -> str: raise NotImplementedError
     def tables(self) -> list[str]: raise NotImplementedError
     def change_stamp(self, blocking: bool = True) -> tuple | None: raise NotImplementedError
@@ -319,6 +323,9 @@ class SQLiteDatabase(Database):
 
     def now(self) -> float:
         return time.time()  # the file is on this machine: its clock is the database's
+
+    # SQLite: BEGIN IMMEDIATE (transaction(lock=...)) already makes a claim exclusive; no row locks to skip
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def json_text(self, column: str, key: str) -> str:
         return f"json_extract({column}, '$.{key}')"
@@ -476,6 +483,9 @@ class PostgresDatabase(Database):
 
     def now(self) -> float:
         return float(self.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+
+    now_sql = "CAST(extract(epoch FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def json_text(self, column: str, key: str) -> str:
         return f"(({column})::jsonb ->> '{key}')"

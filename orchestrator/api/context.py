@@ -27,6 +27,7 @@ class ApiSettings:
     validation_timeout: float = 10.0
     workers: int = 4                       # operations running at once (each on its own infrastructure)
     check_processes: int = 2               # worker processes that load and check received descriptors
+    cluster: bool = False                  # several servers share the state: operations are claimed, not owned
 
 
 class ApiContext:
@@ -35,7 +36,7 @@ class ApiContext:
     def __init__(self, store: StateStore, settings: ApiSettings, tokens: Tokens | None):
         self.store, self.settings, self.tokens = store, settings, tokens
         self.bundles = BundleStore(os.path.join(store.home, "api", "bundles"))
-        self.ops = Operations(store, settings.workers)
+        self.ops = Operations(store, settings.workers, settings.cluster)
         self.checks = shared_pool(settings.check_processes)
         self.started = time.time()
         # other Prometheus registries served on the same authenticated /metrics (e.g. the maintain loop's)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -13,12 +13,29 @@ from orchestrator import service
 from orchestrator.api.admission import CreateIn, DescriptorIn, admit, bundle_from, refuse_stored_host_code
 from orchestrator.api.context import ApiContext
 from orchestrator.api.errors import ApiError
+from orchestrator.api.operations import runner
 from orchestrator.api.routing import (API_LOCK_WAIT, ERRORS, NAME_PATTERN, READ_TOKEN, WRITE_TOKEN, Accepted, Ctx,
                                       accepted_response)
 from orchestrator.api.security import scrub
 from orchestrator.executor import RunOptions
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
+# The same key twice (a client retrying after a lost answer) answers the first operation instead of a second one.
+IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", max_length=200,
+                         description="Any unique text; a retry with the same key answers the first operation")
+
+
+@runner("build")
+def run_build(store, request: dict, on_event) -> dict:
+    """A create or apply, by whichever server claims it (its inputs were stored sealed)."""
+    options = RunOptions(parallelism=request["parallelism"], lock_wait=API_LOCK_WAIT)
+    return service.build(request["path"], request["name"], request["inputs"], store, options, on_event=on_event,
+                         holder="strato api")
+
+
+@runner("destroy")
+def run_destroy(store, request: dict, on_event) -> dict:
+    return service.destroy(store, request["name"], RunOptions(lock_wait=API_LOCK_WAIT), on_event=on_event)
 
 
 def public_infra(ctx: ApiContext, name: str) -> dict:
@@ -53,15 +70,20 @@ def list_infrastructures(ctx: Ctx) -> Response:
 
 @router.post("/infrastructures", tags=["infrastructures"], dependencies=[WRITE_TOKEN], status_code=202,
              response_model=Accepted, summary="Create an infrastructure (202 with an operation)")
-def create(ctx: Ctx, body: CreateIn) -> JSONResponse:
+def create(ctx: Ctx, body: CreateIn, idempotency_key: str | None = IDEMPOTENCY_KEY) -> JSONResponse:
+    if (existing := ctx.ops.by_key(idempotency_key)) is not None:
+        return accepted_response(body.name, existing)
     if ctx.store.get_infra(body.name) is not None:
         raise ApiError(409, "INFRASTRUCTURE_EXISTS", f"infrastructure '{body.name}' exists; PUT "
                                                      f"/v1/infrastructures/{body.name} applies a new version")
-    return apply_version(ctx, body.name, body, "create")
+    return apply_version(ctx, body.name, body, "create", idempotency_key)
 
 
-def apply_version(ctx: ApiContext, name: str, body: DescriptorIn, kind: str) -> JSONResponse:
+def apply_version(ctx: ApiContext, name: str, body: DescriptorIn, kind: str,
+                  idem_key: str | None = None) -> JSONResponse:
     store = ctx.store
+    if (existing := ctx.ops.by_key(idem_key)) is not None:
+        return accepted_response(name, existing)
     ctx.ops.busy(name)
     bundle = bundle_from(ctx, body, keep=True)
     infra = store.get_infra(name)
@@ -72,7 +94,9 @@ def apply_version(ctx: ApiContext, name: str, body: DescriptorIn, kind: str) -> 
     options = RunOptions(parallelism=body.parallelism, lock_wait=API_LOCK_WAIT)
     op_id = ctx.ops.submit(name, kind, lambda on_event: service.build(
         bundle.path, name, body.inputs, store, options, on_event=on_event, holder="strato api",
-        loaded=result["loaded"]))
+        loaded=result["loaded"]), request={"runner": "build", "path": bundle.path, "name": name,
+                                           "inputs": body.inputs, "parallelism": body.parallelism},
+        idem_key=idem_key)
     return accepted_response(name, op_id, descriptor=bundle.public(), warnings=result["diagnostics"])
 
 
@@ -138,19 +162,24 @@ def plan(ctx: Ctx, name: str = Path(..., pattern=NAME_PATTERN), body: Descriptor
 
 @router.put("/infrastructures/{name}", tags=["infrastructures"], dependencies=[WRITE_TOKEN], status_code=202,
             response_model=Accepted, summary="Apply a version (creates the infrastructure if new)")
-def put_infrastructure(ctx: Ctx, body: DescriptorIn, name: str = Path(..., pattern=NAME_PATTERN)) -> JSONResponse:
-    return apply_version(ctx, name, body, "apply")
+def put_infrastructure(ctx: Ctx, body: DescriptorIn, name: str = Path(..., pattern=NAME_PATTERN),
+                       idempotency_key: str | None = IDEMPOTENCY_KEY) -> JSONResponse:
+    return apply_version(ctx, name, body, "apply", idempotency_key)
 
 
 @router.delete("/infrastructures/{name}", tags=["infrastructures"], dependencies=[WRITE_TOKEN], status_code=202,
                response_model=Accepted, summary="Destroy everything (202 with an operation)")
-def destroy(ctx: Ctx, name: str = Path(..., max_length=63)) -> JSONResponse:
+def destroy(ctx: Ctx, name: str = Path(..., max_length=63),
+            idempotency_key: str | None = IDEMPOTENCY_KEY) -> JSONResponse:
     store = ctx.store
+    if (existing := ctx.ops.by_key(idempotency_key)) is not None:
+        return accepted_response(name, existing)
     infra = store.get_infra(name)
     if infra is None:
         raise service.NotFound(f"no infrastructure named '{name}'")
     refuse_stored_host_code(ctx, infra, deleting=True)
     op_id = ctx.ops.submit(name, "destroy", lambda on_event: service.destroy(store, name,
                                                                               RunOptions(lock_wait=API_LOCK_WAIT),
-                                                                              on_event=on_event))
+                                                                              on_event=on_event),
+                           request={"runner": "destroy", "name": name}, idem_key=idempotency_key)
     return accepted_response(name, op_id)

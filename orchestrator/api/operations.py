@@ -1,19 +1,36 @@
 """Asynchronous operations of the REST API: builds, applies, scales and destroys run in background workers, one per
-infrastructure at a time, with per-node progress persisted in the state database (a restart marks them interrupted)."""
+infrastructure at a time, with per-node progress persisted in the state database (a restart marks them interrupted).
+
+In a cluster (`join_cluster`: several servers on one database) an operation that can be re-run from what it
+stored (`request`, run by a registered runner) is queued instead, and any server's claimer runs it; one whose
+server died is claimed again and resumed (orchestrator/cluster.py)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 from descriptors.diagnostics import DescriptorError
 from orchestrator.api.errors import ApiError
 from orchestrator.service import UserError
-from orchestrator.state import StateError, StateStore
+from orchestrator import cluster
+from orchestrator.state import LeaseLost, StateError, StateStore
 
+log = logging.getLogger("strato.operations")
 Work = Callable[[Callable[[dict], None]], dict]
+# request["runner"] -> how to re-run it: (store to write through, the request, on_event) -> result
+RUNNERS: dict[str, Callable[[StateStore, dict, Callable[[dict], None]], dict]] = {}
+
+
+def runner(name: str):
+    """Register how an operation's stored request is run (by whichever server claims it)."""
+    def register(fn):
+        RUNNERS[name] = fn
+        return fn
+    return register
 _COUNTED = {"ready": "ready", "deleted": "deleted", "failed": "failed", "delete_failed": "failed"}
 
 
@@ -54,31 +71,57 @@ class Progress:
 class Operations:
     """Runs mutating work in a bounded pool; a second mutating operation on one infrastructure is refused (409)."""
 
-    def __init__(self, store: StateStore, workers: int = 4):
+    def __init__(self, store: StateStore, workers: int = 4, clustered: bool = False):
         self.store = store
+        self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="strato-op")
         self.running: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.interrupted = store.interrupt_orphaned_operations()
+        self.server: str | None = None      # this server's id, once it joined a cluster
+        self._wake = threading.Event()
+        self._leaving = threading.Event()
+        self._claimer: threading.Thread | None = None
+        # one server alone: what a dead process ran is over (resumed by applying again); in a cluster another
+        # server resumes it once its heartbeat is old
+        self.interrupted = 0 if clustered else store.interrupt_orphaned_operations()
 
     def busy(self, infra: str) -> None:
         """409 naming the operation that is changing this infrastructure, if one is."""
         running = self.running.get(infra)
         if running is None:
-            others = self.store.operations(infra, state="running", limit=1)
+            others = (self.store.operations(infra, state="running", limit=1)
+                      or self.store.operations(infra, state="queued", limit=1))
             running = others[0]["id"] if others else None
         if running is not None:
             op = self.store.get_operation(running) or {"kind": "operation"}
             raise ApiError(409, "OPERATION_RUNNING", f"infrastructure '{infra}' is busy with {op['kind']} operation "
                                                      f"{running}; wait for it to finish", operation=running)
 
-    def submit(self, infra: str, kind: str, work: Work, prepare: Callable[[], object] | None = None) -> str:
-        """Start work in the background; `prepare` runs first, under the same check that nothing else runs."""
+    def by_key(self, idem_key: str | None) -> str | None:
+        """The operation an idempotency key already started, if any."""
+        if not idem_key:
+            return None
+        row = self.store.database.execute("SELECT id FROM operations WHERE idem_key=?", (idem_key,)).fetchone()
+        return row[0] if row else None
+
+    def submit(self, infra: str, kind: str, work: Work, prepare: Callable[[], object] | None = None,
+               request: dict | None = None, idem_key: str | None = None) -> str:
+        """Start work in the background; `prepare` runs first, under the same check that nothing else runs. In a
+        cluster, an operation with a `request` (see RUNNERS) is queued for whichever server claims it first."""
         with self._lock:
             self.busy(infra)
             if prepare is not None:
                 prepare()
-            op_id = self.store.create_operation(infra, kind)
+            if self.server is not None and request is not None:
+                op_id, _ = cluster.queue_operation(self.store, infra, kind, request, self.server, idem_key)
+                self._wake.set()
+                return op_id
+            if self.server is not None:
+                op_id, _ = cluster.queue_operation(self.store, infra, kind, None, self.server, idem_key)
+            else:
+                op_id = self.store.create_operation(infra, kind)
+                if idem_key:
+                    self.store.database.execute("UPDATE operations SET idem_key=? WHERE id=?", (idem_key, op_id))
             self.running[infra] = op_id
         try:
             self.pool.submit(self._run, infra, op_id, work)
@@ -87,7 +130,8 @@ class Operations:
             raise ApiError(409, "SERVER_STOPPING", "the server is stopping; try again after it restarts")
         return op_id
 
-    def _run(self, infra: str, op_id: str, work: Work) -> None:
+    def _run(self, infra: str, op_id: str, work: Work, store: StateStore | None = None) -> None:
+        store = store or self.store
         progress = Progress()
         last_write = [0.0]
 
@@ -96,7 +140,7 @@ class Operations:
             now = time.monotonic()
             if now - last_write[0] > 0.2 or event.get("event") in ("planned", "node_done", "failed"):
                 last_write[0] = now
-                self.store.update_operation(op_id, progress=progress.to_dict())
+                store.update_operation(op_id, progress=progress.to_dict())
 
         state, result, error = "failed", None, None
         try:
@@ -105,21 +149,78 @@ class Operations:
             if state == "failed":
                 failures = result.get("failures") or []
                 error = "; ".join(f"{f.get('node')}: {f.get('error')}" for f in failures[:5]) or "the operation failed"
+        except LeaseLost as exc:   # another server claimed it again (this one was presumed dead): it finishes it
+            log.warning("operation %s stops here: %s", op_id, exc)
+            self._forget(infra, op_id)
+            return
         except DescriptorError as exc:
             error = "; ".join(d.format() for d in exc.diagnostics[:5])
         except (UserError, StateError, ApiError) as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a driver or engine bug: recorded on the operation, not lost
             error = f"{type(exc).__name__}: {exc}"
-        self._finish(infra, op_id, state, result, error, progress)
+        self._finish(infra, op_id, state, result, error, progress, store)
 
     def _finish(self, infra: str, op_id: str, state: str, result: dict | None, error: str | None,
-                progress: Progress | None = None) -> None:
-        self.store.update_operation(op_id, state=state, result=result, error=error,
-                                    progress=progress.to_dict() if progress else None)
+                progress: Progress | None = None, store: StateStore | None = None) -> None:
+        try:
+            (store or self.store).update_operation(op_id, state=state, result=result, error=error,
+                                                   progress=progress.to_dict() if progress else None)
+        except LeaseLost as exc:
+            log.warning("operation %s: its outcome is not recorded here: %s", op_id, exc)
+        self._forget(infra, op_id)
+
+    def _forget(self, infra: str, op_id: str) -> None:
         with self._lock:
             if self.running.get(infra) == op_id:
                 del self.running[infra]
+        self._wake.set()
+
+    # -- several servers -----------------------------------------------------------------------------
+    def join_cluster(self, server: str, settings, keeper) -> None:
+        """Claim queued operations (and those of dead servers) from now on, as server `server`."""
+        self.server, self.settings = server, settings
+        keeper.beats.append(lambda: cluster.beat_operations(self.store, server, settings.duration))
+        self._claimer = threading.Thread(target=self._claim_loop, name="strato-op-claimer", daemon=True)
+        self._claimer.start()
+
+    def leave_cluster(self) -> None:
+        """Stop claiming; what runs here goes on until the process ends (a dead server's work is re-claimed)."""
+        self._leaving.set()
+        self._wake.set()
+        if self._claimer is not None:
+            self._claimer.join(10)
+
+    def _claim_loop(self) -> None:
+        while not self._leaving.is_set():
+            self._wake.wait(self.settings.retry)
+            self._wake.clear()
+            try:
+                while not self._leaving.is_set() and len(self.running) < self.workers and self._claim_one():
+                    pass
+            except Exception as exc:  # noqa: BLE001 - the database is away: claim again on the next look
+                log.warning("claiming operations: %s", exc)
+
+    def _claim_one(self) -> bool:
+        claim = cluster.claim_operation(self.store, self.server, self.settings.duration)
+        if claim is None:
+            return False
+        store = cluster.fenced_by_claim(self.store, claim, self.server)
+        with self._lock:
+            self.running[claim.infra] = claim.id
+        if claim.attempt > cluster.MAX_ATTEMPTS or (claim.request or {}).get("runner") not in RUNNERS:
+            why = (f"gave up after {claim.attempt - 1} attempts" if claim.attempt > cluster.MAX_ATTEMPTS
+                   else f"this server cannot run '{(claim.request or {}).get('runner')}' operations")
+            self._finish(claim.infra, claim.id, "failed", None, why, store=store)
+            return True
+        work = self._work(claim)
+        self.pool.submit(self._run, claim.infra, claim.id, lambda on_event: work(store, on_event), store)
+        return True
+
+    @staticmethod
+    def _work(claim: cluster.Claim) -> Callable[[StateStore, Any], dict]:
+        run = RUNNERS[claim.request["runner"]]
+        return lambda store, on_event: run(store, claim.request, on_event)
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

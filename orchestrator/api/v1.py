@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from orchestrator.api.cluster_routes import router as cluster
 from orchestrator.api.infrastructure_routes import router as infrastructures
 from orchestrator.api.model_routes import router as models
 from orchestrator.api.operation_routes import router as operations
@@ -11,7 +12,7 @@ from orchestrator.api.optimizer_routes import node_router as optimizer_nodes, ro
 from orchestrator.api.scale_routes import router as scaling
 from orchestrator.api.validate_routes import router as validation
 
-ROUTERS = (validation, infrastructures, scaling, operations, optimizer, optimizer_nodes, models)
+ROUTERS = (validation, infrastructures, scaling, operations, optimizer, optimizer_nodes, models, cluster)
 
 
 def install(app: FastAPI) -> None:

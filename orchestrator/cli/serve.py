@@ -19,22 +19,70 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def start_maintain_thread(state_path, interval: float, app=None):
-    """Run the maintain loop over every infrastructure of the state store on a daemon thread.
+def lease_settings(lease: str, renew_deadline: str, retry: str):
+    """The lease options as LeaseSettings (a usage error, exit 64, when they do not fit together)."""
+    from orchestrator.cli.maintain import parse_interval
+    from orchestrator.errors import UsageError
+    from orchestrator.leases import LeaseSettings
+    try:
+        return LeaseSettings(parse_interval(lease), parse_interval(renew_deadline), parse_interval(retry)).check()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
-    Strato's own metrics join the API's /metrics, behind the same read token. Returns (stop event, thread)."""
-    from orchestrator.maintain import MaintainOptions, maintain_all
+
+def start_cluster_member(state_path, settings, url: str, interval: float | None, app=None, claim: bool = False):
+    """Register this server on the state database, keep its leases and heartbeat, claim operations (app) and,
+    with an interval, run its share of the maintain loops on a thread. Returns a function that stops it all
+    and hands the leases back (graceful stop)."""
+    from orchestrator.fleet import maintain_fleet
+    from orchestrator.leases import LeaseKeeper, ServerRegistry
+    from orchestrator.maintain import MaintainOptions
     from orchestrator.metrics import LoopMetrics
     from orchestrator.state import StateStore
 
-    loop_metrics = LoopMetrics()
-    if app is not None and loop_metrics.registry is not None:
-        app.state.ctx.extra_registries.append(loop_metrics.registry)
-    stop = threading.Event()
-    thread = threading.Thread(target=maintain_all, args=(StateStore(state_path), MaintainOptions(interval=interval),
-                                                         stop, loop_metrics), name="strato-maintain", daemon=True)
-    thread.start()
-    return stop, thread
+    store = StateStore(state_path)
+    registry = ServerRegistry(store, settings, url=url)
+    registry.register()
+    keeper = LeaseKeeper(store, registry.id, settings)
+    keeper.beats.append(registry.beat)
+    if claim:
+        app.state.ctx.ops.join_cluster(registry.id, settings, keeper)
+    keeper.start()
+    stop, thread = threading.Event(), None
+    if interval is not None:
+        loop_metrics = LoopMetrics()
+        if app is not None and loop_metrics.registry is not None:
+            app.state.ctx.extra_registries.append(loop_metrics.registry)
+        options = MaintainOptions(interval=interval, lease=settings)
+        thread = threading.Thread(target=maintain_fleet, args=(store, options, stop, loop_metrics, registry, keeper),
+                                  name="strato-maintain", daemon=True)
+        thread.start()
+
+    def finish() -> None:
+        stop.set()
+        if thread is not None:
+            thread.join(30)
+        if claim:
+            app.state.ctx.ops.leave_cluster()
+        keeper.stop()
+        registry.deregister()
+    return finish
+
+
+def _announce(app, insecure_no_auth: bool, allow_local_processes: bool, host: str, port: int) -> None:
+    """Say on stderr how to authenticate, and warn about what is unsafe."""
+    if insecure_no_auth:
+        for line in ("WARNING: authentication is OFF (--insecure-no-auth).",
+                     f"WARNING: every local user and process that reaches {host}:{port} can build, scale and destroy.",
+                     "WARNING: never use this on a shared machine."):
+            click.secho(line, fg="red", bold=True, err=True)
+    else:
+        files = app.state.ctx.tokens.files
+        where = ", ".join(f"{scope}: {path}" for scope, path in files.items()) or "from the environment"
+        click.echo(f"API tokens ({where}); send 'Authorization: Bearer <token>'", err=True)
+    if allow_local_processes:
+        click.secho("nodes that run code on this machine are accepted over HTTP: they run as this server's user",
+                    fg="yellow", err=True)
 
 
 @click.command("serve")
@@ -57,11 +105,20 @@ def start_maintain_thread(state_path, interval: float, app=None):
               help="Also run the maintain loop for every infrastructure no other loop maintains "
                    "(its metrics join /metrics).")
 @click.option("--maintain-interval", default="10s", show_default=True, help="Time between maintain passes.")
+@click.option("--cluster/--no-cluster", default=None,
+              help="Share the state with other servers: register, claim queued operations, resume those of a dead "
+                   "server, take a fair share of the maintain loops [default: on for a postgresql:// state].")
+@click.option("--lease", default="15s", show_default=True, help="How long a loop's lease lasts without renewal.")
+@click.option("--renew-deadline", default="10s", show_default=True,
+              help="A server that could not renew its leases for this long stops those loops itself.")
+@click.option("--retry", default="2s", show_default=True,
+              help="How often leases are renewed, free ones looked for and operations claimed.")
 @state_option
 @json_option
 @handle_errors
 def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, max_nodes, max_instances,
-            validation_timeout, workers, run_maintain, maintain_interval, state_path, as_json):
+            validation_timeout, workers, run_maintain, maintain_interval, cluster, lease, renew_deadline, retry,
+            state_path, as_json):
     """Serve the REST API under /v1 (OpenAPI at /docs) and the dashboard at /, over the CLI's state.
 
     \b
@@ -74,6 +131,14 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     (the server's own log goes to stderr), so a script can read where to connect.
     With --maintain the maintain loop runs in a background thread for every infrastructure that no
     other loop maintains, and Strato's own metrics are served at /metrics.
+
+    \b
+    Several servers on one PostgreSQL (--state postgresql://... or STRATO_STATE_URL):
+      strato serve --maintain --port 8470 --state postgresql://strato@db/strato
+      strato serve --maintain --port 8471 --state postgresql://strato@db/strato
+    each takes a fair share of the loops (leases with fencing tokens), any of them runs a queued
+    operation, and what a stopped or dead server held is taken over within one lease.
+    `strato status --servers` shows who holds what.
     """
     try:
         import uvicorn
@@ -83,29 +148,24 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     if insecure_no_auth and not is_loopback(host):
         raise UserError(f"--insecure-no-auth is refused on {host}: anyone who reaches it could run builds. "
                         "Bind to 127.0.0.1, or keep token authentication")
+    from orchestrator.cli.maintain import parse_interval
+    from orchestrator.statedb import default_location, is_url
+    settings_lease = lease_settings(lease, renew_deadline, retry)
+    interval = parse_interval(maintain_interval) if run_maintain else None
+    clustered = cluster if cluster is not None else is_url(state_path or default_location())
     settings = ApiSettings(auth=not insecure_no_auth, allow_local_processes=allow_local_processes,
                            max_body_bytes=int(max_body_mb * 2 ** 20), max_nodes=max_nodes,
-                           max_instances=max_instances, validation_timeout=validation_timeout, workers=workers)
+                           max_instances=max_instances, validation_timeout=validation_timeout, workers=workers,
+                           cluster=clustered)
     try:
         app = create_app(state_path, settings)
     except ValueError as exc:  # a token that is too short
         raise UserError(str(exc)) from None
-    if insecure_no_auth:
-        for line in ("WARNING: authentication is OFF (--insecure-no-auth).",
-                     f"WARNING: every local user and process that reaches {host}:{port} can build, scale and destroy.",
-                     "WARNING: never use this on a shared machine."):
-            click.secho(line, fg="red", bold=True, err=True)
-    else:
-        files = app.state.ctx.tokens.files
-        where = ", ".join(f"{scope}: {path}" for scope, path in files.items()) or "from the environment"
-        click.echo(f"API tokens ({where}); send 'Authorization: Bearer <token>'", err=True)
-    if allow_local_processes:
-        click.secho("nodes that run code on this machine are accepted over HTTP: they run as this server's user",
-                    fg="yellow", err=True)
-    stop = None
-    if run_maintain:
-        from orchestrator.cli.maintain import parse_interval
-        stop, _thread = start_maintain_thread(state_path, parse_interval(maintain_interval), app)
+    _announce(app, insecure_no_auth, allow_local_processes, host, port)
+    finish = None
+    if clustered or run_maintain:
+        finish = start_cluster_member(state_path, settings_lease, f"http://{host}:{port}", interval,
+                                      app, claim=clustered)
     if as_json:
         from orchestrator.statedb import redact
         url = f"http://{host}:{port}"
@@ -115,5 +175,5 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")
     finally:
-        if stop is not None:
-            stop.set()
+        if finish is not None:   # SIGTERM/SIGINT end uvicorn first: the loops stop and hand their leases back
+            finish()

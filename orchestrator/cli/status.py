@@ -75,6 +75,34 @@ def _hints(infra: dict, loop: dict | None) -> list[str]:
     return lines
 
 
+def _servers_lines(view: dict) -> list[str]:
+    """One line per server (heartbeat age, what it holds), then what waits for a server."""
+    lines = [] if view["servers"] else ["no servers registered (start `strato serve --maintain` on this state)"]
+    for server in view["servers"]:
+        state = "alive" if server["alive"] else "silent"
+        lines.append(f"{server['id']}  {state}, heartbeat {server['heartbeat_age_s']:.1f} s ago"
+                     + (f"  {server['url']}" if server.get("url") else ""))
+        leases = ", ".join(f"{lease['infrastructure']} (token {lease['token']})" for lease in server["leases"])
+        lines.append(f"  loops: {leases or 'none'}")
+        for op in server["operations"]:
+            lines.append(f"  operation {op['id']} {op['kind']} {op['infrastructure']} (attempt {op['attempts']})")
+    for op in view["waiting_operations"]:
+        lines.append(f"waiting: operation {op['id']} {op['kind']} {op['infrastructure']} ({op['state']})")
+    for lease in view["unowned_leases"]:
+        lines.append(f"held by no registered server: {lease['infrastructure']} ({lease['holder']})")
+    return lines
+
+
+def show_servers(store, as_json: bool) -> None:
+    from orchestrator.cluster import cluster_view
+    from orchestrator.leases import LeaseSettings
+    view = cluster_view(store, LeaseSettings().duration)
+    if as_json:
+        emit_json(view)
+    else:
+        click.echo("\n".join(_servers_lines(view)))
+
+
 @click.command("status")
 @click.argument("name", required=False)
 @click.option("--no-refresh", is_flag=True, help="Show stored state without asking the backends.")
@@ -84,10 +112,12 @@ def _hints(infra: dict, loop: dict | None) -> list[str]:
 @click.option("--watch", "-w", is_flag=True, help="Refresh until Ctrl-C (or --count refreshes), with recent events.")
 @click.option("--every", default=2.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between refreshes.")
 @click.option("--count", type=click.IntRange(1), default=None, help="With --watch: stop after this many refreshes.")
+@click.option("--servers", is_flag=True, help="The servers sharing this state: heartbeats, and which loops "
+                                               "(leases) and operations each holds.")
 @state_option
 @json_option
 @handle_errors
-def command(name, no_refresh, check, watch, every, count, state_path, as_json):
+def command(name, no_refresh, check, watch, every, count, servers, state_path, as_json):
     """Show infrastructures (all, or NAME) with each instance's status and attributes.
 
     An infrastructure whose build finished but some of whose instances are gone or failed is
@@ -96,10 +126,17 @@ def command(name, no_refresh, check, watch, every, count, state_path, as_json):
 
     With --watch the view is redrawn every --every seconds with the latest events (scaling
     decisions, heals, alerts); with --json it prints one JSON document per refresh.
+
+    With --servers: the servers sharing this state (several `strato serve` on one PostgreSQL), each
+    with its heartbeat and the maintain loops and operations it holds.
     """
     if check and no_refresh:
         raise UsageError("--check observes every instance now; it cannot be combined with --no-refresh")
     store = service.open_store(state_path)
+    if servers:
+        if name or check or watch:
+            raise UsageError("--servers shows the servers of the state; it takes no NAME, --check or --watch")
+        return show_servers(store, as_json)
     shown, code = 0, 0
     try:
         while True:
