@@ -85,10 +85,13 @@ def fenced_by_claim(store: StateStore, claim: Claim, server: str) -> StateStore:
                         f"operation {claim.id} (attempt {claim.attempt})")
 
 
-def beat_operations(store: StateStore, server: str, timeout: float) -> None:
-    """This server's running operations are alive; one that cannot be re-run whose server went silent is over."""
+def beat_operations(store: StateStore, server: str, running: list[str], timeout: float) -> None:
+    """The operations running here now are alive (one whose outcome could not be written is not: it goes stale
+    and is claimed again); one that cannot be re-run whose server went silent is over."""
     now = store.database.now_sql
-    store.database.execute(f"UPDATE operations SET heartbeat={now} WHERE server=? AND state='running'", (server,))
+    for op_id in running:
+        store.database.execute(f"UPDATE operations SET heartbeat={now} WHERE id=? AND server=? AND state='running'",
+                               (op_id, server))
     store.database.execute(f"UPDATE operations SET state='interrupted', updated=?, error=? WHERE state='running' "
                            f"AND request IS NULL AND heartbeat IS NOT NULL AND heartbeat < {now} - ?",
                            (time.time(), "its server stopped while it ran; apply again to resume", timeout))

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from drivers.common import process_start_time
 from orchestrator.state import Lease, StateError, StateStore, new_owner_id
 
 log = logging.getLogger("strato.leases")
@@ -116,31 +117,40 @@ class ServerRegistry:
         self.url = url
 
     def register(self) -> None:
-        now = self.store.database.now_sql
-        self.store.database.execute(f"INSERT INTO servers (id, host, pid, url, started, heartbeat) VALUES (?,?,?,?,{now},{now}) "
-                         "ON CONFLICT(id) DO UPDATE SET heartbeat=excluded.heartbeat, url=excluded.url",
-                         (self.id, socket.gethostname(), os.getpid(), self.url))
+        db = self.store.database
+        db.execute(f"INSERT INTO servers (id, host, pid, url, started, heartbeat) VALUES (?,?,?,?,{db.now_sql},"
+                   f"{db.now_sql}) ON CONFLICT(id) DO UPDATE SET heartbeat=excluded.heartbeat, url=excluded.url",
+                   (self.id, socket.gethostname(), os.getpid(), self.url))
 
     def beat(self) -> None:
-        self.store.database.execute(f"UPDATE servers SET heartbeat={self.store.database.now_sql} WHERE id=?", (self.id,))
+        db = self.store.database
+        db.execute(f"UPDATE servers SET heartbeat={db.now_sql} WHERE id=?", (self.id,))
 
     def deregister(self) -> None:
         self.store.database.execute("DELETE FROM servers WHERE id=?", (self.id,))
 
     def alive(self) -> list[str]:
-        """The ids of servers whose heartbeat is younger than a lease (this one included)."""
-        rows = self.store.database.execute(f"SELECT id FROM servers WHERE heartbeat > {self.store.database.now_sql} - ? "
-                                "ORDER BY id", (self.settings.duration,)).fetchall()
-        return [r[0] for r in rows]
+        """The ids of servers whose heartbeat is younger than a lease (this one included); a server on this
+        machine whose process is gone is not counted, however young its heartbeat."""
+        rows = self.store.database.execute(f"SELECT id, host, pid FROM servers WHERE heartbeat > "
+                                           f"{self.store.database.now_sql} - ? ORDER BY id",
+                                           (self.settings.duration,)).fetchall()
+        here = socket.gethostname()
+        return [r[0] for r in rows if r[0] == self.id or r[1] != here or process_alive(r[2])]
 
     def fair_share(self, infrastructures: int) -> int:
         """How many loops this server should run: ceil(infrastructures / servers alive)."""
         return math.ceil(infrastructures / max(1, len(self.alive())))
 
 
+def process_alive(pid: int) -> bool:
+    return process_start_time(pid) is not None
+
+
 def servers(store: StateStore, duration: float) -> list[dict]:
     """Every registered server: id, host, pid, url, started, heartbeat, age (seconds) and whether it is alive."""
-    rows = store.database.execute(f"SELECT id, host, pid, url, started, heartbeat, {store.database.now_sql} FROM servers "
-                       "ORDER BY id").fetchall()
+    db = store.database
+    rows = db.execute(f"SELECT id, host, pid, url, started, heartbeat, {db.now_sql} FROM servers "
+                      "ORDER BY id").fetchall()
     return [{"id": r[0], "host": r[1], "pid": r[2], "url": r[3], "started": r[4], "heartbeat": r[5],
              "heartbeat_age_s": round(r[6] - r[5], 3), "alive": r[6] - r[5] < duration} for r in rows]

@@ -532,7 +532,7 @@ class StateStore:
         return self.database.change_stamp(blocking)
 
     # -- operations (asynchronous API requests) ----------------------------
-    _OP_COLS = "id, infra, kind, state, created, updated, pid, host, progress, result, error"
+    _OP_COLS = "id, infra, kind, state, created, updated, pid, host, progress, result, error, attempts, server"
 
     def create_operation(self, infra: str, kind: str) -> str:
         """A running operation owned by this process (a restart finds it by pid and marks it interrupted)."""
@@ -555,7 +555,7 @@ class StateStore:
     def _operation(row) -> dict:
         return {"id": row[0], "infrastructure": row[1], "kind": row[2], "state": row[3], "created": row[4],
                 "updated": row[5], "progress": json.loads(row[8]), "result": json.loads(row[9]) if row[9] else None,
-                "error": row[10]}
+                "error": row[10], "attempts": row[11], "server": row[12]}
 
     def get_operation(self, op_id: str) -> dict | None:
         row = self._exec(f"SELECT {self._OP_COLS} FROM operations WHERE id=?", (op_id,)).fetchone()
@@ -698,7 +698,8 @@ class StateStore:
         now = self.database.now_sql
         taken = self._exec(f"UPDATE leases SET holder=?, pid=?, host=?, start_time=?, acquired={now}, owner=?, "
                            f"token=token+1, expires_at={now}+? WHERE infra=? AND token=? RETURNING token",
-                           (holder, pid, host, process_start_time(pid), owner, duration, infra, row["token"])).fetchone()
+                           (holder, pid, host, process_start_time(pid), owner, duration, infra,
+                            row["token"])).fetchone()
         if taken is None:   # another server took it between our read and our write
             raise self._lease_held(infra, self._lease_row(infra) or row)
         with _HOLDERS_LOCK:
@@ -731,7 +732,7 @@ class StateStore:
                           (infra, owner, *((lease.token,) if lease else ()))).rowcount > 0
 
     def lease_holder(self, infra: str) -> dict | None:
-        """The live maintain loop of an infrastructure ({holder, pid, host, since, owner, token, expires_in}), or None."""
+        """The live maintain loop of an infrastructure or None: {holder, pid, host, since, owner, token, expires_in}."""
         row = self._lease_row(infra)
         return row if row and row["alive"] else None
 

@@ -34,6 +34,8 @@ def create_app(state_path: str | None = None, settings: ApiSettings | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        for stop in ctx.on_stop:   # e.g. a cluster member hands its leases back before uvicorn ends the process
+            stop()
         ctx.ops.shutdown()
 
     app = FastAPI(title="Strato", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -41,6 +41,7 @@ class ApiContext:
         self.started = time.time()
         # other Prometheus registries served on the same authenticated /metrics (e.g. the maintain loop's)
         self.extra_registries: list = []
+        self.on_stop: list = []   # run when the server stops gracefully (in the app's lifespan)
         self._doc_cache: dict[Any, bytes] = {}
 
     def cached_now(self, key: Any) -> bytes | None:

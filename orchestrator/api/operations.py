@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from descriptors.diagnostics import DescriptorError
+from orchestrator import cluster
 from orchestrator.api.errors import ApiError
 from orchestrator.service import UserError
-from orchestrator import cluster
 from orchestrator.state import LeaseLost, StateError, StateStore
+from orchestrator.statedb import StateUnavailable
 
 log = logging.getLogger("strato.operations")
 Work = Callable[[Callable[[dict], None]], dict]
@@ -153,6 +154,12 @@ class Operations:
             log.warning("operation %s stops here: %s", op_id, exc)
             self._forget(infra, op_id)
             return
+        except StateUnavailable as exc:
+            if store is not self.store:   # a claimed operation: it goes stale and is resumed once the database is back
+                log.warning("operation %s pauses: %s", op_id, exc)
+                self._forget(infra, op_id)
+                return
+            error = str(exc)
         except DescriptorError as exc:
             error = "; ".join(d.format() for d in exc.diagnostics[:5])
         except (UserError, StateError, ApiError) as exc:
@@ -163,11 +170,17 @@ class Operations:
 
     def _finish(self, infra: str, op_id: str, state: str, result: dict | None, error: str | None,
                 progress: Progress | None = None, store: StateStore | None = None) -> None:
-        try:
-            (store or self.store).update_operation(op_id, state=state, result=result, error=error,
-                                                   progress=progress.to_dict() if progress else None)
-        except LeaseLost as exc:
-            log.warning("operation %s: its outcome is not recorded here: %s", op_id, exc)
+        for attempt in range(3):   # the database may be restarting: a moment later the outcome is kept
+            try:
+                (store or self.store).update_operation(op_id, state=state, result=result, error=error,
+                                                       progress=progress.to_dict() if progress else None)
+                break
+            except LeaseLost as exc:
+                log.warning("operation %s: its outcome is not recorded here: %s", op_id, exc)
+                break
+            except StateError as exc:   # unreachable: in a cluster, the operation goes stale and is run again
+                log.warning("operation %s: cannot record its outcome (%s)", op_id, exc)
+                time.sleep(1.0 + attempt)
         self._forget(infra, op_id)
 
     def _forget(self, infra: str, op_id: str) -> None:
@@ -180,7 +193,8 @@ class Operations:
     def join_cluster(self, server: str, settings, keeper) -> None:
         """Claim queued operations (and those of dead servers) from now on, as server `server`."""
         self.server, self.settings = server, settings
-        keeper.beats.append(lambda: cluster.beat_operations(self.store, server, settings.duration))
+        keeper.beats.append(lambda: cluster.beat_operations(self.store, server, list(self.running.values()),
+                                                            settings.duration))
         self._claimer = threading.Thread(target=self._claim_loop, name="strato-op-claimer", daemon=True)
         self._claimer.start()
 

@@ -59,6 +59,8 @@ def start_cluster_member(state_path, settings, url: str, interval: float | None,
         thread.start()
 
     def finish() -> None:
+        if stop.is_set():
+            return
         stop.set()
         if thread is not None:
             thread.join(30)
@@ -166,6 +168,7 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     if clustered or run_maintain:
         finish = start_cluster_member(state_path, settings_lease, f"http://{host}:{port}", interval,
                                       app, claim=clustered)
+        app.state.ctx.on_stop.append(finish)   # uvicorn ends the process right after a SIGTERM's shutdown
     if as_json:
         from orchestrator.statedb import redact
         url = f"http://{host}:{port}"
