@@ -59,8 +59,39 @@ def _line(report) -> str:
     return "; ".join(parts)
 
 
+def maintain_every(state_path, seconds: float, lease: str, renew_deadline: str, retry: str, as_json: bool) -> None:
+    """`strato maintain --all`: this process's fair share of every infrastructure's loop, until Ctrl-C/SIGTERM
+    (the leases are then handed back)."""
+    from orchestrator.cli.serve import lease_settings
+    from orchestrator.fleet import maintain_fleet
+    from orchestrator.maintain import MaintainOptions
+
+    settings = lease_settings(lease, renew_deadline, retry)
+    store = service.open_store(state_path)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if as_json:
+        emit_json({"ok": True, "maintain": "all", "interval_s": seconds, "lease_s": settings.duration})
+        sys.stdout.flush()
+    else:
+        click.echo(f"maintaining this server's share of every infrastructure every {seconds:g} s; Ctrl-C stops",
+                   err=True)
+    try:
+        maintain_fleet(store, MaintainOptions(interval=seconds, lease=settings), stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
 @click.command("maintain")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--all", "every", is_flag=True,
+              help="Every infrastructure: with other `maintain --all` or `serve --maintain` processes on the same "
+                   "state, each takes a fair share of the loops (leases with fencing tokens).")
+@click.option("--lease", default="15s", show_default=True, help="With --all: how long a loop's lease lasts.")
+@click.option("--renew-deadline", default="10s", show_default=True,
+              help="With --all: loops stop by themselves when their leases could not be renewed for this long.")
+@click.option("--retry", default="2s", show_default=True,
+              help="With --all: how often leases are renewed and free ones looked for.")
 @click.option("--interval", default="10s", show_default=True, help="Time between passes (10s, 500ms, 2m).")
 @click.option("--once", is_flag=True, help="Run one pass and exit.")
 @click.option("--dry-run", is_flag=True, help="Observe, evaluate and print what would be done; change nothing.")
@@ -75,7 +106,8 @@ def _line(report) -> str:
 @state_option
 @json_option
 @handle_errors
-def command(name, interval, once, dry_run, metrics_port, prometheus_url, passes, grace, state_path, as_json):
+def command(name, every, lease, renew_deadline, retry, interval, once, dry_run, metrics_port, prometheus_url, passes,
+            grace, state_path, as_json):
     """Keep infrastructure NAME at its declared state, pass after pass.
 
     \b
@@ -89,11 +121,16 @@ def command(name, interval, once, dry_run, metrics_port, prometheus_url, passes,
       strato maintain demo                          # every 10 s until Ctrl-C
       strato maintain demo --once --dry-run --json  # what would one pass do?
       strato maintain demo --interval 2s --metrics-port 9464
+      strato maintain --all --state postgresql://db/strato   # a share of every loop
     """
     from orchestrator.maintain import Maintainer, MaintainOptions
     from orchestrator.metrics import LoopMetrics
 
     seconds = parse_interval(interval)
+    if every or name is None:
+        if name is not None or not every or once or dry_run or passes:
+            raise UsageError("give NAME, or --all (which takes no NAME, --once, --dry-run or --passes)")
+        return maintain_every(state_path, seconds, lease, renew_deadline, retry, as_json)
     store = service.open_store(state_path)
     service.require_infra(store, name)
     options = MaintainOptions(interval=seconds, dry_run=dry_run, prometheus_url=prometheus_url,

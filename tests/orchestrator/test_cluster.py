@@ -176,3 +176,59 @@ def test_a_dead_servers_operation_is_claimed_again_and_its_writes_are_fenced(sto
         stale.update_operation(op_id, state="succeeded")
     cluster.fenced_by_claim(b, second, "server-b").update_operation(op_id, state="succeeded")
     assert a.get_operation(op_id)["state"] == "succeeded"
+
+
+NOOP = """tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  node_templates:
+    web:
+      type: strato.nodes.Noop
+      capabilities: {scalable: {properties: {default_instances: 2}}}
+"""
+
+
+def test_maintain_all_processes_share_the_loops_and_status_servers_shows_who_holds_what(strato, strato_home, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    desc = tmp_path / "noop.yaml"
+    desc.write_text(NOOP)
+    for name in ("one", "two"):
+        assert strato("build", str(desc), "--name", name, "-q").returncode == 0
+    env = dict(os.environ, STRATO_HOME=str(strato_home), PYTHONPATH=REPO)
+    argv = [sys.executable, "-m", "orchestrator", "maintain", "--all", "--interval", "0.3s", "--lease", "3s",
+            "--renew-deadline", "2s", "--retry", "0.3s"]
+    procs = [subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(2)]
+    try:
+        def shares():
+            view = json.loads(strato("status", "--servers", "--json").stdout)
+            held = sorted(len(s["leases"]) for s in view["servers"])
+            return held == [1, 1] and view
+        deadline = time.monotonic() + 30
+        view = shares()
+        while not view and time.monotonic() < deadline:
+            time.sleep(0.3)
+            view = shares()
+        assert view, strato("status", "--servers").stdout
+        text = strato("status", "--servers").stdout
+        assert text.count("loops: ") == 2 and "alive" in text
+        procs[0].send_signal(signal.SIGTERM)
+        procs[0].wait(20)
+        store = StateStore(str(strato_home / "state.db"))
+        survivor = str(procs[1].pid)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+                (h := store.lease_holder(n)) and h["owner"].split(":")[1] == survivor for n in ("one", "two")):
+            time.sleep(0.1)
+        assert all(store.lease_holder(n)["owner"].split(":")[1] == survivor for n in ("one", "two"))
+        store.close()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
