@@ -1,0 +1,1 @@
+"""MLOps on the engine side: model registry, traffic routing, rollouts, drift monitoring and continuous training."""
