@@ -231,10 +231,10 @@ class HaproxyAdmin:
         leaving = [name for name in states if name not in wanted]
         deadline = time.monotonic() + wait
         while leaving:
-            gone = self._retire(backend, leaving, drain_timeout)
+            gone, quiet = self._retire(backend, leaving, drain_timeout)
             report.removed.extend(gone)
             leaving = [name for name in leaving if name not in gone]
-            if not leaving or time.monotonic() >= deadline:
+            if len(quiet) == len(leaving) or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
         report.draining = leaving
@@ -270,10 +270,11 @@ class HaproxyAdmin:
             self._forget_drain(backend, slot.name)
         return changed
 
-    def _retire(self, backend: str, names: list[str], drain_timeout: float) -> list[str]:
-        """One step of taking servers out: drain each, then delete it once it has no session left (or has drained
-        for `drain_timeout` seconds: its sessions are cut). Returns those gone now."""
-        states, stats, gone = self._states(backend), self.server_stats(backend), []
+    def _retire(self, backend: str, names: list[str], drain_timeout: float) -> tuple[list[str], list[str]]:
+        """One step of taking servers out: drain each, then put it in maintenance and delete it once it has no
+        session left (or has drained for `drain_timeout` seconds: its sessions are cut). Returns the servers gone
+        now, and those in maintenance with no session whose deletion waits for idle connections to close."""
+        states, stats, gone, quiet = self._states(backend), self.server_stats(backend), [], []
         for name in names:
             where, key = f"{backend}/{name}", (self.socket_path, backend, name)
             with self._drain_lock:
@@ -293,8 +294,9 @@ class HaproxyAdmin:
             if self.command(f"del server {where}").startswith("Server deleted"):
                 gone.append(name)
                 self._forget_drain(backend, name)
-            # else idle connections are still open: a later step deletes it
-        return gone
+            else:
+                quiet.append(name)   # idle connections still open: a later step deletes it
+        return gone, quiet
 
     def _forget_drain(self, backend: str, name: str) -> None:
         with self._drain_lock:
