@@ -214,6 +214,11 @@ def test_sync_is_idempotent(router, backends):
     assert admin.sync("lb", slots).added == ["a", "b"]
     again = admin.sync("lb", slots)
     assert not again.changed and again.draining == []
+    drained = admin.sync("lb", [backends.slot("a", drain=True), backends.slot("b")])
+    assert drained.updated == ["a"] and admin.weights("lb") == {"a": 0, "b": 1}
+    assert admin.server_stats("lb")["a"].status.startswith("DRAIN")
+    assert admin.sync("lb", [backends.slot("a"), backends.slot("b")]).updated == ["a"]   # back in service
+    assert admin.weights("lb") == {"a": 1, "b": 1}
 
 
 @needs_haproxy
@@ -321,3 +326,11 @@ def test_an_adopted_router_keeps_its_attributes(router):
     found = driver.find(handle["key"], None)
     assert found["pid"] == handle["pid"] and found["router"] == handle["router"]
     assert driver.observe(found).attributes["admin_socket"] == handle["router"]["admin_socket"]
+
+
+@needs_haproxy
+def test_the_benchmark_piece_reports_the_added_latency():
+    from benchmarks.mlops_router import router_latency
+    figures = router_latency(requests=50)
+    assert figures["requests_per_path"] == 50
+    assert figures["router_added_latency_p99_ms"] == round(figures["router_p99_ms"] - figures["direct_p99_ms"], 4)

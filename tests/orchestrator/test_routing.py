@@ -4,12 +4,15 @@ from 2 to 3 (and back) in the maintain pass that makes it, with no failed reques
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import textwrap
 import time
 
 import pytest
 
+from drivers.common import process_start_time
 from drivers.haproxy import HaproxyAdmin
 from orchestrator import service
 from orchestrator.executor import RunOptions
@@ -105,3 +108,19 @@ def test_routes_come_from_the_route_to_requirement(stack):
     synced = routing.sync_routers(store, name, template)
     assert [(s.router, s.target, s.servers, s.error) for s in synced] == [("lb", "web", 2, None)]
     assert not synced[0].report.changed                            # already in step: nothing to do
+
+
+def test_a_router_that_died_comes_back_on_its_port_with_its_servers(stack):
+    store, name, report = stack
+    port = int(report["outputs"]["url"].rsplit(":", 1)[1])
+    rec, _ = _router(store, name)
+    os.kill(rec.attributes["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while process_start_time(rec.attributes["pid"]) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pass_report = Maintainer(store, name, MaintainOptions(policies=False)).run_pass()
+    assert pass_report.acted and pass_report.errors == [], pass_report
+    again, admin = _router(store, name)
+    assert again.attributes["pid"] != rec.attributes["pid"] and again.attributes["port"] == port
+    assert admin.weights("lb") == {"web-0": 1, "web-1": 1}
+    assert set(_count(port, 20)) == {"web-0", "web-1"}
