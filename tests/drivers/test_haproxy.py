@@ -274,6 +274,7 @@ def test_servers_added_and_removed_live(router, backends):
     time.sleep(0.5)
     removed = admin.sync("lb", [backends.slot("b")], wait=5)
     assert removed.removed == ["a"] and removed.draining == []
+    time.sleep(0.2)   # the answer to a request that finished on `a` as it left may still be on its way
     seen_before = client.answers["a"]
     time.sleep(0.5)
     client.finish()
@@ -292,6 +293,7 @@ def test_a_freed_slot_serves_the_next_server_and_never_the_old_one(router, backe
         client.start()
     time.sleep(0.3)
     assert admin.sync("lb", [backends.slot("b")], wait=5).removed == ["a"]   # `a` still runs: only unrouted
+    time.sleep(0.2)
     before = [c.answers["a"] for c in clients]
     assert admin.sync("lb", [backends.slot("b"), backends.start("c")]).added == ["c"]   # takes a's free slot
     time.sleep(0.5)
@@ -371,4 +373,5 @@ def test_the_benchmark_piece_reports_the_added_latency():
     from benchmarks.mlops_router import router_latency
     figures = router_latency(requests=50)
     assert figures["requests_per_path"] == 50
-    assert figures["router_added_latency_p99_ms"] == round(figures["router_p99_ms"] - figures["direct_p99_ms"], 4)
+    assert figures["router_added_latency_p99_ms"] == pytest.approx(figures["router_p99_ms"] - figures["direct_p99_ms"],
+                                                                   abs=1e-3)
