@@ -1,1 +1,1 @@
-"""MLOps on the engine side: model registry, traffic routing, rollouts, drift monitoring and continuous training."""
+"""MLOps engine pieces: the model registry, rollouts, monitoring of what a model does, continuous training."""
