@@ -1,1 +1,1 @@
-"""MLOps in the engine: the model registry, progressive rollout of model versions, model monitoring."""
+"""MLOps engine pieces: the model registry, rollouts, monitoring of what a model does, continuous training."""
