@@ -294,6 +294,16 @@ def record_window(spec: RolloutSpec, state: dict, verdict: Verdict, now: float) 
     return state
 
 
+def settle(state: dict, outcome: str, now: float) -> dict:
+    """Back to idle after a rollout (promoted, retired after an abort): the stable pin, the versions that failed,
+    and a line about how the last rollout ended; its windows and counters are dropped."""
+    canary = state.get("canary") or {}
+    last = {"canary": canary.get("ref"), "outcome": outcome, "at": now, "reasons": list(state.get("reasons") or []),
+            "verdict": (state.get("last_verdict") or {}).get("status")}
+    return {"phase": IDLE, "stable": state.get("stable"), "canary": None, "failed": list(state.get("failed") or []),
+            "last_rollout": last}
+
+
 def abort(state: dict, reasons: list[str], now: float) -> dict:
     return {**state, "phase": ABORTED, "reasons": list(reasons), "aborted_at": now}
 

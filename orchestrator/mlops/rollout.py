@@ -159,7 +159,7 @@ class RolloutController:
                 out.event("rollout_cancelled", node=node, canary=canary.get("ref"), stable=stable["ref"],
                           reason=f"{ref} names the stable version {stable['ref']} again")
                 return {**ro.abort(state, [f"{ref} names the stable version again"], now), "kept": 0,
-                        "keep_until": now}
+                        "keep_until": now, "cancelled": True}
             return state
         spec = self.specs.get(node, RolloutSpec())
         if alias_move(self.store.home, ref) == "rollback":
@@ -181,7 +181,7 @@ class RolloutController:
         if phase == ro.ABORTED:
             if now >= float(state.get("keep_until") or 0):
                 out.event("rollout_retired", node=node, canary=(state.get("canary") or {}).get("ref"))
-                state = {**state, "phase": ro.IDLE, "canary": None, "kept": 0}
+                state = ro.settle(state, "cancelled" if state.get("cancelled") else "aborted", now)
         elif phase == ro.PROMOTING:
             state = self._promote(node, spec, state, template, seen, counts, now, out)
         elif phase in (ro.PROGRESSING, ro.BAKING):
@@ -315,7 +315,7 @@ class RolloutController:
                                                            "promoted by a rollout")
             except Exception:
                 pass
-        return {**state, "phase": ro.IDLE, "canary": None, "rollback": False, "finished_at": now}
+        return ro.settle(state, "rolled back" if state.get("rollback") else "promoted", now)
 
     def _stable_runs(self, node: str, template, seen, counts: dict) -> bool:
         """Whether every stable instance is ready on the pinned version (its spec matches the view)."""
