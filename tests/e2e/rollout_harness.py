@@ -143,12 +143,13 @@ class Stack:
 
     def wait_for(self, kind: str, timeout: float, since: float = 0.0) -> dict | None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             found = [e for e in self.events(kind) if e["ts"] >= since]
             if found:
                 return found[0]
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(0.2)
-        return None
 
     def weights(self) -> dict[str, int]:
         from drivers.haproxy import HaproxyAdmin
