@@ -101,6 +101,8 @@ class RolloutController:
         self.weights: dict[str, dict[str, int]] = {}    # routed node -> server name -> weight (this pass)
         self.frozen: dict[str, str] = {}                # node -> why its autoscaling is held this pass
         self._graphs: dict[tuple, Any] = {}
+        self._live = 0                                  # canary instances serving, this pass
+        self._infra = None
         self.specs: dict[str, RolloutSpec] = {}         # node -> its rollout block (inputs applied)
         self.refs: dict[str, str] = {}                  # node -> the model reference the descriptor names
         self.inputs: dict = {}
@@ -132,6 +134,7 @@ class RolloutController:
     def step(self, template, seen, counts: dict, out: Decisions, now: float) -> None:
         """Every model server's rollout moved on by what this pass saw; state and events go to `out`."""
         self.weights, self.frozen = {}, {}
+        self._infra = self.store.get_infra(self.name)
         states = self.store.policy_states(self.name)
         for node, ref in self.refs.items():
             before = states.get((POLICY, node)) or {}
@@ -176,8 +179,9 @@ class RolloutController:
     def _progress(self, node: str, spec: RolloutSpec, state: dict, template, seen, counts: dict, now: float,
                   out: Decisions) -> dict:
         phase = state.get("phase", ro.IDLE)
-        stable = routed_instances(seen.records, node)
-        canary = routed_instances(seen.records, canary_node(node))
+        stable, canary = self._serving(template, node, seen.records)
+        canary = self._current(template, canary_node(node), canary, seen, counts)   # running the canary version
+        self._live = len(canary)
         if phase == ro.ABORTED:
             if now >= float(state.get("keep_until") or 0):
                 out.event("rollout_retired", node=node, canary=(state.get("canary") or {}).get("ref"))
@@ -193,8 +197,7 @@ class RolloutController:
     def _analyse(self, node: str, spec: RolloutSpec, state: dict, template, seen, counts, now: float,
                  out: Decisions) -> dict:
         """Judge the window (when it is due, or early when it already fails), then move through the steps."""
-        canary_ready = len(routed_instances(seen.records, canary_node(node)))
-        state = {**state, "canary_ready": canary_ready >= counts.get(canary_node(node), 1)}
+        state = {**state, "canary_ready": self._live >= counts.get(canary_node(node), 1)}
         scaling = self._scaling_in_flight(node, seen.records, counts)
         state = self._judge(node, spec, state, template, seen, now, out)
         if state["phase"] == ro.ABORTED:
@@ -254,6 +257,23 @@ class RolloutController:
         self.scraper.scrape(urls)
         return traffic.read_counters(stats, dict(self.scraper.current)), tracks
 
+    def _serving(self, template, node: str, records) -> tuple[list, list]:
+        """The stable and canary instances that can take requests now: ready, and up in the router (a server it
+        has just been given is not until its first health check passes; weight on it would answer 503)."""
+        stable, canary = routed_instances(records, node), routed_instances(records, canary_node(node))
+        router = self._router_of(template, node, records)
+        if router is None:
+            return stable, canary
+        try:
+            stats = HaproxyAdmin(router.attributes["admin_socket"]).server_stats(router.attributes["backend"])
+        except Exception:
+            return stable, canary
+        up = {name for name, st in stats.items() if st.status.startswith("UP") or st.status in ("no check", "DRAIN")}
+
+        def serving(recs: list) -> list:
+            return [r for r in recs if server_name(r.node, r.index) in up]
+        return serving(stable), serving(canary)
+
     @staticmethod
     def _router_of(template, node: str, records):
         for route in routes(template):
@@ -295,10 +315,9 @@ class RolloutController:
         """The canary serves everything; once it has its full count the stable is pinned to its version and
         replaced (drained first); once the stable runs it, weights go back to the stable node, the canary leaves."""
         canary, stable = state["canary"], state["stable"]
-        ready_canary = len(routed_instances(seen.records, canary_node(node)))
         self.frozen[node] = f"rollout of {node} is promoting {canary['ref']}"
         if stable["ref"] != canary["ref"]:
-            if ready_canary < counts.get(canary_node(node), 1):
+            if self._live < counts.get(canary_node(node), 1):
                 return state
             out.event("rollout_promoting", node=node, version=canary["ref"], previous=stable["ref"],
                       reason="the canary serves all requests while the stable instances are replaced")
@@ -319,16 +338,22 @@ class RolloutController:
 
     def _stable_runs(self, node: str, template, seen, counts: dict) -> bool:
         """Whether every stable instance is ready on the pinned version (its spec matches the view)."""
-        from orchestrator.plan import make_resolver, attribute_view, node_properties, spec_hash
-        infra = self.store.get_infra(self.name)
+        mine = routed_instances(seen.records, node)
+        return len(mine) >= counts.get(node, 0) and len(self._current(template, node, mine, seen, counts)) == len(mine)
+
+    def _current(self, template, node: str, recs: list, seen, counts: dict) -> list:
+        """Those of `recs` built from the node's definition in this pass's view (the version it should run): an
+        instance left by an earlier rollout, or not replaced yet, is not."""
+        from orchestrator.plan import attribute_view, make_resolver, node_properties, spec_hash
+        if node not in template.node_templates:
+            return []
         try:
-            resolver = make_resolver(template, self.inputs, attribute_view(counts, infra, seen.records))
+            resolver = make_resolver(template, self.inputs, attribute_view(counts, self._infra, seen.records))
             want = spec_hash(template, node, node_properties(template, node, resolver),
                              template.driver_name(node) or "?")
         except Exception:
-            return False
-        mine = routed_instances(seen.records, node)
-        return len(mine) >= counts.get(node, 0) and all(r.spec_hash == want for r in mine)
+            return []
+        return [r for r in recs if r.spec_hash == want]
 
     # -- 3. the routers --------------------------------------------------------------------------------------------
     def _set_weights(self, node: str, spec: RolloutSpec, state: dict, stable: list, canary: list,
