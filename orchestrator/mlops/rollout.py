@@ -39,6 +39,12 @@ def canary_node(node: str) -> str:
     return node + CANARY_SUFFIX
 
 
+def rollouts(store, infra: str) -> list[dict]:
+    """Each model server's rollout as status shows it (policies.rollout.describe), by node."""
+    return [{"node": node, **ro.describe(state)} for (policy, node), state in sorted(store.policy_states(infra).items())
+            if policy == POLICY and state]
+
+
 def model_servers(template) -> dict[str, Any]:
     """node -> its template, for every model server that names a `model`."""
     if template.types is None:
@@ -191,6 +197,8 @@ class RolloutController:
         elif phase in (ro.PROGRESSING, ro.BAKING):
             state = self._analyse(node, spec, state, template, seen, counts, now, out)
         self._set_weights(node, spec, state, stable, canary, out)
+        if state.get("phase", ro.IDLE) != ro.IDLE:   # for status: the weight asked now, out of how many steps
+            state = {**state, "weight": ro.canary_weight(spec, state), "steps": len(spec.steps)}
         return state
 
     # -- analysis and steps ------------------------------------------------------------------------------------------

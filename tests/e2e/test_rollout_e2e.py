@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from orchestrator import service
+from orchestrator.cli.status import _rollout_lines
 from tests.e2e.rollout_harness import Load, Stack, Webhook, haproxy_missing
 
 pytestmark = pytest.mark.skipif(haproxy_missing() is not None, reason=haproxy_missing() or "")
@@ -163,6 +165,10 @@ def test_a_rollout_survives_a_restart_of_the_maintain_loop(stack):
         s.stop_loop()
         before = s.rollout_state()
         assert before["phase"] == "progressing" and before["canary"]["ref"] == "iris:2"
+        shown = service.status(s.store, s.name, refresh=False)["infrastructures"][0]["rollouts"]
+        assert shown[0]["stable"] == "iris:1" and shown[0]["canary"] == "iris:2" and shown[0]["weight"] in (10, 50)
+        line = next(x for x in _rollout_lines({"rollouts": shown}) if x.startswith("  rollout server"))
+        assert "iris:1 -> iris:2 progressing" in line and "canary" in line
         time.sleep(1)
         s.start_loop()                                         # a new Maintainer: everything from the state
         assert s.wait_for("rollout_promoted", 60, t0)
