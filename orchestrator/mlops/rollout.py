@@ -21,6 +21,7 @@ import json
 import time
 from typing import Any
 
+from drivers.common import CANARY_SUFFIX
 from drivers.haproxy import HaproxyAdmin, server_name
 from orchestrator.autoscale import Decisions, notify
 from orchestrator.metrics import ScrapeSource, instance_metrics_url
@@ -31,7 +32,6 @@ from orchestrator.states import InstanceStatus
 from policies import rollout as ro
 from policies.rollout import RolloutSpec, RolloutSpecError
 
-CANARY_SUFFIX = "~canary"
 IN_FLIGHT = (InstanceStatus.CREATING, InstanceStatus.REPLACING, InstanceStatus.DELETING)
 
 
@@ -196,7 +196,7 @@ class RolloutController:
             state = self._promote(node, spec, state, template, seen, counts, now, out)
         elif phase in (ro.PROGRESSING, ro.BAKING):
             state = self._analyse(node, spec, state, template, seen, counts, now, out)
-        self._set_weights(node, spec, state, stable, canary, out)
+        self._set_weights(node, spec, state, stable, canary, template, seen.records, out)
         if state.get("phase", ro.IDLE) != ro.IDLE:   # for status: the weight asked now, out of how many steps
             state = {**state, "weight": ro.canary_weight(spec, state), "steps": len(spec.steps)}
         return state
@@ -364,17 +364,25 @@ class RolloutController:
         return [r for r in recs if r.spec_hash == want]
 
     # -- 3. the routers --------------------------------------------------------------------------------------------
-    def _set_weights(self, node: str, spec: RolloutSpec, state: dict, stable: list, canary: list,
-                     out: Decisions) -> None:
+    def _set_weights(self, node: str, spec: RolloutSpec, state: dict, stable: list, canary: list, template,
+                     records: list, out: Decisions) -> None:
+        """The routers' weights for this node (servers_for / weights_for at the end of the pass). Without a router
+        (a Kubernetes Service over the stable and canary Deployments) the split is the replica ratio: the weight
+        really achieved is reported when it differs from the one asked."""
         phase = state.get("phase", ro.IDLE)
         weight = ro.canary_weight(spec, state)
         slots = traffic.split(stable, canary if phase != ro.IDLE else [], weight)
         self.weights[node] = {s.name: s.weight for s in slots}
-        if phase != ro.IDLE and canary:
-            achieved = traffic.achieved(slots)
-            if abs(achieved - weight) > 0.5:
-                out.event("rollout_weight", once=f"rollout-weight:{node}", node=node, weight=weight,
-                          weight_achieved=achieved)
+        if phase in (ro.IDLE, ro.ABORTED):
+            return
+        if self._router_of(template, node, records) is None:
+            ready = (len(routed_instances(records, node)), len(routed_instances(records, canary_node(node))))
+            achieved, by = (round(100.0 * ready[1] / sum(ready), 2) if sum(ready) else 0.0), "replica ratio"
+        else:
+            achieved, by = (traffic.achieved(slots) if canary else weight), "router weights"
+        if abs(achieved - weight) > 0.5:
+            out.event("rollout_weight", once=f"rollout-weight:{node}", node=node, weight=weight,
+                      weight_achieved=achieved, by=by)
 
     def servers_for(self, records: list, node: str) -> list:
         """A routed node's servers: its ready instances, and its canary's while a rollout runs."""
