@@ -51,7 +51,7 @@ def model_servers(template) -> dict[str, Any]:
         return {}
     return {name: node for name, node in template.node_templates.items()
             if isinstance((node.properties or {}).get("model"), str)
-            and template.types.is_a(node.type, pinning.MODEL_SERVER)}
+            and pinning.is_model_server(template.types, node.type)}
 
 
 def spec_of(template, node: str, inputs: dict) -> RolloutSpec:

@@ -4,6 +4,7 @@ and the autoscaler held while a rollout step moves weights (and the reverse)."""
 from types import SimpleNamespace
 
 from descriptors.template import NodeTemplate, Template
+from descriptors.types import builtin_registry
 from orchestrator.autoscale import Decisions
 from orchestrator.mlops import pinning, traffic
 from orchestrator.mlops.rollout import RolloutController, canary_node, with_canary
@@ -50,7 +51,7 @@ def test_a_window_counts_deltas_per_track_and_survives_a_counter_reset():
 
 
 def test_the_view_adds_a_canary_node_sized_by_its_weight():
-    types = SimpleNamespace(is_a=lambda t, a: t == a)
+    types = builtin_registry()
     node = NodeTemplate("server", "strato.nodes.ai.ModelServer", properties={"model": "iris@champion"},
                         default_instances=4, min_instances=2)
     template = Template("x.yaml", "1.3", node_templates={"server": node}, types=types)
