@@ -75,11 +75,12 @@ def test_a_failing_version_is_aborted_at_once_with_an_event_and_a_webhook(stack)
         aborted = s.wait_for("rollout_aborted", 60, t0)
         assert aborted, s.events("rollout_analysis")
         assert canary_weights(s) and set(canary_weights(s).values()) == {0}   # weight 0 in the same pass
-        # from the start of the first failed window to weight 0: within 2 analysis intervals (a window ends early
-        # once it has min_samples and fails)
+        # from the start of the first failed window to weight 0: two failed windows, each ending early once it has
+        # min_samples and fails (benchmarks/mlops_rollout.py measures it; here a generous bound for a busy machine)
         failed = [e for e in s.events("rollout_analysis") if e["verdict"] == "fail"]
+        assert len(failed) == 2 and abs(aborted["ts"] - failed[-1]["ts"]) < 0.5   # by the pass of the second
         first_bad_start = failed[0]["ts"] - failed[0]["window_s"]
-        assert aborted["ts"] - first_bad_start <= 2 * INTERVAL
+        assert aborted["ts"] - first_bad_start <= 2 * INTERVAL + 2.0
         assert "error_rate" in aborted["reasons"][0] and aborted["weight"] == 0
         deadline = time.monotonic() + 10
         while not hook.received and time.monotonic() < deadline:
