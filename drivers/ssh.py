@@ -28,9 +28,11 @@ OPERATIONS_META = "strato.operations"
 
 
 def state_path_for(infra_dir: str | None) -> str:
-    """The state database the claims live in: $STRATO_STATE, else the one beside the infrastructure directories."""
-    if os.environ.get("STRATO_STATE"):
-        return os.environ["STRATO_STATE"]
+    """The state database the claims live in: $STRATO_STATE, $STRATO_STATE_URL, else the one beside the
+    infrastructure directories."""
+    for variable in ("STRATO_STATE", "STRATO_STATE_URL"):
+        if os.environ.get(variable):
+            return os.environ[variable]
     if infra_dir and os.path.basename(os.path.dirname(os.path.abspath(infra_dir))) == "infrastructures":
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(infra_dir))), "state.db")
     return os.path.join(strato_home(), "state.db")

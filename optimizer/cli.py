@@ -23,7 +23,7 @@ state_timeline: Callable[[str | None, str, str, int], dict] | None = None
 
 
 # ----- plain functions (the REST API calls these) -----
-def load_samples(data: str | None, state: str | None, infrastructure: str | None, node: str | None) -> SampleSet:
+def load_samples(data: str | None, state, infrastructure: str | None, node: str | None) -> SampleSet:
     from optimizer.samples import SampleStore, read_csv
     if data:
         return read_csv(data)

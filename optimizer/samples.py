@@ -1,11 +1,10 @@
-"""Time-stamped optimizer samples: validation, CSV import/export (MiCADO's format too) and SQLite storage."""
+"""Time-stamped optimizer samples: validation, CSV import/export (MiCADO's format too) and storage in the state DB."""
 from __future__ import annotations
 
 import csv
 import json
 import math
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -13,6 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from optimizer.errors import OptimizerInputError
+from optimizer.state import StateDB, open_state
 
 # Column names that other tools (MiCADO, Kubernetes exporters) use for the instance count
 # and the target; checked in order when the caller does not name them.
@@ -167,53 +167,29 @@ def write_csv(samples: SampleSet, path: str | os.PathLike) -> None:
                              repr(float(samples.instances[i])), repr(float(samples.target[i]))])
 
 
-def default_state_path() -> Path:
-    home = os.environ.get("STRATO_HOME") or os.path.join(os.path.expanduser("~"), ".strato")
-    return Path(home) / "state.db"
+class _StateTables:
+    """A store over the state database: handed an open one (Strato's engine does), or a path/URL opened here."""
 
-
-def connect_state(path: str | os.PathLike | None) -> tuple[Path, sqlite3.Connection]:
-    """(path, connection) to the state DB in WAL mode; a file created here is private (0600) from the start.
-
-    Only SQLite opens the file: a stray open()/close() of a state DB this process also has open would drop
-    this process's SQLite locks on it (see orchestrator.state.open_in_this_process). The one exception is
-    creating a file that does not exist yet, which nobody can have open."""
-    path = Path(path) if path is not None else default_state_path()
-    if not path.parent.is_dir():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    db = sqlite3.connect(path, timeout=10)
-    db.execute("PRAGMA journal_mode=WAL")
-    return path, db
-
-
-class SampleStore:
-    """Optimizer samples kept in Strato's SQLite state store, keyed by (infrastructure, node, timestamp)."""
-
-    def __init__(self, path: str | os.PathLike | None = None):
-        self.path, self._db = connect_state(path)
-        self._db.executescript("""
-            CREATE TABLE IF NOT EXISTS optimizer_series (
-                infrastructure TEXT NOT NULL, node TEXT NOT NULL,
-                metric_names TEXT NOT NULL, instance_name TEXT NOT NULL, target_name TEXT NOT NULL,
-                PRIMARY KEY (infrastructure, node));
-            CREATE TABLE IF NOT EXISTS optimizer_samples (
-                infrastructure TEXT NOT NULL, node TEXT NOT NULL, timestamp REAL NOT NULL,
-                instances REAL NOT NULL, target REAL NOT NULL, metrics TEXT NOT NULL,
-                PRIMARY KEY (infrastructure, node, timestamp));
-        """)
+    def __init__(self, state: "str | os.PathLike | StateDB | None" = None):
+        if hasattr(state, "execute"):
+            self.path, self._db, self._owned = getattr(state, "location", ""), state, False
+        else:
+            self.path, self._db = open_state(state)
+            self._owned = True
 
     def close(self) -> None:
-        self._db.close()
+        if self._owned:
+            self._db.close()
 
-    def __enter__(self) -> "SampleStore":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SampleStore(_StateTables):
+    """Optimizer samples kept in Strato's state store, keyed by (infrastructure, node, timestamp)."""
 
     def _series(self, infrastructure: str, node: str):
         return self._db.execute(
@@ -229,12 +205,15 @@ class SampleStore:
             raise OptimizerInputError(
                 f"{infrastructure}/{node} already stores metrics {', '.join(json.loads(known[0]))}; "
                 f"these samples have {', '.join(samples.metric_names)}")
-        with self._db:
+        with self._db.transaction():
             if not known:
-                self._db.execute("INSERT INTO optimizer_series VALUES (?,?,?,?,?)",
+                self._db.execute("INSERT INTO optimizer_series (infrastructure, node, metric_names, instance_name, "
+                                 "target_name) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
                                  (infrastructure, node, names, samples.instance_name, samples.target_name))
             self._db.executemany(
-                "INSERT OR REPLACE INTO optimizer_samples VALUES (?,?,?,?,?,?)",
+                "INSERT INTO optimizer_samples (infrastructure, node, timestamp, instances, target, metrics) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (infrastructure, node, timestamp) DO UPDATE SET "
+                "instances=excluded.instances, target=excluded.target, metrics=excluded.metrics",
                 [(infrastructure, node, float(samples.timestamps[i]), float(samples.instances[i]),
                   float(samples.target[i]), json.dumps([float(v) for v in samples.metrics[i]]))
                  for i in range(len(samples))])
@@ -276,37 +255,19 @@ def check_load_rows(rows: Iterable[tuple[float, float]], where: str = "row") -> 
     return sorted(out)
 
 
-class LoadHistoryStore:
+class LoadHistoryStore(_StateTables):
     """The offered load (a request rate, or whatever metric the optimizer policy forecasts) per node, over time,
     in the state DB: one row per (infrastructure, node, metric, timestamp), so importing the same rows twice
     adds nothing."""
-
-    def __init__(self, path: str | os.PathLike | None = None):
-        self.path, self._db = connect_state(path)
-        self._db.executescript("""
-            CREATE TABLE IF NOT EXISTS optimizer_load (
-                infrastructure TEXT NOT NULL, node TEXT NOT NULL, metric TEXT NOT NULL, timestamp REAL NOT NULL,
-                value REAL NOT NULL, PRIMARY KEY (infrastructure, node, metric, timestamp));
-        """)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "LoadHistoryStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def add(self, infrastructure: str, node: str, metric: str, rows: Iterable[tuple[float, float]]) -> int:
         """Store (timestamp, value) rows in one transaction (all or none); a timestamp already stored keeps its
         value. Returns how many rows were new."""
         rows = check_load_rows(rows)
-        with self._db:
-            before = self._db.total_changes
-            self._db.executemany("INSERT OR IGNORE INTO optimizer_load VALUES (?,?,?,?,?)",
-                                 [(infrastructure, node, metric, t, v) for t, v in rows])
-            return self._db.total_changes - before
+        with self._db.transaction():
+            return self._db.executemany(
+                "INSERT INTO optimizer_load (infrastructure, node, metric, timestamp, value) VALUES (?,?,?,?,?) "
+                "ON CONFLICT DO NOTHING", [(infrastructure, node, metric, t, v) for t, v in rows])
 
     def recent(self, infrastructure: str, node: str, metric: str, limit: int = 10000) -> list[tuple[float, float]]:
         """The last `limit` rows, oldest first."""
@@ -346,8 +307,8 @@ class LoadHistoryStore:
             if value is not None:
                 sql += f" AND {column}=?"
                 args.append(value)
-        with self._db:
-            return self._db.execute(sql, args).rowcount
+        with self._db.transaction():
+            return self._db.execute(sql, tuple(args)).rowcount
 
 
 class StoreLoadHistory:

@@ -144,7 +144,7 @@ class Autoscaler:
         try:
             # the optimizer policy keeps its training samples in this state DB (optimizer.samples.SampleStore)
             self.policies = self.policy_factory(template, inputs, errors=errors, infrastructure=self.name,
-                                                state_path=self.store.path) or {}
+                                                state_path=self.store.database) or {}
             events += [Event("policy_broken", {"policy": name, "error": error}, once=f"build:{name}")
                        for name, error in errors]
             self.error = "; ".join(f"{n}: {e}" for n, e in errors) or None

@@ -69,7 +69,7 @@ def import_history(store: StateStore, name: str, node: str, metric: str | None,
     """Store load rows for a known node (all or none); {metric, rows, added, count, first, last}."""
     from optimizer.samples import LoadHistoryStore
     metric = history_metric(store, name, node, metric)
-    with LoadHistoryStore(store.path) as history:
+    with LoadHistoryStore(store.database) as history:
         added = history.add(name, node, metric, rows)
         count, first, last = history.span(name, node, metric)
     return {"infrastructure": name, "node": node, "metric": metric, "rows": len(rows), "added": added,
@@ -80,7 +80,7 @@ def history_summary(store: StateStore, name: str, node: str, metric: str | None,
     """{metric, count, first, last, rows (the last `limit`)} of a node's stored load history."""
     from optimizer.samples import LoadHistoryStore
     infra, template = require_node(store, name, node)
-    with LoadHistoryStore(store.path) as history:
+    with LoadHistoryStore(store.database) as history:
         if not metric:
             stored = history.metrics(name, node)
             metric = optimizer_load_metric(template, infra, node) or (stored[0] if len(stored) == 1 else None)
@@ -106,7 +106,7 @@ def node_timeline(store: StateStore, name: str, node: str, limit: int = 720) -> 
     metric = settings.get("load_metric")
     load_rows: list = []
     if metric:
-        with LoadHistoryStore(store.path) as history:
+        with LoadHistoryStore(store.database) as history:
             if samples or events:
                 times = sorted([s["ts"] for s in samples] + [e["ts"] for e in events])
                 # the policy keeps a pass's load at the pass's start, less than a pass before the pass's sample

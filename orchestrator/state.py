@@ -15,7 +15,11 @@ from typing import Any
 # State holds inputs (maybe secrets) and handles: owner only (the helpers live with the drivers, which
 # make their logs private the same way).
 from drivers.common import make_private_dir, make_private_file, process_start_time, provide_claim_store, strato_home
+from optimizer.state import OPTIMIZER_SCHEMA, provide_opener
 from orchestrator import sealing
+from orchestrator.statedb import (  # noqa: F401  (re-exported: the errors and file checks callers import from here)
+    SQLITE_HEADER, Database, Migration, StateDamaged, StateError, check_header, damaged, is_url, open_database,
+    open_in_this_process, redact)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS infrastructures (
@@ -63,74 +67,25 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE INDEX IF NOT EXISTS samples_by_node ON samples (infra, node, id);
 """
 
+# host-pool claims (the `ssh` driver): which instance holds which host of a pool. The primary key
+# (pool, host) makes a claim atomic: two builds, in any processes, never get one host.
+HOST_CLAIMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS host_claims (
+    pool TEXT NOT NULL, host TEXT NOT NULL, key TEXT NOT NULL, infra TEXT NOT NULL, claimed REAL NOT NULL,
+    ready INTEGER NOT NULL DEFAULT 0, attributes TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (pool, host));
+CREATE UNIQUE INDEX IF NOT EXISTS host_claims_by_key ON host_claims (pool, key);
+"""
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-class StateError(Exception):
-    """A state operation the user can fix (unknown infrastructure, held lock)."""
-
-    code = "STATE"
-
-
-class StateDamaged(StateError):
-    """The state file cannot be used as it is; Strato leaves it untouched."""
-
-    code = "STATE_DAMAGED"
-
-
-def damaged(path: str, what: str) -> StateDamaged:
-    return StateDamaged(f"state file {path} {what}. Strato has not changed it. Keep a copy "
-                        f"(`strato state backup`), then restore an earlier backup, or move the file away to "
-                        f"start with empty state (running processes and cloud resources are then no longer "
-                        f"tracked); `strato state check` lists what is wrong")
-
-
-def open_in_this_process(path: str) -> bool:
-    """Whether any file descriptor of this process refers to `path` (found by fstat; nothing is opened).
-
-    SQLite keeps POSIX advisory locks on the state file, and POSIX drops all of a process's locks on a
-    file when the process closes *any* descriptor of it. One stray open()/close() of state.db (a header
-    check, a copy) while this process has a connection lets the next process that closes its own
-    connection believe it is the last: it checkpoints and deletes the WAL under us, and every later
-    write of ours goes to a deleted file. So Strato reads a state file outside SQLite only while this
-    process holds no descriptor of it."""
-    try:
-        target = os.stat(path)
-    except OSError:
-        return False
-    try:
-        fds = [int(n) for n in os.listdir("/proc/self/fd")]
-    except OSError:  # no /proc (macOS): look at every descriptor number in use
-        import resource
-        fds = range(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 65536))
-    for fd in fds:
-        try:
-            st = os.fstat(fd)
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
-            return True
-    return False
-
-
-def check_header(path: str) -> None:
-    """Refuse what is not an SQLite database before SQLite touches it (a directory, random bytes, a stray file)."""
-    if os.path.isdir(path):
-        raise damaged(path, "is a directory, not a state database")
-    if open_in_this_process(path):
-        return  # checked when this process first opened it; reading it again would drop SQLite's locks
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(100)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise damaged(path, f"cannot be read ({exc.strerror})") from None
-    if head and not head.startswith(SQLITE_HEADER):
-        raise damaged(path, "is not an SQLite database (its first bytes are not SQLite's header)")
-    if 0 < len(head) < 100:
-        raise damaged(path, f"is truncated ({len(head)} bytes, shorter than SQLite's header)")
+# Every table of the state database, on SQLite and PostgreSQL alike, as one list of migrations applied once
+# each, in order (a database records the versions it has in schema_migrations). To add a table or a column,
+# APPEND a Migration with the next version and portable SQL (TEXT/REAL/INTEGER/BIGINT, an `id INTEGER PRIMARY KEY AUTOINCREMENT`
+# becomes an identity column on PostgreSQL, ON CONFLICT upserts); never edit one that has shipped. The first ones use CREATE ... IF NOT EXISTS so
+# that state files written before migrations existed adopt them unchanged.
+MIGRATIONS: list[Migration] = [
+    Migration(1, "infrastructures, instances, journal, operations, locks, loop state", SCHEMA),
+    Migration(2, "host-pool claims", HOST_CLAIMS_SCHEMA),
+    Migration(3, "optimizer samples and load history", OPTIMIZER_SCHEMA),
+]
 
 
 def check_file(path: str) -> list[str]:
@@ -279,58 +234,50 @@ _HOLDERS_LOCK = threading.Lock()
 
 
 class StateStore:
-    """SQLite state store. Safe to share between threads; each write is its own transaction."""
+    """The state store, on an SQLite file (default) or PostgreSQL. Safe to share between threads; each write is
+    its own transaction, and `transaction()` groups several."""
 
-    def __init__(self, path: str | None = None):
-        self.path = path or default_state_path()
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory) or os.path.abspath(directory) == os.path.abspath(strato_home()):
-            make_private_dir(directory)
-        check_header(self.path)
-        if not os.path.exists(self.path):
-            make_private_file(self.path)  # SQLite gives -wal and -shm the database file's mode
+    def __init__(self, path: str | None = None, database: Database | None = None):
+        """`path`: an SQLite file or a postgresql:// URL (default $STRATO_STATE_URL, else $STRATO_HOME/state.db);
+        or an open `database` (its migrations are applied; closing the store closes it)."""
+        self.database = database or open_database(path)
+        self.path = self.database.location
+        if is_url(self.path):
+            make_private_dir(self.home)  # the sealing key of secret inputs lives there, whatever the backend
         try:
-            self._db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise damaged(self.path, f"cannot be opened ({exc})") from None
-        self._lock = threading.RLock()
-        with self._lock:
-            try:
-                # a damaged file is refused before anything is written to it (quick_check reads only)
-                verdict = [r[0] for r in self._db.execute("PRAGMA quick_check(5)")]
-                if verdict != ["ok"]:
-                    self._db.close()
-                    raise damaged(self.path, "is damaged (SQLite's check: " + "; ".join(verdict) + ")")
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(SCHEMA)
-            except sqlite3.OperationalError:
-                raise
-            except sqlite3.DatabaseError as exc:
-                self._db.close()
-                raise damaged(self.path, f"is damaged ({exc})") from None
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(self.path + suffix):
-                make_private_file(self.path + suffix)
-        st = os.stat(self.path)
-        self._file_id = (st.st_dev, st.st_ino)
+            self.database.migrate(MIGRATIONS)
+        except BaseException:
+            self.database.close()
+            raise
+
+    @property
+    def _db(self):
+        """The SQLite connection (an SQLite store only: for SQLite's own pragmas)."""
+        return self.database.raw
 
     @property
     def home(self) -> str:
-        return os.path.dirname(os.path.abspath(self.path))
+        """Where this state's private files live (the sealing key): beside an SQLite file, else STRATO_HOME."""
+        return strato_home() if is_url(self.path) else os.path.dirname(os.path.abspath(self.path))
+
+    @property
+    def shown(self) -> str:
+        """The location fit to print (a URL's password hidden)."""
+        return redact(self.path)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.database.close()
 
-    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
-        with self._lock:
-            try:
-                return self._db.execute(sql, args)
-            except sqlite3.OperationalError:
-                raise
-            except sqlite3.DatabaseError as exc:  # damage found after opening (pages quick_check did not read)
-                raise damaged(self.path, f"is damaged ({exc})") from None
+    def _exec(self, sql: str, args: tuple = ()):
+        return self.database.execute(sql, args)
+
+    def transaction(self, lock: str | None = None):
+        """Several writes as one (see orchestrator.statedb.Database.transaction)."""
+        return self.database.transaction(lock)
+
+    def now(self) -> float:
+        """The database's clock (leases and fencing compare times on it, never on a server's own clock)."""
+        return self.database.now()
 
     def _json(self, text: str | None, where: str) -> Any:
         try:
@@ -367,14 +314,11 @@ class StateStore:
             stored = json.dumps(sealing.seal_inputs(inputs, secret, self.home))
         except sealing.SealError as exc:
             raise StateError(str(exc)) from None
-        with self._lock:
-            if self.get_infra(name) is None:
-                self._exec("INSERT INTO infrastructures (name, uid, descriptor, inputs, status, created, updated) "
-                           "VALUES (?,?,?,?,?,?,?)",
-                           (name, uuid.uuid4().hex[:8], descriptor, stored, "new", now, now))
-            else:
-                self._exec("UPDATE infrastructures SET descriptor=?, inputs=?, updated=? WHERE name=?",
-                           (descriptor, stored, now, name))
+        # one statement: a new row gets a uid and status 'new', an existing one keeps them
+        self._exec("INSERT INTO infrastructures (name, uid, descriptor, inputs, status, created, updated) "
+                   "VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET descriptor=excluded.descriptor, "
+                   "inputs=excluded.inputs, updated=excluded.updated",
+                   (name, uuid.uuid4().hex[:8], descriptor, stored, "new", now, now))
         return self.get_infra(name)
 
     def set_infra_status(self, name: str, status: str, outputs: dict | None = None) -> None:
@@ -385,17 +329,11 @@ class StateStore:
                        (status, json.dumps(outputs), time.time(), name))
 
     def delete_infra(self, name: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for table in ("instances", "nodes", "scale_requests", "node_control", "policy_state", "health",
-                              "samples", "infrastructures"):
-                    col = "name" if table == "infrastructures" else "infra"
-                    self._db.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.transaction(lock=f"infra:{name}"):
+            for table in ("instances", "nodes", "scale_requests", "node_control", "policy_state", "health",
+                          "samples", "infrastructures"):
+                col = "name" if table == "infrastructures" else "infra"
+                self._exec(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
     def set_desired_count(self, infra: str, node: str, count: int | None) -> None:
         self._exec("INSERT INTO nodes (infra, node, desired_count) VALUES (?,?,?) "
@@ -407,10 +345,9 @@ class StateStore:
                    (infra, node, json.dumps(attributes)))
 
     def set_node_dependencies(self, infra: str, dependencies: dict[str, list[str]]) -> None:
-        with self._lock:
-            self._transaction([("INSERT INTO nodes (infra, node, dependencies) VALUES (?,?,?) "
-                                "ON CONFLICT(infra, node) DO UPDATE SET dependencies=excluded.dependencies",
-                                (infra, node, json.dumps(sorted(deps)))) for node, deps in dependencies.items()])
+        self._transaction([("INSERT INTO nodes (infra, node, dependencies) VALUES (?,?,?) "
+                            "ON CONFLICT(infra, node) DO UPDATE SET dependencies=excluded.dependencies",
+                            (infra, node, json.dumps(sorted(deps)))) for node, deps in dependencies.items()])
 
     def forget_node(self, infra: str, node: str) -> None:
         self._exec("DELETE FROM nodes WHERE infra=? AND node=?", (infra, node))
@@ -446,17 +383,10 @@ class StateStore:
         row = self._exec(f"SELECT {self._COLS} FROM instances WHERE key=?", (key,)).fetchone()
         return self._instance(row) if row else None
 
-    def _transaction(self, statements: list[tuple[str, tuple]]) -> list[sqlite3.Cursor]:
+    def _transaction(self, statements: list[tuple[str, tuple]]) -> list:
         """Run statements as one transaction (one commit): a state change and its journal entry together."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                cursors = [self._db.execute(sql, args) for sql, args in statements]
-                self._db.execute("COMMIT")
-                return cursors
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self.transaction():
+            return [self._exec(sql, args) for sql, args in statements]
 
     @staticmethod
     def _event_stmt(infra: str, kind: str, key: str | None, detail: dict) -> tuple[str, tuple]:
@@ -468,8 +398,8 @@ class StateStore:
         """Write what is about to happen to an instance before the driver is called (with its journal entry)."""
         stmts = [("INSERT INTO instances (key, infra, node, idx, driver, status, spec_hash, updated) "
                   "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
-                  "driver=excluded.driver, spec_hash=COALESCE(excluded.spec_hash, spec_hash), error=NULL, "
-                  "version=version+1, updated=excluded.updated",
+                  "driver=excluded.driver, spec_hash=COALESCE(excluded.spec_hash, instances.spec_hash), "
+                  "error=NULL, version=instances.version+1, updated=excluded.updated",
                   (key, infra, node, index, driver, status, spec_hash, time.time()))]
         if event:
             stmts.append(self._event_stmt(infra, event, key, detail))
@@ -531,7 +461,7 @@ class StateStore:
         """The last `limit` events of these kinds whose detail names `node`, since a time, oldest first."""
         marks = ",".join("?" * len(kinds))
         rows = self._exec(f"SELECT ts, key, kind, detail FROM events WHERE infra=? AND kind IN ({marks}) AND ts>=? "
-                          "AND json_extract(detail, '$.node')=? ORDER BY id DESC LIMIT ?",
+                          f"AND {self.database.json_text('detail', 'node')}=? ORDER BY id DESC LIMIT ?",
                           (infra, *kinds, since, node, limit)).fetchall()
         return [{"ts": r[0], "key": r[1], "kind": r[2], "detail": self._json(r[3], f"event of '{infra}'")}
                 for r in reversed(rows)]
@@ -539,17 +469,12 @@ class StateStore:
     def last_event_id(self, infra: str) -> int | None:
         return self._exec("SELECT MAX(id) FROM events WHERE infra=?", (infra,)).fetchone()[0]
 
-    def change_stamp(self, blocking: bool = True) -> tuple[int, int] | None:
+    def change_stamp(self, blocking: bool = True) -> tuple | None:
         """Changes by this connection plus commits by any other one: equal stamps mean nothing was written.
 
         Non-blocking, None while another thread is using the connection (a caller on an event loop then
         falls back to a worker thread instead of stalling the loop)."""
-        if not self._lock.acquire(blocking):
-            return None
-        try:
-            return self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0]
-        finally:
-            self._lock.release()
+        return self.database.change_stamp(blocking)
 
     # -- operations (asynchronous API requests) ----------------------------
     _OP_COLS = "id, infra, kind, state, created, updated, pid, host, progress, result, error"
@@ -622,35 +547,39 @@ class StateStore:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def _claim_once(self, table: str, infra: str, holder: str, what: str, advice: str) -> None:
-        pid, host, owner = os.getpid(), socket.gethostname(), (self._file_id, table, infra)
-        with self._lock, _HOLDERS_LOCK:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute(f"SELECT holder, pid, host, start_time, acquired FROM {table} WHERE infra=?",
-                                       (infra,)).fetchone()
+        pid, host, owner = os.getpid(), socket.gethostname(), (self.database.identity, table, infra)
+        me, assigned, previous = threading.get_ident(), False, None
+        try:
+            # the database's lock first, then _HOLDERS_LOCK (the order every path takes them in)
+            with self.transaction(lock=f"{table}:{infra}"), _HOLDERS_LOCK:
+                row = self._exec(f"SELECT holder, pid, host, start_time, acquired FROM {table} WHERE infra=?",
+                                 (infra,)).fetchone()
                 if row is not None:
                     h_holder, h_pid, h_host, h_start, h_acquired = row
                     alive = h_host != host or (process_start_time(h_pid) is not None
                                                and process_start_time(h_pid) == h_start)
                     ours = h_pid == pid and h_host == host
-                    if alive and (not ours or _HOLDERS.get(owner, threading.get_ident()) != threading.get_ident()):
+                    if alive and (not ours or _HOLDERS.get(owner, me) != me):
                         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h_acquired))
                         raise LockHeld(f"infrastructure '{infra}' is {what} by {h_holder} (pid {h_pid} on {h_host}, "
                                        f"since {since}); {advice}")
-                    self._db.execute(f"DELETE FROM {table} WHERE infra=?", (infra,))
-                self._db.execute(f"INSERT INTO {table} (infra, holder, pid, host, start_time, acquired) "
-                                 "VALUES (?,?,?,?,?,?)", (infra, holder, pid, host, process_start_time(pid),
-                                                          time.time()))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            _HOLDERS[owner] = threading.get_ident()
+                    self._exec(f"DELETE FROM {table} WHERE infra=?", (infra,))
+                self._exec(f"INSERT INTO {table} (infra, holder, pid, host, start_time, acquired) VALUES (?,?,?,?,?,?)",
+                           (infra, holder, pid, host, process_start_time(pid), time.time()))
+                previous, _HOLDERS[owner], assigned = _HOLDERS.get(owner), me, True
+        except BaseException:
+            if assigned:  # the commit failed: the claim was not written, so this thread holds what it held before
+                with _HOLDERS_LOCK:
+                    if previous is None:
+                        _HOLDERS.pop(owner, None)
+                    else:
+                        _HOLDERS[owner] = previous
+            raise
 
     def _unclaim(self, table: str, infra: str) -> None:
         """Give up a claim this thread holds (another thread's claim in this process is left alone)."""
-        owner = (self._file_id, table, infra)
-        with self._lock, _HOLDERS_LOCK:
+        owner = (self.database.identity, table, infra)
+        with self.transaction(), _HOLDERS_LOCK:
             if _HOLDERS.get(owner, threading.get_ident()) != threading.get_ident():
                 return
             _HOLDERS.pop(owner, None)
@@ -693,10 +622,11 @@ class StateStore:
     def add_scale_request(self, infra: str, node: str, kind: str, value: int | None = None,
                           instance: str | None = None) -> int:
         """Record a manual scale request (kind: to | by | drop); the maintain loop applies it on its next pass."""
-        stmts = [("INSERT INTO scale_requests (infra, node, kind, value, instance, requested) VALUES (?,?,?,?,?,?)",
+        stmts = [("INSERT INTO scale_requests (infra, node, kind, value, instance, requested) VALUES (?,?,?,?,?,?) "
+                  "RETURNING id",
                   (infra, node, kind, value, instance, time.time())),
                  self._event_stmt(infra, "scale_requested", instance, {"node": node, "kind": kind, "value": value})]
-        return self._transaction(stmts)[0].lastrowid
+        return self._transaction(stmts)[0].fetchone()[0]
 
     def pending_scale_requests(self, infra: str) -> list[dict]:
         rows = self._exec("SELECT id, node, kind, value, instance, requested FROM scale_requests "
@@ -782,84 +712,72 @@ class _LockContext:
 
 
 # -- host-pool claims (the `ssh` driver) --------------------------------------------------------------
-# A separate table with its own small interface: which instance holds which host of a pool. The
-# primary key (pool, host) makes a claim atomic: two builds, in any processes, never get one host.
-HOST_CLAIMS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS host_claims (
-    pool TEXT NOT NULL, host TEXT NOT NULL, key TEXT NOT NULL, infra TEXT NOT NULL, claimed REAL NOT NULL,
-    ready INTEGER NOT NULL DEFAULT 0, attributes TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (pool, host));
-CREATE UNIQUE INDEX IF NOT EXISTS host_claims_by_key ON host_claims (pool, key);
-"""
-
-
 class HostClaims:
-    """Claims on pooled hosts, kept in the state database (its own connection; safe across threads and processes)."""
+    """Claims on pooled hosts, kept in the state database (safe across threads and processes)."""
 
-    def __init__(self, path: str):
-        self.path = path
-        make_private_dir(os.path.dirname(os.path.abspath(path)))
-        check_header(path)
-        make_private_file(path)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(HOST_CLAIMS_SCHEMA)
+    def __init__(self, location: "str | Database"):
+        """`location`: an open state database (used, not closed), or a path/URL (opened here, closed by close())."""
+        self._owned = not isinstance(location, Database)
+        self.database = open_database(location) if self._owned else location
+        self.path = self.database.location
+        if self._owned:
+            self.database.migrate(MIGRATIONS)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        if self._owned:
+            self.database.close()
 
     def claim(self, pool: str, candidates: list[str], key: str, infra: str) -> str | None:
         """The host `key` already holds, else the first free candidate (now held by `key`), else None."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT host FROM host_claims WHERE pool=? AND key=?", (pool, key)).fetchone()
-                if row is not None:
-                    self._db.execute("COMMIT")
-                    return row[0]
-                taken = {r[0] for r in self._db.execute("SELECT host FROM host_claims WHERE pool=?", (pool,))}
-                host = next((h for h in candidates if h not in taken), None)
-                if host is not None:
-                    self._db.execute("INSERT INTO host_claims (pool, host, key, infra, claimed) VALUES (?,?,?,?,?)",
-                                     (pool, host, key, infra, time.time()))
-                self._db.execute("COMMIT")
-                return host
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        db = self.database
+        with db.transaction(lock=f"host_claims:{pool}"):
+            row = db.execute("SELECT host FROM host_claims WHERE pool=? AND key=?", (pool, key)).fetchone()
+            if row is not None:
+                return row[0]
+            taken = {r[0] for r in db.execute("SELECT host FROM host_claims WHERE pool=?", (pool,))}
+            host = next((h for h in candidates if h not in taken), None)
+            if host is not None:
+                db.execute("INSERT INTO host_claims (pool, host, key, infra, claimed) VALUES (?,?,?,?,?)",
+                           (pool, host, key, infra, time.time()))
+            return host
 
     def held_by(self, pool: str, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT host FROM host_claims WHERE pool=? AND key=?", (pool, key)).fetchone()
+        row = self.database.execute("SELECT host FROM host_claims WHERE pool=? AND key=?", (pool, key)).fetchone()
         return row[0] if row else None
 
     def readiness(self, pool: str, key: str) -> tuple[bool, dict]:
         """(configured?, the attributes its configuration produced) for the claim `key` holds."""
-        with self._lock:
-            row = self._db.execute("SELECT ready, attributes FROM host_claims WHERE pool=? AND key=?",
-                                   (pool, key)).fetchone()
+        row = self.database.execute("SELECT ready, attributes FROM host_claims WHERE pool=? AND key=?",
+                                    (pool, key)).fetchone()
         return (bool(row[0]), json.loads(row[1])) if row else (False, {})
 
     def mark_ready(self, pool: str, host: str, key: str, attributes: dict | None = None) -> None:
         """Record that the holder finished configuring the host (a claim without it is a build that crashed)."""
-        with self._lock:
-            self._db.execute("UPDATE host_claims SET ready=1, attributes=? WHERE pool=? AND host=? AND key=?",
-                             (json.dumps(attributes or {}, default=str), pool, host, key))
+        self.database.execute("UPDATE host_claims SET ready=1, attributes=? WHERE pool=? AND host=? AND key=?",
+                              (json.dumps(attributes or {}, default=str), pool, host, key))
 
     def release(self, pool: str, host: str, key: str) -> None:
         """Free the host if `key` holds it (a stale handle never frees another instance's host)."""
-        with self._lock:
-            self._db.execute("DELETE FROM host_claims WHERE pool=? AND host=? AND key=?", (pool, host, key))
+        self.database.execute("DELETE FROM host_claims WHERE pool=? AND host=? AND key=?", (pool, host, key))
 
     def claims(self, pool: str | None = None) -> list[dict]:
         sql = "SELECT pool, host, key, infra, claimed, ready FROM host_claims"
-        with self._lock:
-            rows = self._db.execute(sql + (" WHERE pool=?" if pool else "") + " ORDER BY pool, host",
-                                    (pool,) if pool else ()).fetchall()
+        rows = self.database.execute(sql + (" WHERE pool=?" if pool else "") + " ORDER BY pool, host",
+                                     (pool,) if pool else ()).fetchall()
         return [{"pool": r[0], "host": r[1], "key": r[2], "infra": r[3], "claimed": r[4], "ready": bool(r[5])}
                 for r in rows]
 
 
+def _open_migrated(location: str) -> Database:
+    """The state database at a location, with every migration applied (the caller closes it)."""
+    database = open_database(location)
+    try:
+        database.migrate(MIGRATIONS)
+    except BaseException:
+        database.close()
+        raise
+    return database
+
+
 provide_claim_store(HostClaims)  # drivers (ssh) reach the claims table through drivers.common, never by importing this
+provide_opener(_open_migrated)   # the optimizer reaches its tables the same way, through optimizer.state

@@ -46,7 +46,7 @@ class SampleSink(Protocol):
 
 
 class StoreSink:
-    """Samples of one (infrastructure, node) in the state DB, through optimizer.samples.SampleStore."""
+    """Samples of one (infrastructure, node) in the state DB (an open one, or a path), through SampleStore."""
 
     def __init__(self, path, infrastructure: str, node: str, metric_names: tuple[str, ...],
                  target_name: str = "target"):
@@ -271,7 +271,8 @@ def optimizer_policy_from_settings(settings, node: str, *, sample_sink: SampleSi
                                    ) -> OptimizerPolicy:
     """An OptimizerPolicy from a strato.policies.Optimizer template policy (policies.factory.PolicySettings).
 
-    Samples go to `sample_sink`, or to the state DB at `state_path` when `infrastructure` is given."""
+    Samples go to `sample_sink`, or to the state DB `state_path` (an open one, as the engine hands it, or a path)
+    when `infrastructure` is given."""
     low, high = settings.bounds()
     if high is None:
         raise settings.error("the optimizer needs max_instances")

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.pg import pg_cluster, pg_url, state_location  # noqa: F401  (fixtures: a private PostgreSQL)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -62,7 +62,7 @@ def series(ctx: Ctx) -> dict:
     from optimizer.samples import SampleStore
 
     def run():
-        with SampleStore(ctx.store.path) as samples:
+        with SampleStore(ctx.store.database) as samples:
             return [{"infrastructure": i, "node": n, "samples": c} for i, n, c in samples.series()]
     return {"series": optimizer_call(ctx, run)}
 
@@ -73,7 +73,7 @@ def get_samples(ctx: Ctx, infra: str = Path(..., pattern=SEGMENT), node: str = P
     from optimizer.cli import load_samples
 
     def run():
-        s = load_samples(None, str(ctx.store.path), infra, node)
+        s = load_samples(None, ctx.store.database, infra, node)
         start = max(0, len(s) - limit)
         rows = [{"timestamp": float(s.timestamps[i]), "instances": float(s.instances[i]),
                  "target": float(s.target[i]), **{m: _finite(s.metrics[i][j]) for j, m in enumerate(s.metric_names)}}
@@ -90,7 +90,7 @@ def add_samples(ctx: Ctx, body: SamplesIn, infra: str = Path(..., pattern=SEGMEN
 
     def run():
         samples = from_rows(body.rows, body.metrics)
-        with SampleStore(ctx.store.path) as store:
+        with SampleStore(ctx.store.database) as store:
             return {"stored": store.add(infra, node, samples)}
     return optimizer_call(ctx, run)
 
@@ -114,7 +114,7 @@ def train(ctx: Ctx, infra: str = Path(..., pattern=SEGMENT), node: str = Path(..
     path = model_path(ctx, infra, node)
 
     def work(on_event):
-        samples = optimizer_call(ctx, load_samples, None, str(ctx.store.path), infra, node)
+        samples = optimizer_call(ctx, load_samples, None, ctx.store.database, infra, node)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return {"ok": True, "report": finite_tree(optimizer_call(ctx, train_model, samples, path))}
     op_id = ctx.ops.submit(f"optimizer:{infra}/{node}", "train", work)
@@ -137,7 +137,7 @@ async def advice(ctx: Ctx, body: AdviceIn, infra: str = Path(..., pattern=SEGMEN
     def run():
         from optimizer.advisor import AdvisorConfig
         from optimizer.cli import advise_latest, load_model, load_samples
-        samples = load_samples(None, str(ctx.store.path), infra, node)
+        samples = load_samples(None, ctx.store.database, infra, node)
         config = AdvisorConfig(target_low=body.low, target_high=body.high, min_instances=body.min_instances,
                                max_instances=body.max_instances, max_up=body.max_up, max_down=body.max_down,
                                min_samples=body.min_samples)

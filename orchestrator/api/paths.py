@@ -28,6 +28,9 @@ def path_rewriter(home: str, state_path: str):
     """A function rewriting body bytes: the state database's path, then $STRATO_HOME's, shown by name."""
     rules: list[tuple[re.Pattern, bytes]] = []
     end = rb"(?![A-Za-z0-9_.-])"  # the whole name: /srv/strato is not a prefix of /srv/strato2
+    if "://" in state_path:  # a database URL (maybe with a password) is never shown
+        rules.append((re.compile(re.escape(state_path.encode())), b"the state database"))
+        state_path = os.path.join(home, "state.db")
     name = os.path.basename(state_path)
     shown = f"{HOME_NAME}/{name}" if os.path.dirname(os.path.abspath(state_path)) in _forms(home) else name
     for form in sorted(_forms(state_path), key=len, reverse=True):

@@ -22,7 +22,10 @@ VERBS["models"] = "orchestrator.cli.models"
 @click.group(cls=StratoGroup, lazy=VERBS, epilog=EXIT_CODES_HELP,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="strato")
-def main() -> None:
+@click.option("--state", "state_location", metavar="PATH|URL", default=None,
+              help="State database for every verb: an SQLite file or postgresql://... (else $STRATO_STATE_URL, "
+                   "else $STRATO_HOME/state.db).")
+def main(state_location: str | None = None) -> None:
     """Strato: build and run applications described in TOSCA YAML on local processes and clouds.
 
     \b
@@ -33,9 +36,13 @@ def main() -> None:
       strato outputs  demo
       strato destroy  demo --yes
 
-    State lives in $STRATO_HOME/state.db (default ~/.strato); --state PATH overrides it.
+    State lives in $STRATO_HOME/state.db (default ~/.strato); --state PATH overrides it, and
+    --state postgresql://... (or $STRATO_STATE_URL) keeps it in PostgreSQL (pip install 'strato[postgres]').
     Every verb takes --json: one JSON document on stdout; an error is {"ok": false, "error": {"code", "message"}}.
     """
     from drivers.base import private_umask
     private_umask()
+    if state_location:  # each verb's own --state reads $STRATO_STATE, and so does the ssh driver
+        import os
+        os.environ["STRATO_STATE"] = state_location
 

@@ -17,8 +17,9 @@ from orchestrator.jsonsafe import strict_dumps
 from orchestrator.service import UserError
 from orchestrator.state import StateError
 
-state_option = click.option("--state", "state_path", metavar="PATH", envvar="STRATO_STATE",
-                            help="State database (default $STRATO_HOME/state.db, ~/.strato/state.db).")
+state_option = click.option("--state", "state_path", metavar="PATH|URL", envvar="STRATO_STATE",
+                            help="State database: an SQLite file or a postgresql:// URL (default $STRATO_STATE_URL, "
+                                 "else $STRATO_HOME/state.db, ~/.strato/state.db).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, for scripts.")
 
 

@@ -107,8 +107,10 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
         from orchestrator.cli.maintain import parse_interval
         stop, _thread = start_maintain_thread(state_path, parse_interval(maintain_interval), app)
     if as_json:
+        from orchestrator.statedb import redact
         url = f"http://{host}:{port}"
-        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": state_path,
+        shown_state = redact(state_path) if state_path else state_path
+        emit_json({"ok": True, "url": url, "docs": f"{url}/docs", "state": shown_state,
                    **({"maintain": True, "metrics": f"{url}/metrics"} if run_maintain else {})})
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning" if as_json else "info")
