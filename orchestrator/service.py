@@ -143,6 +143,8 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
     if infra is None:
         infra = InfraRecord(name, "new", path, inputs, InfraStatus.NEW, {}, 0, 0)
     instances = store.instances(name) if infra.uid != "new" else []
+    if infra.uid != "new":
+        loaded = _rollout_view(store, name, loaded, infra, inputs)
     counts = desired_counts(loaded.template, infra, inputs)
     bounds.check_counts(loaded.template, inputs, counts, infra.desired, given_inputs)
     if refresh:
@@ -187,6 +189,8 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         infra = store.ensure_infra(name, os.path.abspath(path), inputs, secret=secret_input_names(template))
         store.set_node_dependencies(name, {n: list(loaded.graph.successors(n)) for n in template.node_templates})
         infra = store.get_infra(name)
+        loaded = _rollout_view(store, name, loaded, infra, inputs)   # model servers: pinned versions, canaries
+        template = loaded.template
         instances = _refresh(store, name, store.instances(name))
         counts = desired_counts(template, infra, inputs)
         the_plan = plan_changes(template, infra, instances, inputs, loaded.graph, counts)
@@ -218,6 +222,12 @@ def _route_after_build(result, store: StateStore, name: str, template: Template)
             result.ok = False
             result.failures.append({"node": outcome.router, "index": outcome.index,
                                     "action": "route", "error": outcome.error})
+
+
+def _rollout_view(store: StateStore, name: str, loaded: Loaded, infra: InfraRecord, inputs: dict) -> Loaded:
+    """The descriptor as the maintain loop builds it: each model server on its pinned version, a rollout's canary."""
+    from orchestrator.mlops.rollout import RolloutController
+    return Loaded(*RolloutController(store, name).view(loaded.template, loaded.graph, infra, inputs))
 
 
 def _fail_unobserved(result, instances: list) -> None:
@@ -277,7 +287,15 @@ def _infra_status(store: StateStore, infra: InfraRecord, refresh: bool, probe: P
             "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
             "missing": [hide.value(_brief(r)) for r in unhealthy],
             "leaving": [hide.value(_brief(r)) for r in leaving],
+            **_rollouts(store, infra.name),
             **({"probe_error": probe_error} if probe_error else {})}
+
+
+def _rollouts(store: StateStore, name: str) -> dict:
+    """{"rollouts": [...]} for an infrastructure with model servers (their versions and any rollout), else {}."""
+    from orchestrator.mlops.rollout import rollouts
+    found = rollouts(store, name)
+    return {"rollouts": found} if found else {}
 
 
 def _brief(rec) -> dict:

@@ -26,6 +26,7 @@ def _render(data: dict, store, events: int) -> list[str]:
             if inst.get("error"):
                 line += f"  error: {inst['error']}"
             lines.append(line)
+        lines.extend(_rollout_lines(infra))
         lines.extend(_hints(infra, loop))
         if events:
             for ev in store.events(infra["name"], limit=events):
@@ -34,6 +35,23 @@ def _render(data: dict, store, events: int) -> list[str]:
                 node = detail.get("node") or (ev["key"] or "").split("@")[0]
                 stamp = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
                 lines.append(f"    {stamp} {ev['kind']:<20} {node:<20} {text}"[:160])
+    return lines
+
+
+def _rollout_lines(infra: dict) -> list[str]:
+    """A model server's versions: the stable one, and a rollout's canary, step, weight and last verdict (why)."""
+    lines = []
+    for r in infra.get("rollouts") or []:
+        if r["phase"] == "idle":
+            last = r.get("last_rollout") or {}
+            ended = f"; last rollout: {last['canary']} {last['outcome']}" if last.get("canary") else ""
+            lines.append(f"  model {r['node']}: {r['stable']}{ended}")
+            continue
+        step = f"step {r['step']}/{r['steps']}, " if r.get("step") else ""
+        verdict = f"; last analysis: {r['verdict']}" if r.get("verdict") else ""
+        why = f" ({'; '.join(r['why'])})" if r.get("why") else ""
+        lines.append(f"  rollout {r['node']}: {r['stable']} -> {r['canary']} {r['phase']}, {step}"
+                     f"canary {r['weight']:g} %{verdict}{why}"[:200])
     return lines
 
 
