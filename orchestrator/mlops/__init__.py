@@ -1,0 +1,1 @@
+"""Models in production: the registry, rollouts, monitoring of what models do, and continuous training."""
