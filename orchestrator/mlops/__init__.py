@@ -1,1 +1,1 @@
-"""Models in production: the registry, rollouts, monitoring of what models do, and continuous training."""
+"""MLOps engine pieces: the model registry, rollouts, monitoring of what a model does, continuous training."""
