@@ -33,6 +33,7 @@ from orchestrator.autoscale import Autoscaler, Decisions, file_sd_targets, notif
 from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.health import Seen
 from orchestrator.metrics import LoopMetrics, write_file_sd
+from orchestrator.mlops import routing
 from orchestrator.mlops.monitoring import ModelMonitor
 from orchestrator.plan import CREATE, NOOP, plan_changes
 from orchestrator.scaling import desired_counts
@@ -205,6 +206,9 @@ class Maintainer:
         # 4. plan and act
         self._reconcile(infra, template, graph, inputs, seen.records, counts, frozenset(drop), verdicts.failed,
                         drop_requests, now, report)
+        # 5. routers follow the instances ready now (a replica made by this pass is routed by it)
+        if not self.options.dry_run:
+            self._route(template, None if report.acted else seen.records, report)
 
     # -- 1. observe ---------------------------------------------------------------------------------
     def _observe(self, template, records: list[InstanceRecord], report: PassReport, now: float) -> Seen:
@@ -238,6 +242,17 @@ class Maintainer:
         report.failed.extend(r.key for r in verdicts.failed)
         report.unhealthy.extend(r.key for r in verdicts.unhealthy)
         return verdicts
+
+    def _route(self, template, records: list[InstanceRecord] | None, report: PassReport) -> None:
+        """Sync each Router node with its routed node's ready instances; a change is an event, a failure an error."""
+        for outcome in routing.sync_routers(self.store, self.name, template, records):
+            if outcome.error:
+                report.errors.append(f"route {outcome.key}: {outcome.error}")
+                self._event("route_failed", outcome.key, once=f"route:{outcome.key}", error=outcome.error)
+            elif outcome.report.changed or outcome.report.draining:
+                self._last_error.pop(f"route:{outcome.key}", None)
+                self._event("routed", outcome.key, node=outcome.router, target=outcome.target,
+                            servers=outcome.servers, **outcome.report.to_dict())
 
     def _backing_off(self, action, now: float) -> bool:
         """An instance whose create keeps failing is retried with exponential backoff, not every pass."""

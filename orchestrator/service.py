@@ -198,6 +198,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         from orchestrator.executor import BuildRun
         result = BuildRun(template, infra, the_plan, loaded.graph, inputs, counts, store, options, on_event).run()
         _fail_unobserved(result, store.instances(name))
+        _route_after_build(result, store, name, template)
         for node in set(store.get_infra(name).dependencies) - set(template.node_templates):
             if not any(r.node == node for r in store.instances(name)):
                 store.forget_node(name, node)
@@ -207,6 +208,17 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     report = result.to_dict()
     report.update({"infrastructure": name, "plan": the_plan.summary(), "outputs": outputs})
     return report
+
+
+def _route_after_build(result, store: StateStore, name: str, template: Template) -> None:
+    """A freshly built stack routes at once: each Router gets its routed node's ready instances now; a router that
+    cannot be synced fails the build (it would serve nothing)."""
+    from orchestrator.mlops import routing
+    for outcome in routing.sync_routers(store, name, template):
+        if outcome.error:
+            result.ok = False
+            result.failures.append({"node": outcome.router, "index": outcome.index,
+                                    "action": "route", "error": outcome.error})
 
 
 def _fail_unobserved(result, instances: list) -> None:
