@@ -206,9 +206,11 @@ def _request(url: str, method: str, data: bytes | None, headers: dict[str, str] 
 def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: float = 5.0, seed: int = 0,
         timeout_s: float = 10.0, max_inflight: int = 256, method: str = "GET", data: bytes | None = None,
         headers: dict[str, str] | None = None, allow_remote: bool = False,
-        on_interval: Callable[[dict], None] | None = None, stop: threading.Event | None = None) -> LoadReport:
+        on_interval: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
+        body: Callable[[float], bytes] | None = None) -> LoadReport:
     """Play the schedule for at most duration_s seconds (and no longer than the trace); results by completion
-    interval. `on_interval` gets each interval's summary as soon as it closes."""
+    interval. `on_interval` gets each interval's summary as soon as it closes. `body(t)`, when given, makes each
+    request's body from its scheduled time (a feature distribution that shifts: orchestrator/mlops/shift.py)."""
     check_loopback(url, allow_remote)
     if not timeout_s > 0 or max_inflight < 1:
         raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
@@ -221,9 +223,9 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
     def bucket(at: float) -> Interval:
         return intervals[min(len(intervals) - 1, max(0, int(at // interval_s)))]
 
-    def one(scheduled: float) -> None:
+    def one(scheduled: float, payload: bytes | None) -> None:
         try:
-            kind = _request(url, method, data, headers, timeout_s)
+            kind = _request(url, method, payload, headers, timeout_s)
         finally:
             slots.release()
         done = time.monotonic() - started
@@ -265,7 +267,7 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
             if slots.acquire(blocking=False):
                 with lock:
                     bucket(at).sent += 1
-                pool.submit(one, at)
+                pool.submit(one, at, data if body is None else body(at))
             else:
                 with lock:
                     bucket(at).dropped += 1

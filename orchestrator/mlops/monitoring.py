@@ -23,6 +23,7 @@ from descriptors.values import duration_seconds
 from descriptors.yamlpos import to_plain
 from orchestrator.autoscale import notify
 from orchestrator.metrics import LoopMetrics, is_loopback
+from orchestrator.mlops.pinning import registry_for
 from orchestrator.mlops.rows import feature_rows, plain_label, read_reference
 from orchestrator.state import InstanceRecord, StateStore
 
@@ -336,9 +337,9 @@ class ModelMonitor:
             self.event("model_reference_missing", once=f"reference:{node}", node=node, version=version,
                        error="the records name no model version (Recorder(version=$STRATO_MODEL_VERSION))")
             return None
-        from orchestrator.mlops.registry import ModelRegistry, RegistryError
+        from orchestrator.mlops.registry import RegistryError
         try:
-            path = ModelRegistry().resolve(version).reference_path
+            path = registry_for(self.store.home).resolve(version).reference_path
         except RegistryError as exc:
             path, why = None, str(exc)
         else:

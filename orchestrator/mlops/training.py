@@ -29,6 +29,7 @@ from drivers.base import InstanceSpec
 from drivers.common import make_private_dir, make_private_file
 from drivers.providers import get_driver
 from orchestrator import lifecycle, placement
+from orchestrator.mlops.pinning import registry_for
 from orchestrator.mlops.rows import feature_rows, plain_label, read_reference
 from orchestrator.plan import attribute_view, instance_key, make_resolver, node_properties
 from orchestrator.scaling import desired_counts
@@ -103,14 +104,12 @@ EventSink = Callable[..., None]
 class ContinuousTraining:
     """The ContinuousTraining policies of one infrastructure, run once per maintain pass after monitoring."""
 
-    def __init__(self, store: StateStore, name: str, event: EventSink, registry_root: str | None = None):
+    def __init__(self, store: StateStore, name: str, event: EventSink):
         self.store, self.name, self.event = store, name, event
-        self.registry_root = registry_root
         self.runs: dict[str, TrainingRun] = {}   # policy -> its retraining running in this process
 
     def registry(self):
-        from orchestrator.mlops.registry import ModelRegistry
-        return ModelRegistry(self.registry_root)
+        return registry_for(self.store.home)
 
     def run_pass(self, template, inputs: dict, alerts: list[dict]) -> None:
         """Finish what has finished (push, move the alias), then start a retraining for a new alert."""
