@@ -18,11 +18,11 @@ Methods and default thresholds (the "auto" choice depends on the reference's siz
 
 | column | reference | method | statistic | drifted when | default threshold |
 |---|---|---|---|---|---|
-| numeric | < 1000 rows | `ks` (scipy.stats.ks_2samp) | KS D; p-value | p < threshold | alpha / m = 0.01 / m |
-| numeric | >= 1000 rows | `wasserstein` (scipy.stats.wasserstein_distance) | distance / reference std | statistic > threshold | 0.1 |
+| numeric | < 1000 rows | `ks` (scipy.stats.ks_2samp) | KS D; p-value | p < threshold | 0.01 / m |
+| numeric | >= 1000 rows | `wasserstein` (scipy.stats) | distance / reference std | statistic > threshold | 0.1 |
 | numeric | (on request) | `psi` on 10 reference-quantile bins | PSI | statistic > threshold | 0.2 |
-| categorical | < 1000 rows | `chi2` (scipy.stats.chisquare) | chi-square; p-value | p < threshold | alpha / m = 0.01 / m |
-| categorical | >= 1000 rows | `jensenshannon` (scipy.spatial.distance) | JS distance (natural log) | statistic > threshold | 0.1 |
+| categorical | < 1000 rows | `chi2` (scipy.stats.chisquare) | chi-square; p-value | p < threshold | 0.01 / m |
+| categorical | >= 1000 rows | `jensenshannon` (scipy) | JS distance (natural log) | statistic > threshold | 0.1 |
 
 Why these defaults. A window tests m columns at once (every feature and the prediction), and an alert is
 raised per window, so the false-alarm rate that matters is per window, not per column: the p-value tests use
@@ -40,8 +40,9 @@ Chi-square compares the window's counts with the reference frequencies. Categori
 a small expected share (Good-Turing: the reference's share of categories seen once, at least one row in N),
 and cells expected below 5 rows are pooled (Cochran's rule), so that one stray new value does not alarm but
 a window where a new category is common does; the statistic is divided by 1 + n/N, as the reference's own
-sampling error (N rows) adds to the window's (n rows) in a two-sample comparison. A window below `min_window` rows (50 by default) is
-`too_small`: never drifted, never an alarm; a column with fewer than `min_window` usable values is skipped.
+sampling error (N rows) adds to the window's (n rows) in a two-sample comparison. A window below `min_window`
+rows (50 by default) is `too_small`: never drifted, never an alarm; a column with fewer than `min_window`
+usable values is skipped.
 """
 
 from __future__ import annotations
@@ -429,6 +430,7 @@ class _WassersteinFloor:
     Calibrated once per column on seeded draws of n0 rows from the reference sample (a log-normal fit of their
     distances), then scaled to any window size n: the statistic's spread goes as sqrt(1/n + 1/N) for a fresh
     window against a reference of N, and as sqrt(1/n0 - 1/N) for draws taken from the reference itself.
+    About 0.2 s a column for a reference of 10,000 values, once per detector.
     """
 
     def __init__(self, seed: int):
@@ -449,8 +451,7 @@ class _WassersteinFloor:
     def floor(self, column: Column, n: int, level: float) -> float:
         n0, mean, sd = self._fit(column)
         at_n0 = math.exp(mean + _upper_quantile(level) * sd)
-        big_n = column.n
-        return at_n0 * math.sqrt((1 / n + 1 / big_n) / max(1 / n0 - 1 / big_n, 1e-12))
+        return at_n0 * math.sqrt((1 / n + 1 / column.n) / max(1 / n0 - 1 / column.n, 1e-12))
 
 
 # -- windows -----------------------------------------------------------------------------------------------------
@@ -527,8 +528,8 @@ class DriftDetector:
         results = {c.name: self._column(c, rows, tested) for c in self.columns}
         prediction = self.reference.prediction
         pred = results.pop(prediction.name) if prediction is not None else None
-        too_small = len(rows) < self.config.min_window or all(r.too_small for r in results.values()) and (
-            pred is None or pred.too_small)
+        too_small = len(rows) < self.config.min_window or (
+            all(r.too_small for r in results.values()) and (pred is None or pred.too_small))
         return WindowDrift(len(rows), results, pred, too_small)
 
     def _column(self, column: Column, rows: list[dict], tested: int) -> FeatureDrift:

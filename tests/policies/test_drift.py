@@ -274,3 +274,10 @@ def test_the_data_type_checks_the_block_and_documents_the_defaults():
     assert {m: thresholds[m].default for m in DEFAULT_THRESHOLDS} == DEFAULT_THRESHOLDS
     methods = registry.resolved("strato.datatypes.DriftMethods", "data").properties
     assert methods["alpha"].default == DEFAULT_ALPHA
+
+
+def test_the_benchmark_counts_delay_from_the_first_shifted_window():
+    """benchmarks/mlops_drift.py: a 1-std jump alerts on the k-th shifted window, a delay of k - 1."""
+    from benchmarks.mlops_drift import delays
+
+    assert delays("large_auto", "abrupt", "numeric", seed=0)["all"] == DEFAULT_K - 1
