@@ -16,6 +16,7 @@ VERBS = {name: f"orchestrator.cli.{module}" for name, module in (
 VERBS["optimizer"] = "orchestrator.cli.optimizer"   # optimizer.cli's group plus the commands that read state
 
 VERBS["maintain"] = "orchestrator.cli.maintain"
+VERBS["models"] = "orchestrator.cli.models"
 
 
 @click.group(cls=StratoGroup, lazy=VERBS, epilog=EXIT_CODES_HELP,
