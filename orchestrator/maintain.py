@@ -35,6 +35,7 @@ from orchestrator.health import Seen
 from orchestrator.metrics import LoopMetrics, write_file_sd
 from orchestrator.mlops import routing
 from orchestrator.mlops.monitoring import ModelMonitor
+from orchestrator.mlops.rollout import RolloutController
 from orchestrator.plan import CREATE, NOOP, plan_changes
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InstanceRecord, LockHeld, StateDamaged, StateStore
@@ -96,6 +97,7 @@ class Maintainer:
         self.loop_metrics = loop_metrics or LoopMetrics()
         self.on_event = on_event or (lambda e: None)
         self.autoscaler = Autoscaler(store, name, self.options, policy_factory, self.loop_metrics)
+        self.rollout = RolloutController(store, name, self.options.dry_run)   # model servers' new versions
         self._read = template   # the stored descriptor when the caller has read it already (not read again)
         self._template_key: tuple | None = None
         self._loaded = None
@@ -181,6 +183,7 @@ class Maintainer:
         if loaded is None:
             return
         infra, (template, graph), inputs = loaded[0], (loaded[1].template, loaded[1].graph), loaded[2]
+        template, graph = self.rollout.view(template, graph, infra, inputs)   # pinned versions, canary nodes
         records = self.store.instances(self.name, self._records)
         report.instances = len(records)
         now = time.time()
@@ -196,9 +199,11 @@ class Maintainer:
         requests = scaling.resolve_requests(self.store.pending_scale_requests(self.name), template, inputs, counts,
                                             seen.records, drop)
         report.requests = [{**request, **result} for request, result in requests]
+        self.rollout.step(template, seen, counts, decided, now)
         if self.options.policies:
             self.autoscaler.decide(template, inputs, counts, seen.healthy, metrics, seen.records, drop, now,
                                    decided)
+        self.rollout.hold_scaling(decided, counts)   # the autoscaler waits while a rollout step moves weights
         bounded = self._bound(template, inputs, counts, decided)
         # 3. write the decisions once
         drop_requests = self._commit(decided, requests, bounded, counts, report)
@@ -245,7 +250,8 @@ class Maintainer:
 
     def _route(self, template, records: list[InstanceRecord] | None, report: PassReport) -> None:
         """Sync each Router node with its routed node's ready instances; a change is an event, a failure an error."""
-        for outcome in routing.sync_routers(self.store, self.name, template, records):
+        for outcome in routing.sync_routers(self.store, self.name, template, records, self.rollout.weights_for,
+                                            self.rollout.servers_for):
             if outcome.error:
                 report.errors.append(f"route {outcome.key}: {outcome.error}")
                 self._event("route_failed", outcome.key, once=f"route:{outcome.key}", error=outcome.error)

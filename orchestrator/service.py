@@ -144,6 +144,8 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
     if infra is None:
         infra = InfraRecord(name, "new", path, inputs, InfraStatus.NEW, {}, 0, 0)
     instances = store.instances(name) if infra.uid != "new" else []
+    if infra.uid != "new":
+        loaded = _rollout_view(store, name, loaded, infra, inputs)
     counts = desired_counts(loaded.template, infra, inputs)
     bounds.check_counts(loaded.template, inputs, counts, infra.desired, given_inputs)
     if refresh:
@@ -188,6 +190,8 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         infra = store.ensure_infra(name, os.path.abspath(path), inputs, secret=secret_input_names(template))
         store.set_node_dependencies(name, {n: list(loaded.graph.successors(n)) for n in template.node_templates})
         infra = store.get_infra(name)
+        loaded = _rollout_view(store, name, loaded, infra, inputs)   # model servers: pinned versions, canaries
+        template = loaded.template
         instances = _refresh(store, name, store.instances(name))
         counts = desired_counts(template, infra, inputs)
         the_plan = plan_changes(template, infra, instances, inputs, loaded.graph, counts)
@@ -219,6 +223,12 @@ def _route_after_build(result, store: StateStore, name: str, template: Template)
             result.ok = False
             result.failures.append({"node": outcome.router, "index": outcome.index,
                                     "action": "route", "error": outcome.error})
+
+
+def _rollout_view(store: StateStore, name: str, loaded: Loaded, infra: InfraRecord, inputs: dict) -> Loaded:
+    """The descriptor as the maintain loop builds it: each model server on its pinned version, a rollout's canary."""
+    from orchestrator.mlops.rollout import RolloutController
+    return Loaded(*RolloutController(store, name).view(loaded.template, loaded.graph, infra, inputs))
 
 
 def _fail_unobserved(result, instances: list) -> None:

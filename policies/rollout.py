@@ -81,7 +81,7 @@ class RolloutSpec:
         steps = _steps(value.get("steps"), strategy, analysis.interval, problems)
         durations = {k: _duration(value, k, d, problems) for k, d in
                      (("baking", 0.0), ("progress_deadline", 900.0), ("keep_failed", 600.0))}
-        webhook = value.get("webhook")
+        webhook = value.get("webhook") or None
         if webhook is not None and not (isinstance(webhook, str) and webhook.startswith(("http://", "https://"))):
             problems.append(("webhook", "must be an http:// or https:// URL"))
         if problems:

@@ -69,7 +69,8 @@ def sync_router(router: InstanceRecord, servers: list[InstanceRecord], weights: 
 
 
 def sync_routers(store, name: str, template, records: list[InstanceRecord] | None = None,
-                 weights_for: WeightsFor | None = None) -> list[RouteSync]:
+                 weights_for: WeightsFor | None = None,
+                 servers_for: Callable[[list, str], list] | None = None) -> list[RouteSync]:
     """Sync every ready router instance of the infrastructure with its routed node's ready instances.
 
     records: the infrastructure's instances as they stand now (read from the store when None)."""
@@ -79,7 +80,7 @@ def sync_routers(store, name: str, template, records: list[InstanceRecord] | Non
     records = store.instances(name) if records is None else records
     done = []
     for route in found:
-        servers = routed_instances(records, route.target)
+        servers = (servers_for or routed_instances)(records, route.target)   # a rollout adds its canary's
         weights = weights_for(route.router, route.target, servers) if weights_for else None
         for router in routed_instances(records, route.router):
             outcome = RouteSync(route.router, router.key, router.index, route.target, len(servers))
