@@ -308,6 +308,7 @@ def test_drift_retrains_once_pushes_a_new_version_and_moves_the_alias(ml, strato
 def test_an_unreachable_server_is_reported_and_does_not_hold_the_pass(ml):
     build, store, _ = ml
     maintainer = build()
+    maintainer.run_pass()
     rec = next(r for r in store.instances("ml") if r.node == "server")
     os.kill(rec.handle["pid"], 19)   # SIGSTOP: the port accepts, nothing answers
     try:
