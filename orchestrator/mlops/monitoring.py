@@ -74,12 +74,22 @@ def monitor_spec(value: Any) -> MonitorSpec:
                        drift=drift)
 
 
-def monitored_nodes(template) -> dict[str, MonitorSpec]:
-    """node -> its monitoring spec, for every node with a `monitoring` property."""
+def monitored_nodes(template, inputs: dict | None = None) -> dict[str, MonitorSpec]:
+    """node -> its monitoring spec, for every node with a `monitoring` property (get_input resolved)."""
+    from descriptors.functions import FunctionError, Unresolved, template_resolver
+
+    def no_attributes(node, name):
+        raise Unresolved(node, name)
+
+    given = {n: d.default for n, d in template.inputs.items() if d.has_default}
+    resolver = template_resolver(template, {**given, **(inputs or {})}, no_attributes)
     out = {}
     for node, tmpl in template.node_templates.items():
         if isinstance(tmpl.properties.get("monitoring"), dict):
-            out[node] = monitor_spec(tmpl.properties["monitoring"])
+            try:
+                out[node] = monitor_spec(resolver.resolve(tmpl.properties["monitoring"], node))
+            except (Unresolved, FunctionError, ValueError):
+                out[node] = monitor_spec(tmpl.properties["monitoring"])
     return out
 
 
@@ -182,7 +192,7 @@ class ModelMonitor:
     def run_pass(self, template, inputs: dict, healthy: dict[str, list[InstanceRecord]], dry_run: bool) -> None:
         """Pull, window, judge and alert for every monitored node; then let continuous training act on the alerts.
         Nothing here may stop the pass: what goes wrong is journaled (once) and the pass goes on."""
-        nodes = monitored_nodes(template)
+        nodes = monitored_nodes(template, inputs)
         alerts: list[dict] = []
         if nodes and not dry_run:
             states = self.store.policy_states(self.name)
@@ -195,7 +205,11 @@ class ModelMonitor:
                     self.event("monitoring_failed", once=f"monitoring:{node}", node=node, error=str(exc))
                 self.store.save_policy_state(self.name, POLICY, node, state)
         if not dry_run:
-            self.training().run_pass(template, inputs, alerts)
+            try:
+                self.training().run_pass(template, inputs, alerts)
+            except Exception as exc:  # a broken policy setting: reported once, monitoring goes on
+                log.exception("continuous training of %s", self.name)
+                self.event("policy_broken", once="continuous_training", policy="continuous training", error=str(exc))
 
     def training(self):
         if self._training is None:

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from descriptors.values import duration_seconds
 from descriptors.yamlpos import to_plain
 from drivers.base import InstanceSpec
 from drivers.common import make_private_dir, make_private_file
@@ -56,18 +55,19 @@ class TrainingSpec:
     min_rows: int = 20
 
 
-def training_specs(template) -> list[TrainingSpec]:
-    """The descriptor's ContinuousTraining policies (validated against the type when the descriptor was loaded)."""
+def training_specs(template, inputs: dict | None = None) -> list[TrainingSpec]:
+    """The descriptor's ContinuousTraining policies (type defaults merged, get_input resolved)."""
+    from policies.factory import PolicySettings
     out = []
     for name, policy in template.policies.items():
         if template.types is None or not template.types.has("policy", policy.type) \
                 or not template.types.is_a(policy.type, POLICY_TYPE, "policy"):
             continue
-        props = to_plain(policy.properties or {})
-        on = props.get("on") or ["drift", "accuracy"]
+        props = PolicySettings(template, policy, inputs)
+        on = to_plain(props.get("on", ["drift", "accuracy"]))
         out.append(TrainingSpec(name, tuple(policy.target_nodes(template)), str(props.get("trainer")),
                                 str(props.get("model")), tuple(on if isinstance(on, list) else [on]),
-                                duration_seconds(props.get("cooldown"), 600.0), str(props.get("alias") or "champion"),
+                                props.seconds("cooldown", 600.0), str(props.get("alias", "champion")),
                                 int(props.get("min_rows", 20))))
     return out
 
@@ -113,7 +113,7 @@ class ContinuousTraining:
 
     def run_pass(self, template, inputs: dict, alerts: list[dict]) -> None:
         """Finish what has finished (push, move the alias), then start a retraining for a new alert."""
-        specs = training_specs(template)
+        specs = training_specs(template, inputs)
         if not specs:
             return
         states = self.store.policy_states(self.name)
