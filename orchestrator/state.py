@@ -805,11 +805,13 @@ class StateStore:
         return self._model_rows("infra=? AND node=? AND win=? ORDER BY ts", (infra, node, window), 10 ** 6)
 
     def label_model_records(self, infra: str, node: str, labels: list[tuple[str, Any]]) -> int:
-        """Attach labels by request id; returns how many records they matched."""
+        """Attach labels by request id; returns how many records they matched. The same label sent again keeps its
+        first arrival time (accuracy counts it once)."""
         now = time.time()
-        cursors = self._transaction([("UPDATE model_records SET label=?, labelled=? WHERE infra=? AND node=? AND rid=?",
-                                      (json.dumps(label, default=str), now, infra, node, str(rid)))
-                                     for rid, label in labels])
+        cursors = self._transaction([("UPDATE model_records SET labelled=CASE WHEN label=? THEN labelled ELSE ? END, "
+                                      "label=? WHERE infra=? AND node=? AND rid=?",
+                                      (text, now, text, infra, node, str(rid)))
+                                     for rid, text in ((r, json.dumps(v, default=str)) for r, v in labels)])
         return sum(max(c.rowcount, 0) for c in cursors)
 
     def labelled_model_records(self, infra: str, node: str, since: float = 0.0, limit: int = 100000) -> list[dict]:
