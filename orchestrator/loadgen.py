@@ -208,15 +208,13 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
         headers: dict[str, str] | None = None, allow_remote: bool = False,
         on_interval: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
         body: Callable[[float], bytes] | None = None) -> LoadReport:
-    """Play the schedule for at most duration_s seconds (and no longer than the trace); results by completion
-    interval. `on_interval` gets each interval's summary as soon as it closes. `body(t)`, when given, makes each
-    request's body from its scheduled time (a feature distribution that shifts: orchestrator/mlops/shift.py)."""
+    """Play the schedule for at most duration_s seconds (no longer than the trace); results by completion interval,
+    each handed to `on_interval` as it closes. `body(t)`: each request's body by its time (orchestrator/mlops/shift)."""
     check_loopback(url, allow_remote)
     if not timeout_s > 0 or max_inflight < 1:
         raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
     duration_s, intervals = _intervals(segments, duration_s, interval_s)
-    lock = threading.Lock()
-    slots = threading.BoundedSemaphore(max_inflight)
+    lock, slots = threading.Lock(), threading.BoundedSemaphore(max_inflight)
     stop = stop or threading.Event()
     started = time.monotonic()
 

@@ -783,7 +783,7 @@ class StateStore:
                    json.dumps(r["features"], default=str), json.dumps(r.get("prediction"), default=str)))
                  for r in records]
         stmts.append(("DELETE FROM model_records WHERE infra=? AND node=? AND ts < (SELECT ts FROM model_records "
-                      "WHERE infra=? AND node=? ORDER BY ts DESC LIMIT 1 OFFSET ?)", (infra, node, infra, node, keep)))
+                      "WHERE infra=? AND node=? ORDER BY ts DESC LIMIT 1 OFFSET ?)", (infra, node, infra, node, max(keep - 1, 0))))
         return sum(max(c.rowcount, 0) for c in self._transaction(stmts)[:-1])
 
     def _model_rows(self, where: str, args: tuple, limit: int) -> list[dict]:

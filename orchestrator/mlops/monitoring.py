@@ -197,13 +197,15 @@ class ModelMonitor:
         if nodes and not dry_run:
             states = self.store.policy_states(self.name)
             for node, spec in nodes.items():
-                state = dict(states.get((POLICY, node)) or {})
+                saved = states.get((POLICY, node)) or {}
+                state = json.loads(json.dumps(saved))   # a deep copy: written back only when it changed
                 try:
                     alerts += self._node_pass(template, node, spec, healthy.get(node, []), state)
                 except Exception as exc:   # a broken reference or record: reported, the loop goes on
                     log.exception("monitoring %s/%s", self.name, node)
                     self.event("monitoring_failed", once=f"monitoring:{node}", node=node, error=str(exc))
-                self.store.save_policy_state(self.name, POLICY, node, state)
+                if state != saved:
+                    self.store.save_policy_state(self.name, POLICY, node, state)
         if not dry_run:
             try:
                 self.training().run_pass(template, inputs, alerts)

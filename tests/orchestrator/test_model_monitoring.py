@@ -365,3 +365,83 @@ def test_loadgen_sends_shifted_bodies_and_refuses_bad_options(tmp_path):
     assert refused.returncode == 64 and "--features" in refused.stderr
     refused = run_strato("loadgen", "http://127.0.0.1:9/", "--rate", "1", "--features", "iris", "--shift", "x+1")
     assert refused.returncode == 64 and "FEATURE:+DELTA" in refused.stderr
+
+
+# -- the state table, windows by time, status, validation -----------------------------------------------------------
+def _records(n: int, start: float, prefix: str = "r") -> list[dict]:
+    return [{"id": f"{prefix}{i}", "seq": i + 1, "ts": start + i, "features": {"x": i}, "prediction": "a",
+             "version": "m:1"} for i in range(n)]
+
+
+def test_model_records_keep_the_newest_and_count_a_repeated_label_once(strato_home):
+    store = StateStore(str(strato_home / "state.db"))
+    assert store.add_model_records("i", "n", "k", _records(10, 1000.0), keep=6) == 10
+    assert [r["id"] for r in store.open_model_records("i", "n")] == ["r4", "r5", "r6", "r7", "r8", "r9"]
+    assert store.add_model_records("i", "n", "k", _records(10, 1000.0)[-1:], keep=100) == 0   # r9 again: kept once
+    assert store.label_model_records("i", "n", [("r5", "a"), ("gone", "b")]) == 1
+    first = store.labelled_model_records("i", "n")[0]["labelled"]
+    time.sleep(0.01)
+    assert store.label_model_records("i", "n", [("r5", "a")]) == 1
+    assert store.labelled_model_records("i", "n", since=first) == []      # the same label again: not new
+    store.label_model_records("i", "n", [("r5", "b")])
+    assert store.labelled_model_records("i", "n", since=first)[0]["label"] == "b"   # a corrected label is new
+    assert store.close_model_window("i", "n", 1, 1006.0)[-1]["id"] == "r6"
+    store.delete_infra("i")
+    assert store.open_model_records("i", "n") == []
+    store.close()
+
+
+def test_windows_close_by_duration_and_small_ones_are_inconclusive(strato_home, tmp_path):
+    from orchestrator.mlops.monitoring import ModelMonitor, monitor_spec
+
+    store = StateStore(str(strato_home / "state.db"))
+    registry = ModelRegistry(str(strato_home / "models"))
+    registry.push("m", str(reference_csv(tmp_path / "m.csv")), reference_path=str(tmp_path / "m.csv"))
+    seen = []
+    monitor = ModelMonitor(store, "i", lambda kind, key=None, /, **d: seen.append((kind, d)))
+    spec = monitor_spec({"window": "30 s", "k": 1})
+    assert spec.window_rows is None and spec.window_seconds == 30.0
+    now = time.time()
+    stream = FeatureStream(IRIS, seed=2)
+    store.add_model_records("i", "n", "k", [{"id": str(i), "seq": i + 1, "ts": now - 100 + i * 0.5,
+                                             "features": stream.draw()[0], "prediction": "setosa",
+                                             "version": "m:1"} for i in range(20)], keep=1000)
+    state = {}
+    rows = monitor._close_window("n", spec, state)
+    assert len(rows) == 20 and monitor._close_window("n", spec, state) is None
+    assert monitor._judge("n", spec, rows, state) == []
+    window = [d for kind, d in seen if kind == "model_window"][0]
+    assert window["drifted"] is None and window["rows"] == 20         # below min_window 50: no verdict
+    store.close()
+
+
+def test_status_shows_the_models_drift_alarms_and_accuracy(ml, strato):
+    build, store, _ = ml
+    maintainer = build()
+    send(server_url(store), FeatureStream(IRIS, [parse_shift("petal_length:+2")], shift_at=0.0, seed=9), 200)
+    maintainer.run_pass()
+    text = strato("status", "ml", "--no-refresh").stdout
+    assert "model server: iris:1  window 2 (100 rows)  drifted yes" in text
+    assert "drift FIRING (2/2 in a row)" in text and "petal_length* ks" in text
+    doc = json.loads(strato("status", "ml", "--no-refresh", "--json").stdout)
+    assert doc["infrastructures"][0]["models"]["server"]["alarms"]["drift"]["firing"] is True
+
+
+def test_a_continuous_training_policy_is_checked_at_validate(tmp_path, strato):
+    path = tmp_path / "bad.yaml"
+    path.write_text("""
+tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  node_templates:
+    server: {type: strato.nodes.ai.ModelServer, properties: {command: [x]}}
+    web: {type: strato.nodes.Process, properties: {command: [x]}}
+  policies:
+    - retrain:
+        type: strato.policies.ContinuousTraining
+        targets: [server]
+        properties: {trainer: web, model: iris}
+""")
+    done = strato("validate", str(path))
+    assert done.returncode != 0
+    assert "trainer 'web' is a strato.nodes.Process, not a one-shot job" in done.stdout + done.stderr
+    assert "target 'server' has no `monitoring`" in done.stdout + done.stderr
