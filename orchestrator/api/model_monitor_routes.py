@@ -1,5 +1,6 @@
-"""POST /v1/infrastructures/{name}/nodes/{node}/feedback (labels joined to served requests by request id) and
-GET .../monitoring (the node's drift, alarms and accuracy, window by window)."""
+"""POST /v1/infrastructures/{name}/nodes/{node}/feedback (labels joined to served requests by request id),
+GET .../nodes/{node}/monitoring (the node's drift, alarms and accuracy, window by window) and
+GET /v1/infrastructures/{name}/models (every monitored model server at a glance)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.errors import ApiError
 from orchestrator.api.routing import ERRORS, READ_TOKEN, WRITE_TOKEN, Ctx
-from orchestrator.mlops.monitoring import MAX_LABELS, node_monitoring, record_feedback
+from orchestrator.mlops.monitoring import MAX_LABELS, monitoring_status, node_monitoring, record_feedback
 from orchestrator.scaling import check_node
 from orchestrator.stored import require_infra, stored_template
 
@@ -55,3 +56,10 @@ def monitoring(ctx: Ctx, name: str = Path(..., max_length=63), node: str = Path(
                windows: int = Query(50, ge=0, le=1000, description="How many recent windows to return")):
     _monitored(ctx, name, node)
     return node_monitoring(ctx.store, name, node, windows)
+
+
+@router.get("/infrastructures/{name}/models", tags=["models"], dependencies=[READ_TOKEN],
+            summary="Every monitored model server: its last window's drift per feature, alarms, accuracy")
+def monitored(ctx: Ctx, name: str = Path(..., max_length=63)):
+    require_infra(ctx.store, name)
+    return {"infrastructure": name, "models": monitoring_status(ctx.store, name)}

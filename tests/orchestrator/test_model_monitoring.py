@@ -244,6 +244,9 @@ def test_a_shift_alerts_after_k_windows_with_event_webhook_metrics_and_accuracy_
     assert 'strato_model_accuracy{infrastructure="ml",node="server"}' in text
     history = client.get("/v1/infrastructures/ml/nodes/server/monitoring", headers=WRITE).json()
     assert [w["window"] for w in history["history"]] == [1, 2, 3] and history["alarms"]["drift"]["firing"]
+    assert history["events"][0]["kind"] == "model_drift"
+    models = client.get("/v1/infrastructures/ml/models", headers=WRITE).json()["models"]
+    assert models["server"]["last_window"]["accuracy"] == window["accuracy"]
 
 
 def _exposition(maintainer) -> str:
