@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import urllib.error
@@ -319,9 +320,8 @@ class ModelMonitor:
         window = [{**f, "prediction": plain_label(r.get("prediction"))}
                   for r, f in zip(rows, feature_rows(rows, columns))]
         result = detector.window(window)
-        features = {name: f.to_dict() for name, f in result.features.items()}
-        if result.prediction is not None:
-            features[result.prediction.name] = result.prediction.to_dict()
+        columns = [*result.features.values(), *([result.prediction] if result.prediction is not None else [])]
+        features = {f.name: {**f.to_dict(), "score": drift_score(f.to_dict())} for f in columns}
         return {"drifted": result.verdict(), "features": features}
 
     def _detector(self, node: str, spec: MonitorSpec, version: str | None):
@@ -388,6 +388,19 @@ class ModelMonitor:
             metrics.model_accuracy.labels(self.name, node).set(summary["accuracy"])
 
 
+def drift_score(feature: dict) -> float | None:
+    """One scale for every method, 1 at the threshold and above it when drifted: log p / log threshold for the
+    p-value tests (ks, chi2), statistic / max(threshold, noise floor) for the distances."""
+    threshold = feature.get("threshold")
+    if not threshold:
+        return None
+    if feature.get("p_value") is not None:
+        return round(math.log(max(feature["p_value"], 1e-300)) / math.log(threshold), 4)
+    if feature.get("statistic") is not None:
+        return round(feature["statistic"] / max(threshold, feature.get("noise_floor") or 0.0), 4)
+    return None
+
+
 def _majority(values) -> str | None:
     counts: dict = {}
     for v in values:
@@ -397,9 +410,10 @@ def _majority(values) -> str | None:
 
 
 def _compact(summary: dict) -> dict:
-    """A window for the journal: per feature [statistic, drifted] only, so that drift over time can be drawn."""
+    """A window for the journal: per feature [statistic, drifted, score] only, so that drift over time can be drawn."""
     return {**{k: v for k, v in summary.items() if k not in ("features", "ts")},
-            "features": {f: [v.get("statistic"), bool(v.get("drifted"))] for f, v in summary["features"].items()}}
+            "features": {f: [v.get("statistic"), bool(v.get("drifted")), v.get("score")]
+                         for f, v in summary["features"].items()}}
 
 
 # -- feedback (POST /v1/infrastructures/NAME/nodes/NODE/feedback) ----------------------------------------------
@@ -426,7 +440,7 @@ def node_summary(state: dict) -> dict:
     return {"version": state.get("version"), "windows": state.get("window", 0),
             "last_window": {k: last.get(k) for k in ("window", "ts", "rows", "version", "drifted", "accuracy",
                                                       "labels")} if last else None,
-            "features": {f: {k: v.get(k) for k in ("method", "statistic", "p_value", "threshold", "drifted")}
+            "features": {f: {k: v.get(k) for k in ("method", "statistic", "p_value", "threshold", "score", "drifted")}
                          for f, v in (last.get("features") or {}).items()},
             "alarms": {"drift": _alarm_view(state.get("drift_alarm")),
                        "accuracy": _alarm_view(state.get("accuracy_alarm"))},

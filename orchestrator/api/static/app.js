@@ -130,18 +130,21 @@ function drawModel(node, m) {
   const box = el("div", { class: "model" });
   box.append(el("p", {}, `${node}: ${m.version || "?"}, ${m.windows} windows; alarms: ${alarms}`));
   if (!wins.length) { box.append(el("p", {}, "No window closed yet.")); return box; }
-  const stats = wins.flatMap((w) => Object.values(w.features || {}).map((f) => f[0])).filter((v) => v !== null);
-  const high = Math.max(1e-9, ...stats) * 1.05, n = wins.length;
-  const x = (i) => L + (W - L - R) * (n > 1 ? i / (n - 1) : 0.5), y = (v) => T + H - H * v / high;
+  // each feature's score: 1 at its threshold (the dashed line), above it drifted; shown up to 5
+  const CAP = 5, n = wins.length;
+  const x = (i) => L + (W - L - R) * (n > 1 ? i / (n - 1) : 0.5), y = (v) => T + H - H * Math.min(v, CAP) / CAP;
   const svg = el("svg:svg", { width: W, height: H + T + 16, viewBox: `0 0 ${W} ${H + T + 16}` });
   svg.append(el("svg:line", { x1: L, y1: T + H, x2: W - R, y2: T + H, stroke: "#999" }));
-  svg.append(el("svg:text", { x: L - 4, y: T + 10, "text-anchor": "end" }, high.toPrecision(3)));
+  svg.append(el("svg:line", { x1: L, y1: y(1), x2: W - R, y2: y(1), stroke: "#b00020", "stroke-dasharray": "2 3" }));
+  svg.append(el("svg:text", { x: L - 4, y: T + 10, "text-anchor": "end" }, `≥${CAP}`));
+  svg.append(el("svg:text", { x: L - 4, y: y(1) + 4, "text-anchor": "end" }, "1"));
   features.forEach((f, k) => {
-    wins.forEach((w, i) => {
-      const v = (w.features || {})[f];
-      if (!v || v[0] === null) return;
-      svg.append(el("svg:circle", { cx: x(i), cy: y(v[0]), r: 2.5, fill: v[1] ? "#b00020" : COLORS[k % COLORS.length] }));
-    });
+    const points = wins.map((w, i) => [i, (w.features || {})[f]]).filter((p) => p[1] && p[1][2] !== null && p[1][2] !== undefined);
+    const d = points.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1][2]).toFixed(1)}`).join(" ");
+    if (d) svg.append(el("svg:path", { d, fill: "none", stroke: COLORS[k % COLORS.length], class: "feature" }));
+    for (const [i, v] of points) {
+      svg.append(el("svg:circle", { cx: x(i), cy: y(v[2]), r: 2.5, fill: v[1] ? "#b00020" : COLORS[k % COLORS.length] }));
+    }
     svg.append(el("svg:text", { x: L + 4 + k * 110, y: T + H + 14, fill: COLORS[k % COLORS.length] }, f));
   });
   const acc = wins.map((w, i) => [i, w.accuracy]).filter((p) => p[1] !== null && p[1] !== undefined);
