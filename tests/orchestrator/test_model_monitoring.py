@@ -247,6 +247,15 @@ def test_a_shift_alerts_after_k_windows_with_event_webhook_metrics_and_accuracy_
     assert history["events"][0]["kind"] == "model_drift"
     models = client.get("/v1/infrastructures/ml/models", headers=WRITE).json()["models"]
     assert models["server"]["last_window"]["accuracy"] == window["accuracy"]
+    more = send(url, shifted, 100)
+    maintainer.run_pass()                                      # window 4 closes before its labels arrive
+    client.post("/v1/infrastructures/ml/nodes/server/feedback", headers=WRITE,
+                json={"labels": [{"id": rid, "label": label} for rid, label in served + more]})
+    assert events(store, "model_accuracy_low") == []           # one window below accuracy_min: not yet k = 2
+    send(url, shifted, 100)
+    maintainer.run_pass()
+    low = events(store, "model_accuracy_low")
+    assert len(low) == 1 and low[0]["detail"]["accuracy"] < 0.8 and low[0]["detail"]["labels"] == 200
 
 
 def _exposition(maintainer) -> str:
