@@ -121,7 +121,7 @@ async def upload_version(ctx: Ctx, request: Request, name: str = ModelName,
     else:
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send the artifact as application/octet-stream, or JSON "
                                                       f"with artifact_base64, not '{kind or 'no content type'}'")
-    by = f"api ({request.client.host if request.client else 'unknown'})"
+    by = _caller(request)
 
     def push(reg):
         count = len(reg.versions(name)) if name in reg.models() else 0
@@ -134,24 +134,33 @@ async def upload_version(ctx: Ctx, request: Request, name: str = ModelName,
 
 @router.post("/models/{name}/aliases/{alias}", tags=["models"], dependencies=[WRITE_TOKEN],
              summary="Point an alias at a version (promote)")
-async def move_alias(ctx: Ctx, body: AliasMove, name: str = ModelName,
+async def move_alias(ctx: Ctx, request: Request, body: AliasMove, name: str = ModelName,
                      alias: str = Path(..., pattern=ALIAS_PATTERN)) -> dict:
-    version = await _call(ctx, lambda reg: reg.promote(name, body.version, alias=alias, reason=body.reason))
+    version = await _call(ctx, lambda reg: reg.promote(name, body.version, alias=alias, reason=body.reason,
+                                                       by=_caller(request)))
     return {"alias": alias, "version": shown(version)}
 
 
 @router.post("/models/{name}/rollback", tags=["models"], dependencies=[WRITE_TOKEN],
              summary="Move an alias back to its last version not marked bad")
-async def rollback(ctx: Ctx, body: Rollback, name: str = ModelName) -> dict:
-    version = await _call(ctx, lambda reg: reg.rollback(name, alias=body.alias, reason=body.reason))
+async def rollback(ctx: Ctx, request: Request, body: Rollback, name: str = ModelName) -> dict:
+    version = await _call(ctx, lambda reg: reg.rollback(name, alias=body.alias, reason=body.reason,
+                                                        by=_caller(request)))
     return {"alias": body.alias, "version": shown(version)}
 
 
 @router.post("/models/{name}/versions/{version}/status", tags=["models"], dependencies=[WRITE_TOKEN],
              summary="Mark a version good or bad")
-async def mark(ctx: Ctx, body: StatusMark, name: str = ModelName, version: int = Path(..., ge=1)) -> dict:
-    marked = await _call(ctx, lambda reg: reg.mark(name, version, body.status, reason=body.reason))
+async def mark(ctx: Ctx, request: Request, body: StatusMark, name: str = ModelName,
+               version: int = Path(..., ge=1)) -> dict:
+    marked = await _call(ctx, lambda reg: reg.mark(name, version, body.status, reason=body.reason,
+                                                   by=_caller(request)))
     return {"version": shown(marked)}
+
+
+def _caller(request: Request) -> str:
+    """Who changed the model, for its history: the API and the client's address (tokens carry no identity)."""
+    return f"api ({request.client.host if request.client else 'unknown'})"
 
 
 def _json_upload(body: bytes) -> VersionUpload:

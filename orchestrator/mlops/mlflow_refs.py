@@ -31,12 +31,14 @@ class Fetched:
     digest: str
     created_at: float
     metadata: dict
+    downloaded: bool
 
 
 def fetch(uri: str, name: str, alias: str | None, version: str | None, tmp_dir: str,
-          store: Callable[[str], str]) -> Fetched:
-    """Look the reference up in MLflow's registry at `uri`, download its artifact under tmp_dir and hand the local
-    path to `store` (which returns its digest)."""
+          store: Callable[[str], str], cached: Callable[[int], str | None]) -> Fetched:
+    """Look the reference up in MLflow's registry at `uri`; unless `cached(version)` already knows the digest of
+    that version (an MLflow version's artifact never changes), download its artifact under tmp_dir and hand
+    the local path to `store` (which returns its digest)."""
     try:
         from mlflow import MlflowClient
         from mlflow.artifacts import download_artifacts
@@ -50,16 +52,24 @@ def fetch(uri: str, name: str, alias: str | None, version: str | None, tmp_dir: 
             found = client.get_model_version_by_alias(name, alias)
         else:
             found = client.get_model_version(name, str(_number(version)))
-        source = client.get_model_version_download_uri(name, found.version)
-        with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="mlflow-") as tmp:
-            local = download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)
-            digest = store(_single_file(local))
-    except MlflowException as exc:
+    except (MlflowException, OSError) as exc:   # OSError: a tracking server that does not answer
         raise _refusal(exc, name, alias, version) from None
+    digest = cached(int(found.version))
+    if digest is None:
+        try:
+            source = client.get_model_version_download_uri(name, found.version)
+            with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="mlflow-") as tmp:
+                local = download_artifacts(artifact_uri=source, dst_path=tmp, tracking_uri=uri)
+                fresh = store(_single_file(local))
+        except (MlflowException, OSError) as exc:
+            raise MlflowRefError("MLFLOW_ARTIFACT_UNAVAILABLE", f"MLflow has models:/{name}/{found.version} but "
+                                                                f"its artifact could not be downloaded: "
+                                                                f"{_first_line(exc)}") from None
     metadata = {"source": "mlflow", "run_id": found.run_id, "source_uri": found.source, "alias": alias,
                 "metrics": {}, "data_digest": None, "parent": None, "created_by": found.user_id,
                 "note": found.description or "", "status": None, "tags": dict(found.tags or {})}
-    return Fetched(int(found.version), digest, (found.creation_timestamp or 0) / 1000.0, metadata)
+    return Fetched(int(found.version), digest or fresh, (found.creation_timestamp or 0) / 1000.0, metadata,
+                   digest is None)
 
 
 def _number(version: str | None) -> int:
@@ -82,9 +92,14 @@ def _single_file(path: str) -> str:
 def _refusal(exc, name: str, alias: str | None, version: str | None) -> MlflowRefError:
     """MLflow's exception as one of the registry's codes and one sentence (its first line)."""
     what = f"models:/{name}@{alias}" if alias is not None else f"models:/{name}/{version}"
-    message = (str(getattr(exc, "message", exc)).strip().splitlines() or ["no detail"])[0]
+    message = _first_line(exc)
     # a missing alias comes back as INVALID_PARAMETER_VALUE with "not found" (MLflow 3's file and SQL stores)
-    if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST" or "not found" in message.lower():
+    code = getattr(exc, "error_code", None)   # only MLflow's own exceptions have one
+    if code == "RESOURCE_DOES_NOT_EXIST" or (code and "not found" in message.lower()):
         code = "ALIAS_NOT_FOUND" if alias is not None else "VERSION_NOT_FOUND"
         return MlflowRefError(code, f"MLflow's registry has no {what}: {message}")
     return MlflowRefError("MLFLOW_ERROR", f"MLflow could not resolve {what}: {message}")
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(getattr(exc, "message", exc)).strip().splitlines() or ["no detail"])[0]

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import fcntl
 import getpass
+import hashlib
 import json
 import math
 import os
@@ -193,8 +194,10 @@ class ModelRegistry:
         digest = self._store(lambda: self.blobs.put_bytes(data))
         return self._record_push(name, digest, metadata, fields.get("parent"), ref_digest)
 
-    def promote(self, name: str, version: int, alias: str = DEFAULT_ALIAS, reason: str = "") -> ModelVersion:
-        """Point the alias at the version (a version marked bad is refused); recorded with the reason."""
+    def promote(self, name: str, version: int, alias: str = DEFAULT_ALIAS, reason: str = "", *,
+                by: str | None = None) -> ModelVersion:
+        """Point the alias at the version (a version marked bad is refused); recorded with the reason and who
+        (`by`, default this process's user)."""
         check_alias(alias)
         _not_latest(alias, "promote")
         with self._changing(name) as doc:
@@ -203,10 +206,11 @@ class ModelRegistry:
                 raise RegistryError("VERSION_BAD", f"{name}:{entry['version']} is marked bad; mark it good first "
                                                    f"(`strato models mark {name} {entry['version']} good`)")
             if doc["aliases"].get(alias) != entry["version"]:
-                _move(doc, alias, entry["version"], "promote", reason)
+                _move(doc, alias, entry["version"], "promote", reason, by)
             return self._version(doc, entry)
 
-    def rollback(self, name: str, alias: str = DEFAULT_ALIAS, reason: str = "") -> ModelVersion:
+    def rollback(self, name: str, alias: str = DEFAULT_ALIAS, reason: str = "", *,
+                 by: str | None = None) -> ModelVersion:
         """Move the alias back to the last version it pointed at before that is not marked bad; the version it
         leaves is marked bad (so a second rollback goes further back, never forth)."""
         check_alias(alias)
@@ -222,32 +226,57 @@ class ModelRegistry:
                 raise RegistryError("NO_GOOD_VERSION", f"{name}@{alias} never pointed at a version before "
                                                        f"{current} that is not marked bad; promote one instead")
             why = reason or "rolled back"
-            _set_status(doc, self._find(doc, current), "bad", f"rolled back from {name}@{alias}: {why}")
-            _move(doc, alias, target, "rollback", why)
+            _set_status(doc, self._find(doc, current), "bad", f"rolled back from {name}@{alias}: {why}", by)
+            _move(doc, alias, target, "rollback", why, by)
             return self._version(doc, self._find(doc, target))
 
-    def mark(self, name: str, version: int, status: str, reason: str = "") -> ModelVersion:
+    def mark(self, name: str, version: int, status: str, reason: str = "", *, by: str | None = None
+             ) -> ModelVersion:
         """Mark a version good or bad (a bad version is never promoted, nor rolled back to)."""
         if status not in STATUSES:
             raise RegistryError("STATUS_INVALID", f"'{status}' is not a status: use 'good' or 'bad'")
         with self._changing(name) as doc:
             entry = self._find(doc, _version_number(version))
             if entry["metadata"].get("status") != status:
-                _set_status(doc, entry, status, reason)
+                _set_status(doc, entry, status, reason, by)
             return self._version(doc, entry)
 
     def _resolve_mlflow(self, name: str, alias: str | None, version: str | None) -> ModelVersion:
-        """An MLflow model version, its artifact copied into this store (see mlflow_refs)."""
+        """An MLflow model version, its artifact copied into this store once (see mlflow_refs); later
+        resolutions of the same version ask MLflow only which version, and download nothing."""
         from orchestrator.mlops import mlflow_refs
         if alias is not None:
             check_alias(alias)
+        # the key hashes the URI: it may carry credentials, which have no place in a file
+        key = hashlib.sha256(self.mlflow_uri.encode()).hexdigest()[:16] + f"/{name}/"
+        known = self._mlflow_known()
+
+        def cached(number: int) -> str | None:
+            digest = known.get(key + str(number))
+            return digest if digest and self.blobs.exists(digest) else None
         try:
             got = mlflow_refs.fetch(self.mlflow_uri, name, alias, version, self.blobs.tmp,
-                                    lambda path: self._store(lambda: self.blobs.put(path)))
+                                    lambda path: self._store(lambda: self.blobs.put(path)), cached)
         except mlflow_refs.MlflowRefError as exc:
             raise RegistryError(exc.code, str(exc)) from None
+        if got.downloaded:
+            with self._lock():
+                _write_atomic(self._mlflow_cache, {**self._mlflow_known(), key + str(got.version): got.digest})
         return ModelVersion(name, got.version, got.digest, self.blobs.path(got.digest), got.created_at,
                             got.metadata, None)
+
+    @property
+    def _mlflow_cache(self) -> str:
+        return os.path.join(self.root, "mlflow-versions.json")
+
+    def _mlflow_known(self) -> dict[str, str]:
+        """{uri-hash/name/version: digest} of the MLflow versions already copied into the store."""
+        try:
+            with open(self._mlflow_cache) as fh:
+                known = json.load(fh)
+            return known if isinstance(known, dict) else {}
+        except (OSError, ValueError):   # none yet, or damaged: downloading again is always right
+            return {}
 
     # -- the pieces ---------------------------------------------------------------------------------------------
     def _store(self, put) -> str:
@@ -341,11 +370,11 @@ def _move(doc: dict, alias: str, version: int, kind: str, reason: str, by: str |
                            "reason": reason, "at": time.time(), "by": by or _user()})
 
 
-def _set_status(doc: dict, entry: dict, status: str, reason: str) -> None:
+def _set_status(doc: dict, entry: dict, status: str, reason: str, by: str | None = None) -> None:
     previous = entry["metadata"].get("status")
     entry["metadata"]["status"] = status
     doc["history"].append({"event": "mark", "version": entry["version"], "status": status, "previous": previous,
-                           "reason": reason, "at": time.time(), "by": _user()})
+                           "reason": reason, "at": time.time(), "by": by or _user()})
 
 
 def _not_latest(alias: str, verb: str) -> None:

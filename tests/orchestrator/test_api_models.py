@@ -73,6 +73,7 @@ def test_upload_promote_rollback_and_the_history(client, strato_home):
     assert shown["aliases"] == {"champion": 1, "latest": 2}
     assert [(e["event"], e["version"]) for e in shown["history"]][-2:] == [("mark", 2), ("rollback", 1)]
     assert shown["history"][-1]["reason"] == "5xx after rollout"
+    assert all(e["by"].startswith("api (") for e in shown["history"])     # the API, not the server's user
     assert client.get("/v1/models", headers=R).json()["models"] == [
         {"name": "iris", "versions": 2, "aliases": {"champion": 1, "latest": 2}}]
     # the same registry the CLI and the engine use, under the server's STRATO_HOME

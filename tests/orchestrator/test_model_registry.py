@@ -114,10 +114,11 @@ def test_rollback_skips_versions_marked_bad(reg, artifact):
     reg.mark("iris", 2, "bad", reason="failed canary analysis")
     assert reg.rollback("iris", reason="manual").version == 1
     assert error_code(reg.promote, "iris", 2) == "VERSION_BAD"
-    reg.mark("iris", 2, "good", reason="fixed upstream")
+    reg.mark("iris", 2, "good", reason="fixed upstream", by="alice")
     assert reg.promote("iris", 2).version == 2
     history = reg.history("iris")
-    assert any(e["event"] == "mark" and e["status"] == "good" and e["reason"] == "fixed upstream" for e in history)
+    assert any(e["event"] == "mark" and e["status"] == "good" and e["reason"] == "fixed upstream"
+               and e["by"] == "alice" for e in history)
 
 
 def test_promote_is_idempotent_and_latest_is_reserved(reg, artifact):
@@ -274,3 +275,13 @@ def test_push_bytes_reads_no_path(reg, tmp_path):
 def test_default_root_is_under_strato_home(strato_home):
     reg = ModelRegistry()
     assert reg.root == os.path.join(str(strato_home), "models")
+
+
+def test_mlflow_refs_without_mlflow_installed_say_what_to_install(tmp_path, monkeypatch):
+    for module in ("mlflow", "mlflow.artifacts", "mlflow.exceptions"):
+        monkeypatch.setitem(sys.modules, module, None)     # import fails as if the extra were not installed
+    reg = ModelRegistry(str(tmp_path / "models"), mlflow_uri="http://127.0.0.1:9")
+    with pytest.raises(RegistryError) as info:
+        reg.resolve("models:/iris@champion")
+    assert info.value.code == "MLFLOW_MISSING" and "strato[mlflow]" in info.value.message
+    assert error_code(reg.resolve, "models:/iris@9x") == "ALIAS_INVALID"

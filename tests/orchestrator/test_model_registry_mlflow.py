@@ -75,3 +75,35 @@ def test_local_refs_stay_local_with_mlflow_configured(tmp_path, mlflow_uri):
     reg.push("iris", str(tmp_path / "m"))
     assert reg.resolve("iris:1").metadata.get("source") is None
     assert reg.resolve("iris:1").ref == "iris:1"
+
+
+def test_a_version_already_copied_is_not_downloaded_again(tmp_path, mlflow_uri):
+    reg = ModelRegistry(str(tmp_path / "models"))
+    first = reg.resolve("models:/iris@champion")
+    import shutil
+    shutil.rmtree(tmp_path / "v2")                      # the source files, gone; MLflow's copy too:
+    for root, dirs, _ in os.walk(tmp_path / "mlruns"):
+        if os.path.basename(root) == "artifacts":
+            shutil.rmtree(root)
+            dirs[:] = []
+    again = reg.resolve("models:/iris/2")               # MLflow still says which version; the store has it
+    assert (again.version, again.digest, again.path) == (first.version, first.digest, first.path)
+    cache = open(os.path.join(reg.root, "mlflow-versions.json")).read()
+    assert "file:" not in cache and "mlruns" not in cache   # the URI (maybe with credentials) is not written
+    os.unlink(first.path) if os.path.isfile(first.path) else shutil.rmtree(first.path)
+    with pytest.raises(RegistryError) as info:          # the blob went missing: download again, which fails here
+        reg.resolve("models:/iris/2")
+    assert info.value.code == "MLFLOW_ARTIFACT_UNAVAILABLE" and "\n" not in info.value.message
+
+
+def test_a_tracking_server_that_does_not_answer_is_one_line(tmp_path, monkeypatch):
+    import socket
+    with socket.socket() as s:      # a loopback port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    reg = ModelRegistry(str(tmp_path / "models"), mlflow_uri=f"http://127.0.0.1:{port}")
+    with pytest.raises(RegistryError) as info:
+        reg.resolve("models:/iris@champion")
+    assert info.value.code == "MLFLOW_ERROR" and "\n" not in info.value.message
