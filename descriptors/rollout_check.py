@@ -15,7 +15,6 @@ from descriptors.template import Template
 from descriptors.yamlpos import position_of
 from policies.rollout import RolloutSpec, RolloutSpecError
 
-MODEL_SERVER = "strato.nodes.ai.ModelServer"
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -41,8 +40,9 @@ def check_rollouts(template: Template, sink: DiagnosticSink) -> None:
 
 
 def _is_model_server(template: Template, type_name: str) -> bool:
+    """A type that declares `rollout` (strato.nodes.ai.ModelServer and its Kubernetes sibling)."""
     try:
-        return template.types.is_a(type_name, MODEL_SERVER)
+        return "rollout" in template.types.resolved(type_name).properties
     except (LookupError, AttributeError):
         return False
 

@@ -141,6 +141,11 @@ def slots_for(instances_attrs: list[dict], weights: dict[str, int] | None = None
     return slots
 
 
+def _effective(state: dict[str, str]) -> int:
+    """The weight a server gets traffic by, from its `show servers state` row (0 while drained or in maintenance)."""
+    return 0 if int(state.get("srv_admin_state") or 0) & _ADMIN_OUT else int(state.get("srv_uweight") or 0)
+
+
 class HaproxyAdmin:
     """HAProxy's runtime API on its admin socket (`stats socket ... level admin`): one command per connection."""
 
@@ -207,8 +212,7 @@ class HaproxyAdmin:
 
     def weights(self, backend: str) -> dict[str, int]:
         """Each server's weight as set (0 for a server draining or in maintenance)."""
-        return {name: 0 if int(row.get("srv_admin_state") or 0) & _ADMIN_OUT else int(row.get("srv_uweight") or 0)
-                for name, row in self._states(backend).items()}
+        return {name: _effective(row) for name, row in self._states(backend).items()}
 
     # -- changing ------------------------------------------------------------------------------------------
     def sync(self, backend: str, servers: list[ServerSlot], *, check: bool = True, check_interval: float = 2.0,
@@ -226,15 +230,20 @@ class HaproxyAdmin:
             if slot.name not in states:
                 self._add(backend, slot, check, check_interval)
                 report.added.append(slot.name)
-            elif self._update(backend, slot, states[slot.name]):
+        # weights that rise before those that fall: moving all traffic from a to b never leaves both at 0 between
+        # the two commands (a client would get a 503)
+        present = sorted((slot for slot in servers if slot.name in states),
+                         key=lambda slot: _effective(states[slot.name]) - (0 if slot.drain else slot.weight))
+        for slot in present:
+            if self._update(backend, slot, states[slot.name]):
                 report.updated.append(slot.name)
         leaving = [name for name in states if name not in wanted]
         deadline = time.monotonic() + wait
         while leaving:
-            gone = self._retire(backend, leaving, drain_timeout)
+            gone, quiet = self._retire(backend, leaving, drain_timeout)
             report.removed.extend(gone)
             leaving = [name for name in leaving if name not in gone]
-            if not leaving or time.monotonic() >= deadline:
+            if len(quiet) == len(leaving) or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
         report.draining = leaving
@@ -270,10 +279,11 @@ class HaproxyAdmin:
             self._forget_drain(backend, slot.name)
         return changed
 
-    def _retire(self, backend: str, names: list[str], drain_timeout: float) -> list[str]:
-        """One step of taking servers out: drain each, then delete it once it has no session left (or has drained
-        for `drain_timeout` seconds: its sessions are cut). Returns those gone now."""
-        states, stats, gone = self._states(backend), self.server_stats(backend), []
+    def _retire(self, backend: str, names: list[str], drain_timeout: float) -> tuple[list[str], list[str]]:
+        """One step of taking servers out: drain each, then put it in maintenance and delete it once it has no
+        session left (or has drained for `drain_timeout` seconds: its sessions are cut). Returns the servers gone
+        now, and those in maintenance with no session whose deletion waits for idle connections to close."""
+        states, stats, gone, quiet = self._states(backend), self.server_stats(backend), [], []
         for name in names:
             where, key = f"{backend}/{name}", (self.socket_path, backend, name)
             with self._drain_lock:
@@ -293,8 +303,9 @@ class HaproxyAdmin:
             if self.command(f"del server {where}").startswith("Server deleted"):
                 gone.append(name)
                 self._forget_drain(backend, name)
-            # else idle connections are still open: a later step deletes it
-        return gone
+            else:
+                quiet.append(name)   # idle connections still open: a later step deletes it
+        return gone, quiet
 
     def _forget_drain(self, backend: str, name: str) -> None:
         with self._drain_lock:
@@ -338,9 +349,10 @@ backend {backend}
 {check_line}"""
 
 
-def _port(value: Any, what: str) -> int:
+def _port(value: Any, what: str, kept: Any = None) -> int:
+    """The port a property asks for: its number, or for 'auto' the one kept from before (else a free one)."""
     if value in (None, "auto"):
-        return free_port()
+        return kept if isinstance(kept, int) else free_port(reuse=True)
     if isinstance(value, int) and 0 < value < 65536:
         return value
     raise DriverError(f"{what} must be 'auto' or a port number, got {value!r}", backend="haproxy")
@@ -372,8 +384,10 @@ def router_settings(spec: InstanceSpec, work_dir: str) -> dict[str, Any]:
     """What the router's config and its users need: backend name, ports, admin socket, health and drain settings."""
     props = spec.properties
     path = props.get("server_health_path", "/health")
+    ports = spec.node_attributes
     return {"backend": proxy_name(str(props.get("backend") or spec.node)), "host": LOOPBACK,
-            "port": _port(props.get("port"), "port"), "metrics_port": _port(props.get("metrics_port"), "metrics_port"),
+            "port": _port(props.get("port"), "port", ports.get("router_port")),
+            "metrics_port": _port(props.get("metrics_port"), "metrics_port", ports.get("metrics_port")),
             "admin_socket": _socket_path(work_dir, spec.key), "health_path": path or None,
             "check_interval": duration_seconds(props.get("check_interval"), 2.0),
             "drain_timeout": duration_seconds(props.get("drain_timeout"), 30.0)}
@@ -395,6 +409,13 @@ class HaproxyDriver(LocalDriver):
 
     name = "haproxy"
     path_properties = ()
+
+    def prepare_node(self, spec: InstanceSpec) -> dict[str, Any]:
+        """The node's ports, chosen once: a router that is replaced (or a second one, HAProxy binds with SO_REUSEPORT)
+        listens where its clients already connect."""
+        kept, props = spec.node_attributes, spec.properties
+        return {"router_port": _port(props.get("port"), "port", kept.get("router_port")),
+                "metrics_port": _port(props.get("metrics_port"), "metrics_port", kept.get("metrics_port"))}
 
     def _local_spec(self, spec: InstanceSpec, command: list[str], port: int) -> InstanceSpec:
         props = spec.properties

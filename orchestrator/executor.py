@@ -276,8 +276,8 @@ class BuildRun:
         """A model server naming its model by reference runs the version pinned for it (pinned now, at its
         first build: after its dependencies, so a trainer that pushes the model has run)."""
         ref = props.get("model")
-        if not isinstance(ref, str) or not self.template.types.is_a(self.template.node_templates[node].type,
-                                                                     pinning.MODEL_SERVER):
+        if not isinstance(ref, str) or not pinning.is_model_server(self.template.types,
+                                                                    self.template.node_templates[node].type):
             return props
         return pinning.with_model(props, pinning.pin_at_start(self.store, self.infra.name, node, ref))
 

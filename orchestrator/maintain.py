@@ -248,10 +248,11 @@ class Maintainer:
         report.unhealthy.extend(r.key for r in verdicts.unhealthy)
         return verdicts
 
-    def _route(self, template, records: list[InstanceRecord] | None, report: PassReport) -> None:
+    def _route(self, template, records: list[InstanceRecord] | None, report: PassReport,
+               leaving: frozenset[str] = frozenset()) -> None:
         """Sync each Router node with its routed node's ready instances; a change is an event, a failure an error."""
         for outcome in routing.sync_routers(self.store, self.name, template, records, self.rollout.weights_for,
-                                            self.rollout.servers_for):
+                                            leaving=leaving, servers_for=self.rollout.servers_for):
             if outcome.error:
                 report.errors.append(f"route {outcome.key}: {outcome.error}")
                 self._event("route_failed", outcome.key, once=f"route:{outcome.key}", error=outcome.error)
@@ -351,6 +352,9 @@ class Maintainer:
             if changes or replace:   # never rebuild what a destroy is taking down
                 report.deferred = f"infrastructure is {infra.status.replace('_', ' ')}; run strato destroy again"
         elif (changes or replace) and not self.options.dry_run:
+            leaving = frozenset(a.key for a in changes if a.kind != CREATE) | {r.key for r in replace}
+            if leaving:   # routers stop sending requests to what is about to go, and let those in flight finish
+                self._route(template, records, report, leaving)
             self._act(template, graph, inputs, counts, drop, replace, drop_requests, report)
         elif not self.options.dry_run:
             for request in drop_requests:  # already carried out (e.g. the instance was gone)

@@ -294,6 +294,16 @@ def record_window(spec: RolloutSpec, state: dict, verdict: Verdict, now: float) 
     return state
 
 
+def settle(state: dict, outcome: str, now: float) -> dict:
+    """Back to idle after a rollout (promoted, retired after an abort): the stable pin, the versions that failed,
+    and a line about how the last rollout ended; its windows and counters are dropped."""
+    canary = state.get("canary") or {}
+    last = {"canary": canary.get("ref"), "outcome": outcome, "at": now, "reasons": list(state.get("reasons") or []),
+            "verdict": (state.get("last_verdict") or {}).get("status")}
+    return {"phase": IDLE, "stable": state.get("stable"), "canary": None, "failed": list(state.get("failed") or []),
+            "last_rollout": last}
+
+
 def abort(state: dict, reasons: list[str], now: float) -> dict:
     return {**state, "phase": ABORTED, "reasons": list(reasons), "aborted_at": now}
 
@@ -327,11 +337,15 @@ def advance(spec: RolloutSpec, state: dict, now: float) -> dict:
     return {**moved, "phase": PROMOTING}
 
 
-def describe(spec: RolloutSpec, state: dict) -> dict:
+def describe(state: dict) -> dict:
     """A rollout's state as status shows it: versions, phase, step, weight, the last verdict and why."""
     stable, canary = state.get("stable") or {}, state.get("canary") or {}
     last = state.get("last_verdict") or {}
-    return {"phase": state.get("phase", IDLE), "stable": stable.get("ref"), "canary": canary.get("ref"),
-            "strategy": spec.strategy, "step": int(state.get("step", 0)) + 1 if state.get("phase") == PROGRESSING
-            else None, "steps": len(spec.steps), "weight": canary_weight(spec, state),
-            "verdict": last.get("status"), "why": last.get("reasons") or state.get("reasons") or []}
+    phase = state.get("phase", IDLE)
+    out = {"phase": phase, "stable": stable.get("ref"), "canary": canary.get("ref"),
+           "step": int(state.get("step", 0)) + 1 if phase == PROGRESSING else None, "steps": state.get("steps"),
+           "weight": state.get("weight", 0.0) if phase != IDLE else 0.0, "verdict": last.get("status"),
+           "why": list(last.get("reasons") or []) if phase != ABORTED else list(state.get("reasons") or [])}
+    if phase == IDLE and state.get("last_rollout"):
+        out["last_rollout"] = state["last_rollout"]
+    return out

@@ -12,12 +12,20 @@ import os
 from typing import Any
 
 POLICY = "rollout"                   # the policy_state id of a model server's rollout (and pin)
-MODEL_SERVER = "strato.nodes.ai.ModelServer"
 ENV_PATH, ENV_VERSION, ENV_NAME = "STRATO_MODEL_PATH", "STRATO_MODEL_VERSION", "STRATO_MODEL_NAME"
 
 
 class ModelPinError(Exception):
     """A model reference that cannot be resolved (one sentence, with the registry's code)."""
+
+
+def is_model_server(types, type_name: str) -> bool:
+    """A node type that takes `model` and `rollout` (strato.nodes.ai.ModelServer, its Kubernetes sibling, ...)."""
+    try:
+        props = types.resolved(type_name).properties
+    except (LookupError, AttributeError):
+        return False
+    return "model" in props and "rollout" in props
 
 
 def registry_for(home: str):

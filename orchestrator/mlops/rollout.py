@@ -21,6 +21,7 @@ import json
 import time
 from typing import Any
 
+from drivers.common import CANARY_SUFFIX
 from drivers.haproxy import HaproxyAdmin, server_name
 from orchestrator.autoscale import Decisions, notify
 from orchestrator.metrics import ScrapeSource, instance_metrics_url
@@ -31,12 +32,17 @@ from orchestrator.states import InstanceStatus
 from policies import rollout as ro
 from policies.rollout import RolloutSpec, RolloutSpecError
 
-CANARY_SUFFIX = "~canary"
 IN_FLIGHT = (InstanceStatus.CREATING, InstanceStatus.REPLACING, InstanceStatus.DELETING)
 
 
 def canary_node(node: str) -> str:
     return node + CANARY_SUFFIX
+
+
+def rollouts(store, infra: str) -> list[dict]:
+    """Each model server's rollout as status shows it (policies.rollout.describe), by node."""
+    return [{"node": node, **ro.describe(state)} for (policy, node), state in sorted(store.policy_states(infra).items())
+            if policy == POLICY and state]
 
 
 def model_servers(template) -> dict[str, Any]:
@@ -45,7 +51,7 @@ def model_servers(template) -> dict[str, Any]:
         return {}
     return {name: node for name, node in template.node_templates.items()
             if isinstance((node.properties or {}).get("model"), str)
-            and template.types.is_a(node.type, pinning.MODEL_SERVER)}
+            and pinning.is_model_server(template.types, node.type)}
 
 
 def spec_of(template, node: str, inputs: dict) -> RolloutSpec:
@@ -101,6 +107,8 @@ class RolloutController:
         self.weights: dict[str, dict[str, int]] = {}    # routed node -> server name -> weight (this pass)
         self.frozen: dict[str, str] = {}                # node -> why its autoscaling is held this pass
         self._graphs: dict[tuple, Any] = {}
+        self._live = 0                                  # canary instances serving, this pass
+        self._infra = None
         self.specs: dict[str, RolloutSpec] = {}         # node -> its rollout block (inputs applied)
         self.refs: dict[str, str] = {}                  # node -> the model reference the descriptor names
         self.inputs: dict = {}
@@ -132,6 +140,7 @@ class RolloutController:
     def step(self, template, seen, counts: dict, out: Decisions, now: float) -> None:
         """Every model server's rollout moved on by what this pass saw; state and events go to `out`."""
         self.weights, self.frozen = {}, {}
+        self._infra = self.store.get_infra(self.name)
         states = self.store.policy_states(self.name)
         for node, ref in self.refs.items():
             before = states.get((POLICY, node)) or {}
@@ -159,7 +168,7 @@ class RolloutController:
                 out.event("rollout_cancelled", node=node, canary=canary.get("ref"), stable=stable["ref"],
                           reason=f"{ref} names the stable version {stable['ref']} again")
                 return {**ro.abort(state, [f"{ref} names the stable version again"], now), "kept": 0,
-                        "keep_until": now}
+                        "keep_until": now, "cancelled": True}
             return state
         spec = self.specs.get(node, RolloutSpec())
         if alias_move(self.store.home, ref) == "rollback":
@@ -176,25 +185,27 @@ class RolloutController:
     def _progress(self, node: str, spec: RolloutSpec, state: dict, template, seen, counts: dict, now: float,
                   out: Decisions) -> dict:
         phase = state.get("phase", ro.IDLE)
-        stable = routed_instances(seen.records, node)
-        canary = routed_instances(seen.records, canary_node(node))
+        stable, canary = self._serving(template, node, seen.records)
+        canary = self._current(template, canary_node(node), canary, seen, counts)   # running the canary version
+        self._live = len(canary)
         if phase == ro.ABORTED:
             if now >= float(state.get("keep_until") or 0):
                 out.event("rollout_retired", node=node, canary=(state.get("canary") or {}).get("ref"))
-                state = {**state, "phase": ro.IDLE, "canary": None, "kept": 0}
+                state = ro.settle(state, "cancelled" if state.get("cancelled") else "aborted", now)
         elif phase == ro.PROMOTING:
             state = self._promote(node, spec, state, template, seen, counts, now, out)
         elif phase in (ro.PROGRESSING, ro.BAKING):
             state = self._analyse(node, spec, state, template, seen, counts, now, out)
-        self._set_weights(node, spec, state, stable, canary, out)
+        self._set_weights(node, spec, state, stable, canary, template, seen.records, out)
+        if state.get("phase", ro.IDLE) != ro.IDLE:   # for status: the weight asked now, out of how many steps
+            state = {**state, "weight": ro.canary_weight(spec, state), "steps": len(spec.steps)}
         return state
 
     # -- analysis and steps ------------------------------------------------------------------------------------------
     def _analyse(self, node: str, spec: RolloutSpec, state: dict, template, seen, counts, now: float,
                  out: Decisions) -> dict:
         """Judge the window (when it is due, or early when it already fails), then move through the steps."""
-        canary_ready = len(routed_instances(seen.records, canary_node(node)))
-        state = {**state, "canary_ready": canary_ready >= counts.get(canary_node(node), 1)}
+        state = {**state, "canary_ready": self._live >= counts.get(canary_node(node), 1)}
         scaling = self._scaling_in_flight(node, seen.records, counts)
         state = self._judge(node, spec, state, template, seen, now, out)
         if state["phase"] == ro.ABORTED:
@@ -254,6 +265,23 @@ class RolloutController:
         self.scraper.scrape(urls)
         return traffic.read_counters(stats, dict(self.scraper.current)), tracks
 
+    def _serving(self, template, node: str, records) -> tuple[list, list]:
+        """The stable and canary instances that can take requests now: ready, and up in the router (a server it
+        has just been given is not until its first health check passes; weight on it would answer 503)."""
+        stable, canary = routed_instances(records, node), routed_instances(records, canary_node(node))
+        router = self._router_of(template, node, records)
+        if router is None:
+            return stable, canary
+        try:
+            stats = HaproxyAdmin(router.attributes["admin_socket"]).server_stats(router.attributes["backend"])
+        except Exception:
+            return stable, canary
+        up = {name for name, st in stats.items() if st.status.startswith("UP") or st.status in ("no check", "DRAIN")}
+
+        def serving(recs: list) -> list:
+            return [r for r in recs if server_name(r.node, r.index) in up]
+        return serving(stable), serving(canary)
+
     @staticmethod
     def _router_of(template, node: str, records):
         for route in routes(template):
@@ -295,10 +323,9 @@ class RolloutController:
         """The canary serves everything; once it has its full count the stable is pinned to its version and
         replaced (drained first); once the stable runs it, weights go back to the stable node, the canary leaves."""
         canary, stable = state["canary"], state["stable"]
-        ready_canary = len(routed_instances(seen.records, canary_node(node)))
         self.frozen[node] = f"rollout of {node} is promoting {canary['ref']}"
         if stable["ref"] != canary["ref"]:
-            if ready_canary < counts.get(canary_node(node), 1):
+            if self._live < counts.get(canary_node(node), 1):
                 return state
             out.event("rollout_promoting", node=node, version=canary["ref"], previous=stable["ref"],
                       reason="the canary serves all requests while the stable instances are replaced")
@@ -315,33 +342,47 @@ class RolloutController:
                                                            "promoted by a rollout")
             except Exception:
                 pass
-        return {**state, "phase": ro.IDLE, "canary": None, "rollback": False, "finished_at": now}
+        return ro.settle(state, "rolled back" if state.get("rollback") else "promoted", now)
 
     def _stable_runs(self, node: str, template, seen, counts: dict) -> bool:
         """Whether every stable instance is ready on the pinned version (its spec matches the view)."""
-        from orchestrator.plan import make_resolver, attribute_view, node_properties, spec_hash
-        infra = self.store.get_infra(self.name)
+        mine = routed_instances(seen.records, node)
+        return len(mine) >= counts.get(node, 0) and len(self._current(template, node, mine, seen, counts)) == len(mine)
+
+    def _current(self, template, node: str, recs: list, seen, counts: dict) -> list:
+        """Those of `recs` built from the node's definition in this pass's view (the version it should run): an
+        instance left by an earlier rollout, or not replaced yet, is not."""
+        from orchestrator.plan import attribute_view, make_resolver, node_properties, spec_hash
+        if node not in template.node_templates:
+            return []
         try:
-            resolver = make_resolver(template, self.inputs, attribute_view(counts, infra, seen.records))
+            resolver = make_resolver(template, self.inputs, attribute_view(counts, self._infra, seen.records))
             want = spec_hash(template, node, node_properties(template, node, resolver),
                              template.driver_name(node) or "?")
         except Exception:
-            return False
-        mine = routed_instances(seen.records, node)
-        return len(mine) >= counts.get(node, 0) and all(r.spec_hash == want for r in mine)
+            return []
+        return [r for r in recs if r.spec_hash == want]
 
     # -- 3. the routers --------------------------------------------------------------------------------------------
-    def _set_weights(self, node: str, spec: RolloutSpec, state: dict, stable: list, canary: list,
-                     out: Decisions) -> None:
+    def _set_weights(self, node: str, spec: RolloutSpec, state: dict, stable: list, canary: list, template,
+                     records: list, out: Decisions) -> None:
+        """The routers' weights for this node (servers_for / weights_for at the end of the pass). Without a router
+        (a Kubernetes Service over the stable and canary Deployments) the split is the replica ratio: the weight
+        really achieved is reported when it differs from the one asked."""
         phase = state.get("phase", ro.IDLE)
         weight = ro.canary_weight(spec, state)
         slots = traffic.split(stable, canary if phase != ro.IDLE else [], weight)
         self.weights[node] = {s.name: s.weight for s in slots}
-        if phase != ro.IDLE and canary:
-            achieved = traffic.achieved(slots)
-            if abs(achieved - weight) > 0.5:
-                out.event("rollout_weight", once=f"rollout-weight:{node}", node=node, weight=weight,
-                          weight_achieved=achieved)
+        if phase in (ro.IDLE, ro.ABORTED):
+            return
+        if self._router_of(template, node, records) is None:
+            ready = (len(routed_instances(records, node)), len(routed_instances(records, canary_node(node))))
+            achieved, by = (round(100.0 * ready[1] / sum(ready), 2) if sum(ready) else 0.0), "replica ratio"
+        else:
+            achieved, by = (traffic.achieved(slots) if canary else weight), "router weights"
+        if abs(achieved - weight) > 0.5:
+            out.event("rollout_weight", once=f"rollout-weight:{node}", node=node, weight=weight,
+                      weight_achieved=achieved, by=by)
 
     def servers_for(self, records: list, node: str) -> list:
         """A routed node's servers: its ready instances, and its canary's while a rollout runs."""

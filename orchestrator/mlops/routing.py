@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 ROUTER_DRIVER = "haproxy"
 ROUTE_REQUIREMENT = "route_to"
+MAX_DRAIN_WAIT = 10.0   # seconds a pass waits for leaving servers' requests to finish before deleting them
 
 # (router node, routed node, the routed node's ready instances) -> server name -> weight, or None: equal weights
 WeightsFor = Callable[[str, str, "list[InstanceRecord]"], "dict[str, int] | None"]
@@ -69,18 +70,21 @@ def sync_router(router: InstanceRecord, servers: list[InstanceRecord], weights: 
 
 
 def sync_routers(store, name: str, template, records: list[InstanceRecord] | None = None,
-                 weights_for: WeightsFor | None = None,
+                 weights_for: WeightsFor | None = None, leaving: frozenset[str] = frozenset(),
                  servers_for: Callable[[list, str], list] | None = None) -> list[RouteSync]:
     """Sync every ready router instance of the infrastructure with its routed node's ready instances.
 
-    records: the infrastructure's instances as they stand now (read from the store when None)."""
+    records: the infrastructure's instances as they stand now (read from the store when None). leaving: keys of
+    instances about to be deleted: their servers are drained now, and this call waits (up to the router's
+    drain_timeout, at most MAX_DRAIN_WAIT s) for their requests in flight to finish."""
     found = routes(template)
     if not found:
         return []
     records = store.instances(name) if records is None else records
     done = []
     for route in found:
-        servers = (servers_for or routed_instances)(records, route.target)   # a rollout adds its canary's
+        servers = [r for r in (servers_for or routed_instances)(records, route.target)   # with a rollout's canary
+                   if r.key not in leaving]
         weights = weights_for(route.router, route.target, servers) if weights_for else None
         for router in routed_instances(records, route.router):
             outcome = RouteSync(route.router, router.key, router.index, route.target, len(servers))
@@ -88,7 +92,8 @@ def sync_routers(store, name: str, template, records: list[InstanceRecord] | Non
                 outcome.error = "the router reports no admin socket"
             else:
                 try:
-                    outcome.report = sync_router(router, servers, weights)
+                    wait = min(float(router.attributes.get("drain_timeout") or 0), MAX_DRAIN_WAIT) if leaving else 0.0
+                    outcome.report = sync_router(router, servers, weights, wait)
                 except (DriverError, OSError, ValueError) as exc:
                     outcome.error = str(exc)
             done.append(outcome)

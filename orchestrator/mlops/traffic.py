@@ -91,8 +91,12 @@ def read_counters(stats: dict, snapshots: dict) -> Counters:
     """The router's server_stats (name -> ServerStats) and the replicas' scrapes (server name -> Snapshot)."""
     counters = Counters()
     for name, st in stats.items():
-        counters.servers[name] = [float(st.requests), float(st.errors_5xx) + float(st.connect_errors),
-                                  float(st.response_time_ms_avg or 0.0)]
+        # a 5xx the router retried on another server is counted under `retries`, not `errors_5xx`: every attempt
+        # this server failed counts against it, whether or not the client ended up with an answer
+        # (and is missing from its `requests`, which count the answers it gave): attempts = requests + retries
+        retried = float(getattr(st, "retries", 0) or 0)
+        failed = float(st.errors_5xx) + float(st.connect_errors) + retried
+        counters.servers[name] = [float(st.requests) + retried, failed, float(st.response_time_ms_avg or 0.0)]
     for name, snap in snapshots.items():
         family = next((f for f in snap.buckets if "latency" in f or "duration" in f), None)
         if family is None:

@@ -433,7 +433,7 @@ def test_status_shows_the_models_drift_alarms_and_accuracy(ml, strato):
     send(server_url(store), FeatureStream(IRIS, [parse_shift("petal_length:+2")], shift_at=0.0, seed=9), 200)
     maintainer.run_pass()
     text = strato("status", "ml", "--no-refresh").stdout
-    assert "model server: iris:1  window 2 (100 rows)  drifted yes" in text
+    assert "monitor server: iris:1  window 2 (100 rows)  drifted yes" in text
     assert "drift FIRING (2/2 in a row)" in text and "petal_length* ks" in text
     doc = json.loads(strato("status", "ml", "--no-refresh", "--json").stdout)
     assert doc["infrastructures"][0]["models"]["server"]["alarms"]["drift"]["firing"] is True
