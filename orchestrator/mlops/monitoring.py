@@ -140,16 +140,19 @@ def pull_all(instances: list[InstanceRecord], cursors: dict, timeout: float = PU
 
 
 def advance(cursor: dict | None, page: dict) -> tuple[dict, list[dict]]:
-    """The cursor after a page and the page's records that are new to it (a new stream restarts from 0)."""
-    cursor = dict(cursor or {})
+    """The cursor after a page and the page's records that are new to it. A page of another stream (the server
+    restarted and counts from 1 again) was asked for after the old cursor: it is dropped and the next pull
+    starts the new stream from 0."""
+    cursor = dict(cursor or {"after": 0})
     stream = page.get("stream")
-    if cursor.get("stream") != stream:
-        cursor = {"stream": stream, "after": 0}
+    if cursor.get("stream") is not None and cursor["stream"] != stream:
+        return {"stream": stream, "after": 0}, []
+    cursor["stream"] = stream
     records = [r for r in page["records"] if isinstance(r, dict) and isinstance(r.get("seq"), int)
                and r["seq"] > cursor["after"] and "features" in r and r.get("id")]
     nxt = page.get("next")
-    cursor["after"] = max([cursor["after"], *(r["seq"] for r in records)]
-                          + ([nxt] if isinstance(nxt, int) and nxt <= max([0, *(r["seq"] for r in records)]) else []))
+    cursor["after"] = max([cursor["after"], *(r["seq"] for r in records),
+                           *([nxt] if isinstance(nxt, int) and not isinstance(nxt, bool) else [])])
     return cursor, records
 
 

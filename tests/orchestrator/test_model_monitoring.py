@@ -457,3 +457,22 @@ topology_template:
     assert done.returncode != 0
     assert "trainer 'web' is a strato.nodes.Process, not a one-shot job" in done.stdout + done.stderr
     assert "target 'server' has no `monitoring`" in done.stdout + done.stderr
+
+
+def test_the_pull_cursor_follows_a_restarted_server_from_its_first_record():
+    from orchestrator.mlops.monitoring import advance
+
+    first = Recorder()
+    for i in range(5):
+        first.record({"x": i}, i)
+    cursor, new = advance(None, first.records(0))
+    assert cursor["after"] == 5 and len(new) == 5
+    cursor, new = advance(cursor, first.records(cursor["after"]))
+    assert cursor["after"] == 5 and new == []
+    restarted = Recorder()
+    for i in range(7):
+        restarted.record({"x": i}, i)
+    cursor, new = advance(cursor, restarted.records(cursor["after"]))   # asked after 5: records 6, 7 only
+    assert new == [] and cursor == {"stream": restarted.stream, "after": 0}
+    cursor, new = advance(cursor, restarted.records(cursor["after"]))
+    assert [r["seq"] for r in new] == list(range(1, 8))
