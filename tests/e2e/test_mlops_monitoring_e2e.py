@@ -63,28 +63,52 @@ def kinds(store, name: str) -> list[str]:
     return [e["kind"] for e in store.events(name, limit=5000)]
 
 
-def test_drift_retrains_promotes_and_rolls_out_with_no_failed_request(strato_home, monkeypatch):
+@pytest.fixture
+def example(strato_home, monkeypatch):
+    """examples/mlops built as `mlx` and maintained by a loop in a thread; run(calm, until) plays traffic (shifted
+    after `calm` requests), feeding the labels back, until `until(event kinds)` or 240 s."""
     monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))  # the servers' recorder
     store = StateStore(str(strato_home / "state.db"))
     descriptor = os.path.join(REPO, "examples", "mlops", "service.yaml")
     report = service.build(descriptor, "mlx", dict(INPUTS), store, RunOptions(timeout=120), confined=False)
     assert report["ok"], report
-    endpoint = store.get_infra("mlx").outputs["endpoint"]
     maintainer = Maintainer(store, "mlx", MaintainOptions(interval=1.0, policies=False))
     stop = threading.Event()
     loop = threading.Thread(target=maintainer.run, args=(stop,), daemon=True)
     loop.start()
-    traffic = Traffic(endpoint)
+
+    def run(calm: int, until) -> Traffic:
+        traffic = Traffic(store.get_infra("mlx").outputs["endpoint"], calm)
+        try:
+            deadline = time.monotonic() + 240
+            while not until(kinds(store, "mlx")) and time.monotonic() < deadline:
+                record_feedback(store, "mlx", "server", list(traffic.served))   # labels arrive, again and again
+                time.sleep(1.0)
+        finally:
+            traffic.stop.set()
+            traffic.thread.join(15)
+        return traffic
+
+    yield store, run
+    stop.set()
+    loop.join(60)
     try:
-        deadline = time.monotonic() + 240
-        while "rollout_promoted" not in kinds(store, "mlx") and time.monotonic() < deadline:
-            record_feedback(store, "mlx", "server", list(traffic.served))   # labels arrive, again and again
-            time.sleep(1.0)
+        service.destroy(store, "mlx", RunOptions(timeout=60))
     finally:
-        traffic.stop.set()
-        traffic.thread.join(15)
-        stop.set()
-        loop.join(60)
+        store.close()
+
+
+def test_a_stream_without_drift_raises_no_alert_and_retrains_nothing(example):
+    store, run = example
+    traffic = run(10 ** 9, lambda seen: seen.count("model_window") >= 8)
+    seen = kinds(store, "mlx")
+    assert seen.count("model_window") >= 8 and traffic.failures == []
+    assert not {"model_drift", "model_accuracy_low", "retrain_triggered", "rollout_started"} & set(seen)
+
+
+def test_drift_retrains_promotes_and_rolls_out_with_no_failed_request(example, strato_home):
+    store, run = example
+    traffic = run(250, lambda seen: "rollout_promoted" in seen)
     seen = kinds(store, "mlx")
     order = ["model_drift", "retrain_triggered", "retrain_finished", "model_pushed", "alias_moved",
              "rollout_started", "rollout_promoted"]
@@ -95,7 +119,3 @@ def test_drift_retrains_promotes_and_rolls_out_with_no_failed_request(strato_hom
     assert champion.version == 2 and champion.metadata["created_by"] == "continuous-training"
     drift = next(e for e in store.events("mlx", limit=5000) if e["kind"] == "model_drift")
     assert "petal_length" in drift["detail"]["features"]
-    try:
-        service.destroy(store, "mlx", RunOptions(timeout=60))
-    finally:
-        store.close()
