@@ -2,9 +2,9 @@
 
 HAProxy runs in the foreground as a `local` process (the same process group, key, log and adoption rules), with
 a config written under the instance's directory: one frontend, one backend, a Prometheus frontend and an admin
-socket. The backend starts empty; `HaproxyAdmin.sync` adds, reweighs, drains and deletes its servers through
-the runtime API (HAProxy 2.6 dynamic servers), so a weight change or a replica coming and going never restarts
-HAProxy nor drops a connection. L7 retries with redispatch let a request whose server died mid-way finish on
+socket. The backend starts with free server slots; `HaproxyAdmin.sync` fills, reweighs, drains and frees them
+through the runtime API, so a weight change or a replica coming and going never restarts HAProxy nor drops a
+connection. L7 retries with redispatch let a request whose server died mid-way finish on
 another server.
 """
 
@@ -34,10 +34,14 @@ MAX_WEIGHT = 256
 _NAME = re.compile(r"[^A-Za-z0-9_.:-]")
 _SOCKET_PATH_MAX = 100   # sun_path holds 108 bytes; a longer path moves to a short private directory
 ROUTER_FILE = "router.json"
+MAP_SUFFIX = ".servers.map"   # the map (slot -> server name) of a backend's server-template slots
+SLOT_PREFIX = "slot"
+PARKED = "127.0.0.1:9"        # a free slot's address (it is in maintenance: never connected to)
+_ADDR_OK = ("IP changed", "no need", "port changed")
 # `show servers state` srv_admin_state bits: drained (forced, inherited), in maintenance (forced, inherited,
-# config, resolver)
+# resolver). Not 0x04, "disabled in the config": a slot keeps it after `state ready` while it serves.
 _ADMIN_DRAIN = 0x08 | 0x10
-_ADMIN_OUT = _ADMIN_DRAIN | 0x01 | 0x02 | 0x04 | 0x20
+_ADMIN_OUT = _ADMIN_DRAIN | 0x01 | 0x02 | 0x20
 
 
 def haproxy_binary() -> str:
@@ -87,6 +91,7 @@ class ServerStats:
     response_errors: int
     retries: int
     redispatches: int
+    connections: int             # connections opened to it (kept alive and reused between requests)
     response_time_ms_avg: float  # HAProxy's average over its last 1024 responses
 
 
@@ -147,7 +152,13 @@ def _effective(state: dict[str, str]) -> int:
 
 
 class HaproxyAdmin:
-    """HAProxy's runtime API on its admin socket (`stats socket ... level admin`): one command per connection."""
+    """HAProxy's runtime API on a router's admin socket (`stats socket ... level admin`): one command per connection.
+
+    The backend's servers are the slots of a `server-template` (slot1..slotN, parked in maintenance): a server
+    joins by taking a free slot (address, weight, state ready), leaves by draining and going back to maintenance.
+    Which server a slot holds is kept in HAProxy itself, in the map `<backend>.servers.map` (slot -> name), so any
+    HaproxyAdmin, in any process, reads the same truth. (HAProxy 2.6's `add server` would do without slots, but its
+    dynamic servers never reuse a connection: one new TCP connection per request.)"""
 
     # when each (socket, backend, server) started draining on its way out; shared by every HaproxyAdmin of this
     # process, so the maintain loop's passes (each with its own object) wait one bounded time, not each its own
@@ -157,6 +168,7 @@ class HaproxyAdmin:
     def __init__(self, socket_path: str, timeout: float = 5.0):
         self.socket_path = socket_path
         self.timeout = timeout
+        self._maps: dict[str, str] = {}
 
     def command(self, line: str) -> str:
         """Send one runtime API command; its answer as text."""
@@ -181,131 +193,152 @@ class HaproxyAdmin:
         return answer
 
     # -- reading -------------------------------------------------------------------------------------------
-    def _stat_rows(self, backend: str) -> list[dict[str, str]]:
+    def _map_file(self, backend: str) -> str:
+        """The file name HAProxy knows the backend's slot map by (`show map` lists every map)."""
+        if backend not in self._maps:
+            wanted = f"/{backend}{MAP_SUFFIX}"
+            for line in self.command("show map").splitlines():
+                match = re.match(r"^-?\d+ \((.+?)\) ", line)
+                if match and match[1].endswith(wanted):
+                    self._maps[backend] = match[1]
+                    break
+            else:
+                raise DriverError(f"HAProxy has no server map for backend '{backend}' (not a Strato router?)",
+                                  backend="haproxy")
+        return self._maps[backend]
+
+    def slots(self, backend: str) -> dict[str, str]:
+        """server name -> the slot holding it (the `server` label of HAProxy's Prometheus metrics is the slot)."""
+        held = {}
+        for line in self.command(f"show map {self._map_file(backend)}").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0].startswith("0x"):
+                held[parts[2]] = parts[1]
+        return held
+
+    def _stat_rows(self, backend: str) -> dict[str, dict[str, str]]:
+        """`show stat` rows of the backend's slots, by slot."""
         text = self.command("show stat")
         if not text.startswith("#"):
             raise DriverError(f"HAProxy `show stat` failed: {text[:200]}", backend="haproxy")
         rows = list(csv.reader(text.lstrip("# ").splitlines()))
-        header = rows[0]
-        found = [dict(zip(header, row)) for row in rows[1:] if row and row[0] == backend]
+        found = [dict(zip(rows[0], row)) for row in rows[1:] if row and row[0] == backend]
         if not found:
             raise DriverError(f"HAProxy has no backend '{backend}'", backend="haproxy")
-        return [row for row in found if row.get("svname") not in ("BACKEND", "FRONTEND")]
+        return {row["svname"]: row for row in found if row.get("svname") not in ("BACKEND", "FRONTEND")}
 
     def _states(self, backend: str) -> dict[str, dict[str, str]]:
-        """`show servers state`: each server's address, port, admin state bits and user weight."""
+        """`show servers state`: each slot's address, port, admin state bits and user weight, by slot."""
         lines = self.command(f"show servers state {backend}").splitlines()
         header = next((ln.lstrip("# ").split() for ln in lines if ln.startswith("#")), [])
         rows = [dict(zip(header, ln.split())) for ln in lines if ln and not ln.startswith("#") and " " in ln]
         return {row["srv_name"]: row for row in rows if "srv_name" in row}
 
     def server_stats(self, backend: str) -> dict[str, ServerStats]:
-        """Each server of the backend with its status and cumulative counters."""
+        """Each server of the backend with its status and cumulative counters (since it took its slot)."""
         def num(row: dict, key: str) -> int:
             return int(row.get(key) or 0)
-        return {row["svname"]: ServerStats(
-            name=row["svname"], status=row.get("status", ""), weight=num(row, "weight"), sessions=num(row, "scur"),
+        rows = self._stat_rows(backend)
+        return {name: ServerStats(
+            name=name, status=row.get("status", ""), weight=num(row, "weight"), sessions=num(row, "scur"),
             requests=num(row, "req_tot") or num(row, "stot"), errors_5xx=num(row, "hrsp_5xx"),
             connect_errors=num(row, "econ"), response_errors=num(row, "eresp"), retries=num(row, "wretr"),
-            redispatches=num(row, "wredis"), response_time_ms_avg=float(row.get("rtime") or 0))
-            for row in self._stat_rows(backend)}
+            redispatches=num(row, "wredis"), connections=num(row, "connect"),
+            response_time_ms_avg=float(row.get("rtime") or 0))
+            for name, slot in self.slots(backend).items() if (row := rows.get(slot)) is not None}
 
     def weights(self, backend: str) -> dict[str, int]:
         """Each server's weight as set (0 for a server draining or in maintenance)."""
-        return {name: _effective(row) for name, row in self._states(backend).items()}
+        states = self._states(backend)
+        return {name: _effective(states[slot]) for name, slot in self.slots(backend).items() if slot in states}
 
     # -- changing ------------------------------------------------------------------------------------------
-    def sync(self, backend: str, servers: list[ServerSlot], *, check: bool = True, check_interval: float = 2.0,
-             drain_timeout: float = 30.0, wait: float = 0.0) -> SyncReport:
+    def sync(self, backend: str, servers: list[ServerSlot], *, drain_timeout: float = 30.0,
+             wait: float = 0.0) -> SyncReport:
         """Make the backend hold exactly `servers` (idempotent; runtime API only, never a reload).
 
-        A new server is added, health-checked (`check`) and made ready; a present one gets its weight, address and
-        drain flag set when they differ. A server not in `servers` is drained first and deleted once it has no
-        session left, or after `drain_timeout` seconds of draining (its sessions are then cut). Deleting does not
-        block: a later sync finishes it, or this one within `wait` seconds."""
-        report = SyncReport()
-        states = self._states(backend)
+        A new server takes a free slot and is ready at once (the engine saw it healthy; HAProxy's checks go on);
+        a present one gets its weight, address and drain flag set when they differ. A server not in `servers` is
+        drained first and leaves once it has no session left, or after `drain_timeout` seconds of draining (its
+        sessions are then cut). Leaving does not block: a later sync finishes it, or this one within `wait` s."""
+        report, states, held = SyncReport(), self._states(backend), self.slots(backend)
         wanted = {slot.name: slot for slot in servers}
-        for slot in servers:
-            if slot.name not in states:
-                self._add(backend, slot, check, check_interval)
-                report.added.append(slot.name)
+        leaving = [name for name in held if name not in wanted]
+        free = [slot for slot in states if slot not in held.values()]
+        for server in servers:
+            if server.name not in held:
+                if not free:
+                    raise DriverError(f"router backend '{backend}' has no free server slot for '{server.name}' "
+                                      f"({len(states)} slots: raise the node's max_servers)", backend="haproxy")
+                self._add(backend, server, free.pop(0))
+                report.added.append(server.name)
         # weights that rise before those that fall: moving all traffic from a to b never leaves both at 0 between
         # the two commands (a client would get a 503)
-        present = sorted((slot for slot in servers if slot.name in states),
-                         key=lambda slot: _effective(states[slot.name]) - (0 if slot.drain else slot.weight))
-        for slot in present:
-            if self._update(backend, slot, states[slot.name]):
-                report.updated.append(slot.name)
-        leaving = [name for name in states if name not in wanted]
+        present = sorted((s for s in servers if s.name in held),
+                         key=lambda s: _effective(states[held[s.name]]) - (0 if s.drain else s.weight))
+        for server in present:
+            if self._update(backend, server, held[server.name], states[held[server.name]]):
+                report.updated.append(server.name)
         deadline = time.monotonic() + wait
         while leaving:
-            gone, quiet = self._retire(backend, leaving, drain_timeout)
+            gone = self._retire(backend, {name: held[name] for name in leaving}, drain_timeout)
             report.removed.extend(gone)
             leaving = [name for name in leaving if name not in gone]
-            if len(quiet) == len(leaving) or time.monotonic() >= deadline:
+            if not leaving or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
         report.draining = leaving
         return report
 
-    def _add(self, backend: str, slot: ServerSlot, check: bool, interval: float) -> None:
-        where = f"{backend}/{slot.name}"
-        options = f" check inter {max(int(interval * 1000), 100)} fall 2 rise 1" if check else ""
-        self._checked(f"add server {where} {slot.host}:{slot.port} weight {slot.weight}{options}",
-                      ok=("New server registered",))
-        if check:
-            self._checked(f"enable health {where}")
-        self._checked(f"set server {where} state {'drain' if slot.drain else 'ready'}")
-        self._forget_drain(backend, slot.name)
+    def _add(self, backend: str, server: ServerSlot, slot: str) -> None:
+        where = f"{backend}/{slot}"
+        self._checked(f"add map {self._map_file(backend)} {slot} {server.name}")   # first: a crash leaves it held
+        self._checked(f"set server {where} addr {server.host} port {server.port}", ok=_ADDR_OK)
+        self._checked(f"set server {where} weight {server.weight}")
+        self._checked(f"set server {where} state {'drain' if server.drain else 'ready'}")
+        self._checked(f"set server {where} health up")   # seen healthy by the engine: no wait for a first check
+        self._forget_drain(backend, server.name)
 
-    def _update(self, backend: str, slot: ServerSlot, state: dict[str, str]) -> bool:
-        where, changed = f"{backend}/{slot.name}", False
-        if (state.get("srv_addr"), state.get("srv_port")) != (slot.host, str(slot.port)):
-            self._checked(f"set server {where} addr {slot.host} port {slot.port}",
-                          ok=("IP changed", "no need", "port changed"))
+    def _update(self, backend: str, server: ServerSlot, slot: str, state: dict[str, str]) -> bool:
+        where, changed = f"{backend}/{slot}", False
+        if (state.get("srv_addr"), state.get("srv_port")) != (server.host, str(server.port)):
+            self._checked(f"set server {where} addr {server.host} port {server.port}", ok=_ADDR_OK)
             changed = True
-        if int(state.get("srv_uweight") or 0) != slot.weight:
-            self._checked(f"set server {where} weight {slot.weight}")
+        if int(state.get("srv_uweight") or 0) != server.weight:
+            self._checked(f"set server {where} weight {server.weight}")
             changed = True
         admin = int(state.get("srv_admin_state") or 0)
-        if slot.drain and not admin & _ADMIN_DRAIN:
+        if server.drain and not admin & _ADMIN_DRAIN:
             self._checked(f"set server {where} state drain")
             changed = True
-        elif not slot.drain and admin & _ADMIN_OUT:
+        elif not server.drain and admin & _ADMIN_OUT:
             self._checked(f"set server {where} state ready")   # back from a drain (wanted again)
             changed = True
-        if not slot.drain:
-            self._forget_drain(backend, slot.name)
+        if not server.drain:
+            self._forget_drain(backend, server.name)
         return changed
 
-    def _retire(self, backend: str, names: list[str], drain_timeout: float) -> tuple[list[str], list[str]]:
-        """One step of taking servers out: drain each, then put it in maintenance and delete it once it has no
-        session left (or has drained for `drain_timeout` seconds: its sessions are cut). Returns the servers gone
-        now, and those in maintenance with no session whose deletion waits for idle connections to close."""
-        states, stats, gone, quiet = self._states(backend), self.server_stats(backend), [], []
-        for name in names:
-            where, key = f"{backend}/{name}", (self.socket_path, backend, name)
+    def _retire(self, backend: str, leaving: dict[str, str], drain_timeout: float) -> list[str]:
+        """One step of taking servers (name -> slot) out: drain each; once it has no session left (or has drained
+        for `drain_timeout` seconds: its sessions are cut) its slot goes back to maintenance and is free again.
+        Returns the servers gone now."""
+        states, stats, gone = self._states(backend), self._stat_rows(backend), []
+        for name, slot in leaving.items():
+            where = f"{backend}/{slot}"
             with self._drain_lock:
-                started = self._drain_started.setdefault(key, time.monotonic())
-            if name not in states:
-                gone.append(name)
-                self._forget_drain(backend, name)
-                continue
-            if not int(states[name].get("srv_admin_state") or 0) & _ADMIN_OUT:
+                started = self._drain_started.setdefault((self.socket_path, backend, name), time.monotonic())
+            if not int(states.get(slot, {}).get("srv_admin_state") or 0) & _ADMIN_OUT:
                 self._checked(f"set server {where} state drain")
             overdue = time.monotonic() - started >= drain_timeout
-            if name in stats and stats[name].sessions and not overdue:
+            if int(stats.get(slot, {}).get("scur") or 0) and not overdue:
                 continue
-            self._checked(f"set server {where} state maint")
+            self._checked(f"set server {where} state maint")   # closes its idle connections too
             if overdue:
                 self.command(f"shutdown sessions server {where}")
-            if self.command(f"del server {where}").startswith("Server deleted"):
-                gone.append(name)
-                self._forget_drain(backend, name)
-            else:
-                quiet.append(name)   # idle connections still open: a later step deletes it
-        return gone, quiet
+            self._checked(f"del map {self._map_file(backend)} {slot}")
+            gone.append(name)
+            self._forget_drain(backend, name)
+        return gone
 
     def _forget_drain(self, backend: str, name: str) -> None:
         with self._drain_lock:
@@ -346,7 +379,10 @@ frontend {backend}_metrics
 
 backend {backend}
     balance {balance}
-{check_line}"""
+{check_line}    # which server each slot holds: read and written by HaproxyAdmin (never true, so never evaluated)
+    http-request set-var(txn.strato_server) str(x),map({map_file}) if FALSE
+    server-template {slot_prefix} 1-{max_servers} {parked} disabled check inter {check_ms} fall 2 rise 1
+"""
 
 
 def _port(value: Any, what: str, kept: Any = None) -> int:
@@ -389,6 +425,7 @@ def router_settings(spec: InstanceSpec, work_dir: str) -> dict[str, Any]:
             "port": _port(props.get("port"), "port", ports.get("router_port")),
             "metrics_port": _port(props.get("metrics_port"), "metrics_port", ports.get("metrics_port")),
             "admin_socket": _socket_path(work_dir, spec.key), "health_path": path or None,
+            "map_file": os.path.join(work_dir, proxy_name(str(props.get("backend") or spec.node)) + MAP_SUFFIX),
             "check_interval": duration_seconds(props.get("check_interval"), 2.0),
             "drain_timeout": duration_seconds(props.get("drain_timeout"), 30.0)}
 
@@ -399,7 +436,8 @@ def render_config(spec: InstanceSpec, settings: dict[str, Any]) -> str:
     check_line = f"    option httpchk GET {path}\n" if path else ""
     return CONFIG.format(node=spec.node, index=spec.index, maxconn=int(props.get("maxconn") or 4000),
                          connect_ms=_ms(props.get("connect_timeout"), 5), client_ms=_ms(props.get("client_timeout"), 60),
-                         server_ms=_ms(props.get("server_timeout"), 60), check_ms=_ms(None, 2),
+                         server_ms=_ms(props.get("server_timeout"), 60), check_ms=_ms(settings["check_interval"], 2),
+                         max_servers=int(props.get("max_servers") or 32), slot_prefix=SLOT_PREFIX, parked=PARKED,
                          retries=int(props.get("retries", 3)), retry_on=props.get("retry_on") or "all-retryable-errors",
                          balance=props.get("balance") or "roundrobin", check_line=check_line, **settings)
 
@@ -430,6 +468,7 @@ class HaproxyDriver(LocalDriver):
         settings = router_settings(spec, work_dir)
         config = os.path.join(work_dir, "haproxy.cfg")
         _write_private(config, render_config(spec, settings))
+        _write_private(settings["map_file"], "")   # empty: every slot starts free
         _check_config(binary, config)
         _write_private(os.path.join(work_dir, ROUTER_FILE), json.dumps(settings))
         if os.path.exists(settings["admin_socket"]):

@@ -65,8 +65,7 @@ def sync_router(router: InstanceRecord, servers: list[InstanceRecord], weights: 
     attrs = router.attributes
     slots = slots_for([{**r.attributes, "name": server_name(r.node, r.index)} for r in servers], weights)
     admin = HaproxyAdmin(attrs["admin_socket"])
-    return admin.sync(attrs["backend"], slots, check_interval=float(attrs.get("check_interval") or 2.0),
-                      drain_timeout=float(attrs.get("drain_timeout") or 30.0), wait=wait)
+    return admin.sync(attrs["backend"], slots, drain_timeout=float(attrs.get("drain_timeout") or 30.0), wait=wait)
 
 
 def sync_routers(store, name: str, template, records: list[InstanceRecord] | None = None,
