@@ -34,6 +34,7 @@ from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.health import Seen
 from orchestrator.metrics import LoopMetrics, write_file_sd
 from orchestrator.mlops import routing
+from orchestrator.mlops.monitoring import ModelMonitor
 from orchestrator.mlops.rollout import RolloutController
 from orchestrator.plan import CREATE, NOOP, plan_changes
 from orchestrator.scaling import desired_counts
@@ -105,6 +106,8 @@ class Maintainer:
         self._create_failures: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
         self._lease = False
         self._records: dict[str, InstanceRecord] = {}   # decoded rows by key, reused while their version holds
+        self.models = ModelMonitor(store, name, self._event, lambda once: self._last_error.pop(once, None),
+                                   self.loop_metrics)   # model servers' drift and accuracy; continuous training
 
     # -- reporting -----------------------------------------------------------
     def _event(self, kind: str, key: str | None = None, /, *, once: str | None = None, **detail: Any) -> None:
@@ -204,6 +207,7 @@ class Maintainer:
         bounded = self._bound(template, inputs, counts, decided)
         # 3. write the decisions once
         drop_requests = self._commit(decided, requests, bounded, counts, report)
+        self.models.run_pass(template, inputs, seen.healthy, self.options.dry_run)
         # 4. plan and act
         self._reconcile(infra, template, graph, inputs, seen.records, counts, frozenset(drop), verdicts.failed,
                         drop_requests, now, report)

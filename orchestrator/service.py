@@ -17,6 +17,7 @@ from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from orchestrator import bounds, cost, observation
 from orchestrator.errors import NotFound, UserError  # noqa: F401 - NotFound: callers catch service.NotFound
+from orchestrator.mlops.monitoring import monitoring_status
 from orchestrator.plan import Plan, attribute_view, make_resolver, plan_changes
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, StateStore
@@ -288,7 +289,8 @@ def _infra_status(store: StateStore, infra: InfraRecord, refresh: bool, probe: P
             "missing": [hide.value(_brief(r)) for r in unhealthy],
             "leaving": [hide.value(_brief(r)) for r in leaving],
             **_rollouts(store, infra.name),
-            **({"probe_error": probe_error} if probe_error else {})}
+            **({"probe_error": probe_error} if probe_error else {}),
+            **({"models": models} if (models := monitoring_status(store, infra.name)) else {})}
 
 
 def _rollouts(store: StateStore, name: str) -> dict:

@@ -5,7 +5,9 @@
 The engine gives it the model it runs (env STRATO_MODEL_PATH, STRATO_MODEL_VERSION, STRATO_MODEL_NAME). A bundle
 with `faults: {error_rate, delay_ms}` answers that share of predictions with HTTP 500 and adds that delay, so a
 deliberately bad version shows what a rollout does with it. /metrics has a latency histogram per replica, which
-the rollout's analysis reads for its latency quantiles. Standard library only.
+the rollout's analysis reads for its latency quantiles. Every prediction's input and answer is recorded for
+Strato's drift and accuracy monitoring (orchestrator.mlops.record, served at GET /strato/records) and its request
+id sent back as the header X-Request-Id, so that labels can be fed back later. Standard library only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:   # Strato's recorder (standard library only); without Strato on the path the server runs unmonitored
+    from orchestrator.mlops.record import Recorder
+except ImportError:  # pragma: no cover
+    Recorder = None
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -67,7 +74,17 @@ def predict(bundle: dict, rows: list) -> list[str]:
     return out
 
 
-def make_handler(bundle: dict, version: str, metrics: Metrics):
+def record(recorder, names: list, rows: list, predictions: list, request_id: str | None) -> str | None:
+    """Record each row (named by the model's features) with its prediction; the request's id (one row's own)."""
+    if recorder is None:
+        return request_id
+    ids = [recorder.record(dict(zip(names, row)) if names else row, p,
+                           request_id if len(rows) == 1 or not request_id else f"{request_id}.{i}")
+           for i, (row, p) in enumerate(zip(rows, predictions))]
+    return ids[0] if len(ids) == 1 else request_id
+
+
+def make_handler(bundle: dict, version: str, metrics: Metrics, recorder=None):
     faults = bundle.get("faults") or {}
     error_rate, delay = float(faults.get("error_rate", 0)), float(faults.get("delay_ms", 0)) / 1000.0
 
@@ -78,17 +95,22 @@ def make_handler(bundle: dict, version: str, metrics: Metrics):
         def log_message(self, *args) -> None:
             pass
 
-        def _send(self, code: int, body, ctype: str = "application/json") -> None:
+        def _send(self, code: int, body, ctype: str = "application/json", request_id: str | None = None) -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("X-Model-Version", version)
+            if request_id:
+                self.send_header("X-Request-Id", request_id)
             self.end_headers()
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/health":
+            records = recorder.handle(self.path) if recorder is not None else None
+            if records is not None:
+                self._send(*records)
+            elif self.path == "/health":
                 self._send(200, {"status": "ok", "version": version})
             elif self.path == "/metrics":
                 self._send(200, metrics.text(version).encode(), "text/plain; version=0.0.4")
@@ -104,14 +126,20 @@ def make_handler(bundle: dict, version: str, metrics: Metrics):
             if delay:
                 time.sleep(delay)
             failed = error_rate > 0 and random.random() < error_rate
+            request_id = None
             try:
                 rows = json.loads(body or b"{}").get("instances") or [[5.1, 3.5, 1.4, 0.2]]
-                answer = (500, {"error": "injected fault"}) if failed else \
-                    (200, {"predictions": predict(bundle, rows), "version": version})
+                if failed:
+                    answer = (500, {"error": "injected fault"})
+                else:
+                    predictions = predict(bundle, rows)
+                    request_id = record(recorder, bundle.get("features") or [], rows, predictions,
+                                        self.headers.get("X-Request-Id"))
+                    answer = (200, {"predictions": predictions, "version": version, "id": request_id})
             except (ValueError, TypeError, AttributeError) as exc:
                 answer = (400, {"error": f"bad request: {exc}"})
             metrics.observe(time.perf_counter() - started, answer[0] >= 500)
-            self._send(*answer)
+            self._send(*answer, request_id=request_id)
 
     return Handler
 
@@ -124,7 +152,9 @@ def main() -> None:
     if not path:
         raise SystemExit("serve.py: STRATO_MODEL_PATH is not set (the engine sets it from the node's `model`)")
     version = os.environ.get("STRATO_MODEL_VERSION", "?")
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(load_bundle(path), version, Metrics()))
+    recorder = Recorder(version=version) if Recorder is not None else None
+    server = ThreadingHTTPServer(("127.0.0.1", args.port),
+                                 make_handler(load_bundle(path), version, Metrics(), recorder))
     server.daemon_threads = True
     server.serve_forever()
 

@@ -4,12 +4,18 @@
 
 The bundle is plain JSON (no pickle): the class centroids, and optional `faults` ({error_rate, delay_ms}) that
 serve.py obeys, so a deliberately bad version can be pushed for the rollout tests and benchmark. As a Trainer
-node it pushes into $STRATO_HOME/models and prints the `model_path` and `model_version` attributes.
+node it pushes into $STRATO_HOME/models, with a training reference (rows drawn from the iris classes) that drift
+monitoring compares the served inputs against, and prints the `model_path` and `model_version` attributes.
+
+Re-run by continuous training (strato.policies.ContinuousTraining), it gets $STRATO_TRAINING_DATA, a CSV of the
+recent labelled requests (features and `label`): it fits the centroids on those rows and only writes the model
+file (attribute model_path); Strato pushes it as the next version, with that CSV as its reference.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -30,15 +36,41 @@ def make_bundle(error_rate: float = 0.0, delay_ms: float = 0.0, note: str = "") 
     return bundle
 
 
+def fit(path: str, note: str = "") -> dict:
+    """The bundle fitted on a labelled CSV (the centroid of each label's rows)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    labels = sorted({r["label"] for r in rows})
+    centroids = [[sum(float(r[f]) for r in rows if r["label"] == c) / sum(1 for r in rows if r["label"] == c)
+                  for f in FEATURES] for c in labels]
+    return {"kind": "nearest_centroid", "features": FEATURES, "classes": labels, "centroids": centroids,
+            "note": note or f"fitted on {len(rows)} labelled rows"}
+
+
+def write_reference(path: str, rows: int = 300, seed: int = 0) -> str:
+    """Training rows drawn from the iris classes (features and `label`): the baseline drift is measured from."""
+    from orchestrator.mlops.shift import IRIS, FeatureStream
+    stream = FeatureStream(IRIS, seed=seed)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(FEATURES + ["label"])
+        for _ in range(rows):
+            features, label = stream.draw()
+            writer.writerow([features[f] for f in FEATURES] + [label])
+    return path
+
+
 def push(registry, name: str, bundle: dict, promote: bool = False, note: str | None = None):
     """Store the bundle as the model's next version (and point `champion` at it); returns the ModelVersion."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(bundle, fh)
+    reference = write_reference(fh.name + ".csv")
     try:
         version = registry.push(name, fh.name, metrics={"classes": len(bundle["classes"])}, created_by="examples/mlops/train.py",
-                                note=note or bundle.get("note") or None)
+                                note=note or bundle.get("note") or None, reference_path=reference)
     finally:
         os.unlink(fh.name)
+        os.unlink(reference)
     if promote:
         registry.promote(name, version.version, reason=note or "trained")
     return version
@@ -52,6 +84,16 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--note", default="")
     args = parser.parse_args()
+    if os.environ.get("STRATO_TRAINING_DATA"):   # continuous training: fit, write; Strato pushes it
+        path = os.path.join(os.environ.get("STRATO_WORK_DIR") or tempfile.mkdtemp(), "model.json")
+        with open(path, "w") as fh:
+            json.dump(fit(os.environ["STRATO_TRAINING_DATA"]), fh)
+        attrs = {"model_path": path}
+        if os.environ.get("STRATO_ATTRIBUTES_FILE"):
+            with open(os.environ["STRATO_ATTRIBUTES_FILE"], "w") as fh:
+                json.dump(attrs, fh)
+        print(json.dumps(attrs))
+        return
     from orchestrator.mlops.registry import ModelRegistry
     version = push(ModelRegistry(), args.push, make_bundle(args.error_rate, args.delay_ms, args.note),
                    args.promote, args.note or None)
