@@ -59,10 +59,18 @@ def _line(report) -> str:
     return "; ".join(parts)
 
 
+def lease_settings(lease: str, renew_deadline: str, retry: str):
+    """The lease options as LeaseSettings (a usage error, exit 64, when they do not fit together)."""
+    from orchestrator.leases import LeaseSettings
+    try:
+        return LeaseSettings(parse_interval(lease), parse_interval(renew_deadline), parse_interval(retry)).check()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def maintain_every(state_path, seconds: float, lease: str, renew_deadline: str, retry: str, as_json: bool) -> None:
     """`strato maintain --all`: this process's fair share of every infrastructure's loop, until Ctrl-C/SIGTERM
     (the leases are then handed back)."""
-    from orchestrator.cli.serve import lease_settings
     from orchestrator.fleet import maintain_fleet
     from orchestrator.maintain import MaintainOptions
 

@@ -19,17 +19,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def lease_settings(lease: str, renew_deadline: str, retry: str):
-    """The lease options as LeaseSettings (a usage error, exit 64, when they do not fit together)."""
-    from orchestrator.cli.maintain import parse_interval
-    from orchestrator.errors import UsageError
-    from orchestrator.leases import LeaseSettings
-    try:
-        return LeaseSettings(parse_interval(lease), parse_interval(renew_deadline), parse_interval(retry)).check()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def start_cluster_member(state_path, settings, url: str, interval: float | None, app=None, claim: bool = False):
     """Register this server on the state database, keep its leases and heartbeat, claim operations (app) and,
     with an interval, run its share of the maintain loops on a thread. Returns a function that stops it all
@@ -150,7 +139,7 @@ def command(host, port, insecure_no_auth, allow_local_processes, max_body_mb, ma
     if insecure_no_auth and not is_loopback(host):
         raise UserError(f"--insecure-no-auth is refused on {host}: anyone who reaches it could run builds. "
                         "Bind to 127.0.0.1, or keep token authentication")
-    from orchestrator.cli.maintain import parse_interval
+    from orchestrator.cli.maintain import lease_settings, parse_interval
     from orchestrator.statedb import default_location, is_url
     settings_lease = lease_settings(lease, renew_deadline, retry)
     interval = parse_interval(maintain_interval) if run_maintain else None
