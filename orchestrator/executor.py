@@ -128,6 +128,9 @@ def _adopted_when_ready(driver: Driver, spec: InstanceSpec, handle: dict) -> dic
         return None
 
 
+INTENT_BATCH = 64   # intents per commit: the first driver calls start after one small commit, not after all
+
+
 class BuildRun:
     """Carry out a plan for one infrastructure."""
 
@@ -183,9 +186,10 @@ class BuildRun:
                 now = time.monotonic()
                 next_deadline = min(j.deadline for j in futures.values())
                 done, _ = wait(list(futures), timeout=max(0.0, next_deadline - now), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = futures.pop(fut)
-                    self._finish_job(job, fut, ready, dependents, waiting_on)
+                with self.store.transaction():   # the outcomes that arrived together: one commit
+                    for fut in done:
+                        job = futures.pop(fut)
+                        self._finish_job(job, fut, ready, dependents, waiting_on)
                 now = time.monotonic()
                 for fut, job in list(futures.items()):
                     if not job.timed_out and now >= job.deadline:
@@ -240,7 +244,7 @@ class BuildRun:
                 self.view.node_attrs[node] = attrs
                 self.store.set_node_attributes(self.infra.name, node, attrs)
         node_attrs = self.view.node_attrs.get(node, {})
-        submitted = 0
+        queued: list[tuple] = []
         for action in actions:
             rec = self.records.get(action.key)
             kind = action.kind
@@ -259,18 +263,29 @@ class BuildRun:
                 # `find` would adopt it as the new one. Remove it first, then adopt only what remains.
                 prior = rec.handle
             adopt = rec is not None and kind == CREATE
-            intent = InstanceStatus.REPLACING if kind == REPLACE else InstanceStatus.CREATING
-            self.store.record_intent(self.infra.name, node, action.index, action.key, driver_name, intent, want_hash,
-                                     event=f"{kind}_started", reason=action.reason)
-            self.emit(f"{kind}_started", node, action.index)
-            job = _Job(node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
-                       prior, spec, driver_name, want_hash)
-            futures[pool.submit(_create_instance, driver, spec, prior, adopt, self.options)] = job
-            submitted += 1
+            queued.append((action, kind, spec, prior, adopt))
+        submitted = self._submit_creates(pool, futures, driver, driver_name, want_hash, queued)
         outcome.instances = self.counts.get(node, 0)
         self.pending[node] = submitted
         if submitted == 0:
             self._node_done(node, ready, dependents, waiting_on)
+
+    def _submit_creates(self, pool, futures, driver, driver_name: str, want_hash: str, queued: list[tuple]) -> int:
+        """Start the creates and replaces of a node. Each one's intent is committed before its driver is called;
+        the intents are written INTENT_BATCH to a commit (a commit costs a round trip on PostgreSQL)."""
+        for start in range(0, len(queued), INTENT_BATCH):
+            batch = queued[start:start + INTENT_BATCH]
+            with self.store.transaction():
+                for action, kind, _, _, _ in batch:
+                    intent = InstanceStatus.REPLACING if kind == REPLACE else InstanceStatus.CREATING
+                    self.store.record_intent(self.infra.name, action.node, action.index, action.key, driver_name,
+                                             intent, want_hash, event=f"{kind}_started", reason=action.reason)
+            for action, kind, spec, prior, adopt in batch:
+                self.emit(f"{kind}_started", action.node, action.index)
+                job = _Job(action.node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
+                           prior, spec, driver_name, want_hash)
+                futures[pool.submit(_create_instance, driver, spec, prior, adopt, self.options)] = job
+        return len(queued)
 
     def _pin_model(self, node: str, props: dict) -> dict:
         """A model server naming its model by reference runs the version pinned for it (pinned now, at its
