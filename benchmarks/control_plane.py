@@ -1,7 +1,7 @@
 """Control plane figures on PostgreSQL: builds against SQLite, the critical path, failover, kill -9 cycles and how
 many infrastructures three servers keep.
 
-    flock /work/bench.lock python benchmarks/control_plane.py [--cycles 20] [--max-infrastructures 400]
+    flock /work/bench.lock python benchmarks/control_plane.py [--cycles 20] [--max-infrastructures 400] [--only-builds]
 
 Starts a private PostgreSQL (tests/env/postgres.sh) and real `strato serve --maintain` processes on loopback (each
 its own STRATO_HOME, one shared secret.key). Prints figures, then one JSON line: build_1000_noop_s {sqlite,
@@ -334,12 +334,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--max-infrastructures", type=int, default=400)
+    parser.add_argument("--only-builds", action="store_true", help="Only build_1000_noop_s and critical_path_ratio_pg.")
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="strato-cp-")
     os.environ["STRATO_HOME"] = directory
     pg = start_cluster()
     try:
         result = build_figures(directory, pg)
+        if args.only_builds:
+            print(json.dumps(result))
+            return
         result["failover_s"] = round(failover(directory, pg), 3)
         result["lease_s"], result["interval_s"] = LEASE_S, INTERVAL_S
         lost, duplicates = kill_cycles(directory, pg, args.cycles)

@@ -161,6 +161,7 @@ class BuildRun:
         self.failures: list[dict] = []
         self.done = no_work()
         self.infra_dir = os.path.join(store.home, "infrastructures", infra.name)
+        self._ready: list[tuple] = []   # instances whose create answered, not yet written (see _write_ready)
 
     # -- events -------------------------------------------------------------
     def emit(self, kind: str, node: str | None = None, index: int | None = None, **detail: Any) -> None:
@@ -190,6 +191,7 @@ class BuildRun:
                     for fut in done:
                         job = futures.pop(fut)
                         self._finish_job(job, fut, ready, dependents, waiting_on)
+                    self._write_ready()
                 now = time.monotonic()
                 for fut, job in list(futures.items()):
                     if not job.timed_out and now >= job.deadline:
@@ -275,11 +277,10 @@ class BuildRun:
         the intents are written INTENT_BATCH to a commit (a commit costs a round trip on PostgreSQL)."""
         for start in range(0, len(queued), INTENT_BATCH):
             batch = queued[start:start + INTENT_BATCH]
-            with self.store.transaction():
-                for action, kind, _, _, _ in batch:
-                    intent = InstanceStatus.REPLACING if kind == REPLACE else InstanceStatus.CREATING
-                    self.store.record_intent(self.infra.name, action.node, action.index, action.key, driver_name,
-                                             intent, want_hash, event=f"{kind}_started", reason=action.reason)
+            self.store.record_intents(self.infra.name, driver_name, [
+                (action.node, action.index, action.key,
+                 InstanceStatus.REPLACING if kind == REPLACE else InstanceStatus.CREATING, want_hash,
+                 f"{kind}_started", {"reason": action.reason}) for action, kind, _, _, _ in batch])
             for action, kind, spec, prior, adopt in batch:
                 self.emit(f"{kind}_started", action.node, action.index)
                 job = _Job(action.node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
@@ -329,13 +330,17 @@ class BuildRun:
         handle, attrs, adopted = fut.result()
         self.done[job.kind] += 1
         self.done["adopted"] += adopted
-        self.store.update_instance(job.key, status=InstanceStatus.READY, handle=handle, attributes=attrs, error=None,
-                                   event="ready", event_detail={"adopted": adopted}, infra=self.infra.name)
+        self._ready.append((job.key, handle, attrs, {"adopted": adopted}))   # written with the others that came now
         self.view.instance_attrs[(job.node, job.index)] = attrs
         self.emit("ready", job.node, job.index, adopted=adopted, seconds=round(time.monotonic() - job.started, 3))
         self.pending[job.node] -= 1
         if self.pending[job.node] == 0 and self.outcomes[job.node].status == "running":
             self._node_done(job.node, ready, dependents, waiting_on)
+
+    def _write_ready(self) -> None:
+        if self._ready:
+            self.store.mark_ready(self.infra.name, self._ready)
+            self._ready = []
 
     def _late_result(self, job: _Job, fut: Future) -> None:
         # Runs on a worker thread after a timeout: keep the handle so destroy/retry can find it.

@@ -470,6 +470,36 @@ class StateStore:
             stmts.append(self._event_stmt(infra, event, key, detail))
         self._transaction(stmts)
 
+    def record_intents(self, infra: str, driver: str, intents: list[tuple]) -> None:
+        """Many record_intent at once, in one transaction of two batched statements: (node, index, key, status,
+        spec_hash, event, detail) each. Every driver call still comes after its intent is committed."""
+        now = time.time()
+        with self.transaction():
+            self.database.executemany(
+                "INSERT INTO instances (key, infra, node, idx, driver, status, spec_hash, updated) "
+                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
+                "driver=excluded.driver, spec_hash=COALESCE(excluded.spec_hash, instances.spec_hash), "
+                "error=NULL, version=instances.version+1, updated=excluded.updated",
+                [(key, infra, node, index, driver, status, spec, now)
+                 for node, index, key, status, spec, _, _ in intents])
+            self.database.executemany("INSERT INTO events (infra, ts, key, kind, detail) VALUES (?,?,?,?,?)",
+                                      [(infra, now, key, event, json.dumps(detail, default=str))
+                                       for _, _, key, _, _, event, detail in intents if event])
+
+    def mark_ready(self, infra: str, ready: list[tuple]) -> None:
+        """Instances whose driver answered, at once: (key, handle, attributes, event detail) each, with a `ready`
+        event for each."""
+        now = time.time()
+        with self.transaction():
+            self.database.executemany(
+                "UPDATE instances SET status='ready', handle=?, attributes=?, error=NULL, version=version+1, "
+                "updated=? WHERE key=?",
+                [(json.dumps(handle) if handle is not None else None, json.dumps(attrs), now, key)
+                 for key, handle, attrs, _ in ready])
+            self.database.executemany("INSERT INTO events (infra, ts, key, kind, detail) VALUES (?,?,?,?,?)",
+                                      [(infra, now, key, "ready", json.dumps(detail, default=str))
+                                       for key, _, _, detail in ready])
+
     def update_instance(self, key: str, expected_version: int | None = None, event: str | None = None,
                         event_detail: dict | None = None, infra: str | None = None, **fields: Any) -> None:
         """Update an instance row; with expected_version, fail if someone else changed it meanwhile."""

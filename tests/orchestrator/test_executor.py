@@ -223,3 +223,33 @@ def test_outputs_resolve_attributes_after_build(tmp_path, strato_home, flaky):
     out = service.outputs(store, "t")
     assert out["msg"] == "hi-never"
     assert isinstance(out["ids"], list) and len(out["ids"]) == 2 and out["ids"][0].startswith("t/a/0@")
+
+
+def test_batched_intents_are_committed_before_each_driver_call(flaky, tmp_path):
+    """Intents are written many to a commit (and outcomes too): each driver call still finds its instance's
+    intent committed, seen from another connection, and every instance ends ready with its handle."""
+    path = descriptor(tmp_path, """
+        w:
+          type: test.Flaky
+          capabilities: {scalable: {properties: {default_instances: 150}}}
+        """)
+    state = str(tmp_path / "state.db")
+    seen: dict[str, str | None] = {}
+    create = flaky.create
+
+    def checking(spec):
+        other = StateStore(state)
+        try:
+            rec = other.get_instance(spec.key)
+            seen[spec.key] = rec.status if rec else None
+        finally:
+            other.close()
+        return create(spec)
+    flaky.create = checking
+    store = StateStore(state)
+    result = service.build(path, "batched", {}, store, RunOptions(parallelism=8))
+    assert result["ok"]
+    assert len(seen) == 150 and set(seen.values()) == {"creating"}
+    records = store.instances("batched")
+    assert len(records) == 150 and {r.status for r in records} == {"ready"} and all(r.handle for r in records)
+    assert sum(1 for e in store.events("batched", 1000) if e["kind"] == "ready") == 150
