@@ -128,9 +128,6 @@ def _adopted_when_ready(driver: Driver, spec: InstanceSpec, handle: dict) -> dic
         return None
 
 
-INTENT_BATCH = 64   # intents per commit: the first driver calls start after one small commit, not after all
-
-
 class BuildRun:
     """Carry out a plan for one infrastructure."""
 
@@ -162,6 +159,7 @@ class BuildRun:
         self.done = no_work()
         self.infra_dir = os.path.join(store.home, "infrastructures", infra.name)
         self._ready: list[tuple] = []   # instances whose create answered, not yet written (see _write_ready)
+        self._starting: list[tuple] = []   # jobs whose intents are written, to call once committed
 
     # -- events -------------------------------------------------------------
     def emit(self, kind: str, node: str | None = None, index: int | None = None, **detail: Any) -> None:
@@ -180,8 +178,11 @@ class BuildRun:
             for action in self.deletes:
                 self._submit_delete(pool, futures, action)
             while ready or futures:
-                while ready:
-                    self._start_node(ready.pop(), pool, futures, ready, dependents, waiting_on)
+                if ready:
+                    with self.store.transaction():   # the intents of every node ready now: one commit
+                        while ready:
+                            self._start_node(ready.pop(), pool, futures, ready, dependents, waiting_on)
+                    self._submit_started(pool, futures)
                 if not futures:
                     break
                 now = time.monotonic()
@@ -266,27 +267,33 @@ class BuildRun:
                 prior = rec.handle
             adopt = rec is not None and kind == CREATE
             queued.append((action, kind, spec, prior, adopt))
-        submitted = self._submit_creates(pool, futures, driver, driver_name, want_hash, queued)
+        submitted = self._submit_creates(driver, driver_name, want_hash, queued)
         outcome.instances = self.counts.get(node, 0)
         self.pending[node] = submitted
         if submitted == 0:
             self._node_done(node, ready, dependents, waiting_on)
 
-    def _submit_creates(self, pool, futures, driver, driver_name: str, want_hash: str, queued: list[tuple]) -> int:
-        """Start the creates and replaces of a node. Each one's intent is committed before its driver is called;
-        the intents are written INTENT_BATCH to a commit (a commit costs a round trip on PostgreSQL)."""
-        for start in range(0, len(queued), INTENT_BATCH):
-            batch = queued[start:start + INTENT_BATCH]
-            self.store.record_intents(self.infra.name, driver_name, [
-                (action.node, action.index, action.key,
-                 InstanceStatus.REPLACING if kind == REPLACE else InstanceStatus.CREATING, want_hash,
-                 f"{kind}_started", {"reason": action.reason}) for action, kind, _, _, _ in batch])
-            for action, kind, spec, prior, adopt in batch:
-                self.emit(f"{kind}_started", action.node, action.index)
-                job = _Job(action.node, action.index, action.key, kind, time.monotonic() + self.options.timeout,
-                           prior, spec, driver_name, want_hash)
-                futures[pool.submit(_create_instance, driver, spec, prior, adopt, self.options)] = job
+    def _submit_creates(self, driver, driver_name: str, want_hash: str, queued: list[tuple]) -> int:
+        """Record the intents of a node's creates and replaces; their driver calls start in _submit_started, once
+        the transaction holding the intents of every node started together has committed (intent before call,
+        one commit per step of the graph instead of one per instance)."""
+        self.store.record_intents(self.infra.name, driver_name, [
+            (action.node, action.index, action.key, InstanceStatus.REPLACING if kind == REPLACE
+             else InstanceStatus.CREATING, want_hash, f"{kind}_started", {"reason": action.reason})
+            for action, kind, _, _, _ in queued])
+        for action, kind, spec, prior, adopt in queued:
+            self._starting.append((_Job(action.node, action.index, action.key, kind, 0.0, prior, spec, driver_name,
+                                        want_hash), driver, adopt))
         return len(queued)
+
+    def _submit_started(self, pool, futures) -> None:
+        """Call the drivers whose intents are now committed."""
+        for job, driver, adopt in self._starting:
+            self.emit(f"{job.kind}_started", job.node, job.index)
+            job.started = time.monotonic()
+            job.deadline = job.started + self.options.timeout
+            futures[pool.submit(_create_instance, driver, job.spec, job.prior_handle, adopt, self.options)] = job
+        self._starting = []
 
     def _pin_model(self, node: str, props: dict) -> dict:
         """A model server naming its model by reference runs the version pinned for it (pinned now, at its
