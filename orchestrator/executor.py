@@ -177,37 +177,39 @@ class BuildRun:
         try:
             for action in self.deletes:
                 self._submit_delete(pool, futures, action)
-            while ready or futures:
-                if ready:
-                    with self.store.transaction():   # the intents of every node ready now: one commit
-                        while ready:
-                            self._start_node(ready.pop(), pool, futures, ready, dependents, waiting_on)
-                    self._submit_started(pool, futures)
+            done: set[Future] = set()
+            while True:
+                # the outcomes that came together and the intents of the nodes they freed: one commit; then the
+                # drivers of those intents are called
+                with self.store.transaction():
+                    for fut in done:
+                        self._finish_job(futures.pop(fut), fut, ready, dependents, waiting_on)
+                    self._write_ready()
+                    while ready:
+                        self._start_node(ready.pop(), pool, futures, ready, dependents, waiting_on)
+                self._submit_started(pool, futures)
                 if not futures:
                     break
-                now = time.monotonic()
                 next_deadline = min(j.deadline for j in futures.values())
-                done, _ = wait(list(futures), timeout=max(0.0, next_deadline - now), return_when=FIRST_COMPLETED)
-                with self.store.transaction():   # the outcomes that arrived together: one commit
-                    for fut in done:
-                        job = futures.pop(fut)
-                        self._finish_job(job, fut, ready, dependents, waiting_on)
-                    self._write_ready()
-                now = time.monotonic()
-                for fut, job in list(futures.items()):
-                    if not job.timed_out and now >= job.deadline:
-                        job.timed_out = True
-                        self._job_failed(job, f"timed out after {self.options.timeout:g} s", ready, dependents,
-                                         waiting_on)
-                        # The thread may still finish later; its result is then recorded (no leak).
-                        futures.pop(fut)
-                        fut.add_done_callback(lambda f, j=job: self._late_result(j, f))
+                done, _ = wait(list(futures), timeout=max(0.0, next_deadline - time.monotonic()),
+                               return_when=FIRST_COMPLETED)
+                self._expire(futures, done, ready, dependents, waiting_on)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         ok = not self.failures and all(o.status == "done" for o in self.outcomes.values())
         counted = sum(v for k, v in self.done.items() if k != "adopted")
         self.done["skipped"] = max(0, len(self.plan.actions) - counted)  # nodes never started (a dependency failed)
         return RunResult(ok, self.outcomes, time.monotonic() - started, self.failures, self.done)
+
+    def _expire(self, futures: dict, done: set, ready, dependents, waiting_on) -> None:
+        """Jobs past their deadline fail; a thread that finishes later still has its result recorded (no leak)."""
+        now = time.monotonic()
+        for fut, job in list(futures.items()):
+            if fut not in done and not job.timed_out and now >= job.deadline:
+                job.timed_out = True
+                self._job_failed(job, f"timed out after {self.options.timeout:g} s", ready, dependents, waiting_on)
+                futures.pop(fut)
+                fut.add_done_callback(lambda f, j=job: self._late_result(j, f))
 
     def _start_node(self, node: str, pool, futures, ready, dependents, waiting_on) -> None:
         outcome = self.outcomes[node]
