@@ -32,24 +32,32 @@ copy_python() {  # the interpreter, libpython and the standard library (no tests
     ln -sf python3.11 "$root$PREFIX/bin/python3"
     ln -sf python3.11 "$root$PREFIX/bin/python"
     if [ -e "$base/lib/libpython3.11.so.1.0" ]; then cp -L "$base/lib/libpython3.11.so.1.0" "$root$PREFIX/lib/"; fi
-    tar -C "$(dirname "$stdlib")" -cf - \
-        --exclude=site-packages --exclude=test --exclude=tests --exclude=idlelib --exclude=tkinter \
-        --exclude=turtledemo --exclude='_tkinter*' --exclude='config-3.11-*' --exclude=__pycache__ "$(basename "$stdlib")" \
-        | tar -C "$root$PREFIX/lib" -xf -
+    tar -C "$(dirname "$stdlib")" -cf - --exclude=site-packages --exclude=test --exclude=tests \
+        --exclude=idlelib --exclude=tkinter --exclude=turtledemo --exclude='_tkinter*' --exclude='config-3.11-*' \
+        --exclude=__pycache__ "$(basename "$stdlib")" | tar -C "$root$PREFIX/lib" -xf -
     mkdir -p "$root$PREFIX/lib/python3.11/site-packages"
     # pip from the wheel Python itself bundles (no network)
     "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-index --no-compile \
         --find-links "$stdlib/ensurepip/_bundled" --target "$root$PREFIX/lib/python3.11/site-packages" pip
 }
 
-copy_libraries() {  # every shared library the interpreter and its extension modules load, at the path ldd found
+# the libraries a manylinux wheel may assume the system has (pydantic-core needs librt and libgcc_s)
+MANYLINUX='libgcc_s.so.1|libstdc\+\+.so.6|libm.so.6|libdl.so.2|librt.so.1|libc.so.6|libpthread.so.0'
+MANYLINUX+='|libutil.so.1|libresolv.so.2|libz.so.1|libexpat.so.1'
+
+needed_libraries() {  # the paths of the libraries the interpreter, its extension modules and wheels load
+    local root="$1"
+    {
+        ldd "$root$PREFIX/bin/python3.11"
+        find "$root$PREFIX/lib/python3.11/lib-dynload" -name '*.so' -exec ldd {} \;
+        ldconfig -p | awk -v re="^($MANYLINUX) " '$1 " " ~ re {print "lib => " $NF}'
+    } | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u
+}
+
+copy_libraries() {  # each at the path ldd found it (the dynamic loader's default search path)
     local root="$1" base lib
     base=$(py 'sys.base_prefix')
-    # plus the libraries a manylinux wheel may assume the system has (pydantic-core needs librt and libgcc_s)
-    local manylinux='libgcc_s.so.1|libstdc\+\+.so.6|libm.so.6|libdl.so.2|librt.so.1|libc.so.6|libpthread.so.0|libutil.so.1|libresolv.so.2|libz.so.1|libexpat.so.1'
-    for lib in $( { ldd "$root$PREFIX/bin/python3.11"; find "$root$PREFIX/lib/python3.11/lib-dynload" -name '*.so' \
-                    -exec ldd {} \; ; ldconfig -p | awk -v re="^($manylinux) " '$1 " " ~ re {print "lib => " $NF}'; } \
-                  | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | sort -u); do
+    for lib in $(needed_libraries "$root"); do
         case "$lib" in "$base"/*) continue ;; esac   # libpython: already under $PREFIX/lib
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.pg import free_port
 
 EXAMPLE = os.path.join(REPO, "examples", "control-plane")
 ROOTFS = os.path.join(EXAMPLE, "rootfs.sh")
@@ -39,8 +40,12 @@ pytestmark = [pytest.mark.e2e]
 
 
 def manifests() -> list[dict]:
-    with open(os.path.join(EXAMPLE, "kubernetes.yaml"), encoding="utf-8") as fh:
-        return [doc for doc in yaml.safe_load_all(fh) if doc]
+    """Every object of examples/control-plane/kubernetes/ (the Secret template and the workload)."""
+    docs = []
+    for name in ("secret.yaml", "control-plane.yaml"):
+        with open(os.path.join(EXAMPLE, "kubernetes", name), encoding="utf-8") as fh:
+            docs += [doc for doc in yaml.safe_load_all(fh) if doc]
+    return docs
 
 
 def by_kind(kind: str) -> dict:
@@ -226,7 +231,7 @@ def published(podman, name: str) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-# what kubernetes.yaml's securityContext asks of the pod: a read-only root, no capabilities, no privilege gain,
+# what the Deployment's securityContext asks of the pod: a read-only root, no capabilities, no privilege gain,
 # STRATO_HOME a writable volume of the image's user
 AS_THE_POD_RUNS = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                    "--tmpfs", "/var/lib/strato:rw,mode=0700,U"]
@@ -270,18 +275,12 @@ def test_a_missing_secret_file_stops_the_container_with_one_line(image, podman):
 
 
 def test_healthcheck_of_a_server_that_does_not_answer_fails_in_one_line():
-    from tests.pg import free_port as pick
-    port = pick()
+    port = free_port()
     proc = subprocess.run([sys.executable, os.path.join(EXAMPLE, "entrypoint.py"), "healthcheck"],
                           capture_output=True, text=True, timeout=30,
                           env={**os.environ, "STRATO_HOST": "0.0.0.0", "STRATO_PORT": str(port)})
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"healthcheck: http://127.0.0.1:{port}/healthz: ") and proc.stderr.count("\n") == 1
-
-
-def free_port() -> int:
-    from tests.pg import free_port as pick
-    return pick()
 
 
 def test_three_replicas_share_one_postgresql(image, podman, containers, secrets_dir, pg_cluster, pg_url):
@@ -298,7 +297,8 @@ def test_three_replicas_share_one_postgresql(image, podman, containers, secrets_
     urls, names = [], []
     for _ in range(3):
         port = free_port()
-        names.append(containers(image, "--network", "host", "-v", f"{secrets_dir}:/run/secrets/strato:ro",
+        names.append(containers(image, *AS_THE_POD_RUNS, "--network", "host",
+                                "-v", f"{secrets_dir}:/run/secrets/strato:ro",
                                 env_vars={"STRATO_HOST": "127.0.0.1", "STRATO_PORT": str(port),
                                           "STRATO_STATE_URL_FILE": "/run/secrets/strato/state-url",
                                           "STRATO_SECRET_KEY_FILE": "/run/secrets/strato/secret-key",
