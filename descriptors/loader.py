@@ -13,6 +13,8 @@ from typing import Any
 
 from descriptors.diagnostics import DescriptorError, Diagnostic, Position
 from descriptors.implementations import check_implementations
+from descriptors.rollout_check import check_rollouts
+from descriptors.training_check import check_continuous_training
 from descriptors.sections.calls import check_functions
 from descriptors.sections.capabilities import CAPABILITY_KEYS, SCALING_KEYS
 from descriptors.sections.common import unknown_keys
@@ -105,6 +107,8 @@ def _build(doc: Any, file: str, import_roots: list[str] | None = None, confined:
     check_workflows(template, topo, sink)
     check_functions(template, sink)
     check_implementations(template, sink)
+    check_rollouts(template, sink)
+    check_continuous_training(template, sink)
     template.warnings = sink.warnings
     sink.raise_if_errors()
     return template

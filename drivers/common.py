@@ -31,6 +31,11 @@ PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 _KEY = re.compile(r"^(?P<infra>[^/]+)/(?P<node>[^/]+)/(?P<index>-?\d+)@(?P<uid>.*)$")
 
 
+# A rollout's canary of node `web` is the node `web~canary` (orchestrator/mlops/rollout.py); a backend that has its
+# own way to split traffic (a Kubernetes Service over two Deployments) serves both under `web`'s endpoint.
+CANARY_SUFFIX = "~canary"
+
+
 @dataclass(frozen=True)
 class InstanceKey:
     """Strato's instance key `INFRA/NODE/INDEX@UID`: unique across state stores thanks to the infrastructure's uid."""

@@ -32,10 +32,11 @@ import threading
 from typing import Any
 
 from drivers.base import Driver, DriverError, InstanceSpec, Observed, ObservedStatus
-from drivers.common import InstanceKey, node_of_key, optional_module, poll
+from drivers.common import CANARY_SUFFIX, InstanceKey, node_of_key, optional_module, poll
 
 BACKEND = "kubernetes"
 LABEL_NODE, LABEL_INSTANCE, LABEL_MANAGED = "strato.io/node", "strato.io/instance", "app.kubernetes.io/managed-by"
+LABEL_SERVICE = "strato.io/service"   # the Service that selects a pod: its node's, or for a canary its stable node's
 ANN_NODE_KEY, ANN_KEY, ANN_SLOTS, ANN_TEMPLATE = ("strato.io/node-key", "strato.io/key", "strato.io/slots",
                                                   "strato.io/template")
 POLL_S = 0.2
@@ -227,6 +228,11 @@ class KubernetesDriver(Driver):
 
     def _objects(self, spec: InstanceSpec, name: str, ns: str, node_key: str, slots: dict[str, str]) -> dict[str, dict]:
         labels = {LABEL_NODE: digest(node_key), LABEL_MANAGED: "strato"}
+        # a rollout's canary (`web~canary`) runs beside `web` behind web's one Service, which selects both nodes'
+        # pods: the traffic splits by their replica counts
+        canary = spec.node.endswith(CANARY_SUFFIX)
+        served = node_key.replace(f"/{spec.node}@", f"/{spec.node.removesuffix(CANARY_SUFFIX)}@", 1)
+        pod_labels = {**labels, LABEL_SERVICE: digest(served)}
         template = pod_spec(spec, name, "Always")
         template_hash = digest(json.dumps(template, sort_keys=True))
         meta = {"name": name, "namespace": ns, "labels": labels,
@@ -235,14 +241,14 @@ class KubernetesDriver(Driver):
         out = {"deployment": {
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
             "spec": {"replicas": len(slots), "selector": {"matchLabels": {LABEL_NODE: labels[LABEL_NODE]}},
-                     "template": {"metadata": {"labels": labels}, "spec": template}}}}
+                     "template": {"metadata": {"labels": pod_labels}, "spec": template}}}}
         ports = [p if isinstance(p, dict) else {"container": p} for p in spec.properties.get("ports") or []]
-        if ports:
+        if ports and not canary:
             out["service"] = {
                 "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns, "labels": labels,
                                                                    "annotations": {ANN_NODE_KEY: node_key}},
                 "spec": {"type": str(spec.properties.get("service_type") or "ClusterIP"),
-                         "selector": {LABEL_NODE: labels[LABEL_NODE]},
+                         "selector": {LABEL_SERVICE: pod_labels[LABEL_SERVICE]},
                          "ports": [{"name": f"p{int(p['container'])}", "port": int(p.get("service", p["container"])),
                                     "targetPort": int(p["container"])} for p in ports]}}
         files = spec.properties.get("config_files") or {}

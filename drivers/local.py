@@ -79,6 +79,11 @@ def processes_with_key(key: str) -> list[int]:
     return found
 
 
+def instance_dir(spec: InstanceSpec) -> str:
+    """The private working directory of one instance (its {work_dir})."""
+    return os.path.join(spec.infra_dir, "instances", f"{spec.node}.{spec.index}")
+
+
 def _reap(pid: int) -> None:
     """Collect a child's exit status so it does not linger as a zombie of this process."""
     try:
@@ -152,7 +157,7 @@ class LocalDriver(Driver):
             port = free_port()
         elif port is not None and not isinstance(port, int):
             raise DriverError(f"port must be 'auto' or a number, got {port!r}", backend=self.name)
-        work_dir = os.path.join(spec.infra_dir, "instances", f"{spec.node}.{spec.index}")
+        work_dir = instance_dir(spec)
         make_private_dir(work_dir)
         subs = self._substitutions(spec, port, work_dir)
 

@@ -21,6 +21,7 @@ from descriptors.template import Template
 from drivers.base import Driver, DriverError, InstanceSpec
 from drivers.providers import get_driver
 from orchestrator import lifecycle, placement
+from orchestrator.mlops import pinning
 from orchestrator.observation import describe as _describe
 from orchestrator.plan import (CREATE, DELETE, NOOP, REPLACE, Action, AttributeView, Plan, make_resolver,
                                node_properties, spec_hash)
@@ -207,7 +208,7 @@ class BuildRun:
         tmpl_driver = self.template.driver_name(node)
         actions = self.by_node.get(node, [])
         try:
-            props = node_properties(self.template, node, self.resolver)
+            props = self._pin_model(node, node_properties(self.template, node, self.resolver))
             operations = lifecycle.resolved_operations(self.template, node, self.resolver)
             want_hash = spec_hash(self.template, node, props, tmpl_driver or "?")
             # A node with `implementations` is built by the composite `placement` driver.
@@ -216,7 +217,7 @@ class BuildRun:
                 raise DriverError(f"type '{self.template.node_templates[node].type}' names no backend driver; "
                                   "set metadata 'strato.driver' on the node")
             driver = get_driver(driver_name)
-        except (DriverError, LookupError, FunctionError, Unresolved) as exc:
+        except (DriverError, LookupError, FunctionError, Unresolved, pinning.ModelPinError) as exc:
             self._node_failed(node, str(exc), ready, dependents, waiting_on)
             return
         base_spec = dict(infra=self.infra.name, node=node, type=self.template.node_templates[node].type,
@@ -270,6 +271,15 @@ class BuildRun:
         self.pending[node] = submitted
         if submitted == 0:
             self._node_done(node, ready, dependents, waiting_on)
+
+    def _pin_model(self, node: str, props: dict) -> dict:
+        """A model server naming its model by reference runs the version pinned for it (pinned now, at its
+        first build: after its dependencies, so a trainer that pushes the model has run)."""
+        ref = props.get("model")
+        if not isinstance(ref, str) or not pinning.is_model_server(self.template.types,
+                                                                    self.template.node_templates[node].type):
+            return props
+        return pinning.with_model(props, pinning.pin_at_start(self.store, self.infra.name, node, ref))
 
     def _submit_delete(self, pool, futures, action: Action) -> None:
         rec = self.records.get(action.key)

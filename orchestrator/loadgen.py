@@ -206,24 +206,24 @@ def _request(url: str, method: str, data: bytes | None, headers: dict[str, str] 
 def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: float = 5.0, seed: int = 0,
         timeout_s: float = 10.0, max_inflight: int = 256, method: str = "GET", data: bytes | None = None,
         headers: dict[str, str] | None = None, allow_remote: bool = False,
-        on_interval: Callable[[dict], None] | None = None, stop: threading.Event | None = None) -> LoadReport:
-    """Play the schedule for at most duration_s seconds (and no longer than the trace); results by completion
-    interval. `on_interval` gets each interval's summary as soon as it closes."""
+        on_interval: Callable[[dict], None] | None = None, stop: threading.Event | None = None,
+        body: Callable[[float], bytes] | None = None) -> LoadReport:
+    """Play the schedule for at most duration_s seconds (no longer than the trace); results by completion interval,
+    each handed to `on_interval` as it closes. `body(t)`: each request's body by its time (orchestrator/mlops/shift)."""
     check_loopback(url, allow_remote)
     if not timeout_s > 0 or max_inflight < 1:
         raise LoadgenError("duration, interval and timeout must be positive and max in-flight at least 1")
     duration_s, intervals = _intervals(segments, duration_s, interval_s)
-    lock = threading.Lock()
-    slots = threading.BoundedSemaphore(max_inflight)
+    lock, slots = threading.Lock(), threading.BoundedSemaphore(max_inflight)
     stop = stop or threading.Event()
     started = time.monotonic()
 
     def bucket(at: float) -> Interval:
         return intervals[min(len(intervals) - 1, max(0, int(at // interval_s)))]
 
-    def one(scheduled: float) -> None:
+    def one(scheduled: float, payload: bytes | None) -> None:
         try:
-            kind = _request(url, method, data, headers, timeout_s)
+            kind = _request(url, method, payload, headers, timeout_s)
         finally:
             slots.release()
         done = time.monotonic() - started
@@ -265,7 +265,7 @@ def run(url: str, segments: list[Segment], duration_s: float, *, interval_s: flo
             if slots.acquire(blocking=False):
                 with lock:
                     bucket(at).sent += 1
-                pool.submit(one, at)
+                pool.submit(one, at, data if body is None else body(at))
             else:
                 with lock:
                     bucket(at).dropped += 1

@@ -33,6 +33,9 @@ from orchestrator.autoscale import Autoscaler, Decisions, file_sd_targets, notif
 from orchestrator.executor import BuildRun, RunOptions
 from orchestrator.health import Seen
 from orchestrator.metrics import LoopMetrics, write_file_sd
+from orchestrator.mlops import routing
+from orchestrator.mlops.monitoring import ModelMonitor
+from orchestrator.mlops.rollout import RolloutController
 from orchestrator.plan import CREATE, NOOP, plan_changes
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InstanceRecord, LockHeld, StateDamaged, StateStore
@@ -94,6 +97,7 @@ class Maintainer:
         self.loop_metrics = loop_metrics or LoopMetrics()
         self.on_event = on_event or (lambda e: None)
         self.autoscaler = Autoscaler(store, name, self.options, policy_factory, self.loop_metrics)
+        self.rollout = RolloutController(store, name, self.options.dry_run)   # model servers' new versions
         self._read = template   # the stored descriptor when the caller has read it already (not read again)
         self._template_key: tuple | None = None
         self._loaded = None
@@ -102,6 +106,8 @@ class Maintainer:
         self._create_failures: dict[str, tuple[int, float]] = {}  # key -> (failures, not before)
         self._lease = False
         self._records: dict[str, InstanceRecord] = {}   # decoded rows by key, reused while their version holds
+        self.models = ModelMonitor(store, name, self._event, lambda once: self._last_error.pop(once, None),
+                                   self.loop_metrics)   # model servers' drift and accuracy; continuous training
 
     # -- reporting -----------------------------------------------------------
     def _event(self, kind: str, key: str | None = None, /, *, once: str | None = None, **detail: Any) -> None:
@@ -177,6 +183,7 @@ class Maintainer:
         if loaded is None:
             return
         infra, (template, graph), inputs = loaded[0], (loaded[1].template, loaded[1].graph), loaded[2]
+        template, graph = self.rollout.view(template, graph, infra, inputs)   # pinned versions, canary nodes
         records = self.store.instances(self.name, self._records)
         report.instances = len(records)
         now = time.time()
@@ -192,15 +199,21 @@ class Maintainer:
         requests = scaling.resolve_requests(self.store.pending_scale_requests(self.name), template, inputs, counts,
                                             seen.records, drop)
         report.requests = [{**request, **result} for request, result in requests]
+        self.rollout.step(template, seen, counts, decided, now)
         if self.options.policies:
             self.autoscaler.decide(template, inputs, counts, seen.healthy, metrics, seen.records, drop, now,
                                    decided)
+        self.rollout.hold_scaling(decided, counts)   # the autoscaler waits while a rollout step moves weights
         bounded = self._bound(template, inputs, counts, decided)
         # 3. write the decisions once
         drop_requests = self._commit(decided, requests, bounded, counts, report)
+        self.models.run_pass(template, inputs, seen.healthy, self.options.dry_run)
         # 4. plan and act
         self._reconcile(infra, template, graph, inputs, seen.records, counts, frozenset(drop), verdicts.failed,
                         drop_requests, now, report)
+        # 5. routers follow the instances ready now (a replica made by this pass is routed by it)
+        if not self.options.dry_run:
+            self._route(template, None if report.acted else seen.records, report)
 
     # -- 1. observe ---------------------------------------------------------------------------------
     def _observe(self, template, records: list[InstanceRecord], report: PassReport, now: float) -> Seen:
@@ -234,6 +247,19 @@ class Maintainer:
         report.failed.extend(r.key for r in verdicts.failed)
         report.unhealthy.extend(r.key for r in verdicts.unhealthy)
         return verdicts
+
+    def _route(self, template, records: list[InstanceRecord] | None, report: PassReport,
+               leaving: frozenset[str] = frozenset()) -> None:
+        """Sync each Router node with its routed node's ready instances; a change is an event, a failure an error."""
+        for outcome in routing.sync_routers(self.store, self.name, template, records, self.rollout.weights_for,
+                                            leaving=leaving, servers_for=self.rollout.servers_for):
+            if outcome.error:
+                report.errors.append(f"route {outcome.key}: {outcome.error}")
+                self._event("route_failed", outcome.key, once=f"route:{outcome.key}", error=outcome.error)
+            elif outcome.report.changed or outcome.report.draining:
+                self._last_error.pop(f"route:{outcome.key}", None)
+                self._event("routed", outcome.key, node=outcome.router, target=outcome.target,
+                            servers=outcome.servers, **outcome.report.to_dict())
 
     def _backing_off(self, action, now: float) -> bool:
         """An instance whose create keeps failing is retried with exponential backoff, not every pass."""
@@ -326,6 +352,9 @@ class Maintainer:
             if changes or replace:   # never rebuild what a destroy is taking down
                 report.deferred = f"infrastructure is {infra.status.replace('_', ' ')}; run strato destroy again"
         elif (changes or replace) and not self.options.dry_run:
+            leaving = frozenset(a.key for a in changes if a.kind != CREATE) | {r.key for r in replace}
+            if leaving:   # routers stop sending requests to what is about to go, and let those in flight finish
+                self._route(template, records, report, leaving)
             self._act(template, graph, inputs, counts, drop, replace, drop_requests, report)
         elif not self.options.dry_run:
             for request in drop_requests:  # already carried out (e.g. the instance was gone)

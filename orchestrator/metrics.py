@@ -397,6 +397,15 @@ class LoopMetrics:
                                       ["infrastructure", "node"], registry=self.registry)
         self.policy_errors = Counter("strato_policy_errors", "Policies that could not decide",
                                      ["infrastructure", "policy"], registry=self.registry)
+        # model monitoring (orchestrator/mlops/monitoring.py): the last closed window of each model server
+        model = ["infrastructure", "node", "feature", "method"]
+        self.model_drift = Gauge("strato_model_drift_statistic", "Drift statistic of a feature (or the prediction) in the "
+                                 "last window: KS D, chi-square, or a distance (wasserstein, psi, JS)", model,
+                                 registry=self.registry)
+        self.model_drifted = Gauge("strato_model_drifted", "1 when the feature drifted in the last window", model,
+                                   registry=self.registry)
+        self.model_accuracy = Gauge("strato_model_accuracy", "Accuracy of the labels fed back in the last window",
+                                    ["infrastructure", "node"], registry=self.registry)
 
     def observe_pass(self, infra: str, seconds: float, states: dict[tuple[str, str], int]) -> None:
         if self.registry is None:

@@ -13,6 +13,7 @@ from descriptors.yamlpos import to_plain
 from drivers.base import DriverError
 from drivers.common import InstanceKey
 from orchestrator import bounds, placement
+from orchestrator.mlops import pinning
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, InstanceRecord
 from orchestrator.states import OBSERVED, InstanceStatus, PlanAction
@@ -129,6 +130,8 @@ def node_properties(template: Template, node: str, resolver: Resolver) -> dict:
             values[name] = to_plain(pdef.default)
     for name, raw in tmpl.properties.items():
         values[name] = to_plain(resolver.resolve(raw, node))
+    if isinstance(values.get("model"), dict):   # a model version pinned by the rollout (orchestrator/mlops)
+        values = pinning.with_model(values, values["model"])
     return values
 
 

@@ -17,6 +17,7 @@ from descriptors.template import Template
 from descriptors.yamlpos import to_plain
 from orchestrator import bounds, cost, observation
 from orchestrator.errors import NotFound, UserError  # noqa: F401 - NotFound: callers catch service.NotFound
+from orchestrator.mlops.monitoring import monitoring_status
 from orchestrator.plan import Plan, attribute_view, make_resolver, plan_changes
 from orchestrator.scaling import desired_counts
 from orchestrator.state import InfraRecord, StateStore
@@ -143,6 +144,8 @@ def plan(path: str, name: str, given_inputs: dict[str, Any], store: StateStore, 
     if infra is None:
         infra = InfraRecord(name, "new", path, inputs, InfraStatus.NEW, {}, 0, 0)
     instances = store.instances(name) if infra.uid != "new" else []
+    if infra.uid != "new":
+        loaded = _rollout_view(store, name, loaded, infra, inputs)
     counts = desired_counts(loaded.template, infra, inputs)
     bounds.check_counts(loaded.template, inputs, counts, infra.desired, given_inputs)
     if refresh:
@@ -187,6 +190,8 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         infra = store.ensure_infra(name, os.path.abspath(path), inputs, secret=secret_input_names(template))
         store.set_node_dependencies(name, {n: list(loaded.graph.successors(n)) for n in template.node_templates})
         infra = store.get_infra(name)
+        loaded = _rollout_view(store, name, loaded, infra, inputs)   # model servers: pinned versions, canaries
+        template = loaded.template
         instances = _refresh(store, name, store.instances(name))
         counts = desired_counts(template, infra, inputs)
         the_plan = plan_changes(template, infra, instances, inputs, loaded.graph, counts)
@@ -197,6 +202,7 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
         from orchestrator.executor import BuildRun
         result = BuildRun(template, infra, the_plan, loaded.graph, inputs, counts, store, options, on_event).run()
         _fail_unobserved(result, store.instances(name))
+        _route_after_build(result, store, name, template)
         for node in set(store.get_infra(name).dependencies) - set(template.node_templates):
             if not any(r.node == node for r in store.instances(name)):
                 store.forget_node(name, node)
@@ -206,6 +212,23 @@ def build(path: str, name: str, given_inputs: dict[str, Any], store: StateStore,
     report = result.to_dict()
     report.update({"infrastructure": name, "plan": the_plan.summary(), "outputs": outputs})
     return report
+
+
+def _route_after_build(result, store: StateStore, name: str, template: Template) -> None:
+    """A freshly built stack routes at once: each Router gets its routed node's ready instances now; a router that
+    cannot be synced fails the build (it would serve nothing)."""
+    from orchestrator.mlops import routing
+    for outcome in routing.sync_routers(store, name, template):
+        if outcome.error:
+            result.ok = False
+            result.failures.append({"node": outcome.router, "index": outcome.index,
+                                    "action": "route", "error": outcome.error})
+
+
+def _rollout_view(store: StateStore, name: str, loaded: Loaded, infra: InfraRecord, inputs: dict) -> Loaded:
+    """The descriptor as the maintain loop builds it: each model server on its pinned version, a rollout's canary."""
+    from orchestrator.mlops.rollout import RolloutController
+    return Loaded(*RolloutController(store, name).view(loaded.template, loaded.graph, infra, inputs))
 
 
 def _fail_unobserved(result, instances: list) -> None:
@@ -265,7 +288,16 @@ def _infra_status(store: StateStore, infra: InfraRecord, refresh: bool, probe: P
             "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
             "missing": [hide.value(_brief(r)) for r in unhealthy],
             "leaving": [hide.value(_brief(r)) for r in leaving],
-            **({"probe_error": probe_error} if probe_error else {})}
+            **_rollouts(store, infra.name),
+            **({"probe_error": probe_error} if probe_error else {}),
+            **({"models": models} if (models := monitoring_status(store, infra.name)) else {})}
+
+
+def _rollouts(store: StateStore, name: str) -> dict:
+    """{"rollouts": [...]} for an infrastructure with model servers (their versions and any rollout), else {}."""
+    from orchestrator.mlops.rollout import rollouts
+    found = rollouts(store, name)
+    return {"rollouts": found} if found else {}
 
 
 def _brief(rec) -> dict:

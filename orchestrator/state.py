@@ -67,6 +67,15 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE INDEX IF NOT EXISTS samples_by_node ON samples (infra, node, id);
 """
 
+# model monitoring (orchestrator/mlops/monitoring.py): each request a model server recorded, joined with its label
+MODEL_RECORDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_records (
+    infra TEXT NOT NULL, node TEXT NOT NULL, rid TEXT NOT NULL, instance TEXT NOT NULL, seq BIGINT NOT NULL,
+    ts REAL NOT NULL, version TEXT, features TEXT NOT NULL, prediction TEXT, label TEXT, labelled REAL,
+    win INTEGER, PRIMARY KEY (infra, node, rid));
+CREATE INDEX IF NOT EXISTS model_records_by_window ON model_records (infra, node, win, ts);
+"""
+
 # host-pool claims (the `ssh` driver): which instance holds which host of a pool. The primary key
 # (pool, host) makes a claim atomic: two builds, in any processes, never get one host.
 HOST_CLAIMS_SCHEMA = """
@@ -85,6 +94,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "infrastructures, instances, journal, operations, locks, loop state", SCHEMA),
     Migration(2, "host-pool claims", HOST_CLAIMS_SCHEMA),
     Migration(3, "optimizer samples and load history", OPTIMIZER_SCHEMA),
+    Migration(4, "records of what model servers were asked and answered (drift, accuracy)", MODEL_RECORDS_SCHEMA),
 ]
 
 
@@ -331,7 +341,7 @@ class StateStore:
     def delete_infra(self, name: str) -> None:
         with self.transaction(lock=f"infra:{name}"):
             for table in ("instances", "nodes", "scale_requests", "node_control", "policy_state", "health",
-                          "samples", "infrastructures"):
+                          "samples", "model_records", "infrastructures"):
                 col = "name" if table == "infrastructures" else "infra"
                 self._exec(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
@@ -695,6 +705,54 @@ class StateStore:
         rows = self._exec("SELECT ts, instances, target, metrics FROM samples WHERE infra=? AND node=? "
                           "ORDER BY id DESC LIMIT ?", (infra, node, limit)).fetchall()
         return [{"ts": r[0], "instances": r[1], "target": r[2], "metrics": json.loads(r[3])} for r in reversed(rows)]
+
+    # -- model records (orchestrator/mlops/monitoring.py): what model servers saw and predicted, and labels ------
+    _RECORD_COLS = "rid, instance, seq, ts, version, features, prediction, label, labelled, win"
+
+    def add_model_records(self, infra: str, node: str, instance: str, records: list[dict], keep: int) -> int:
+        """Store pulled records (a request id seen before is kept as it was); then only the node's `keep`
+        newest remain. Returns how many were new."""
+        stmts = [("INSERT INTO model_records (infra, node, rid, instance, seq, ts, version, features, prediction) "
+                  "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(infra, node, rid) DO NOTHING",
+                  (infra, node, str(r["id"]), instance, int(r["seq"]), float(r["ts"]), r.get("version"),
+                   json.dumps(r["features"], default=str), json.dumps(r.get("prediction"), default=str)))
+                 for r in records]
+        stmts.append(("DELETE FROM model_records WHERE infra=? AND node=? AND ts < (SELECT ts FROM model_records "
+                      "WHERE infra=? AND node=? ORDER BY ts DESC LIMIT 1 OFFSET ?)", (infra, node, infra, node, max(keep - 1, 0))))
+        return sum(max(c.rowcount, 0) for c in self._transaction(stmts)[:-1])
+
+    def _model_rows(self, where: str, args: tuple, limit: int) -> list[dict]:
+        rows = self._exec(f"SELECT {self._RECORD_COLS} FROM model_records WHERE {where} LIMIT ?",
+                          (*args, limit)).fetchall()
+        return [{"id": r[0], "instance": r[1], "seq": r[2], "ts": r[3], "version": r[4], "features": json.loads(r[5]),
+                 "prediction": json.loads(r[6]) if r[6] is not None else None,
+                 "label": json.loads(r[7]) if r[7] is not None else None, "labelled": r[8], "window": r[9]}
+                for r in rows]
+
+    def open_model_records(self, infra: str, node: str, limit: int = 100000) -> list[dict]:
+        """Records not yet in a closed window, oldest first."""
+        return self._model_rows("infra=? AND node=? AND win IS NULL ORDER BY ts", (infra, node), limit)
+
+    def close_model_window(self, infra: str, node: str, window: int, until_ts: float) -> list[dict]:
+        """Put the open records up to `until_ts` into window number `window`; returns them, oldest first."""
+        self._exec("UPDATE model_records SET win=? WHERE infra=? AND node=? AND win IS NULL AND ts<=?",
+                   (window, infra, node, until_ts))
+        return self._model_rows("infra=? AND node=? AND win=? ORDER BY ts", (infra, node, window), 10 ** 6)
+
+    def label_model_records(self, infra: str, node: str, labels: list[tuple[str, Any]]) -> int:
+        """Attach labels by request id; returns how many records they matched. The same label sent again keeps its
+        first arrival time (accuracy counts it once)."""
+        now = time.time()
+        cursors = self._transaction([("UPDATE model_records SET labelled=CASE WHEN label=? THEN labelled ELSE ? END, "
+                                      "label=? WHERE infra=? AND node=? AND rid=?",
+                                      (text, now, text, infra, node, str(rid)))
+                                     for rid, text in ((r, json.dumps(v, default=str)) for r, v in labels)])
+        return sum(max(c.rowcount, 0) for c in cursors)
+
+    def labelled_model_records(self, infra: str, node: str, since: float = 0.0, limit: int = 100000) -> list[dict]:
+        """Records labelled after `since`, the most recently labelled first."""
+        return self._model_rows("infra=? AND node=? AND labelled>? ORDER BY labelled DESC, ts DESC",
+                                (infra, node, since), limit)
 
 
 class _LockContext:

@@ -26,6 +26,8 @@ def _render(data: dict, store, events: int) -> list[str]:
             if inst.get("error"):
                 line += f"  error: {inst['error']}"
             lines.append(line)
+        lines.extend(_rollout_lines(infra))
+        lines.extend(_models(infra.get("models") or {}))
         lines.extend(_hints(infra, loop))
         if events:
             for ev in store.events(infra["name"], limit=events):
@@ -34,6 +36,45 @@ def _render(data: dict, store, events: int) -> list[str]:
                 node = detail.get("node") or (ev["key"] or "").split("@")[0]
                 stamp = time.strftime("%H:%M:%S", time.localtime(ev["ts"]))
                 lines.append(f"    {stamp} {ev['kind']:<20} {node:<20} {text}"[:160])
+    return lines
+
+
+def _rollout_lines(infra: dict) -> list[str]:
+    """A model server's versions: the stable one, and a rollout's canary, step, weight and last verdict (why)."""
+    lines = []
+    for r in infra.get("rollouts") or []:
+        if r["phase"] == "idle":
+            last = r.get("last_rollout") or {}
+            ended = f"; last rollout: {last['canary']} {last['outcome']}" if last.get("canary") else ""
+            lines.append(f"  model {r['node']}: {r['stable']}{ended}")
+            continue
+        step = f"step {r['step']}/{r['steps']}, " if r.get("step") else ""
+        verdict = f"; last analysis: {r['verdict']}" if r.get("verdict") else ""
+        why = f" ({'; '.join(r['why'])})" if r.get("why") else ""
+        lines.append(f"  rollout {r['node']}: {r['stable']} -> {r['canary']} {r['phase']}, {step}"
+                     f"canary {r['weight']:g} %{verdict}{why}"[:200])
+    return lines
+
+
+def _models(models: dict) -> list[str]:
+    """Per monitored model server: its last window's drift per feature, the alarms and the accuracy."""
+    lines = []
+    for node, m in sorted(models.items()):
+        last = m.get("last_window")
+        if not last:
+            lines.append(f"  monitor {node}: no window closed yet")
+            continue
+        alarms = ", ".join(f"{name} {'FIRING' if a['firing'] else 'ok'} ({a['run']}/{a['k'] or '-'} in a row)"
+                           for name, a in m["alarms"].items())
+        accuracy = "-" if last.get("accuracy") is None else f"{last['accuracy']:.3f}"
+        lines.append(f"  monitor {node}: {last.get('version') or '?'}  window {last['window']} ({last['rows']} rows)  "
+                     f"drifted {'yes' if last.get('drifted') else 'no' if last.get('drifted') is False else '-'}  "
+                     f"accuracy {accuracy} ({last.get('labels') or 0} labels)  alarms: {alarms}")
+        features = [f"{f}{'*' if v.get('drifted') else ''} {v.get('method')} "
+                    + ("-" if v.get("statistic") is None else f"{v['statistic']:.3g}")
+                    for f, v in sorted(m.get("features", {}).items())]
+        if features:
+            lines.append("    drift (* drifted): " + ", ".join(features))
     return lines
 
 

@@ -1,1 +1,1 @@
-"""MLOps engine pieces: the model registry, rollouts, monitoring of what a model does, continuous training."""
+"""MLOps on the engine side: model registry, traffic routing, rollouts, drift monitoring and continuous training."""

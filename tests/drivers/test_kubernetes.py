@@ -107,7 +107,7 @@ def test_one_deployment_per_node_replicas_are_instances(kubeconfig, tmp_path, ap
         assert json.loads(dep.metadata.annotations[ANN_SLOTS]) == {str(i): s.key for i, s in enumerate(specs)}
         svc = core.read_namespaced_service(dep.metadata.name, ns)
         assert svc.spec.ports[0].target_port == 8080
-        assert svc.spec.selector == dep.spec.selector.match_labels
+        assert svc.spec.selector.items() <= dep.spec.template.metadata.labels.items()
         cm = core.read_namespaced_config_map(dep.metadata.name, ns)
         assert cm.data == {"etc_model_config.yaml": "depth: 3\n"}
         mount = dep.spec.template.spec.containers[0].volume_mounts[0]
@@ -128,6 +128,33 @@ def test_one_deployment_per_node_replicas_are_instances(kubeconfig, tmp_path, ap
     assert deployments(apps, "team-a") == []
     assert [s for s in core.list_namespaced_service("team-a").items if s.metadata.name == dep.metadata.name] == []
     assert [c for c in core.list_namespaced_config_map("team-a").items if c.metadata.name == dep.metadata.name] == []
+
+
+def test_a_canary_deployment_runs_behind_its_stable_nodes_one_service(kubeconfig, tmp_path, apis):
+    """A rollout's canary node (`web~canary`, orchestrator/mlops/rollout.py): its own Deployment, no Service of its
+    own; web's Service selects the pods of both, so the traffic splits by replica ratio (here 1 of 4: 25 %)."""
+    apps, core, _ = apis
+    driver = KubernetesDriver()
+    uid = uuid.uuid4().hex[:6]
+    stable = [make_spec(kubeconfig, tmp_path, index=i, uid=uid, env={"MODEL": "iris:1"}) for i in range(3)]
+    canary = make_spec(kubeconfig, tmp_path, index=0, uid=uid, node="web~canary", env={"MODEL": "iris:2"})
+    handles = [driver.create(s) for s in stable] + [driver.create(canary)]
+    try:
+        ns = handles[0]["namespace"]
+        (web,) = [d for d in deployments(apps, ns) if "canary" not in d.metadata.name]
+        (web_canary,) = deployments(apps, ns, "web-canary")
+        assert (web.spec.replicas, web_canary.spec.replicas) == (3, 1)
+        assert web.spec.selector.match_labels != web_canary.spec.selector.match_labels   # never each other's pods
+        (svc,) = [s for s in core.list_namespaced_service(ns).items if s.metadata.name in
+                  (web.metadata.name, web_canary.metadata.name)]
+        assert svc.metadata.name == web.metadata.name and handles[-1]["service"] is None
+        for dep in (web, web_canary):
+            assert svc.spec.selector.items() <= dep.spec.template.metadata.labels.items()
+        share = web_canary.spec.replicas / (web.spec.replicas + web_canary.spec.replicas)
+        assert share == 0.25
+    finally:
+        for h in handles:
+            driver.delete(h)
 
 
 def test_parallel_creates_of_one_node_share_one_deployment(kubeconfig, tmp_path, apis):

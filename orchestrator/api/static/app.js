@@ -99,7 +99,61 @@ async function refreshInfra() {
   fillScaleNodes(graph);
   drawTimeline();
   loadOptimizer(graph.nodes.map((n) => n.id));
+  loadModels();
   if (infra.operation) watchOperation(infra.operation);
+}
+
+// Model servers with `monitoring` (GET .../models, then .../nodes/{node}/monitoring): per feature, the drift
+// statistic of each window (red dots: drifted), the accuracy of the labels fed back, and the alarms.
+async function loadModels() {
+  const name = state.selected;
+  if (!name || Date.now() - (state.modelsAt || 0) < 5000) return;
+  state.modelsAt = Date.now();
+  let models;
+  try { models = (await api(`/v1/infrastructures/${encodeURIComponent(name)}/models`)).models; } catch (e) { return; }
+  const nodes = Object.keys(models).sort();
+  $("models").hidden = !nodes.length;
+  const charts = [];
+  for (const node of nodes) {
+    let m;
+    try { m = await api(`/v1/infrastructures/${encodeURIComponent(name)}/nodes/${encodeURIComponent(node)}/monitoring?windows=200`); }
+    catch (e) { continue; }
+    charts.push(drawModel(node, m));
+  }
+  if (name === state.selected) $("models-charts").replaceChildren(...charts);
+}
+
+function drawModel(node, m) {
+  const W = 760, H = 110, L = 50, R = 20, T = 8;
+  const wins = m.history, features = [...new Set(wins.flatMap((w) => Object.keys(w.features || {})))].sort();
+  const alarms = Object.entries(m.alarms).map(([k, a]) => `${k} ${a.firing ? "FIRING" : "ok"}`).join(", ");
+  const box = el("div", { class: "model" });
+  box.append(el("p", {}, `${node}: ${m.version || "?"}, ${m.windows} windows; alarms: ${alarms}`));
+  if (!wins.length) { box.append(el("p", {}, "No window closed yet.")); return box; }
+  // each feature's score: 1 at its threshold (the dashed line), above it drifted; shown up to 5
+  const CAP = 5, n = wins.length;
+  const x = (i) => L + (W - L - R) * (n > 1 ? i / (n - 1) : 0.5), y = (v) => T + H - H * Math.min(v, CAP) / CAP;
+  const svg = el("svg:svg", { width: W, height: H + T + 16, viewBox: `0 0 ${W} ${H + T + 16}` });
+  svg.append(el("svg:line", { x1: L, y1: T + H, x2: W - R, y2: T + H, stroke: "#999" }));
+  svg.append(el("svg:line", { x1: L, y1: y(1), x2: W - R, y2: y(1), stroke: "#b00020", "stroke-dasharray": "2 3" }));
+  svg.append(el("svg:text", { x: L - 4, y: T + 10, "text-anchor": "end" }, `≥${CAP}`));
+  svg.append(el("svg:text", { x: L - 4, y: y(1) + 4, "text-anchor": "end" }, "1"));
+  features.forEach((f, k) => {
+    const points = wins.map((w, i) => [i, (w.features || {})[f]]).filter((p) => p[1] && p[1][2] !== null && p[1][2] !== undefined);
+    const d = points.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1][2]).toFixed(1)}`).join(" ");
+    if (d) svg.append(el("svg:path", { d, fill: "none", stroke: COLORS[k % COLORS.length], class: "feature" }));
+    for (const [i, v] of points) {
+      svg.append(el("svg:circle", { cx: x(i), cy: y(v[2]), r: 2.5, fill: v[1] ? "#b00020" : COLORS[k % COLORS.length] }));
+    }
+    svg.append(el("svg:text", { x: L + 4 + k * 110, y: T + H + 14, fill: COLORS[k % COLORS.length] }, f));
+  });
+  const acc = wins.map((w, i) => [i, w.accuracy]).filter((p) => p[1] !== null && p[1] !== undefined);
+  if (acc.length) {
+    const d = acc.map((p, j) => `${j ? "L" : "M"}${x(p[0]).toFixed(1)},${(T + H - H * p[1]).toFixed(1)}`).join(" ");
+    svg.append(el("svg:path", { d, fill: "none", stroke: "#222", "stroke-dasharray": "4 3" }));
+  }
+  box.append(svg);
+  return box;
 }
 
 function drawInstances(instances) {
