@@ -41,7 +41,8 @@ def _router() -> dict:
 
 RUNNERS = {"drift": _drift, "rollout": _rollout, "router": _router}
 HEADLINE = ("detection_delay_windows", "false_alarms_per_1000_windows", "good_rollout_failed_requests",
-            "bad_rollout_errors_served", "bad_rollout_errors_allowed", "rollback_s", "rollback_target_s",
+            "bad_rollout_errors_served", "bad_rollout_allowance", "bad_rollout_canary_failures", "rollback_s",
+            "rollback_target_s",
             "router_added_latency_p99_ms")
 
 

@@ -352,6 +352,7 @@ global
     stats socket {admin_socket} mode 600 level admin
     stats timeout 30s
     maxconn {maxconn}
+    nbthread {threads}
 
 defaults
     mode http
@@ -435,6 +436,7 @@ def render_config(spec: InstanceSpec, settings: dict[str, Any]) -> str:
     path = settings["health_path"]
     check_line = f"    option httpchk GET {path}\n" if path else ""
     return CONFIG.format(node=spec.node, index=spec.index, maxconn=int(props.get("maxconn") or 4000),
+                         threads=int(props.get("threads") or 1),
                          connect_ms=_ms(props.get("connect_timeout"), 5), client_ms=_ms(props.get("client_timeout"), 60),
                          server_ms=_ms(props.get("server_timeout"), 60), check_ms=_ms(settings["check_interval"], 2),
                          max_servers=int(props.get("max_servers") or 32), slot_prefix=SLOT_PREFIX, parked=PARKED,

@@ -288,12 +288,12 @@ def _infra_status(store: StateStore, infra: InfraRecord, refresh: bool, probe: P
             "healthy": state == InfraStatus.READY and not unhealthy and probe_error is None,
             "missing": [hide.value(_brief(r)) for r in unhealthy],
             "leaving": [hide.value(_brief(r)) for r in leaving],
-            **_rollouts(store, infra.name),
+            **rollout_status(store, infra.name),
             **({"probe_error": probe_error} if probe_error else {}),
             **({"models": models} if (models := monitoring_status(store, infra.name)) else {})}
 
 
-def _rollouts(store: StateStore, name: str) -> dict:
+def rollout_status(store: StateStore, name: str) -> dict:
     """{"rollouts": [...]} for an infrastructure with model servers (their versions and any rollout), else {}."""
     from orchestrator.mlops.rollout import rollouts
     found = rollouts(store, name)

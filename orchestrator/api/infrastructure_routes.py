@@ -49,7 +49,8 @@ def public_infra(ctx: ApiContext, name: str) -> dict:
             "descriptor": bundle.public() if bundle else {"file": os.path.basename(infra.descriptor or "")},
             "outputs": scrub(infra.outputs), "desired": infra.desired, "dependencies": infra.dependencies,
             "operation": ctx.ops.running.get(name), "created": infra.created, "updated": infra.updated,
-            "instances": [scrub(hide.value(r.to_dict())) for r in store.instances(name)]}
+            "instances": [scrub(hide.value(r.to_dict())) for r in store.instances(name)],
+            **service.rollout_status(store, name)}   # model servers: pinned versions and rollouts under way
 
 
 @router.get("/infrastructures", tags=["infrastructures"], dependencies=[READ_TOKEN])

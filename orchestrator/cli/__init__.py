@@ -17,6 +17,7 @@ VERBS["optimizer"] = "orchestrator.cli.optimizer"   # optimizer.cli's group plus
 
 VERBS["maintain"] = "orchestrator.cli.maintain"
 VERBS["models"] = "orchestrator.cli.models"
+VERBS["events"] = "orchestrator.cli.events"
 
 
 @click.group(cls=StratoGroup, lazy=VERBS, epilog=EXIT_CODES_HELP,

@@ -187,8 +187,16 @@ def test_config_is_private_and_binds_loopback_only(router):
     assert len(binds) == 2 and all(b.startswith("127.0.0.1:") for b in binds)
     text = open(config).read()
     for needed in ("retry-on all-retryable-errors", "option redispatch", "option http-buffer-request",
-                   "option httpchk GET /health", "level admin", "prometheus-exporter"):
+                   "option httpchk GET /health", "level admin", "prometheus-exporter", "nbthread 1"):
         assert needed in text
+
+
+def test_threads_property_sets_nbthread(tmp_path):
+    from drivers.haproxy import render_config, router_settings
+    spec = InstanceSpec(key="th/lb/0@t", infra="th", node="lb", index=0, type="strato.nodes.ai.Router",
+                        properties={"threads": 3}, infra_dir=str(tmp_path), descriptor_dir=str(tmp_path), timeout=30)
+    text = render_config(spec, router_settings(spec, str(tmp_path)))
+    assert [ln.split() for ln in text.splitlines() if "nbthread" in ln] == [["nbthread", "3"]]
 
 
 @needs_haproxy

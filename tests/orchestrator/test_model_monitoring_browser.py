@@ -35,6 +35,10 @@ def test_dashboard_draws_each_features_drift_and_the_alarm(ml, strato_home, brow
         dots = browser.find_elements(By.CSS_SELECTOR, "#models-charts circle")
         assert len(dots) == 3 * 5        # three windows, four features and the prediction
         assert any(d.get_attribute("fill") == "#b00020" for d in dots)   # the drifted windows
+        # the rollouts card: the server's pinned stable version (no rollout under way)
+        wait.until(EC.visibility_of_element_located((By.ID, "rollouts")))
+        pinned = browser.find_element(By.CSS_SELECTOR, "#rollouts-list .rollout[data-node='server']").text
+        assert pinned.startswith("server: iris:1"), pinned
         browser.save_screenshot(os.path.join(artifacts, "model-monitoring.png"))
     finally:
         server.stop()

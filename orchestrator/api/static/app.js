@@ -96,11 +96,37 @@ async function refreshInfra() {
   drawInstances(infra.instances);
   drawGraph(graph);
   drawOutputs(infra.outputs);
+  drawRollouts(infra.rollouts || []);
   fillScaleNodes(graph);
   drawTimeline();
   loadOptimizer(graph.nodes.map((n) => n.id));
   loadModels();
   if (infra.operation) watchOperation(infra.operation);
+}
+
+// Model servers that name a `model` (the infrastructure's `rollouts`): the pinned stable version and a rollout's
+// progress: canary version, step, weight (a bar) and the last verdict with why.
+function drawRollouts(rollouts) {
+  $("rollouts").hidden = !rollouts.length;
+  const rows = rollouts.map((r) => {
+    const box = el("div", { class: "rollout", "data-node": r.node });
+    if (r.phase === "idle") {
+      const last = r.last_rollout && r.last_rollout.canary ? `; last rollout: ${r.last_rollout.canary} ${r.last_rollout.outcome}` : "";
+      box.append(el("p", {}, `${r.node}: ${r.stable || "?"}${last}`));
+      return box;
+    }
+    const step = r.step ? `step ${r.step}/${r.steps}, ` : "";
+    const verdict = r.verdict ? `; last analysis: ${r.verdict}` : "";
+    const why = r.why && r.why.length ? ` (${r.why.join("; ")})` : "";
+    box.append(el("p", {}, `${r.node}: ${r.stable} -> ${r.canary} ${r.phase}, ${step}canary ${r.weight} %${verdict}${why}`));
+    const bar = el("svg:svg", { width: 300, height: 12, viewBox: "0 0 300 12", class: "weight" });
+    bar.append(el("svg:rect", { x: 0, y: 0, width: 300, height: 12, fill: "#ddd" }));
+    bar.append(el("svg:rect", { x: 0, y: 0, width: 3 * Math.max(0, Math.min(100, r.weight)), height: 12,
+                                fill: r.phase === "aborted" ? "#b00020" : "#2a7" }));
+    box.append(bar);
+    return box;
+  });
+  $("rollouts-list").replaceChildren(...rows);
 }
 
 // Model servers with `monitoring` (GET .../models, then .../nodes/{node}/monitoring): per feature, the drift
