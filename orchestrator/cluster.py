@@ -38,20 +38,22 @@ class Claim:
 
 
 def queue_operation(store: StateStore, infra: str, kind: str, request: dict | None, server: str,
-                    idem_key: str | None = None) -> tuple[str, bool]:
-    """(operation id, whether it is new). With a `request` the operation is queued for any server; without, it
-    runs on `server` (it cannot be re-run elsewhere). The inputs of a request are stored sealed. The same
-    idempotency key twice answers the first operation."""
+                    idem_key: str | None = None, run_here: bool = False) -> tuple[str, bool]:
+    """(operation id, whether it is new). With a `request` the operation is queued for any server (or, with
+    `run_here`, claimed at once by `server`, which has the request's files at hand); without, it runs on `server`
+    (it cannot be re-run elsewhere). The inputs of a request are stored sealed. The same idempotency key twice
+    answers the first operation."""
     op_id, now, pid = uuid.uuid4().hex, time.time(), os.getpid()
     if request is not None and request.get("inputs"):
         request = {**request, "inputs": sealing.seal_inputs(request["inputs"], request["inputs"], store.home)}
-    state = "queued" if request is not None else "running"
+    queued = request is not None and not run_here
+    state = "queued" if queued else "running"
     row = store.database.execute(
         "INSERT INTO operations (id, infra, kind, state, created, updated, pid, host, start_time, server, heartbeat, "
         f"attempts, idem_key, request) VALUES (?,?,?,?,?,?,?,?,?,?,{store.database.now_sql},?,?,?) "
         "ON CONFLICT(idem_key) DO NOTHING RETURNING id",
         (op_id, infra, kind, state, now, now, pid, socket.gethostname(), process_start_time(pid),
-         None if request is not None else server, 0 if request is not None else 1, idem_key or op_id,
+         None if queued else server, 0 if queued else 1, idem_key or op_id,
          json.dumps(request) if request is not None else None)).fetchone()
     if row is not None:
         return op_id, True

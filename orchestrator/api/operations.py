@@ -108,27 +108,41 @@ class Operations:
     def submit(self, infra: str, kind: str, work: Work, prepare: Callable[[], object] | None = None,
                request: dict | None = None, idem_key: str | None = None) -> str:
         """Start work in the background; `prepare` runs first, under the same check that nothing else runs. In a
-        cluster, an operation with a `request` (see RUNNERS) is queued for whichever server claims it first."""
+        cluster, an operation with a `request` (see RUNNERS) runs here when a worker is free (this server holds
+        the request's files), else it waits queued for whichever server claims it first."""
+        claim = None
         with self._lock:
             self.busy(infra)
             if prepare is not None:
                 prepare()
             if self.server is not None and request is not None:
-                op_id, _ = cluster.queue_operation(self.store, infra, kind, request, self.server, idem_key)
-                self._wake.set()
-                return op_id
-            if self.server is not None:
-                op_id, _ = cluster.queue_operation(self.store, infra, kind, None, self.server, idem_key)
+                here = len(self.running) < self.workers
+                op_id, new = cluster.queue_operation(self.store, infra, kind, request, self.server, idem_key, here)
+                if new and here:
+                    claim = cluster.Claim(op_id, infra, kind, 1, request)
+                    self.running[infra] = op_id
             else:
-                op_id = self.store.create_operation(infra, kind)
-                if idem_key:
-                    self.store.database.execute("UPDATE operations SET idem_key=? WHERE id=?", (idem_key, op_id))
-            self.running[infra] = op_id
+                op_id = self._own_operation(infra, kind, idem_key)
+                self.running[infra] = op_id
+        if self.server is not None and request is not None:
+            if claim is not None:
+                self._dispatch(claim)
+            self._wake.set()
+            return op_id
         try:
             self.pool.submit(self._run, infra, op_id, work)
         except RuntimeError:  # the pool is shut down: the server is stopping
             self._finish(infra, op_id, "interrupted", None, "the server is stopping")
             raise ApiError(409, "SERVER_STOPPING", "the server is stopping; try again after it restarts")
+        return op_id
+
+    def _own_operation(self, infra: str, kind: str, idem_key: str | None) -> str:
+        """An operation only this server can run (in a cluster: interrupted when its heartbeat goes stale)."""
+        if self.server is not None:
+            return cluster.queue_operation(self.store, infra, kind, None, self.server, idem_key)[0]
+        op_id = self.store.create_operation(infra, kind)
+        if idem_key:
+            self.store.database.execute("UPDATE operations SET idem_key=? WHERE id=?", (idem_key, op_id))
         return op_id
 
     def _run(self, infra: str, op_id: str, work: Work, store: StateStore | None = None) -> None:
@@ -219,6 +233,11 @@ class Operations:
         claim = cluster.claim_operation(self.store, self.server, self.settings.duration)
         if claim is None:
             return False
+        self._dispatch(claim)
+        return True
+
+    def _dispatch(self, claim: cluster.Claim) -> None:
+        """Run a claimed operation on a worker, every write fenced by the claim."""
         store = cluster.fenced_by_claim(self.store, claim, self.server)
         with self._lock:
             self.running[claim.infra] = claim.id
@@ -226,10 +245,9 @@ class Operations:
             why = (f"gave up after {claim.attempt - 1} attempts" if claim.attempt > cluster.MAX_ATTEMPTS
                    else f"this server cannot run '{(claim.request or {}).get('runner')}' operations")
             self._finish(claim.infra, claim.id, "failed", None, why, store=store)
-            return True
+            return
         work = self._work(claim)
         self.pool.submit(self._run, claim.infra, claim.id, lambda on_event: work(store, on_event), store)
-        return True
 
     @staticmethod
     def _work(claim: cluster.Claim) -> Callable[[StateStore, Any], dict]:
