@@ -212,6 +212,11 @@ def _copy_bytes(source: str, target: str) -> None:
             os.close(fd)
 
 
+# a claim (build lock, loop lease) held on another machine is taken over once that machine's server has not beaten
+# in `servers` for this long: two default leases (15 s), so a server that is only slow is never robbed
+REMOTE_HOLDER_STALE_S = 30.0
+
+
 class LockHeld(StateError):
     code = "LOCKED"
 
@@ -651,8 +656,8 @@ class StateStore:
                                  (infra,)).fetchone()
                 if row is not None:
                     h_holder, h_pid, h_host, h_start, h_acquired = row
-                    alive = h_host != host or (process_start_time(h_pid) is not None
-                                               and process_start_time(h_pid) == h_start)
+                    alive = (self._remote_holder_alive(h_host, h_pid) if h_host != host
+                             else process_start_time(h_pid) is not None and process_start_time(h_pid) == h_start)
                     ours = h_pid == pid and h_host == host
                     if alive and (not ours or _HOLDERS.get(owner, me) != me):
                         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h_acquired))
@@ -670,6 +675,15 @@ class StateStore:
                     else:
                         _HOLDERS[owner] = previous
             raise
+
+    def _remote_holder_alive(self, host: str, pid: int) -> bool:
+        """Whether a claim held on another machine still has a live holder. Its pid cannot be looked at from here,
+        but a server (`strato serve`/`maintain --all`) beats in `servers`: a holder whose row there has not beaten
+        for REMOTE_HOLDER_STALE_S died (kill -9, a lost machine). A holder with no row (a CLI on that machine) is
+        taken as alive, as before: nothing here can tell."""
+        row = self._exec(f"SELECT MAX(heartbeat), {self.database.now_sql} FROM servers WHERE host=? AND pid=?",
+                         (host, pid)).fetchone()
+        return row is None or row[0] is None or row[1] - row[0] < REMOTE_HOLDER_STALE_S
 
     def _unclaim(self, table: str, infra: str) -> None:
         """Give up a claim this thread holds (another thread's claim in this process is left alone)."""

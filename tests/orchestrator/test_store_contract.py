@@ -227,3 +227,23 @@ def test_a_state_file_from_before_migrations_is_adopted_unchanged(tmp_path, stra
     assert store.get_infra("old").status == "ready" and store.get_infra("old").uid == "u1"
     assert "host_claims" in store.database.tables() and "optimizer_load" in store.database.tables()
     store.close()
+
+
+@pytest.mark.parametrize("beat_age, taken", [(None, False), (5.0, False), (120.0, True)])
+def test_a_lock_held_on_another_machine_is_taken_only_when_its_server_stopped_beating(store, beat_age, taken):
+    """A holder on another host: its pid cannot be checked here; its server's heartbeat decides (none: held)."""
+    store.ensure_infra("far", "d.yaml", {})
+    store.database.execute("INSERT INTO locks (infra, holder, pid, host, start_time, acquired) VALUES (?,?,?,?,?,?)",
+                           ("far", "strato serve", 4242, "another-machine.invalid", 1, 0.0))
+    if beat_age is not None:
+        now = store.now()
+        store.database.execute("INSERT INTO servers (id, host, pid, url, started, heartbeat) VALUES (?,?,?,?,?,?)",
+                               ("another-machine.invalid:4242:x", "another-machine.invalid", 4242, None,
+                                now - 600, now - beat_age))
+    if taken:
+        store.acquire_lock("far", "strato build")
+        assert store._holder("locks", "far")["holder"] == "strato build"
+        store.release_lock("far")
+    else:
+        with pytest.raises(LockHeld, match="another-machine.invalid"):
+            store.acquire_lock("far", "strato build")
