@@ -86,6 +86,7 @@ def transitions(monkeypatch):
     """Every (old, new) instance status the engine writes, read from the store just before the write."""
     seen: list[tuple[str | None, str, str]] = []
     record_intent, update_instance = StateStore.record_intent, StateStore.update_instance
+    record_intents, mark_ready = StateStore.record_intents, StateStore.mark_ready
 
     def old_status(store, key):
         rec = store.get_instance(key)
@@ -100,7 +101,17 @@ def transitions(monkeypatch):
             seen.append((old_status(self, key), fields["status"], key))
         return update_instance(self, key, *args, **fields)
 
+    def intents(self, infra, driver, batch, *args, **kwargs):   # the executor's batched intents
+        seen.extend((old_status(self, key), status, key) for _, _, key, status, *_ in batch)
+        return record_intents(self, infra, driver, batch, *args, **kwargs)
+
+    def ready(self, infra, batch, *args, **kwargs):               # the executor's batched outcomes
+        seen.extend((old_status(self, key), "ready", key) for key, *_ in batch)
+        return mark_ready(self, infra, batch, *args, **kwargs)
+
     monkeypatch.setattr(StateStore, "record_intent", intent)
+    monkeypatch.setattr(StateStore, "record_intents", intents)
+    monkeypatch.setattr(StateStore, "mark_ready", ready)
     monkeypatch.setattr(StateStore, "update_instance", update)
     return seen
 
