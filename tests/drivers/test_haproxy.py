@@ -139,10 +139,10 @@ def _pid_of(admin: HaproxyAdmin) -> int:
 # -- pure parts --------------------------------------------------------------------------------------------
 def test_slots_for_reads_host_port_or_url_and_weighs_by_name():
     attrs = [{"name": "web-0", "host": "127.0.0.1", "port": 8001}, {"name": "web-1", "url": "http://127.0.0.2:8002/x"},
-             {"name": "web-2"}, {"name": "web 3", "url": "https://10.0.0.3"}]
+             {"name": "web-2"}, {"name": "web 3", "url": "https://10.0.0.3"}]   # 10.0.0.3: data, never contacted
     equal = slots_for(attrs)
     assert [(s.name, s.host, s.port, s.weight) for s in equal] == [
-        ("web-0", "127.0.0.1", 8001, 1), ("web-1", "127.0.0.2", 8002, 1), ("web_3", "10.0.0.3", 443, 1)]
+        ("web-0", "127.0.0.1", 8001, 1), ("web-1", "127.0.0.2", 8002, 1), ("web_3", "10.0.0.3", 443, 1)]  # never contacted
     weighted = slots_for(attrs, {"web-0": 90, "web-1": 10})
     assert [s.weight for s in weighted] == [90, 10, 0]   # a rollout names every server it wants traffic on
     with pytest.raises(ValueError):

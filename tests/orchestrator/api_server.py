@@ -31,17 +31,8 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", "--port", str(self.port),
                                       *self.args], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"strato serve exited {self.proc.returncode}: {self.output()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"strato serve did not answer in {timeout} s: {self.output()}")
+        wait_healthz(self.proc, self.url, timeout, self.output)
+        return self
 
     def output(self) -> str:
         with open(self.log.name, "rb") as fh:
@@ -63,6 +54,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log.close()
+
+
+def wait_healthz(proc: subprocess.Popen, url: str, timeout: float, output) -> None:
+    """Until `strato serve` at `url` answers /healthz; its exit or silence fails with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"strato serve exited {proc.returncode}: {output()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"strato serve did not answer in {timeout} s: {output()}")
 
 
 def wait_operation(client: httpx.Client, op_id: str, timeout: float = 60) -> dict:

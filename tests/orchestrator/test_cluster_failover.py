@@ -18,7 +18,7 @@ import pytest
 from drivers.local import free_port
 from orchestrator.state import StateStore
 from tests.conftest import REPO
-from tests.orchestrator.api_server import READ_TOKEN, WRITE_TOKEN
+from tests.orchestrator.api_server import READ_TOKEN, WRITE_TOKEN, wait_healthz
 from tests.pg import pg_cluster, pg_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -41,16 +41,8 @@ class Member:
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 40) -> "Member":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"strato serve exited: {self.output()}"
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"strato serve did not answer: {self.output()}")
+        wait_healthz(self.proc, self.url, timeout, self.output)
+        return self
 
     def output(self) -> str:
         with open(self.log.name, "rb") as fh:
